@@ -1,0 +1,512 @@
+//! Two-phase idempotency: claim, then commit or release.
+//!
+//! A receiver claims a delivery's key before running its handler. The claim is *tentative*: if
+//! the handler succeeds the key is committed (duplicates are answered as replays for the TTL); if
+//! it fails, the key is released so the sender's retry is processed instead of being swallowed
+//! (the reference's #1193). A fencing token makes a late release from a request whose lease
+//! already expired unable to delete a newer claim. An in-flight claim expires after its lease, so
+//! a crashed node never holds a key forever.
+//!
+//! [`MemoryStore`] is the bounded in-process store; `hookwire-receiver` adds a Redis store. Both
+//! pass the same conformance suite (`hookwire-testkit`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backoff::RetryPolicy;
+
+/// A boxed, `Send` future: keeps store traits object-safe so receivers can hold
+/// `Arc<dyn IdempotencyStore>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Proof of a claim; pass it back to [`IdempotencyStore::commit`] or [`IdempotencyStore::release`].
+///
+/// ```
+/// let t = hookwire_core::FencingToken::new("abc");
+/// assert_eq!(t.as_str(), "abc");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FencingToken(String);
+
+impl FencingToken {
+    /// Wraps a token produced by a store.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+    /// A fresh random token.
+    pub fn random() -> Self {
+        Self(format!(
+            "{:016x}{:016x}",
+            crate::id::random_u64(),
+            crate::id::random_u64()
+        ))
+    }
+    /// The token text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free: process the request, then commit or release with this token.
+    Fresh(FencingToken),
+    /// Another request holds the key right now: answer 409 with `Retry-After`.
+    InFlight {
+        /// Time left on the holder's lease (at least one second).
+        retry_after: Duration,
+    },
+    /// The key was processed successfully: answer as a replay.
+    Done,
+}
+
+/// Why a store operation failed (the store is unreachable, or full of in-flight claims).
+///
+/// ```
+/// let e = hookwire_core::StoreError::unavailable("connection refused");
+/// assert!(e.is_unavailable());
+/// assert_eq!(e.to_string(), "idempotency store unavailable: connection refused");
+/// ```
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreErrorKind {
+    Unavailable,
+    Full,
+}
+
+impl StoreError {
+    /// The backend could not be reached or answered with an error.
+    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self {
+            kind: StoreErrorKind::Unavailable,
+            source: source.into(),
+        }
+    }
+    /// The store is at capacity and every entry is an in-flight claim it may not evict.
+    pub fn full(capacity: usize) -> Self {
+        Self {
+            kind: StoreErrorKind::Full,
+            source: format!("{capacity} keys are in flight").into(),
+        }
+    }
+    /// True for backend failures.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == StoreErrorKind::Unavailable
+    }
+    /// True when the store refused a claim for lack of room.
+    pub fn is_full(&self) -> bool {
+        self.kind == StoreErrorKind::Full
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            StoreErrorKind::Unavailable => write!(f, "idempotency store unavailable: {}", self.source),
+            StoreErrorKind::Full => write!(f, "idempotency store full: {}", self.source),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// Where idempotency claims live. Implementations must make `claim` atomic across every caller
+/// that shares the store, and must honour fencing tokens on `commit` and `release`.
+///
+/// All three methods are cancel-safe in the sense that dropping the future leaves the key either
+/// untouched or in the state the operation names; a dropped claim's lease expires by itself.
+pub trait IdempotencyStore: Send + Sync + fmt::Debug {
+    /// Atomically claims `key` for one processing lease.
+    fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, StoreError>>;
+
+    /// Marks `key` done for the store's TTL. Returns `false` (and changes nothing) when `token`
+    /// no longer holds the key (its lease expired and another request claimed it).
+    fn commit<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Frees `key` so a retry is processed. Returns `false` when `token` no longer holds it.
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
+    fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        (**self).claim(key)
+    }
+    fn commit<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).commit(key, token)
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).release(key, token)
+    }
+}
+
+/// Default TTL for done keys when no retry profile is given: 24 h.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Default processing lease: 30 s (longer than a typical handler, shorter than a sender's retry).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default [`MemoryStore`] capacity.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+/// Timing and size settings shared by every store.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookwire_core::{IdempotencyConfig, RetryPolicy, Backoff};
+/// let c = IdempotencyConfig::default();
+/// assert_eq!(c.ttl, Duration::from_secs(86_400));
+/// // Derived from the sender's retry profile, like the reference's minSafeTtl:
+/// let p = RetryPolicy::new(5).with_backoff(Backoff::exponential(Duration::from_millis(200)).with_max(Duration::from_secs(30)));
+/// let c = IdempotencyConfig::for_retry_profile(&p, Duration::from_secs(2));
+/// assert_eq!(c.ttl, Duration::from_millis(72_800));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IdempotencyConfig {
+    /// How long a committed key answers duplicates as replays.
+    pub ttl: Duration,
+    /// How long an uncommitted claim blocks duplicates before it expires.
+    pub lease: Duration,
+    /// Most keys held at once (memory stores; others ignore it).
+    pub max_entries: usize,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            ttl: DEFAULT_TTL,
+            lease: DEFAULT_LEASE,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+impl IdempotencyConfig {
+    /// TTL sized to outlive every retry of a sender with `policy` and per-attempt `timeout`
+    /// (safety factor 4, as the reference's `minSafeTtl`).
+    pub fn for_retry_profile(policy: &RetryPolicy, timeout: Duration) -> Self {
+        Self {
+            ttl: policy.min_safe_ttl(timeout, 4),
+            ..Self::default()
+        }
+    }
+    /// Sets the TTL.
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+    /// Sets the lease.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+    /// Sets the capacity.
+    #[must_use]
+    pub fn with_max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n;
+        self
+    }
+}
+
+#[derive(Debug)]
+enum Entry {
+    InFlight { token: FencingToken, until: Instant },
+    Done { until: Instant, seq: u64 },
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<Arc<str>, Entry>,
+    // Committed keys by commit order: the eviction queue. In-flight keys are never in it, so
+    // eviction can never drop a claim that is still being processed.
+    done: BTreeMap<u64, Arc<str>>,
+    seq: u64,
+}
+
+/// A bounded in-process [`IdempotencyStore`].
+///
+/// When full it first drops expired keys, then the oldest *committed* keys, then expired leases;
+/// it never evicts a live in-flight claim — a claim that finds no room fails with
+/// [`StoreError::is_full`] (the receiver answers 503, and the sender retries) rather than risking
+/// a duplicate.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use hookwire_core::{Claim, IdempotencyStore, MemoryStore};
+/// let store = MemoryStore::new(Default::default());
+/// let Claim::Fresh(token) = store.claim("evt_1").await.unwrap() else { unreachable!() };
+/// assert!(matches!(store.claim("evt_1").await.unwrap(), Claim::InFlight { .. }));
+/// assert!(store.commit("evt_1", &token).await.unwrap());
+/// assert_eq!(store.claim("evt_1").await.unwrap(), Claim::Done);
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output { hookwire_core::idempotency::block_on(f) }
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    config: IdempotencyConfig,
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// A store with `config`.
+    pub fn new(config: IdempotencyConfig) -> Self {
+        Self {
+            config,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &IdempotencyConfig {
+        &self.config
+    }
+
+    /// Keys currently held (in flight or done, expired ones dropped first).
+    pub fn len(&self) -> usize {
+        let mut inner = self.lock();
+        Self::gc(&mut inner, Instant::now());
+        inner.map.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every key.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.map.clear();
+        inner.done.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-operation; every operation
+        // leaves the maps consistent between statements, so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn gc(inner: &mut Inner, now: Instant) {
+        // Commit order approximates expiry order (one TTL per store), so stop at the first
+        // live entry; a stray expired key further on is caught on lookup.
+        while let Some((&seq, key)) = inner.done.iter().next() {
+            let expired = matches!(inner.map.get(key), Some(Entry::Done { until, .. }) if *until <= now);
+            let stale = !matches!(inner.map.get(key), Some(Entry::Done { seq: s, .. }) if *s == seq);
+            if !(expired || stale) {
+                break;
+            }
+            if let Some(key) = inner.done.remove(&seq) {
+                if expired {
+                    inner.map.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn make_room(&self, inner: &mut Inner, now: Instant) -> Result<(), StoreError> {
+        let cap = self.config.max_entries;
+        Self::gc(inner, now);
+        while inner.map.len() >= cap {
+            if let Some((_, key)) = inner.done.pop_first() {
+                inner.map.remove(&key);
+                continue;
+            }
+            // Only in-flight entries remain: drop those whose lease has run out.
+            let before = inner.map.len();
+            inner
+                .map
+                .retain(|_, e| !matches!(e, Entry::InFlight { until, .. } if *until <= now));
+            if inner.map.len() == before {
+                return Err(StoreError::full(cap));
+            }
+        }
+        Ok(())
+    }
+
+    fn claim_now(&self, key: &str, now: Instant) -> Result<Claim, StoreError> {
+        let mut inner = self.lock();
+        match inner.map.get(key) {
+            Some(Entry::InFlight { until, .. }) if *until > now => {
+                return Ok(Claim::InFlight {
+                    retry_after: (*until - now).max(Duration::from_secs(1)),
+                });
+            }
+            Some(Entry::Done { until, .. }) if *until > now => return Ok(Claim::Done),
+            Some(_) => {
+                // Expired: the key is free again.
+                if let Some(Entry::Done { seq, .. }) = inner.map.remove(key) {
+                    inner.done.remove(&seq);
+                }
+            }
+            None => {}
+        }
+        if self.config.max_entries == 0 {
+            return Err(StoreError::full(0));
+        }
+        self.make_room(&mut inner, now)?;
+        let token = FencingToken::random();
+        inner.map.insert(
+            Arc::from(key),
+            Entry::InFlight {
+                token: token.clone(),
+                until: now + self.config.lease,
+            },
+        );
+        Ok(Claim::Fresh(token))
+    }
+
+    fn finish(&self, key: &str, token: &FencingToken, commit: bool) -> bool {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let holds = matches!(inner.map.get(key), Some(Entry::InFlight { token: t, .. }) if t == token);
+        if !holds {
+            return false;
+        }
+        if commit {
+            inner.seq += 1;
+            let seq = inner.seq;
+            let Some((k, _)) = inner.map.remove_entry(key) else {
+                return false;
+            };
+            inner.map.insert(
+                k.clone(),
+                Entry::Done {
+                    until: now + self.config.ttl,
+                    seq,
+                },
+            );
+            inner.done.insert(seq, k);
+        } else {
+            inner.map.remove(key);
+        }
+        true
+    }
+}
+
+impl IdempotencyStore for MemoryStore {
+    fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        let r = self.claim_now(key, Instant::now());
+        Box::pin(std::future::ready(r))
+    }
+    fn commit<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.finish(key, token, true))))
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.finish(key, token, false))))
+    }
+}
+
+/// Runs a future that never waits on I/O to completion on the current thread.
+///
+/// For doc examples and synchronous callers of [`MemoryStore`], whose futures are always ready;
+/// a future that stays pending is polled in a yield loop.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(max: usize, lease_ms: u64, ttl_ms: u64) -> MemoryStore {
+        MemoryStore::new(
+            IdempotencyConfig::default()
+                .with_max_entries(max)
+                .with_lease(Duration::from_millis(lease_ms))
+                .with_ttl(Duration::from_millis(ttl_ms)),
+        )
+    }
+
+    fn fresh(s: &MemoryStore, k: &str) -> FencingToken {
+        match block_on(s.claim(k)).unwrap() {
+            Claim::Fresh(t) => t,
+            other => panic!("expected fresh claim for {k}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn eviction_drops_oldest_committed_never_in_flight() {
+        let s = store(3, 60_000, 60_000);
+        let t1 = fresh(&s, "a");
+        let t2 = fresh(&s, "b");
+        let _t3 = fresh(&s, "c"); // stays in flight
+        assert!(block_on(s.commit("b", &t2)).unwrap());
+        assert!(block_on(s.commit("a", &t1)).unwrap());
+        // Full: "b" is the oldest commit and goes first.
+        let _t4 = fresh(&s, "d");
+        assert_eq!(block_on(s.claim("a")).unwrap(), Claim::Done);
+        assert!(matches!(block_on(s.claim("b")).unwrap(), Claim::Fresh(_)));
+        assert!(matches!(block_on(s.claim("c")).unwrap(), Claim::InFlight { .. }));
+    }
+
+    #[test]
+    fn full_of_live_claims_refuses_instead_of_evicting() {
+        let s = store(2, 60_000, 60_000);
+        fresh(&s, "a");
+        fresh(&s, "b");
+        let err = block_on(s.claim("c")).unwrap_err();
+        assert!(err.is_full());
+        assert!(matches!(block_on(s.claim("a")).unwrap(), Claim::InFlight { .. }));
+    }
+
+    #[test]
+    fn zero_capacity_refuses_every_claim() {
+        let s = store(0, 1000, 1000);
+        assert!(block_on(s.claim("a")).unwrap_err().is_full());
+    }
+
+    #[test]
+    fn expired_lease_frees_room_when_full() {
+        let s = store(1, 10, 60_000);
+        fresh(&s, "a");
+        std::thread::sleep(Duration::from_millis(20));
+        fresh(&s, "b");
+        assert_eq!(s.len(), 1);
+    }
+}

@@ -1,0 +1,433 @@
+//! Verification: one function, every scheme, a deterministic reason order.
+
+use base64::Engine as _;
+use hmac::Mac;
+use subtle::ConstantTimeEq;
+
+use super::keys::{HmacSha256, KeyRing};
+use super::{HeaderLookup, HeaderSource, Scheme, SchemeChoice, Verified, VerifyError, VerifyOptions};
+
+type Sig = [u8; 32];
+
+/// Verifies a request's signature headers over its raw `body`.
+///
+/// Accepts when any secret in `keys` (usable at `now`, see [`super::Secret::valid_between`])
+/// produced any of the signatures in the headers. Never panics, whatever the headers hold.
+///
+/// ```
+/// use hookwire_core::signing::{verify, Scheme, VerifyError, VerifyOptions};
+/// use hookwire_core::KeyRing;
+/// let keys = KeyRing::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+/// let headers = [
+///     ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+///     ("webhook-timestamp", "1614265330"),
+///     ("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+/// ];
+/// let body = br#"{"test": 2432232314}"#;
+/// let ok = verify(&headers, body, &keys, &VerifyOptions::default().at(1614265330)).unwrap();
+/// assert_eq!(ok.scheme, Scheme::Standard);
+/// assert_eq!(ok.id.as_deref(), Some("msg_p5jXN8AQM9LWM0D4loKWxJek"));
+/// let late = verify(&headers, body, &keys, &VerifyOptions::default().at(1614265330 + 301));
+/// assert_eq!(late.unwrap_err(), VerifyError::Stale);
+/// ```
+pub fn verify<H: HeaderSource + ?Sized>(
+    headers: &H,
+    body: &[u8],
+    keys: &KeyRing,
+    opts: &VerifyOptions,
+) -> Result<Verified, VerifyError> {
+    let scheme = match opts.scheme {
+        SchemeChoice::Only(s) => s,
+        SchemeChoice::Auto => detect(headers).ok_or(VerifyError::MissingSignature)?,
+    };
+    let now = opts.now.unwrap_or_else(crate::time::unix_now);
+    match scheme {
+        Scheme::Hookwire => hex_scheme(headers, body, keys, opts, now, HexScheme::HOOKWIRE),
+        Scheme::Body => hex_scheme(headers, body, keys, opts, now, HexScheme::BODY),
+        Scheme::Github => hex_scheme(headers, body, keys, opts, now, HexScheme::GITHUB),
+        Scheme::Slack => hex_scheme(headers, body, keys, opts, now, HexScheme::SLACK),
+        Scheme::Stripe => stripe(headers, body, keys, opts, now),
+        Scheme::Standard => standard(headers, body, keys, opts, now),
+    }
+}
+
+fn detect<H: HeaderSource + ?Sized>(h: &H) -> Option<Scheme> {
+    let present = |n: &str| h.lookup(n) != HeaderLookup::Absent;
+    if present("webhook-signature") || present("svix-signature") {
+        Some(Scheme::Standard)
+    } else if present("stripe-signature") {
+        Some(Scheme::Stripe)
+    } else if present("x-hub-signature-256") {
+        Some(Scheme::Github)
+    } else if present("x-slack-signature") {
+        Some(Scheme::Slack)
+    } else if present("x-webhook-signature") {
+        Some(Scheme::Hookwire)
+    } else {
+        None
+    }
+}
+
+/// One header that must not repeat: `Ok(None)` when absent or empty.
+fn single<'h, H: HeaderSource + ?Sized>(
+    h: &'h H,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<&'h [u8]>, VerifyError> {
+    match h.lookup(name) {
+        HeaderLookup::Absent => Ok(None),
+        HeaderLookup::Many => Err(VerifyError::MalformedHeader),
+        HeaderLookup::One(v) if v.is_empty() => Ok(None),
+        HeaderLookup::One(v) if v.len() > max_len => Err(VerifyError::MalformedHeader),
+        HeaderLookup::One(v) => Ok(Some(v)),
+    }
+}
+
+/// Parses a canonical decimal integer timestamp: `^-?(0|[1-9][0-9]*)$`, not `-0`, and exactly
+/// representable as an f64 (the reference compares `String(parseInt(x))` with the text).
+fn parse_timestamp(v: &[u8]) -> Result<i64, VerifyError> {
+    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    let canonical = !digits.is_empty()
+        && digits.len() <= 16
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1)
+        && v != b"-0";
+    if !canonical {
+        return Err(VerifyError::MissingTimestamp);
+    }
+    // Only ASCII digits (and a sign) remain, so this is valid UTF-8 and fits an i64.
+    let text = std::str::from_utf8(v).map_err(|_| VerifyError::MissingTimestamp)?;
+    let n: i64 = text.parse().map_err(|_| VerifyError::MissingTimestamp)?;
+    if n.unsigned_abs() > (1u64 << 53) {
+        return Err(VerifyError::MissingTimestamp);
+    }
+    Ok(n)
+}
+
+fn check_window(ts: i64, now: i64, opts: &VerifyOptions) -> Result<(), VerifyError> {
+    if opts.ignore_timestamp {
+        return Ok(());
+    }
+    let delta = i128::from(now) - i128::from(ts);
+    if delta > i128::from(opts.tolerance_past.as_secs()) {
+        return Err(VerifyError::Stale);
+    }
+    if -delta > i128::from(opts.tolerance_future.as_secs()) {
+        return Err(VerifyError::Future);
+    }
+    Ok(())
+}
+
+fn decode_hex32(v: &[u8]) -> Option<Sig> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(v, &mut out).ok()?;
+    Some(out)
+}
+
+fn decode_b64_32(v: &[u8]) -> Option<Sig> {
+    let mut buf = [0u8; 48];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(v, &mut buf)
+        .ok()?;
+    (n == 32).then(|| {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&buf[..32]);
+        out
+    })
+}
+
+/// Runs each usable key's MAC over `parts` and compares it with every candidate signature in
+/// constant time. Returns the index of the first matching key.
+fn find_key(
+    keys: &KeyRing,
+    now: i64,
+    candidates: &[Sig],
+    parts: &[&[u8]],
+    mac_of: impl Fn(&super::Secret) -> Option<HmacSha256>,
+) -> Option<usize> {
+    for (i, secret) in keys.secrets().iter().enumerate() {
+        if !secret.usable_at(now) {
+            continue;
+        }
+        let Some(mut mac) = mac_of(secret) else {
+            continue;
+        };
+        for p in parts {
+            mac.update(p);
+        }
+        let expected = mac.finalize().into_bytes();
+        let mut hit = subtle::Choice::from(0u8);
+        for c in candidates {
+            hit |= expected.as_slice().ct_eq(c.as_slice());
+        }
+        if bool::from(hit) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn verified(
+    scheme: Scheme,
+    keys: &KeyRing,
+    idx: usize,
+    id: Option<&[u8]>,
+    timestamp: Option<i64>,
+    event_type: Option<&[u8]>,
+) -> Verified {
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    Verified {
+        scheme,
+        key_index: idx,
+        key_label: keys.secrets().get(idx).and_then(super::Secret::label_arc),
+        id: id.map(text),
+        timestamp,
+        event_type: event_type.map(text),
+    }
+}
+
+/// The four schemes with one hex signature behind a fixed prefix.
+#[derive(Clone, Copy)]
+struct HexScheme {
+    scheme: Scheme,
+    sig_header: &'static str,
+    prefix: &'static [u8],
+    ts_header: Option<&'static str>,
+    id_header: Option<&'static str>,
+    type_header: Option<&'static str>,
+    // The message is `pre ts mid body`, or just `body` without a timestamp header.
+    pre: &'static [u8],
+    mid: &'static [u8],
+}
+
+impl HexScheme {
+    const HOOKWIRE: Self = Self {
+        scheme: Scheme::Hookwire,
+        sig_header: "x-webhook-signature",
+        prefix: b"sha256=",
+        ts_header: Some("x-webhook-timestamp"),
+        id_header: None,
+        type_header: None,
+        pre: b"",
+        mid: b".",
+    };
+    const BODY: Self = Self {
+        scheme: Scheme::Body,
+        sig_header: "x-webhook-signature",
+        prefix: b"sha256=",
+        ts_header: None,
+        id_header: Some("x-webhook-id"),
+        type_header: Some("x-webhook-event"),
+        pre: b"",
+        mid: b"",
+    };
+    const GITHUB: Self = Self {
+        scheme: Scheme::Github,
+        sig_header: "x-hub-signature-256",
+        prefix: b"sha256=",
+        ts_header: None,
+        id_header: Some("x-github-delivery"),
+        type_header: Some("x-github-event"),
+        pre: b"",
+        mid: b"",
+    };
+    const SLACK: Self = Self {
+        scheme: Scheme::Slack,
+        sig_header: "x-slack-signature",
+        prefix: b"v0=",
+        ts_header: Some("x-slack-request-timestamp"),
+        id_header: None,
+        type_header: None,
+        pre: b"v0:",
+        mid: b":",
+    };
+}
+
+fn hex_scheme<H: HeaderSource + ?Sized>(
+    h: &H,
+    body: &[u8],
+    keys: &KeyRing,
+    opts: &VerifyOptions,
+    now: i64,
+    s: HexScheme,
+) -> Result<Verified, VerifyError> {
+    let max = opts.max_header_len;
+    let sig = single(h, s.sig_header, max)?.ok_or(VerifyError::MissingSignature)?;
+    let ts = match s.ts_header {
+        Some(name) => {
+            let raw = single(h, name, max)?.ok_or(VerifyError::MissingTimestamp)?;
+            let ts = parse_timestamp(raw)?;
+            Some((raw, ts))
+        }
+        None => None,
+    };
+    if let Some((_, t)) = ts {
+        check_window(t, now, opts)?;
+    }
+    // Ids and types are informational for these schemes; a repeated one is still ambiguous.
+    let id = match s.id_header {
+        Some(n) => single(h, n, max)?,
+        None => None,
+    };
+    let event_type = match s.type_header {
+        Some(n) => single(h, n, max)?,
+        None => None,
+    };
+    let candidate = sig
+        .strip_prefix(s.prefix)
+        .and_then(decode_hex32)
+        .ok_or(VerifyError::BadSignature)?;
+    let parts: [&[u8]; 4] = match ts {
+        Some((raw, _)) => [s.pre, raw, s.mid, body],
+        None => [b"", b"", b"", body],
+    };
+    let idx = find_key(keys, now, &[candidate], &parts, |k| Some(k.raw_mac()))
+        .ok_or(VerifyError::BadSignature)?;
+    Ok(verified(s.scheme, keys, idx, id, ts.map(|(_, t)| t), event_type))
+}
+
+fn stripe<H: HeaderSource + ?Sized>(
+    h: &H,
+    body: &[u8],
+    keys: &KeyRing,
+    opts: &VerifyOptions,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    let header = single(h, "stripe-signature", opts.max_header_len)?
+        .ok_or(VerifyError::MissingSignature)?;
+    let mut t: Option<&[u8]> = None;
+    let mut sigs: Vec<Sig> = Vec::new();
+    let mut entries = 0usize;
+    for item in header.split(|&b| b == b',') {
+        entries += 1;
+        if entries > opts.max_signatures + 1 {
+            return Err(VerifyError::MalformedHeader);
+        }
+        let item = item.trim_ascii();
+        let Some(eq) = item.iter().position(|&b| b == b'=') else {
+            return Err(VerifyError::MalformedHeader);
+        };
+        let (k, v) = (&item[..eq], &item[eq + 1..]);
+        match k {
+            b"t" if t.is_some() => return Err(VerifyError::MalformedHeader),
+            b"t" => t = Some(v),
+            b"v1" => {
+                if let Some(s) = decode_hex32(v) {
+                    sigs.push(s);
+                }
+            }
+            // v0 (test mode) and unknown schemes are ignored, as Stripe's libraries do.
+            _ => {}
+        }
+    }
+    let raw_ts = t.filter(|v| !v.is_empty()).ok_or(VerifyError::MissingTimestamp)?;
+    let ts = parse_timestamp(raw_ts)?;
+    check_window(ts, now, opts)?;
+    if sigs.is_empty() {
+        return Err(VerifyError::BadSignature);
+    }
+    let idx = find_key(keys, now, &sigs, &[raw_ts, b".", body], |k| Some(k.raw_mac()))
+        .ok_or(VerifyError::BadSignature)?;
+    Ok(verified(Scheme::Stripe, keys, idx, None, Some(ts), None))
+}
+
+fn alias<'h, H: HeaderSource + ?Sized>(
+    h: &'h H,
+    name: &str,
+    max: usize,
+) -> Result<Option<&'h [u8]>, VerifyError> {
+    match single(h, &format!("webhook-{name}"), max)? {
+        Some(v) => Ok(Some(v)),
+        None => single(h, &format!("svix-{name}"), max),
+    }
+}
+
+fn standard<H: HeaderSource + ?Sized>(
+    h: &H,
+    body: &[u8],
+    keys: &KeyRing,
+    opts: &VerifyOptions,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    let max = opts.max_header_len;
+    let header = alias(h, "signature", max)?.ok_or(VerifyError::MissingSignature)?;
+    let raw_ts = alias(h, "timestamp", max)?.ok_or(VerifyError::MissingTimestamp)?;
+    let id = alias(h, "id", max)?.ok_or(VerifyError::MissingId)?;
+    let ts = parse_timestamp(raw_ts)?;
+    check_window(ts, now, opts)?;
+
+    let mut v1: Vec<Sig> = Vec::new();
+    #[cfg(feature = "ed25519")]
+    let mut v1a: Vec<[u8; 64]> = Vec::new();
+    for (n, entry) in header
+        .split(|&b| b == b' ')
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
+        if n >= opts.max_signatures {
+            return Err(VerifyError::MalformedHeader);
+        }
+        let Some(comma) = entry.iter().position(|&b| b == b',') else {
+            continue;
+        };
+        match &entry[..comma] {
+            b"v1" => {
+                if let Some(s) = decode_b64_32(&entry[comma + 1..]) {
+                    v1.push(s);
+                }
+            }
+            #[cfg(feature = "ed25519")]
+            b"v1a" => {
+                if let Some(s) = super::ed::decode_sig(&entry[comma + 1..]) {
+                    v1a.push(s);
+                }
+            }
+            // Unknown versions are ignored so senders can add schemes without breaking us.
+            _ => {}
+        }
+    }
+    let parts: [&[u8]; 5] = [id, b".", raw_ts, b".", body];
+    if let Some(idx) = find_key(keys, now, &v1, &parts, |k| k.standard_mac().ok()) {
+        return Ok(verified(Scheme::Standard, keys, idx, Some(id), Some(ts), None));
+    }
+    #[cfg(feature = "ed25519")]
+    if let Some(idx) = super::ed::find_key(keys, now, &v1a, &parts) {
+        return Ok(verified(Scheme::Standard, keys, idx, Some(id), Some(ts), None));
+    }
+    Err(VerifyError::BadSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_timestamps_only() {
+        for ok in ["0", "1700000000", "-5", "9007199254740992"] {
+            assert!(parse_timestamp(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "1700000000abc", "+1", "01", "00", "1.5", "1700000000.5", " 1", "1 ", "-0", "1e9",
+            "-", "9007199254740993", "99999999999999999999999", "١٢",
+        ] {
+            assert_eq!(
+                parse_timestamp(bad.as_bytes()),
+                Err(VerifyError::MissingTimestamp),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn window_boundaries_are_inclusive() {
+        let o = VerifyOptions::default();
+        assert!(check_window(1000, 1300, &o).is_ok());
+        assert_eq!(check_window(1000, 1301, &o), Err(VerifyError::Stale));
+        assert!(check_window(1300, 1000, &o).is_ok());
+        assert_eq!(check_window(1301, 1000, &o), Err(VerifyError::Future));
+        let zero = VerifyOptions::default().tolerance(std::time::Duration::ZERO);
+        assert!(check_window(5, 5, &zero).is_ok());
+        assert_eq!(check_window(4, 5, &zero), Err(VerifyError::Stale));
+        assert!(check_window(i64::MIN, i64::MAX, &o).is_err());
+    }
+}
