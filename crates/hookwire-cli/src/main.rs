@@ -1,2 +1,47 @@
-//! The `hookwire` command.
-fn main() {}
+//! The `hookwire` command: sign, verify, send and receive webhooks, and run the demo.
+//!
+//! Each subcommand lives in its own module with an `Args` struct (clap derive) and a
+//! `run(args) -> ExitCode` function; this file only dispatches. Exit codes are a contract
+//! (`spec/cli.md`): 0 success, 1 verification failed, 2 bad arguments, 3 blocked, 4 exhausted.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod common;
+mod sign;
+mod verify;
+
+/// Send, receive, sign and verify webhooks.
+#[derive(Debug, Parser)]
+#[command(name = "hookwire", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Sign(sign::Args),
+    Verify(verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help/version on stdout with exit 0 and usage errors on stderr; map
+            // every usage error to the contract's exit code 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Sign(a) => sign::run(a),
+        Command::Verify(a) => verify::run(a),
+    }
+}

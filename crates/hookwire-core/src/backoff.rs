@@ -163,7 +163,11 @@ impl Backoff {
             Jitter::None => n,
             Jitter::Full => n.mul_f64(unit),
             Jitter::Proportional(f) => {
-                let f = if f.is_finite() { f.clamp(0.0, 1.0) } else { 0.0 };
+                let f = if f.is_finite() {
+                    f.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 self.cap(n.mul_f64(1.0 - f + 2.0 * f * unit))
             }
             Jitter::Reference => n.mul_f64(0.5 + unit),
@@ -188,7 +192,11 @@ impl Backoff {
         let d = match self.jitter {
             Jitter::None | Jitter::Full => n,
             Jitter::Proportional(f) => {
-                let f = if f.is_finite() { f.clamp(0.0, 1.0) } else { 0.0 };
+                let f = if f.is_finite() {
+                    f.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 self.cap(n.mul_f64(1.0 + f))
             }
             Jitter::Reference => n.mul_f64(1.5),
@@ -360,8 +368,9 @@ impl RetryPolicy {
     pub fn envelope(&self, timeout: Duration) -> Duration {
         let delays = match &self.backoff {
             None => Duration::ZERO,
-            Some(b) => (0..self.max_retries)
-                .fold(Duration::ZERO, |acc, r| acc.saturating_add(b.upper_bound(r))),
+            Some(b) => (0..self.max_retries).fold(Duration::ZERO, |acc, r| {
+                acc.saturating_add(b.upper_bound(r))
+            }),
         };
         let total = delays.saturating_add(timeout.saturating_mul(self.max_attempts()));
         match self.max_window {
@@ -453,7 +462,8 @@ mod tests {
     #[test]
     fn min_safe_ttl_matches_reference_jitter_rule() {
         // Reference: backoff sum × 1.5 when jitter is on.
-        let p = RetryPolicy::new(2).with_backoff(Backoff::fixed(MS * 1000).with_jitter(Jitter::Reference));
+        let p = RetryPolicy::new(2)
+            .with_backoff(Backoff::fixed(MS * 1000).with_jitter(Jitter::Reference));
         assert_eq!(p.min_safe_ttl(MS * 100, 4), (MS * 3000 + MS * 300) * 4);
         assert_eq!(RetryPolicy::none().min_safe_ttl(MS * 100, 4), MS * 400);
     }

@@ -86,7 +86,9 @@ enum StoreErrorKind {
 
 impl StoreError {
     /// The backend could not be reached or answered with an error.
-    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+    pub fn unavailable(
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
         Self {
             kind: StoreErrorKind::Unavailable,
             source: source.into(),
@@ -112,7 +114,9 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            StoreErrorKind::Unavailable => write!(f, "idempotency store unavailable: {}", self.source),
+            StoreErrorKind::Unavailable => {
+                write!(f, "idempotency store unavailable: {}", self.source)
+            }
             StoreErrorKind::Full => write!(f, "idempotency store full: {}", self.source),
         }
     }
@@ -320,8 +324,10 @@ impl MemoryStore {
         // Commit order approximates expiry order (one TTL per store), so stop at the first
         // live entry; a stray expired key further on is caught on lookup.
         while let Some((&seq, key)) = inner.done.iter().next() {
-            let expired = matches!(inner.map.get(key), Some(Entry::Done { until, .. }) if *until <= now);
-            let stale = !matches!(inner.map.get(key), Some(Entry::Done { seq: s, .. }) if *s == seq);
+            let expired =
+                matches!(inner.map.get(key), Some(Entry::Done { until, .. }) if *until <= now);
+            let stale =
+                !matches!(inner.map.get(key), Some(Entry::Done { seq: s, .. }) if *s == seq);
             if !(expired || stale) {
                 break;
             }
@@ -388,7 +394,8 @@ impl MemoryStore {
     fn finish(&self, key: &str, token: &FencingToken, commit: bool) -> bool {
         let now = Instant::now();
         let mut inner = self.lock();
-        let holds = matches!(inner.map.get(key), Some(Entry::InFlight { token: t, .. }) if t == token);
+        let holds =
+            matches!(inner.map.get(key), Some(Entry::InFlight { token: t, .. }) if t == token);
         if !holds {
             return false;
         }
@@ -482,7 +489,10 @@ mod tests {
         let _t4 = fresh(&s, "d");
         assert_eq!(block_on(s.claim("a")).unwrap(), Claim::Done);
         assert!(matches!(block_on(s.claim("b")).unwrap(), Claim::Fresh(_)));
-        assert!(matches!(block_on(s.claim("c")).unwrap(), Claim::InFlight { .. }));
+        assert!(matches!(
+            block_on(s.claim("c")).unwrap(),
+            Claim::InFlight { .. }
+        ));
     }
 
     #[test]
@@ -492,7 +502,10 @@ mod tests {
         fresh(&s, "b");
         let err = block_on(s.claim("c")).unwrap_err();
         assert!(err.is_full());
-        assert!(matches!(block_on(s.claim("a")).unwrap(), Claim::InFlight { .. }));
+        assert!(matches!(
+            block_on(s.claim("a")).unwrap(),
+            Claim::InFlight { .. }
+        ));
     }
 
     #[test]

@@ -337,7 +337,9 @@ mod tests {
     fn trie_agrees_with_single_pattern_matching() {
         let pats = ["*", "a", "a.*", "a.b", "a.b.*", "b.*", "a-b.c_d", "x.y.z"];
         let set: PatternSet<&str> = pats.iter().map(|s| (p(s), *s)).collect();
-        let names = ["a", "a.b", "a.b.c", "b", "b.c", "a-b.c_d", "x.y.z", "x.y", "", "a.", ".a", "a..b"];
+        let names = [
+            "a", "a.b", "a.b.c", "b", "b.c", "a-b.c_d", "x.y.z", "x.y", "", "a.", ".a", "a..b",
+        ];
         for n in names {
             let want: Vec<&&str> = pats.iter().filter(|s| p(s).matches(n)).collect();
             assert_eq!(set.matching(n), want, "name {n:?}");

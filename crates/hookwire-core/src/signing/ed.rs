@@ -73,7 +73,12 @@ pub(crate) fn decode_sig(v: &[u8]) -> Option<[u8; 64]> {
     })
 }
 
-pub(crate) fn find_key(keys: &KeyRing, now: i64, sigs: &[[u8; 64]], parts: &[&[u8]; 5]) -> Option<usize> {
+pub(crate) fn find_key(
+    keys: &KeyRing,
+    now: i64,
+    sigs: &[[u8; 64]],
+    parts: &[&[u8]; 5],
+) -> Option<usize> {
     if sigs.is_empty() {
         return None;
     }

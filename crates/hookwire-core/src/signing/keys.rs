@@ -50,9 +50,8 @@ impl fmt::Debug for Secret {
 fn keyed(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length (long keys are hashed), so this never fails; the
     // fallback only exists to keep the library free of `expect`.
-    HmacSha256::new_from_slice(key).unwrap_or_else(|_| {
-        <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default())
-    })
+    HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
 }
 
 /// Decodes a `whsec_` secret into its key bytes.

@@ -475,7 +475,11 @@ fn hex_mac(mut mac: keys::HmacSha256, parts: &[&[u8]]) -> String {
 /// let h = sign(Scheme::Github, &hookwire_core::Secret::new("It's a Secret to Everybody"), &SignInput::new(b"Hello, World!", 0)).unwrap();
 /// assert_eq!(h.get("X-Hub-Signature-256"), Some("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"));
 /// ```
-pub fn sign(scheme: Scheme, secret: &Secret, input: &SignInput<'_>) -> Result<SignedHeaders, SignError> {
+pub fn sign(
+    scheme: Scheme,
+    secret: &Secret,
+    input: &SignInput<'_>,
+) -> Result<SignedHeaders, SignError> {
     let ts = input.timestamp.to_string();
     let body = input.body;
     let mut out = Vec::with_capacity(3);
@@ -512,7 +516,8 @@ pub fn sign(scheme: Scheme, secret: &Secret, input: &SignInput<'_>) -> Result<Si
                 mac.update(ts.as_bytes());
                 mac.update(b".");
                 mac.update(body);
-                let b64 = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                let b64 =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
                 sigs.push(format!("v1,{b64}"));
             }
             out.push(("webhook-id", id));

@@ -5,7 +5,9 @@ use hmac::Mac;
 use subtle::ConstantTimeEq;
 
 use super::keys::{HmacSha256, KeyRing};
-use super::{HeaderLookup, HeaderSource, Scheme, SchemeChoice, Verified, VerifyError, VerifyOptions};
+use super::{
+    HeaderLookup, HeaderSource, Scheme, SchemeChoice, Verified, VerifyError, VerifyOptions,
+};
 
 type Sig = [u8; 32];
 
@@ -283,7 +285,14 @@ fn hex_scheme<H: HeaderSource + ?Sized>(
     };
     let idx = find_key(keys, now, &[candidate], &parts, |k| Some(k.raw_mac()))
         .ok_or(VerifyError::BadSignature)?;
-    Ok(verified(s.scheme, keys, idx, id, ts.map(|(_, t)| t), event_type))
+    Ok(verified(
+        s.scheme,
+        keys,
+        idx,
+        id,
+        ts.map(|(_, t)| t),
+        event_type,
+    ))
 }
 
 fn stripe<H: HeaderSource + ?Sized>(
@@ -293,8 +302,8 @@ fn stripe<H: HeaderSource + ?Sized>(
     opts: &VerifyOptions,
     now: i64,
 ) -> Result<Verified, VerifyError> {
-    let header = single(h, "stripe-signature", opts.max_header_len)?
-        .ok_or(VerifyError::MissingSignature)?;
+    let header =
+        single(h, "stripe-signature", opts.max_header_len)?.ok_or(VerifyError::MissingSignature)?;
     let mut t: Option<&[u8]> = None;
     let mut sigs: Vec<Sig> = Vec::new();
     let mut entries = 0usize;
@@ -320,14 +329,18 @@ fn stripe<H: HeaderSource + ?Sized>(
             _ => {}
         }
     }
-    let raw_ts = t.filter(|v| !v.is_empty()).ok_or(VerifyError::MissingTimestamp)?;
+    let raw_ts = t
+        .filter(|v| !v.is_empty())
+        .ok_or(VerifyError::MissingTimestamp)?;
     let ts = parse_timestamp(raw_ts)?;
     check_window(ts, now, opts)?;
     if sigs.is_empty() {
         return Err(VerifyError::BadSignature);
     }
-    let idx = find_key(keys, now, &sigs, &[raw_ts, b".", body], |k| Some(k.raw_mac()))
-        .ok_or(VerifyError::BadSignature)?;
+    let idx = find_key(keys, now, &sigs, &[raw_ts, b".", body], |k| {
+        Some(k.raw_mac())
+    })
+    .ok_or(VerifyError::BadSignature)?;
     Ok(verified(Scheme::Stripe, keys, idx, None, Some(ts), None))
 }
 
@@ -388,11 +401,25 @@ fn standard<H: HeaderSource + ?Sized>(
     }
     let parts: [&[u8]; 5] = [id, b".", raw_ts, b".", body];
     if let Some(idx) = find_key(keys, now, &v1, &parts, |k| k.standard_mac().ok()) {
-        return Ok(verified(Scheme::Standard, keys, idx, Some(id), Some(ts), None));
+        return Ok(verified(
+            Scheme::Standard,
+            keys,
+            idx,
+            Some(id),
+            Some(ts),
+            None,
+        ));
     }
     #[cfg(feature = "ed25519")]
     if let Some(idx) = super::ed::find_key(keys, now, &v1a, &parts) {
-        return Ok(verified(Scheme::Standard, keys, idx, Some(id), Some(ts), None));
+        return Ok(verified(
+            Scheme::Standard,
+            keys,
+            idx,
+            Some(id),
+            Some(ts),
+            None,
+        ));
     }
     Err(VerifyError::BadSignature)
 }
@@ -407,8 +434,21 @@ mod tests {
             assert!(parse_timestamp(ok.as_bytes()).is_ok(), "{ok}");
         }
         for bad in [
-            "", "1700000000abc", "+1", "01", "00", "1.5", "1700000000.5", " 1", "1 ", "-0", "1e9",
-            "-", "9007199254740993", "99999999999999999999999", "١٢",
+            "",
+            "1700000000abc",
+            "+1",
+            "01",
+            "00",
+            "1.5",
+            "1700000000.5",
+            " 1",
+            "1 ",
+            "-0",
+            "1e9",
+            "-",
+            "9007199254740993",
+            "99999999999999999999999",
+            "١٢",
         ] {
             assert_eq!(
                 parse_timestamp(bad.as_bytes()),

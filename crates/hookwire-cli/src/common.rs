@@ -1,0 +1,42 @@
+//! Helpers shared by the subcommands: reading bodies, parsing `-H` headers, exit codes.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Exit code for bad arguments.
+pub(crate) const EXIT_USAGE: u8 = 2;
+
+/// Prints `msg` on stderr and returns exit code 2.
+#[allow(
+    clippy::print_stderr,
+    reason = "the CLI reports usage errors on stderr"
+)]
+pub(crate) fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("hookwire: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The body from `--file`, else all of stdin. Bytes, not text: signatures cover raw bytes.
+pub(crate) fn read_body(file: Option<&Path>) -> std::io::Result<Vec<u8>> {
+    match file {
+        Some(p) => std::fs::read(p),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin().lock().read_to_end(&mut buf)?;
+            Ok(buf)
+        }
+    }
+}
+
+/// Parses `Name: value` (the value may be empty; surrounding spaces are trimmed).
+pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("header {s:?} is not `Name: value`"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("header name in {s:?} is not a valid token"));
+    }
+    Ok((name.to_owned(), value.trim().to_owned()))
+}
