@@ -1,0 +1,5 @@
+//! Integration tests for hookwire-core's public API.
+
+mod known_answers;
+mod properties;
+mod reasons;
