@@ -43,10 +43,11 @@ pub(crate) fn run(a: Args) -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let secret = Secret::new(&a.secret);
-    if scheme == Scheme::Standard && !secret.has_standard_key() {
-        if let Err(why) = signing::decode_standard_secret(&a.secret) {
-            return usage_error(format!("invalid --secret for scheme standard: {why}"));
-        }
+    if scheme == Scheme::Standard
+        && !secret.has_standard_key()
+        && let Err(why) = signing::decode_standard_secret(&a.secret)
+    {
+        return usage_error(format!("invalid --secret for scheme standard: {why}"));
     }
     let body = match read_body(a.file.as_deref()) {
         Ok(b) => b,

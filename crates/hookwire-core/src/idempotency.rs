@@ -331,10 +331,10 @@ impl MemoryStore {
             if !(expired || stale) {
                 break;
             }
-            if let Some(key) = inner.done.remove(&seq) {
-                if expired {
-                    inner.map.remove(&key);
-                }
+            if let Some(key) = inner.done.remove(&seq)
+                && expired
+            {
+                inner.map.remove(&key);
             }
         }
     }

@@ -130,7 +130,13 @@ impl Report {
             table.push_str(&format!("  note: {n}\n"));
         }
         table.push_str(&format!("  -> {}\n", path.display()));
-        eprint!("{table}");
+        #[allow(
+            clippy::print_stderr,
+            reason = "the table is the bench's human-readable output"
+        )]
+        {
+            eprint!("{table}");
+        }
         Ok(path)
     }
 }

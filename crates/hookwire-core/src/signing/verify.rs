@@ -79,7 +79,7 @@ fn single<'h, H: HeaderSource + ?Sized>(
     match h.lookup(name) {
         HeaderLookup::Absent => Ok(None),
         HeaderLookup::Many => Err(VerifyError::MalformedHeader),
-        HeaderLookup::One(v) if v.is_empty() => Ok(None),
+        HeaderLookup::One([]) => Ok(None),
         HeaderLookup::One(v) if v.len() > max_len => Err(VerifyError::MalformedHeader),
         HeaderLookup::One(v) => Ok(Some(v)),
     }

@@ -8,7 +8,11 @@ const SCHEMES: [Scheme; 6] = Scheme::ALL;
 const STD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn secret_for(scheme: Scheme, raw: &str) -> String {
-    if scheme == Scheme::Standard { STD_SECRET.to_owned() } else { raw.to_owned() }
+    if scheme == Scheme::Standard {
+        STD_SECRET.to_owned()
+    } else {
+        raw.to_owned()
+    }
 }
 
 proptest! {
