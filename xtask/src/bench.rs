@@ -1,10 +1,23 @@
 //! `cargo xtask bench <suite>`: each suite is a `harness = false` bench target in the crate it
-//! measures; it writes `target/bench/<suite>.json` itself (see `shared/bench/README.md`).
+//! measures, or a binary under `xtask/peers/` when it links peer crates; either way it writes
+//! `target/bench/<suite>.json` itself (format: `docs/benchmarks.md`).
 
 use crate::cargo;
 
-/// (suite, package, bench target).
-const SUITES: &[(&str, &str, &str)] = &[("sign", "hookwire-core", "sign")];
+/// Where a suite's harness lives.
+enum Harness {
+    /// A `harness = false` bench target of a workspace package: (package, bench target).
+    InTree(&'static str, &'static str),
+    /// A binary under `xtask/peers/<dir>` with its own manifest and lockfile, because it links
+    /// peer crates that must stay out of the workspace's dependency graph.
+    Peers(&'static str),
+}
+
+/// Every suite `cargo xtask bench` knows, in the order `all` runs them.
+const SUITES: &[(&str, Harness)] = &[
+    ("sign", Harness::Peers("sign")),
+    ("patch", Harness::InTree("hookwire-patch", "patch")),
+];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -14,23 +27,46 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .ok_or("usage: cargo xtask bench <suite|all> [--quick]")?;
     let chosen: Vec<_> = SUITES
         .iter()
-        .filter(|(s, _, _)| name == "all" || s == name)
+        .filter(|(s, _)| name == "all" || s == name)
         .collect();
     if chosen.is_empty() {
-        let known: Vec<&str> = SUITES.iter().map(|(s, _, _)| *s).collect();
+        let known: Vec<&str> = SUITES.iter().map(|(s, _)| *s).collect();
         return Err(format!(
             "unknown suite {name:?}; known: {}",
             known.join(", ")
         ));
     }
-    for (suite, package, target) in chosen {
-        let mut a = vec!["bench", "-p", package, "--bench", target, "--"];
+    let quick_env = if quick { "1" } else { "0" };
+    let env = [("HOOKWIRE_BENCH_QUICK", quick_env)];
+    for (suite, harness) in chosen {
+        let manifest;
+        let target_dir;
+        let mut a: Vec<&str> = match harness {
+            Harness::InTree(package, target) => vec!["bench", "-p", package, "--bench", target],
+            Harness::Peers(dir) => {
+                manifest = crate::root()
+                    .join("xtask/peers")
+                    .join(dir)
+                    .join("Cargo.toml")
+                    .display()
+                    .to_string();
+                target_dir = crate::root().join("target/bench/peers").display().to_string();
+                vec![
+                    "run",
+                    "--release",
+                    "--locked",
+                    "--manifest-path",
+                    &manifest,
+                    "--target-dir",
+                    &target_dir,
+                ]
+            }
+        };
+        a.push("--");
         if quick {
             a.push("--quick");
         }
-        let quick_env = if quick { "1" } else { "0" };
-        cargo(&a, &[("HOOKWIRE_BENCH_QUICK", quick_env)])
-            .map_err(|e| format!("bench {suite}: {e}"))?;
+        cargo(&a, &env).map_err(|e| format!("bench {suite}: {e}"))?;
     }
     Ok(())
 }

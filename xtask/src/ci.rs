@@ -68,5 +68,53 @@ fn dependency_boundary() -> Result<(), String> {
         }
     }
     report("dependency boundary: hookwire-core has no runtime, HTTP stack or Redis");
-    Ok(())
+    sibling_rule()
+}
+
+/// Which hookwire crates each library crate may depend on (normal dependencies). Everything
+/// stands on core and nothing on a sibling, except where a layer is the point (docs/architecture.md).
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("hookwire-core", &[]),
+    ("hookwire-patch", &[]),
+    ("hookwire-webhook-sender", &["hookwire-core"]),
+    ("hookwire-receiver", &["hookwire-core"]),
+    ("hookwire-receiver-axum", &["hookwire-core", "hookwire-receiver"]),
+    ("hookwire-receiver-actix", &["hookwire-core", "hookwire-receiver"]),
+    ("hookwire-receiver-warp", &["hookwire-core", "hookwire-receiver"]),
+    ("hookwire-sse", &["hookwire-core", "hookwire-patch"]),
+    ("hookwire-jobs", &["hookwire-core"]),
+    ("hookwire-jobs-redis", &["hookwire-core", "hookwire-jobs"]),
+    ("hookwire-ws", &["hookwire-core", "hookwire-sse", "hookwire-patch"]),
+    ("hookwire-testkit", &["hookwire-core"]),
+];
+
+/// Checks [`ALLOWED`] against `cargo metadata`; the CLI and the end-to-end tests may use anything.
+fn sibling_rule() -> Result<(), String> {
+    let text = cargo_output(&["metadata", "--format-version", "1", "--no-deps"])?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("cargo metadata: {e}"))?;
+    let packages = meta["packages"].as_array().cloned().unwrap_or_default();
+    let mut broken = Vec::new();
+    for p in &packages {
+        let name = p["name"].as_str().unwrap_or_default();
+        let Some((_, allowed)) = ALLOWED.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        for d in p["dependencies"].as_array().into_iter().flatten() {
+            let dep = d["name"].as_str().unwrap_or_default();
+            let normal = d["kind"].is_null();
+            if normal && dep.starts_with("hookwire-") && !allowed.contains(&dep) {
+                broken.push(format!("{name} -> {dep}"));
+            }
+        }
+    }
+    if broken.is_empty() {
+        report("dependency rule: no crate depends on a sibling it should not");
+        Ok(())
+    } else {
+        Err(format!(
+            "dependency rule broken (docs/architecture.md): {}",
+            broken.join(", ")
+        ))
+    }
 }

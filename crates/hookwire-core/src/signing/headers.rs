@@ -62,10 +62,56 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderSource for Vec<(K, V)> {
     }
 }
 
+/// The pre-parsed name of every header verification reads: looking one up by `HeaderName` only
+/// hashes, where a `&str` is validated and lowered byte by byte on every request.
+#[cfg(feature = "http")]
+fn known_name(name: &str) -> Option<&'static http::HeaderName> {
+    use http::HeaderName;
+    static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+    static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+    static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+    static SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
+    static SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
+    static SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
+    static STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
+    static X_HUB_SIGNATURE_256: HeaderName = HeaderName::from_static("x-hub-signature-256");
+    static X_GITHUB_DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
+    static X_GITHUB_EVENT: HeaderName = HeaderName::from_static("x-github-event");
+    static X_SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
+    static X_SLACK_REQUEST_TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
+    static X_WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-webhook-signature");
+    static X_WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("x-webhook-timestamp");
+    static X_WEBHOOK_ID: HeaderName = HeaderName::from_static("x-webhook-id");
+    static X_WEBHOOK_EVENT: HeaderName = HeaderName::from_static("x-webhook-event");
+    Some(match name {
+        "webhook-id" => &WEBHOOK_ID,
+        "webhook-timestamp" => &WEBHOOK_TIMESTAMP,
+        "webhook-signature" => &WEBHOOK_SIGNATURE,
+        "svix-id" => &SVIX_ID,
+        "svix-timestamp" => &SVIX_TIMESTAMP,
+        "svix-signature" => &SVIX_SIGNATURE,
+        "stripe-signature" => &STRIPE_SIGNATURE,
+        "x-hub-signature-256" => &X_HUB_SIGNATURE_256,
+        "x-github-delivery" => &X_GITHUB_DELIVERY,
+        "x-github-event" => &X_GITHUB_EVENT,
+        "x-slack-signature" => &X_SLACK_SIGNATURE,
+        "x-slack-request-timestamp" => &X_SLACK_REQUEST_TIMESTAMP,
+        "x-webhook-signature" => &X_WEBHOOK_SIGNATURE,
+        "x-webhook-timestamp" => &X_WEBHOOK_TIMESTAMP,
+        "x-webhook-id" => &X_WEBHOOK_ID,
+        "x-webhook-event" => &X_WEBHOOK_EVENT,
+        _ => return None,
+    })
+}
+
 #[cfg(feature = "http")]
 impl HeaderSource for http::HeaderMap {
     fn lookup(&self, name: &str) -> HeaderLookup<'_> {
-        let mut it = self.get_all(name).iter();
+        let all = match known_name(name) {
+            Some(known) => self.get_all(known),
+            None => self.get_all(name),
+        };
+        let mut it = all.iter();
         match (it.next(), it.next()) {
             (None, _) => HeaderLookup::Absent,
             (Some(v), None) => HeaderLookup::One(v.as_bytes()),

@@ -177,7 +177,11 @@ fn verified(
     timestamp: Option<i64>,
     event_type: Option<&[u8]>,
 ) -> Verified {
-    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    // Header values are almost always ASCII; the lossy path only runs for odd bytes.
+    let text = |v: &[u8]| match std::str::from_utf8(v) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(v).into_owned(),
+    };
     Verified {
         scheme,
         key_index: idx,
@@ -344,14 +348,56 @@ fn stripe<H: HeaderSource + ?Sized>(
     Ok(verified(Scheme::Stripe, keys, idx, None, Some(ts), None))
 }
 
+/// A Standard Webhooks header under its `webhook-` name or its `svix-` alias.
 fn alias<'h, H: HeaderSource + ?Sized>(
     h: &'h H,
-    name: &str,
+    names: [&str; 2],
     max: usize,
 ) -> Result<Option<&'h [u8]>, VerifyError> {
-    match single(h, &format!("webhook-{name}"), max)? {
+    match single(h, names[0], max)? {
         Some(v) => Ok(Some(v)),
-        None => single(h, &format!("svix-{name}"), max),
+        None => single(h, names[1], max),
+    }
+}
+
+/// Signatures kept on the stack before spilling to the heap. Senders put one, or two during a key
+/// rotation, so the common path (this runs per request) neither allocates nor clears a large
+/// buffer.
+const INLINE_SIGNATURES: usize = 4;
+
+/// Decoded candidate signatures: inline up to [`INLINE_SIGNATURES`], then on the heap (only when
+/// a caller raised `max_signatures`).
+struct Candidates<T> {
+    inline: [T; INLINE_SIGNATURES],
+    len: usize,
+    spilled: Vec<T>,
+}
+
+impl<T: Copy> Candidates<T> {
+    fn new(zero: T) -> Self {
+        Self {
+            inline: [zero; INLINE_SIGNATURES],
+            len: 0,
+            spilled: Vec::new(),
+        }
+    }
+    fn push(&mut self, v: T) {
+        if !self.spilled.is_empty() {
+            self.spilled.push(v);
+        } else if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = v;
+            self.len += 1;
+        } else {
+            self.spilled.extend_from_slice(&self.inline);
+            self.spilled.push(v);
+        }
+    }
+    fn as_slice(&self) -> &[T] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
     }
 }
 
@@ -363,15 +409,17 @@ fn standard<H: HeaderSource + ?Sized>(
     now: i64,
 ) -> Result<Verified, VerifyError> {
     let max = opts.max_header_len;
-    let header = alias(h, "signature", max)?.ok_or(VerifyError::MissingSignature)?;
-    let raw_ts = alias(h, "timestamp", max)?.ok_or(VerifyError::MissingTimestamp)?;
-    let id = alias(h, "id", max)?.ok_or(VerifyError::MissingId)?;
+    let header = alias(h, ["webhook-signature", "svix-signature"], max)?
+        .ok_or(VerifyError::MissingSignature)?;
+    let raw_ts = alias(h, ["webhook-timestamp", "svix-timestamp"], max)?
+        .ok_or(VerifyError::MissingTimestamp)?;
+    let id = alias(h, ["webhook-id", "svix-id"], max)?.ok_or(VerifyError::MissingId)?;
     let ts = parse_timestamp(raw_ts)?;
     check_window(ts, now, opts)?;
 
-    let mut v1: Vec<Sig> = Vec::new();
+    let mut v1 = Candidates::new([0u8; 32]);
     #[cfg(feature = "ed25519")]
-    let mut v1a: Vec<[u8; 64]> = Vec::new();
+    let mut v1a = Candidates::new([0u8; 64]);
     for (n, entry) in header
         .split(|&b| b == b' ')
         .filter(|e| !e.is_empty())
@@ -400,7 +448,7 @@ fn standard<H: HeaderSource + ?Sized>(
         }
     }
     let parts: [&[u8]; 5] = [id, b".", raw_ts, b".", body];
-    if let Some(idx) = find_key(keys, now, &v1, &parts, |k| k.standard_mac().ok()) {
+    if let Some(idx) = find_key(keys, now, v1.as_slice(), &parts, |k| k.standard_mac().ok()) {
         return Ok(verified(
             Scheme::Standard,
             keys,
@@ -411,7 +459,7 @@ fn standard<H: HeaderSource + ?Sized>(
         ));
     }
     #[cfg(feature = "ed25519")]
-    if let Some(idx) = super::ed::find_key(keys, now, &v1a, &parts) {
+    if let Some(idx) = super::ed::find_key(keys, now, v1a.as_slice(), &parts) {
         return Ok(verified(
             Scheme::Standard,
             keys,
@@ -427,6 +475,37 @@ fn standard<H: HeaderSource + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidates_spill_past_the_inline_capacity_in_order() {
+        let mut c = Candidates::new(0u8);
+        for i in 0..10u8 {
+            c.push(i);
+        }
+        assert_eq!(c.as_slice(), (0..10).collect::<Vec<_>>().as_slice());
+    }
+
+    #[test]
+    fn a_valid_signature_after_many_bogus_ones_verifies() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let signed = crate::signing::sign(
+            Scheme::Standard,
+            &crate::Secret::new(secret),
+            &crate::signing::SignInput::new(b"{}", 1_700_000_000).id("msg_1"),
+        )
+        .unwrap_or_else(|e| panic!("sign: {e}"));
+        let real = signed.get("webhook-signature").unwrap_or_default();
+        let bogus = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= ".repeat(9);
+        let header = format!("{bogus}{real}");
+        let headers = [
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", "1700000000"),
+            ("webhook-signature", header.as_str()),
+        ];
+        let opts = VerifyOptions::new(Scheme::Standard).at(1_700_000_000);
+        let ok = verify(&headers, b"{}", &KeyRing::from(secret), &opts);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
 
     #[test]
     fn canonical_timestamps_only() {
