@@ -50,7 +50,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                     .join("Cargo.toml")
                     .display()
                     .to_string();
-                target_dir = crate::root().join("target/bench/peers").display().to_string();
+                target_dir = crate::root()
+                    .join("target/bench/peers")
+                    .display()
+                    .to_string();
                 vec![
                     "run",
                     "--release",

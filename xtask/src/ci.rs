@@ -78,13 +78,25 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hookwire-patch", &[]),
     ("hookwire-webhook-sender", &["hookwire-core"]),
     ("hookwire-receiver", &["hookwire-core"]),
-    ("hookwire-receiver-axum", &["hookwire-core", "hookwire-receiver"]),
-    ("hookwire-receiver-actix", &["hookwire-core", "hookwire-receiver"]),
-    ("hookwire-receiver-warp", &["hookwire-core", "hookwire-receiver"]),
+    (
+        "hookwire-receiver-axum",
+        &["hookwire-core", "hookwire-receiver"],
+    ),
+    (
+        "hookwire-receiver-actix",
+        &["hookwire-core", "hookwire-receiver"],
+    ),
+    (
+        "hookwire-receiver-warp",
+        &["hookwire-core", "hookwire-receiver"],
+    ),
     ("hookwire-sse", &["hookwire-core", "hookwire-patch"]),
     ("hookwire-jobs", &["hookwire-core"]),
     ("hookwire-jobs-redis", &["hookwire-core", "hookwire-jobs"]),
-    ("hookwire-ws", &["hookwire-core", "hookwire-sse", "hookwire-patch"]),
+    (
+        "hookwire-ws",
+        &["hookwire-core", "hookwire-sse", "hookwire-patch"],
+    ),
     ("hookwire-testkit", &["hookwire-core"]),
 ];
 

@@ -78,7 +78,8 @@ fn known_name(name: &str) -> Option<&'static http::HeaderName> {
     static X_GITHUB_DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
     static X_GITHUB_EVENT: HeaderName = HeaderName::from_static("x-github-event");
     static X_SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
-    static X_SLACK_REQUEST_TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
+    static X_SLACK_REQUEST_TIMESTAMP: HeaderName =
+        HeaderName::from_static("x-slack-request-timestamp");
     static X_WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-webhook-signature");
     static X_WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("x-webhook-timestamp");
     static X_WEBHOOK_ID: HeaderName = HeaderName::from_static("x-webhook-id");
