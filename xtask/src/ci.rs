@@ -3,7 +3,12 @@
 use crate::{cargo, cargo_output, have, report};
 
 /// Packages the tests need on the machine, with the Debian package that provides each.
-const TOOLS: &[(&str, &str)] = &[("redis-server", "redis-server"), ("chromium", "chromium")];
+const TOOLS: &[(&str, &str)] = &[
+    ("redis-server", "redis-server"),
+    ("chromium", "chromium"),
+    ("wrk", "wrk"),
+    ("npm", "npm"),
+];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let benches = !args.iter().any(|a| a == "--no-bench");
