@@ -1,0 +1,125 @@
+//! Every limit of spec `ws.md` over a real socket.
+
+use std::time::Duration;
+
+use hookwire_core::Event;
+use hookwire_ws::{DemoAuthenticator, WsGateway};
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn oversized_frame_gets_an_error_then_close_1009() {
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .max_message_bytes(1024)
+        .build()
+        .unwrap();
+    let addr = serve_gw(&gw).await;
+    let (mut ws, _) = connect(addr, "ann@acme").await;
+    // Exactly the limit is accepted (an unknown type, so it is answered).
+    let pad = 1024 - r#"{"type":"x","p":""}"#.len();
+    send_raw(
+        &mut ws,
+        &format!(r#"{{"type":"x","p":"{}"}}"#, "a".repeat(pad)),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "unknown-type");
+    // One byte more is not.
+    send_raw(
+        &mut ws,
+        &format!(r#"{{"type":"x","p":"{}"}}"#, "a".repeat(pad + 1)),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "message-too-large");
+    let close = recv_close(&mut ws, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(u16::from(close.code), 1009);
+    assert!(eventually(|| gw.rooms().client_count() == 0).await);
+}
+
+#[tokio::test]
+async fn subscription_limit_room_policy_and_room_capacity() {
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .max_subscriptions_per_client(2)
+        .max_clients_per_room(1)
+        .room_policy(|who, room| !room.starts_with("admin") || who.user_id() == Some("root"))
+        .build()
+        .unwrap();
+    let addr = serve_gw(&gw).await;
+    let (mut ann, _) = connect(addr, "ann@acme").await;
+    let (mut bob, _) = connect(addr, "bob@acme").await;
+
+    send(
+        &mut ann,
+        &json!({"type":"subscribe","resource":"admin-panel"}),
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ann).await,
+        json!({"type":"error","code":"forbidden","message":"subscription denied","channel":"admin-panel"})
+    );
+    subscribe(&mut ann, "a").await;
+    subscribe(&mut ann, "b").await;
+    send(&mut ann, &json!({"type":"subscribe","resource":"c"})).await;
+    let v = recv(&mut ann).await;
+    assert_eq!(
+        (v["code"].as_str(), v["channel"].as_str()),
+        (Some("too-many-subscriptions"), Some("c"))
+    );
+
+    send(&mut bob, &json!({"type":"subscribe","resource":"a"})).await;
+    let v = recv(&mut bob).await;
+    assert_eq!(
+        (v["code"].as_str(), v["channel"].as_str()),
+        (Some("room-full"), Some("a"))
+    );
+    // Refusals leave no trace: bob is not a member, ann still is.
+    assert_eq!(gw.rooms().room_len("a"), 1);
+    assert_eq!(gw.broadcast("a", &json!(1)), 1);
+}
+
+#[tokio::test]
+async fn a_slow_client_is_closed_with_1013_and_never_blocks_the_others() {
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .resources(["order"])
+        .outbound_queue(8)
+        .build()
+        .unwrap();
+    let addr = serve_gw(&gw).await;
+    let (mut fast, _) = connect(addr, "fast@acme").await;
+    subscribe(&mut fast, "order").await;
+    let mut slow = connect_small_rcvbuf(addr, "slow@acme").await;
+    let _hello = recv(&mut slow).await;
+    subscribe(&mut slow, "order").await;
+
+    // 64 KiB frames fill the slow socket's buffers fast; the slow client never reads.
+    let big = "x".repeat(64 * 1024);
+    let n = 400;
+    let reader = tokio::spawn(async move {
+        for i in 0..n {
+            let v = recv_no_ping(&mut fast).await;
+            assert_eq!(v["data"]["i"], i);
+        }
+        fast
+    });
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        gw.publish(
+            &Event::new("order.updated", json!({"i": i, "pad": big})).with_organization("acme"),
+        );
+        // Pace the publisher a little so the fast client's own queue of 8 keeps up.
+        if i % 4 == 3 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let _fast = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("the fast client got every frame")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(gw.rooms().slow_drops() >= 1);
+    assert!(eventually(|| gw.rooms().client_count() == 1).await);
+    assert_eq!(gw.rooms().room_len("order"), 1);
+}

@@ -1,0 +1,10 @@
+//! hookwire-ws end to end: real tokio-tungstenite clients against the axum integration on
+//! 127.0.0.1.
+
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub, reason = "tests")]
+
+mod support;
+
+mod limits;
+mod protocol;
+mod tenants;
