@@ -38,7 +38,7 @@
 //! - **Org scoping** (on by default): an event with an organization reaches only that
 //!   organization's clients; one without reaches only clients without organization unless it is
 //!   published with [`WsGateway::publish_global`].
-//! - **Several nodes**: a [`FanOut`] (Redis pub/sub, feature `redis`) carries every broadcast to the
+//! - **Several nodes**: a [`FanOut`] (Redis pub/sub in `redis::RedisFanOut`, feature `redis`) carries every broadcast to the
 //!   other nodes; each subscriber receives it once.
 //!
 //! # Limits (defaults)
@@ -80,3 +80,5 @@ pub use room::{Audience, KillSignal, Member, RoomManager, Stats};
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "redis")]
+pub mod redis;

@@ -6,5 +6,7 @@
 mod support;
 
 mod limits;
+#[cfg(feature = "redis")]
+mod nodes;
 mod protocol;
 mod tenants;
