@@ -7,7 +7,9 @@
 //! - `rss_kib_per_client`: server `VmRSS` with N idle subscribed clients minus with one, / N;
 //!   the same for a bare axum WebSocket server with axum's default socket config (the baseline,
 //!   interleaved rounds) → ratio `rss_vs_bare_axum`;
-//! - `rss_growth_kib`: server RSS at the end of the soak minus at its start (bounded memory);
+//! - `rss_growth_kib`: server RSS at the end of the soak minus at its start, and
+//!   `rss_growth_second_half_kib` (end minus middle: buffers reach their working size early, a
+//!   leak keeps growing), with one RSS sample per second in `soak_rss_kib_each_s`;
 //! - `connected_end`: clients still connected at the end (every client answers pings, so any
 //!   drop is a bug);
 //! - `p50_ms` / `p99_ms`: per publish, the delay from sending the publish command to each
@@ -374,7 +376,16 @@ async fn run() {
     let started = Instant::now();
     let mut seq = 0usize;
     let mut rss_max = rss_start;
+    let mut rss_mid = f64::NAN;
+    let mut last_sample = Instant::now();
     while started.elapsed() < soak {
+        if rss_mid.is_nan() && started.elapsed() >= soak / 2 {
+            rss_mid = server.rss_kib();
+        }
+        if last_sample.elapsed() >= Duration::from_secs(1) {
+            last_sample = Instant::now();
+            report.figure("soak_rss_kib_each_s", server.rss_kib());
+        }
         lat.lock().expect("lock").push(Vec::with_capacity(n));
         sent.lock().expect("lock").push(Instant::now());
         let _ = cmd.send(format!(r#"{{"type":"bench.publish","seq":{seq}}}"#));
@@ -406,9 +417,11 @@ async fn run() {
     report.extra("server_stats_end", server_stats);
     report.extra(
         "soak_rss_kib",
-        json!({"start": rss_start, "end": rss_end, "max": rss_max}),
+        json!({"start": rss_start, "mid": rss_mid, "end": rss_end, "max": rss_max}),
     );
     report.ratio("rss_growth_kib", rss_end - rss_start);
+    // Buffers grow to their working size in the first seconds; a leak keeps growing after.
+    report.ratio("rss_growth_second_half_kib", rss_end - rss_mid);
     if connected_end != n {
         report.note(format!(
             "{} of {n} clients were dropped during the soak",
