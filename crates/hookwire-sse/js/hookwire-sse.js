@@ -83,6 +83,7 @@ export class LiveState {
     this.maxBackoffMs = options.maxBackoffMs ?? 30000;
     this.state = null;
     this.resyncs = 0;
+    this.snapshots = 0;
     this.applied = 0;
     this._es = null;
     this._attempt = 0;
@@ -118,6 +119,7 @@ export class LiveState {
       let s;
       try { s = JSON.parse(e.data); } catch { return this._refetch(); }
       this._buffer = [];
+      this.snapshots += 1;
       this._set(s);
     });
     es.addEventListener("patch", (e) => {

@@ -496,6 +496,17 @@ impl<S: BroadcastState> BroadcastChannel<S> {
         Ok(frame)
     }
 
+    /// Ends every subscription of `stream`: their streams end (SSE responses finish and
+    /// browsers reconnect with `Last-Event-ID`), e.g. to drain a node before a deploy.
+    pub fn disconnect(&self, stream: &str) {
+        let removed = crate::lock(&self.inner.streams).remove(stream);
+        if let Some(s) = removed {
+            for sub in crate::lock(&s.subs).drain(..) {
+                sub.close();
+            }
+        }
+    }
+
     /// Subscribes to `stream`; the first frame is the cached snapshot, if any.
     pub fn subscribe(&self, stream: &str) -> Subscription {
         self.subscribe_from(stream, None)

@@ -4,6 +4,7 @@
     reason = "tests print measured figures for the record"
 )]
 
+mod browser;
 mod channel;
 mod http;
 mod props;
