@@ -587,6 +587,29 @@ pub async fn serve<S: BroadcastState>(
     listener: tokio::net::TcpListener,
     app: SseApp<S>,
 ) -> std::io::Result<()> {
+    serve_fn(listener, move |m, p, q, h| app.handle(m, p, q, h)).await
+}
+
+/// Like [`serve`] with any handler, e.g. to add a page in front of [`SseApp::handle`].
+///
+/// ```no_run
+/// use hookwire_sse::http::{ResponseBody, SseApp, SseConfig, serve_fn};
+/// # async fn run(l: tokio::net::TcpListener, app: SseApp) -> std::io::Result<()> {
+/// serve_fn(l, move |m, path, q, h| match path {
+///     "/" => http::Response::new(ResponseBody::full("<script type=module src=/hookwire-sse.js></script>")),
+///     _ => app.handle(m, path, q, h),
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn serve_fn<F>(listener: tokio::net::TcpListener, handler: F) -> std::io::Result<()>
+where
+    F: Fn(&Method, &str, Option<&str>, &HeaderMap) -> Response<ResponseBody>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,
@@ -597,11 +620,11 @@ pub async fn serve<S: BroadcastState>(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let svc =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let r = app.handle(
+                    let r = handler(
                         req.method(),
                         req.uri().path(),
                         req.uri().query(),

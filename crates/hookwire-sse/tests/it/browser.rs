@@ -2,7 +2,6 @@
 //! overlays, `_resync` → refetch, server-side disconnect → resume with `Last-Event-ID`, and the
 //! JS apply rules cross-checked against the Rust ones.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -27,39 +26,16 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn start(app: SseApp) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                continue;
-            };
-            let app = app.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let r = if req.uri().path() == "/" {
-                            let mut r = http::Response::new(ResponseBody::full(PAGE));
-                            r.headers_mut().insert(
-                                "content-type",
-                                "text/html; charset=utf-8".parse().unwrap(),
-                            );
-                            r
-                        } else {
-                            app.handle(
-                                req.method(),
-                                req.uri().path(),
-                                req.uri().query(),
-                                req.headers(),
-                            )
-                        };
-                        std::future::ready(Ok::<_, Infallible>(r))
-                    });
-                let io = hyper_util::rt::TokioIo::new(tcp);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, svc)
-                    .await;
-            });
+    tokio::spawn(hookwire_sse::http::serve_fn(l, move |m, path, q, h| {
+        if path == "/" {
+            let mut r = http::Response::new(ResponseBody::full(PAGE));
+            r.headers_mut()
+                .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+            r
+        } else {
+            app.handle(m, path, q, h)
         }
-    });
+    }));
     addr
 }
 
