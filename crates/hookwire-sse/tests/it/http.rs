@@ -313,3 +313,110 @@ async fn axum_stalled_client() {
     let addr = start_axum(SseApp::new(ch.clone(), SseConfig::default())).await;
     stalled_client_does_not_slow_the_others(addr, &ch).await;
 }
+
+async fn start_lean(ch: &BroadcastChannel, cfg: SseConfig, max: usize) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = hookwire_sse::lean::LeanAcceptor::new(ch.clone(), cfg).max_subscribers(max);
+    tokio::spawn(acceptor.serve(l));
+    addr
+}
+
+#[tokio::test]
+async fn lean_snapshot_patches_resume() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    let addr = start_lean(&ch, SseConfig::default(), 100).await;
+    resume_gets_exactly_the_missed_patches(addr, &ch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lean_stalled_client() {
+    let ch: BroadcastChannel =
+        BroadcastChannel::with_config(ChannelConfig::default().queue(QueueLimits {
+            frames: 128,
+            bytes: 512 * 1024,
+        }));
+    let addr = start_lean(&ch, SseConfig::default(), 100).await;
+    stalled_client_does_not_slow_the_others(addr, &ch).await;
+}
+
+#[tokio::test]
+async fn lean_statuses_and_limits() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    ch.publish("open", json!({"_v": 1}), vec![]).unwrap();
+    let auth = |r: &RequestInfo<'_>| {
+        if r.stream == "secret" {
+            Err(http::StatusCode::FORBIDDEN)
+        } else {
+            Ok(Access::all())
+        }
+    };
+    let addr = start_lean(&ch, SseConfig::default().auth(auth), 1).await;
+    for (path, status) in [
+        ("/events/secret", 403),
+        ("/events/a%2Fb", 400),
+        ("/x", 404),
+        ("/state/none", 404),
+    ] {
+        assert_eq!(
+            Client::connect(addr, path, None).await.status,
+            status,
+            "{path}"
+        );
+    }
+    let mut st = Client::connect(addr, "/state/open", None).await;
+    assert_eq!(st.status, 200);
+    assert_eq!(st.read_to_end(QUIET).await, br#"{"_v":1}"#);
+    // One stream allowed: the second gets 503 until the first goes away.
+    let mut first = Client::connect(addr, "/events/open", None).await;
+    assert_eq!(first.next(WAIT).await.unwrap().event, "snapshot");
+    assert_eq!(
+        Client::connect(addr, "/events/open", None).await.status,
+        503
+    );
+    drop(first);
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if Client::connect(addr, "/events/open", None).await.status == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "slot freed after disconnect");
+    // Oversized and malformed heads.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for req in [
+        format!(
+            "GET /events/open HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(9000)
+        ),
+        "BAD\0\r\n\r\n".to_owned(),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = tcp.write_all(req.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 431") || text.starts_with("HTTP/1.1 400"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lean_ends_the_stream_on_disconnect() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    ch.publish("s", json!({"_v": 1}), vec![]).unwrap();
+    let addr = start_lean(&ch, SseConfig::default(), 10).await;
+    let mut c = Client::connect(addr, "/events/s", None).await;
+    assert_eq!(c.next(WAIT).await.unwrap().event, "snapshot");
+    ch.disconnect("s");
+    let rest = c.read_to_end(WAIT).await;
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "chunked end: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
