@@ -255,6 +255,17 @@ impl Authenticator for DemoAuthenticator {
 #[derive(Clone)]
 pub(crate) struct SharedAuth(pub(crate) Arc<dyn Authenticator>);
 
+impl SharedAuth {
+    /// The identity of `req` under `auth`: the authenticator's answer, or an anonymous
+    /// identity when auth is off (`None`).
+    pub(crate) async fn identify(auth: Option<&Self>, req: AuthRequest<'_>) -> Option<Identity> {
+        match auth {
+            Some(a) => a.0.authenticate(req).await,
+            None => Some(Identity::new()),
+        }
+    }
+}
+
 impl fmt::Debug for SharedAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Authenticator")

@@ -51,7 +51,7 @@ where
     r.with_state(gw)
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         axum::Json(serde_json::json!({"error": "unauthorized"})),

@@ -56,7 +56,7 @@ pub struct ClientInfo<'a> {
 
 type ConnectHook = Arc<dyn Fn(ClientInfo<'_>) + Send + Sync>;
 type MessageHook = Arc<dyn Fn(ClientInfo<'_>, &Value) -> HookReply + Send + Sync>;
-type RoomPolicy = Arc<dyn Fn(&Identity, &str) -> bool + Send + Sync>;
+pub(crate) type RoomPolicy = Arc<dyn Fn(&Identity, &str) -> bool + Send + Sync>;
 
 /// Longest accepted room name, in bytes.
 pub const MAX_ROOM_NAME_BYTES: usize = 256;
@@ -203,6 +203,21 @@ impl WsGatewayBuilder {
         self.room_policy = Some(Arc::new(f));
         self
     }
+    /// Applies the event gateway's shared settings (they win over the WebSocket-only ones).
+    #[cfg(feature = "sse")]
+    pub(crate) fn shared(
+        mut self,
+        auth: bool,
+        authenticator: Option<SharedAuth>,
+        policy: Option<RoomPolicy>,
+        org_scoping: bool,
+    ) -> Self {
+        self.auth = auth;
+        self.authenticator = authenticator;
+        self.room_policy = policy;
+        self.org_scoping = org_scoping;
+        self
+    }
     /// Called once a client is registered, before its `connected` frame.
     pub fn on_connect(mut self, f: impl Fn(ClientInfo<'_>) + Send + Sync + 'static) -> Self {
         self.on_connect = Some(Arc::new(f));
@@ -339,10 +354,7 @@ impl WsGateway {
     /// Authenticates an upgrade request: the authenticator's answer when auth is on, an
     /// anonymous identity when it is off. `None` means refuse with 401 *before* upgrading.
     pub async fn authenticate(&self, req: AuthRequest<'_>) -> Option<Identity> {
-        match &self.inner.authenticator {
-            Some(a) => a.0.authenticate(req).await,
-            None => Some(Identity::new()),
-        }
+        SharedAuth::identify(self.inner.authenticator.as_ref(), req).await
     }
 
     /// Authenticates a stats request according to [`ExposeStats`]: `Ok(Some(stats))` to

@@ -3,7 +3,8 @@
 //!
 //! Use this crate to push live events to browsers and services over WebSocket; use
 //! `hookwire-sse` for one-way state streams (version-keyed patches) over plain HTTP. The
-//! event gateway (later) mounts both behind one configuration.
+//! `EventGateway` (feature `sse`) mounts both behind one configuration: shared auth, org scoping
+//! and room policy.
 //!
 //! # Example
 //!
@@ -56,6 +57,7 @@
 //! | --- | --- | --- |
 //! | `axum` | `axum::router`: the WebSocket route and `<path>/stats` on axum | no |
 //! | `redis` | `redis::RedisFanOut`: cross-node fan-out over Redis pub/sub | no |
+//! | `sse` | `EventGateway`: SSE (`hookwire-sse`) and WebSocket behind one configuration (implies `axum`) | no |
 //!
 //! MSRV: Rust 1.88.
 
@@ -80,5 +82,9 @@ pub use room::{Audience, KillSignal, Member, RoomManager, Stats};
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "sse")]
+mod event_gateway;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sse")]
+pub use event_gateway::{EventGateway, EventGatewayBuilder, SseSide};

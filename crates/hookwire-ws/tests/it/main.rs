@@ -5,6 +5,8 @@
 
 mod support;
 
+#[cfg(feature = "sse")]
+mod gateway;
 mod limits;
 #[cfg(feature = "redis")]
 mod nodes;
