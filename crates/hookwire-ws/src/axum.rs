@@ -76,7 +76,13 @@ pub async fn upgrade(State(gw): State<WsGateway>, req: Request) -> Response {
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| drive(socket, gw.connect(identity)))
+        .on_upgrade(move |socket| {
+            // Credentials are kept only when they will be re-checked.
+            let reauth = gw
+                .reauth_interval()
+                .map(|p| Reauth::new(gw.clone(), parts.uri, parts.headers, p));
+            drive(socket, gw.connect(identity), reauth)
+        })
 }
 
 /// The stats handler (`GET <path>/stats`).
@@ -126,6 +132,44 @@ async fn write(
     }
 }
 
+/// Re-authentication of a live socket: the upgrade request's URI and headers, re-checked
+/// every period.
+struct Reauth {
+    gw: WsGateway,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    timer: Interval,
+}
+
+impl Reauth {
+    fn new(gw: WsGateway, uri: http::Uri, headers: http::HeaderMap, period: Duration) -> Self {
+        Self {
+            gw,
+            uri,
+            headers,
+            timer: timer(period),
+        }
+    }
+
+    /// Waits for the next period, then authenticates again. Pending forever when off.
+    async fn next(this: &mut Option<Self>) -> Option<crate::Identity> {
+        match this {
+            Some(r) => {
+                r.timer.tick().await;
+                r.gw.authenticate(AuthRequest::new(&r.uri, &r.headers))
+                    .await
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn timer(period: Duration) -> Interval {
+    let mut i = tokio::time::interval_at(Instant::now() + period, period);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
+
 async fn tick(hb: &mut Option<Interval>) {
     match hb {
         Some(i) => {
@@ -148,13 +192,9 @@ fn is_too_big(e: &axum::Error) -> bool {
 
 /// Runs one connection until the peer leaves or it is closed; dropping `conn` at the end
 /// removes the client from its rooms.
-async fn drive(mut ws: WebSocket, mut conn: Connection) {
+async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reauth>) {
     let kill = conn.kill_signal();
-    let mut hb = conn.heartbeat_interval().map(|p| {
-        let mut i = tokio::time::interval_at(Instant::now() + p, p);
-        i.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        i
-    });
+    let mut hb = conn.heartbeat_interval().map(timer);
     let mut stop = write(&mut ws, [conn.hello()], &kill).await.err();
     while stop.is_none() {
         let outcome: Outcome = tokio::select! {
@@ -184,6 +224,7 @@ async fn drive(mut ws: WebSocket, mut conn: Connection) {
                 continue;
             }
             () = tick(&mut hb) => conn.on_heartbeat(),
+            who = Reauth::next(&mut reauth) => conn.on_reauth(who.as_ref()),
         };
         if let Some(reply) = outcome.reply {
             stop = write(&mut ws, [reply], &kill).await.err();

@@ -12,6 +12,8 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_SLOW_CLIENT: u16 = 1013;
 /// Close code sent to a client that missed two heartbeat pings.
 pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
+/// Close code sent when re-authentication of a live socket fails (an expired session).
+pub const CLOSE_SESSION_EXPIRED: u16 = 4003;
 /// Close code sent when the server shuts the gateway down (RFC 6455 "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -39,6 +41,8 @@ pub enum ErrorCode {
     MessageTooLarge,
     /// Binary frames are not part of the protocol.
     BinaryNotSupported,
+    /// Re-authentication failed; the socket is closed with 4003.
+    SessionExpired,
 }
 
 impl ErrorCode {
@@ -57,6 +61,7 @@ impl ErrorCode {
             Self::BadRequest => "bad-request",
             Self::MessageTooLarge => "message-too-large",
             Self::BinaryNotSupported => "binary-not-supported",
+            Self::SessionExpired => "session-expired",
         }
     }
 }

@@ -83,6 +83,7 @@ pub struct WsGatewayBuilder {
     authenticator: Option<SharedAuth>,
     resources: Vec<String>,
     heartbeat: Duration,
+    reauth: Duration,
     max_clients_per_room: usize,
     max_subscriptions: usize,
     max_message_bytes: usize,
@@ -114,6 +115,7 @@ impl Default for WsGatewayBuilder {
             authenticator: None,
             resources: Vec::new(),
             heartbeat: Duration::from_secs(30),
+            reauth: Duration::ZERO,
             max_clients_per_room: 10_000,
             max_subscriptions: 100,
             max_message_bytes: 16 * 1024,
@@ -161,6 +163,13 @@ impl WsGatewayBuilder {
     /// leaves two pings unanswered is closed with 4000.
     pub fn heartbeat_interval(mut self, d: Duration) -> Self {
         self.heartbeat = d;
+        self
+    }
+    /// Re-runs the authenticator on the upgrade request's URI and headers every `d` (default
+    /// zero: off; only with auth on). A socket whose credentials no longer authenticate, or now
+    /// belong to another organization, gets a `session-expired` error and is closed with 4003.
+    pub fn reauth_interval(mut self, d: Duration) -> Self {
+        self.reauth = d;
         self
     }
     /// Room capacity on this node (default 10 000).
@@ -334,6 +343,11 @@ impl WsGateway {
     pub fn heartbeat_interval(&self) -> Option<Duration> {
         (!self.inner.cfg.heartbeat.is_zero()).then_some(self.inner.cfg.heartbeat)
     }
+    /// The re-authentication period, `None` when off (or auth is off).
+    pub fn reauth_interval(&self) -> Option<Duration> {
+        (self.inner.authenticator.is_some() && !self.inner.cfg.reauth.is_zero())
+            .then_some(self.inner.cfg.reauth)
+    }
     /// The room manager of this node.
     pub fn rooms(&self) -> &RoomManager {
         &self.inner.rooms
@@ -495,6 +509,7 @@ impl Close {
             CLOSE_TOO_BIG => "message too large",
             frame::CLOSE_SLOW_CLIENT => "slow client",
             CLOSE_HEARTBEAT_TIMEOUT => "heartbeat timeout",
+            frame::CLOSE_SESSION_EXPIRED => "session expired",
             _ => "closing",
         };
         Self { code, reason }
@@ -588,6 +603,25 @@ impl Connection {
         }
         self.missed_pongs += 1;
         Outcome::reply(Bytes::from_static(frame::PING))
+    }
+
+    /// The result of re-running the authenticator on the upgrade request: nothing while it
+    /// still yields the same organization; otherwise a `session-expired` error and close 4003
+    /// (the client's room memberships are indexed by organization, so it cannot change live).
+    pub fn on_reauth(&mut self, now: Option<&Identity>) -> Outcome {
+        match now {
+            Some(who) if who.organization_id() == self.identity().organization_id() => {
+                Outcome::default()
+            }
+            _ => Outcome {
+                reply: Some(frame::error(
+                    ErrorCode::SessionExpired,
+                    "session expired",
+                    None,
+                )),
+                close: Some(Close::for_code(frame::CLOSE_SESSION_EXPIRED)),
+            },
+        }
     }
 
     /// An inbound frame over `max_message_bytes` (the transport noticed): an error frame, then

@@ -72,7 +72,8 @@ pub use auth::{AuthRequest, Authenticator, DemoAuthenticator, Identity};
 pub use error::BuildError;
 pub use fanout::{Envelope, FanOut, RemoteSink};
 pub use frame::{
-    CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CLIENT, CLOSE_TOO_BIG, ErrorCode,
+    CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CLIENT,
+    CLOSE_TOO_BIG, ErrorCode,
 };
 pub use gateway::{
     ClientInfo, Close, Connection, ExposeStats, HookReply, MAX_ROOM_NAME_BYTES, Outcome, WsGateway,

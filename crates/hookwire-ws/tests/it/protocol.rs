@@ -242,3 +242,37 @@ async fn stats_endpoint_modes() {
     assert_eq!(status, 200);
     assert!(body.contains("\"clients\":0"));
 }
+
+#[tokio::test]
+async fn an_expired_session_on_a_live_socket_is_closed_with_4003() {
+    let revoked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let r = Arc::clone(&revoked);
+    let gw = WsGateway::builder()
+        .authenticator(move |req: &hookwire_ws::AuthRequest<'_>| {
+            let token = req.query_param("token")?;
+            let (user, org) = token.split_once('@')?;
+            if r.lock().unwrap().iter().any(|u| u == user) {
+                return None;
+            }
+            Some(
+                hookwire_ws::Identity::new()
+                    .with_user(user)
+                    .with_organization(org),
+            )
+        })
+        .reauth_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let addr = serve_gw(&gw).await;
+    let (mut ann, _) = connect(addr, "ann@acme").await;
+    let (mut bob, _) = connect(addr, "bob@acme").await;
+    subscribe(&mut ann, "order").await;
+    revoked.lock().unwrap().push("ann".to_owned());
+    assert_eq!(recv(&mut ann).await["code"], "session-expired");
+    let close = recv_close(&mut ann, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(u16::from(close.code), hookwire_ws::CLOSE_SESSION_EXPIRED);
+    // Bob's session is still valid after several re-checks.
+    expect_silence(&mut bob, 400).await;
+    subscribe(&mut bob, "order").await;
+    assert!(eventually(|| gw.rooms().client_count() == 1).await);
+}
