@@ -367,12 +367,30 @@ impl WsGateway {
 
     /// Authenticates an upgrade request: the authenticator's answer when auth is on, an
     /// anonymous identity when it is off. `None` means refuse with 401 *before* upgrading.
+    /// Cancel safe if the authenticator's future is.
+    ///
+    /// ```
+    /// use hookwire_ws::{AuthRequest, DemoAuthenticator, WsGateway};
+    /// let gw = WsGateway::builder().authenticator(DemoAuthenticator).build().unwrap();
+    /// let (uri, h): (http::Uri, _) = ("/ws".parse().unwrap(), http::HeaderMap::new());
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert!(rt.block_on(gw.authenticate(AuthRequest::new(&uri, &h))).is_none());
+    /// ```
     pub async fn authenticate(&self, req: AuthRequest<'_>) -> Option<Identity> {
         SharedAuth::identify(self.inner.authenticator.as_ref(), req).await
     }
 
     /// Authenticates a stats request according to [`ExposeStats`]: `Ok(Some(stats))` to
-    /// answer 200, `Ok(None)` for 404 (off), `Err(())` for 401.
+    /// answer 200, `Ok(None)` for 404 (off), `Err(())` for 401. Cancel safe if the
+    /// authenticator's future is.
+    ///
+    /// ```
+    /// use hookwire_ws::{AuthRequest, ExposeStats, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).expose_stats(ExposeStats::On).build().unwrap();
+    /// let (uri, h): (http::Uri, _) = ("/ws/stats".parse().unwrap(), http::HeaderMap::new());
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(rt.block_on(gw.stats_for(AuthRequest::new(&uri, &h))).unwrap().unwrap().clients, 0);
+    /// ```
     #[allow(clippy::result_unit_err, reason = "the only failure is 'unauthorized'")]
     pub async fn stats_for(&self, req: AuthRequest<'_>) -> Result<Option<Stats>, ()> {
         match self.inner.cfg.expose_stats {
@@ -387,6 +405,16 @@ impl WsGateway {
     }
 
     /// Counts of this node; only configured resource rooms are listed by name.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).resources(["order"]).build().unwrap();
+    /// let mut c = gw.connect(Identity::new());
+    /// c.on_text(r#"{"type":"subscribe","resource":"order"}"#);
+    /// c.on_text(r#"{"type":"subscribe","resource":"my-private-room"}"#);
+    /// let s = gw.stats();
+    /// assert_eq!((s.clients, s.rooms, s.subscriptions.len()), (1, 2, 1));
+    /// ```
     pub fn stats(&self) -> Stats {
         let res = &self.inner.cfg.resources;
         self.inner.rooms.stats(|r| res.iter().any(|x| x == r))
@@ -394,6 +422,16 @@ impl WsGateway {
 
     /// Registers an authenticated client and returns its protocol state machine. Drop the
     /// [`Connection`] when the socket is gone: that leaves its rooms and runs `on_disconnect`.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let c = gw.connect(Identity::new());
+    /// assert!(c.client_id().starts_with("ws_"));
+    /// assert_eq!(gw.rooms().client_count(), 1);
+    /// drop(c);
+    /// assert_eq!(gw.rooms().client_count(), 0);
+    /// ```
     pub fn connect(&self, identity: Identity) -> Connection {
         let client_id = hookwire_core::id::new_id("ws");
         let (member, rx) = self
@@ -461,6 +499,15 @@ impl WsGateway {
     }
 
     /// Publishes an event to an explicit room, org-scoped like [`WsGateway::publish`].
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let mut c = gw.connect(Identity::new().with_organization("acme"));
+    /// c.on_text(r#"{"type":"subscribe","resource":"dashboard"}"#);
+    /// let e = hookwire_core::Event::new("kpi.updated", serde_json::json!(1)).with_organization("acme");
+    /// assert_eq!(gw.publish_to("dashboard", &e), 1);
+    /// ```
     pub fn publish_to(&self, room: &str, e: &Event) -> usize {
         self.send(room, self.scoped_audience(e, false), frame::event(e))
     }
@@ -468,6 +515,16 @@ impl WsGateway {
     /// Publishes an event without organization to *every* member of its resource room, all
     /// tenants included (an explicit global event). An event with an organization stays
     /// scoped to it.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).resources(["status"]).build().unwrap();
+    /// let mut c = gw.connect(Identity::new().with_organization("acme"));
+    /// c.on_text(r#"{"type":"subscribe","resource":"status"}"#);
+    /// let e = hookwire_core::Event::new("status.maintenance", serde_json::json!({}));
+    /// assert_eq!(gw.publish(&e), 0); // no organization: not a tenant's event
+    /// assert_eq!(gw.publish_global(&e), 1);
+    /// ```
     pub fn publish_global(&self, e: &Event) -> usize {
         match self.room_for(&e.name) {
             Some(room) => {
@@ -479,11 +536,29 @@ impl WsGateway {
     }
 
     /// Sends `{"type":"broadcast","channel":room,"data":data}` to every member of `room`.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let mut c = gw.connect(Identity::new().with_organization("acme"));
+    /// c.on_text(r#"{"type":"subscribe","resource":"lobby"}"#);
+    /// assert_eq!(gw.broadcast("lobby", &serde_json::json!({"hi": 1})), 1);
+    /// assert_eq!(&c.try_next_outbound().unwrap()[..], br#"{"type":"broadcast","channel":"lobby","data":{"hi":1}}"#);
+    /// ```
     pub fn broadcast(&self, room: &str, data: &Value) -> usize {
         self.send(room, Audience::All, frame::broadcast(room, data))
     }
 
     /// Sends the broadcast frame only to members of `room` in organization `org`.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let mut c = gw.connect(Identity::new().with_organization("acme"));
+    /// c.on_text(r#"{"type":"subscribe","resource":"lobby"}"#);
+    /// assert_eq!(gw.broadcast_to_org("globex", "lobby", &serde_json::json!(1)), 0);
+    /// assert_eq!(gw.broadcast_to_org("acme", "lobby", &serde_json::json!(1)), 1);
+    /// ```
     pub fn broadcast_to_org(&self, org: &str, room: &str, data: &Value) -> usize {
         self.send(
             room,
@@ -594,6 +669,15 @@ impl Connection {
     }
 
     /// A heartbeat tick: a `ping` frame, or a 4000 close if two pings went unanswered.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let mut c = gw.connect(Identity::new());
+    /// assert_eq!(&c.on_heartbeat().reply.unwrap()[..], br#"{"type":"ping"}"#);
+    /// c.on_heartbeat();
+    /// assert_eq!(c.on_heartbeat().close.unwrap().code, hookwire_ws::CLOSE_HEARTBEAT_TIMEOUT);
+    /// ```
     pub fn on_heartbeat(&mut self) -> Outcome {
         if self.missed_pongs >= 2 {
             return Outcome {
@@ -646,6 +730,15 @@ impl Connection {
     }
 
     /// An inbound text frame.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let mut c = gw.connect(Identity::new());
+    /// let out = c.on_text(r#"{"type":"subscribe","resource":"order"}"#);
+    /// assert_eq!(&out.reply.unwrap()[..], br#"{"type":"subscribed","channel":"order"}"#);
+    /// assert!(c.on_text("not json").reply.is_some()); // an error frame, never a panic
+    /// ```
     pub fn on_text(&mut self, text: &str) -> Outcome {
         if text.len() > self.gw.inner.cfg.max_message_bytes {
             return self.on_too_large();

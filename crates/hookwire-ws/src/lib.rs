@@ -89,3 +89,8 @@ mod event_gateway;
 pub mod redis;
 #[cfg(feature = "sse")]
 pub use event_gateway::{EventGateway, EventGatewayBuilder, SseSide};
+
+/// The guide's examples (`docs/hookwire-ws.md`), compiled as doctests so they cannot rot.
+#[cfg(all(doctest, feature = "sse", feature = "redis"))]
+#[doc = include_str!("../../../docs/hookwire-ws.md")]
+struct Guide;
