@@ -66,6 +66,10 @@ fn server(role: &str) {
         {
             println!("{}", listener.local_addr().expect("addr").port());
         }
+        // Small frames must not wait for Nagle's algorithm (as in production, see the guide).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app).await.expect("serve");
     });
 }
