@@ -404,6 +404,21 @@ impl WsGateway {
         }
     }
 
+    /// Closes every client of this node with 1001 ("going away"), for a graceful shutdown or
+    /// deploy: clients reconnect (to another node). New upgrades are still accepted; stop the
+    /// listener first. Returns how many clients were asked to close.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let c = gw.connect(Identity::new());
+    /// assert_eq!(gw.close_all(), 1);
+    /// assert!(c.kill_signal().is_killed());
+    /// ```
+    pub fn close_all(&self) -> usize {
+        self.inner.rooms.close_all(frame::CLOSE_GOING_AWAY)
+    }
+
     /// Counts of this node; only configured resource rooms are listed by name.
     ///
     /// ```
@@ -584,6 +599,7 @@ impl Close {
             CLOSE_TOO_BIG => "message too large",
             frame::CLOSE_SLOW_CLIENT => "slow client",
             CLOSE_HEARTBEAT_TIMEOUT => "heartbeat timeout",
+            frame::CLOSE_GOING_AWAY => "server going away",
             frame::CLOSE_SESSION_EXPIRED => "session expired",
             _ => "closing",
         };

@@ -166,6 +166,8 @@ pub struct RoomManager {
     max_per_room: usize,
     rooms: RwLock<HashMap<Arc<str>, Room>>,
     clients: AtomicUsize,
+    /// Every registered client's kill signal, so a shutdown can close sockets that hold no room.
+    kills: std::sync::Mutex<HashMap<u64, Arc<KillSignal>>>,
     next_key: AtomicU64,
     slow_dropped: AtomicU64,
 }
@@ -177,6 +179,7 @@ impl RoomManager {
             max_per_room,
             rooms: RwLock::default(),
             clients: AtomicUsize::new(0),
+            kills: std::sync::Mutex::default(),
             next_key: AtomicU64::new(1),
             slow_dropped: AtomicU64::new(0),
         }
@@ -199,6 +202,10 @@ impl RoomManager {
             kill: Arc::default(),
         });
         self.clients.fetch_add(1, Ordering::Relaxed);
+        self.kills
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(member.key, Arc::clone(&member.kill));
         (member, rx)
     }
 
@@ -258,6 +265,10 @@ impl RoomManager {
             self.unsubscribe(member, room);
         }
         self.clients.fetch_sub(1, Ordering::Relaxed);
+        self.kills
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&member.key);
     }
 
     /// Queues `frame` for the members of `room` in `audience`, never waiting; returns how many
@@ -291,6 +302,24 @@ impl RoomManager {
             }
         }
         sent
+    }
+
+    /// Asks every connected client's driver to close with `code` (for example
+    /// [`crate::CLOSE_GOING_AWAY`] on shutdown); returns how many were asked.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, RoomManager};
+    /// let rooms = RoomManager::new(10);
+    /// let (m, _rx) = rooms.register("ws_1".into(), Identity::new(), 4);
+    /// assert_eq!(rooms.close_all(hookwire_ws::CLOSE_GOING_AWAY), 1);
+    /// assert!(m.kill_signal().is_killed());
+    /// ```
+    pub fn close_all(&self, code: u16) -> usize {
+        let kills = self.kills.lock().unwrap_or_else(|e| e.into_inner());
+        for k in kills.values() {
+            k.kill(code);
+        }
+        kills.len()
     }
 
     /// Members of `room` on this node.

@@ -276,3 +276,19 @@ async fn an_expired_session_on_a_live_socket_is_closed_with_4003() {
     subscribe(&mut bob, "order").await;
     assert!(eventually(|| gw.rooms().client_count() == 1).await);
 }
+
+#[tokio::test]
+async fn close_all_sends_1001_to_every_client() {
+    let gw = gateway();
+    let addr = serve_gw(&gw).await;
+    let (mut a, _) = connect(addr, "ann@acme").await;
+    let (mut b, _) = connect(addr, "bob@globex").await;
+    subscribe(&mut a, "order").await;
+    assert!(eventually(|| gw.rooms().client_count() == 2).await);
+    assert_eq!(gw.close_all(), 2);
+    for ws in [&mut a, &mut b] {
+        let close = recv_close(ws, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(u16::from(close.code), hookwire_ws::CLOSE_GOING_AWAY);
+    }
+    assert!(eventually(|| gw.rooms().client_count() == 0).await);
+}
