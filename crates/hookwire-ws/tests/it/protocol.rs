@@ -71,11 +71,11 @@ async fn broadcast_frames_and_client_ping() {
     assert_eq!(recv(&mut ws).await, json!({"type":"pong"}));
 }
 
-/// A gateway pinging every 100 ms and one connected client.
-async fn heartbeat_client() -> (WsGateway, Client) {
+/// A gateway pinging every `ms` and one connected client.
+async fn heartbeat_client(ms: u64) -> (WsGateway, Client) {
     let gw = WsGateway::builder()
         .authenticator(DemoAuthenticator)
-        .heartbeat_interval(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_millis(ms))
         .build()
         .unwrap();
     let addr = serve_gw(&gw).await;
@@ -85,9 +85,10 @@ async fn heartbeat_client() -> (WsGateway, Client) {
 
 #[tokio::test]
 async fn heartbeat_pings_and_answered_pongs_keep_the_client() {
-    let (gw, mut ws) = heartbeat_client().await;
-    // Six intervals answered: still connected (two misses would have closed it by the third).
-    for _ in 0..6 {
+    // A longer interval here, so a slow test machine cannot make an answered ping look missed.
+    let (gw, mut ws) = heartbeat_client(250).await;
+    // Five intervals answered: still connected (two misses would have closed it by the third).
+    for _ in 0..5 {
         assert_eq!(recv(&mut ws).await, json!({"type":"ping"}));
         send(&mut ws, &json!({"type":"pong"})).await;
     }
@@ -96,7 +97,7 @@ async fn heartbeat_pings_and_answered_pongs_keep_the_client() {
 
 #[tokio::test]
 async fn two_missed_pongs_drop_the_client() {
-    let (gw, mut ws) = heartbeat_client().await;
+    let (gw, mut ws) = heartbeat_client(100).await;
     assert_eq!(recv(&mut ws).await, json!({"type":"ping"}));
     assert_eq!(recv(&mut ws).await, json!({"type":"ping"}));
     let close = recv_close(&mut ws, Duration::from_secs(2)).await.unwrap();
