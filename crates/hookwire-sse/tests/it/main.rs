@@ -8,4 +8,6 @@ mod browser;
 mod channel;
 mod http;
 mod props;
+#[cfg(feature = "redis")]
+mod redis;
 mod support;
