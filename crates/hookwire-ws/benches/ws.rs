@@ -119,6 +119,7 @@ impl Server {
             .spawn()
             .expect("spawn server");
         raise_nofile(child.id());
+        pin(child.id(), 0);
         let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().expect("stdout"))
             .expect("stdout");
         let mut line = String::new();
@@ -184,6 +185,19 @@ fn raise_nofile(pid: u32) {
             ])
             .status();
     }
+}
+
+/// Pins every thread of `pid` to `cpu` with `taskset` (bench README: load generator and server
+/// on one core each); `false` when that is not possible (one core, no taskset).
+fn pin(pid: u32, cpu: usize) -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    cpus >= 2
+        && Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 type Sent = Arc<Mutex<Vec<Instant>>>;
@@ -321,11 +335,29 @@ async fn run() {
     report.extra("clients", json!(n));
     report.extra("soak_s", json!(soak.as_secs()));
     report.extra("heartbeat_ms", json!(HEARTBEAT.as_millis()));
+    raise_nofile(std::process::id());
+    let pinned = pin(std::process::id(), 1);
     report.extra(
         "layout",
-        json!("shared: server child process (1 worker) and clients (1 worker), no pinning"),
+        json!(if pinned {
+            "pinned: server child process (1 worker) on CPU 0, clients (1 worker) on CPU 1"
+        } else {
+            "shared: server child process (1 worker) and clients (1 worker), no pinning"
+        }),
     );
-    raise_nofile(std::process::id());
+    if !pinned {
+        report.note("taskset unavailable or refused: server and clients share the cores");
+    }
+    report.extra(
+        "nofile_limit",
+        json!(
+            std::fs::read_to_string("/proc/self/limits")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .unwrap_or_default()
+        ),
+    );
 
     // Idle memory, interleaved A (hookwire) / B (bare axum defaults).
     for _ in 0..rounds {
