@@ -187,6 +187,16 @@ impl EventGatewayBuilder {
                 events,
             }
         });
+        // With a WebSocket fan-out, events also reach the SSE subscribers of the other nodes:
+        // each node republishes relayed events to its own SSE event stream.
+        if let (Some(ws), Some(sse)) = (&ws, &sse) {
+            let events = sse.events.clone();
+            ws.set_event_relay(Box::new(move |json| {
+                if let Ok(e) = serde_json::from_slice::<Event>(json) {
+                    events.publish(&e);
+                }
+            }));
+        }
         Ok(EventGateway {
             inner: Arc::new(GatewayInner {
                 authenticator,
@@ -289,10 +299,15 @@ impl EventGateway {
     }
 
     /// Publishes an application event to both sides: the WebSocket room of its resource and the
-    /// SSE event stream (each org-scoped). Returns the WebSocket clients it was queued for.
+    /// SSE event stream (each org-scoped). With a fan-out in the WebSocket options (for example
+    /// Redis), both sides of every other node get it too. Returns the local WebSocket clients it
+    /// was queued for.
     pub fn publish(&self, e: &Event) -> usize {
         if let Some(sse) = &self.inner.sse {
             sse.events.publish(e);
+            if let Some(ws) = &self.inner.ws {
+                ws.fan_out_event(bytes::Bytes::from(e.to_json_bytes()));
+            }
         }
         self.inner.ws.as_ref().map_or(0, |ws| ws.publish(e))
     }

@@ -25,6 +25,22 @@ pub struct Envelope {
     audience: Audience,
     #[serde(with = "frame_str")]
     frame: Bytes,
+    #[serde(default, skip_serializing_if = "is_frame")]
+    kind: Kind,
+}
+
+/// What an envelope carries: a WebSocket frame for a room, or (for the event gateway's SSE
+/// side) a whole event as JSON, which the receiving node publishes to its own SSE subscribers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Kind {
+    #[default]
+    Frame,
+    Event,
+}
+
+fn is_frame(k: &Kind) -> bool {
+    *k == Kind::Frame
 }
 
 impl Envelope {
@@ -34,6 +50,18 @@ impl Envelope {
             room: room.into(),
             audience,
             frame,
+            kind: Kind::Frame,
+        }
+    }
+
+    /// An application event (JSON of a `hookwire_core::Event`) for the other nodes' SSE side.
+    #[cfg(feature = "sse")]
+    pub(crate) fn event(json: Bytes) -> Self {
+        Self {
+            room: String::new(),
+            audience: Audience::All,
+            frame: json,
+            kind: Kind::Event,
         }
     }
     /// The target room.
@@ -82,6 +110,12 @@ impl RemoteSink {
     /// Delivers `env` locally; `None` once the gateway is gone (the fan-out should stop).
     pub fn deliver(&self, env: &Envelope) -> Option<usize> {
         let inner = self.inner.upgrade()?;
+        if env.kind == Kind::Event {
+            if let Some(relay) = inner.event_relay.get() {
+                relay(&env.frame);
+            }
+            return Some(0);
+        }
         Some(
             inner
                 .rooms

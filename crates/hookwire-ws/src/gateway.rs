@@ -276,6 +276,7 @@ impl WsGatewayBuilder {
             ));
         }
         let inner = Arc::new(Inner {
+            event_relay: std::sync::OnceLock::new(),
             rooms: RoomManager::new(self.max_clients_per_room),
             authenticator: if self.auth {
                 self.authenticator.clone()
@@ -291,10 +292,14 @@ impl WsGatewayBuilder {
     }
 }
 
+/// Receives events relayed from other nodes (set by the event gateway for its SSE side).
+pub(crate) type EventRelay = Box<dyn Fn(&Bytes) + Send + Sync>;
+
 pub(crate) struct Inner {
     pub(crate) rooms: RoomManager,
     authenticator: Option<SharedAuth>,
     cfg: WsGatewayBuilder,
+    pub(crate) event_relay: std::sync::OnceLock<EventRelay>,
 }
 
 /// A WebSocket room gateway: authenticate upgrades, run connections, publish events.
@@ -498,6 +503,20 @@ impl WsGateway {
             f.publish(&Envelope::new(room, audience, frame));
         }
         n
+    }
+
+    /// Sets where events relayed from other nodes go (once; the event gateway's SSE side).
+    #[cfg(feature = "sse")]
+    pub(crate) fn set_event_relay(&self, f: EventRelay) {
+        let _ = self.inner.event_relay.set(f);
+    }
+
+    /// Sends an event's JSON to the other nodes' event relays, if there is a fan-out.
+    #[cfg(feature = "sse")]
+    pub(crate) fn fan_out_event(&self, json: Bytes) {
+        if let Some(f) = &self.inner.cfg.fan_out {
+            f.publish(&Envelope::event(json));
+        }
     }
 
     /// Publishes a resource event to the room of its resource (`order.created` → `order`);

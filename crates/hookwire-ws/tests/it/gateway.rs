@@ -32,9 +32,21 @@ async fn sse_get(addr: SocketAddr, path: &str) -> (u16, TcpStream, String) {
 }
 
 /// Reads from an SSE connection until `needle` has been seen `times` times (or 5 s pass).
-async fn read_until(s: &mut TcpStream, mut seen: String, needle: &str, times: usize) -> String {
+async fn read_until(s: &mut TcpStream, seen: String, needle: &str, times: usize) -> String {
+    read_within(s, seen, needle, times, Duration::from_secs(5)).await
+}
+
+/// Like [`read_until`] with an explicit time limit (short when `times` is one more than
+/// expected, to prove nothing else arrives).
+async fn read_within(
+    s: &mut TcpStream,
+    mut seen: String,
+    needle: &str,
+    times: usize,
+    within: Duration,
+) -> String {
     let mut chunk = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + within;
     while seen.matches(needle).count() < times {
         match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
             Ok(Ok(n)) if n > 0 => seen.push_str(&String::from_utf8_lossy(&chunk[..n])),
@@ -195,4 +207,59 @@ fn building_the_gateway_with_auth_on_and_no_authenticator_fails() {
             .unwrap_err()
             .is_missing_authenticator()
     );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn with_a_redis_fan_out_both_sides_of_every_node_get_the_event_once() {
+    use hookwire_ws::redis::RedisFanOut;
+    let redis = hookwire_testkit::RedisServer::start().unwrap();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let fan_out = RedisFanOut::connect(&redis.url()).await.unwrap();
+        let gw = EventGateway::builder()
+            .authenticator(DemoAuthenticator)
+            .ws_options(WsGateway::builder().resources(["order"]).fan_out(fan_out))
+            .build()
+            .unwrap();
+        let addr = serve_event_gw(&gw).await;
+        nodes.push((gw, addr));
+    }
+    let (a, _) = &nodes[0];
+    let (b, addr_b) = &nodes[1];
+    let (_, mut sse_acme, head_acme) =
+        sse_get(*addr_b, "/events?filter=order.*&token=ann@acme").await;
+    let (_, mut sse_globex, head_globex) =
+        sse_get(*addr_b, "/events?filter=order.*&token=gil@globex").await;
+    let (mut ws_acme, _) = connect(*addr_b, "al@acme").await;
+    subscribe(&mut ws_acme, "order").await;
+    assert!(eventually(|| b.sse().unwrap().events().subscriber_count() == 2).await);
+
+    a.publish(&Event::new("order.created", json!({"n": "first"})).with_organization("acme"));
+    a.publish(&Event::new("order.created", json!({"n": "second"})).with_organization("globex"));
+    a.publish(&Event::new("order.created", json!({"n": "third"})).with_organization("acme"));
+
+    // Ask for one more frame than expected, for a while: duplicates would show up.
+    let extra = Duration::from_millis(700);
+    let acme = read_within(&mut sse_acme, head_acme, "event: order.created", 3, extra).await;
+    assert_eq!(acme.matches("event: order.created").count(), 2, "{acme}");
+    assert!(acme.contains("first") && acme.contains("third") && !acme.contains("second"));
+    let globex = read_within(
+        &mut sse_globex,
+        head_globex,
+        "event: order.created",
+        2,
+        extra,
+    )
+    .await;
+    assert_eq!(
+        globex.matches("event: order.created").count(),
+        1,
+        "{globex}"
+    );
+    assert!(globex.contains("second"));
+    for want in ["first", "third"] {
+        assert_eq!(recv_no_ping(&mut ws_acme).await["data"]["n"], want);
+    }
+    expect_silence(&mut ws_acme, 200).await;
 }
