@@ -151,16 +151,22 @@ impl Reauth {
         }
     }
 
-    /// Waits for the next period, then authenticates again. Pending forever when off.
-    async fn next(this: &mut Option<Self>) -> Option<crate::Identity> {
+    /// Waits for the next period (cancel safe); pending forever when off.
+    async fn due(this: &mut Option<Self>) {
         match this {
             Some(r) => {
                 r.timer.tick().await;
-                r.gw.authenticate(AuthRequest::new(&r.uri, &r.headers))
-                    .await
             }
             None => std::future::pending().await,
         }
+    }
+
+    /// Authenticates the upgrade request again. Awaited outside the `select!`, so traffic on
+    /// the socket cannot cancel a slow lookup again and again.
+    async fn check(this: Option<&Self>) -> Option<crate::Identity> {
+        let r = this?;
+        r.gw.authenticate(AuthRequest::new(&r.uri, &r.headers))
+            .await
     }
 }
 
@@ -207,7 +213,12 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
                 Some(Ok(Message::Binary(b))) => conn.on_binary(b.len()),
                 // tungstenite answers protocol pings itself; protocol pongs carry no meaning here.
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(Message::Close(_))) => {
+                    // tungstenite queued the close reply; flush it so the handshake completes.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
+                    break;
+                }
+                None => break,
                 Some(Err(e)) if is_too_big(&e) => conn.on_too_large(),
                 Some(Err(_)) => break,
             },
@@ -224,7 +235,10 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
                 continue;
             }
             () = tick(&mut hb) => conn.on_heartbeat(),
-            who = Reauth::next(&mut reauth) => conn.on_reauth(who.as_ref()),
+            () = Reauth::due(&mut reauth) => {
+                let who = Reauth::check(reauth.as_ref()).await;
+                conn.on_reauth(who.as_ref())
+            }
         };
         if let Some(reply) = outcome.reply {
             stop = write(&mut ws, [reply], &kill).await.err();

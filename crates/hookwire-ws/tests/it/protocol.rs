@@ -203,6 +203,14 @@ async fn lifecycle_hooks_and_custom_frames() {
     send(&mut ws, &json!({"type":"other"})).await;
     assert_eq!(recv(&mut ws).await["code"], "unknown-type");
     ws.close(None).await.unwrap();
+    // The server completes the closing handshake (its close frame comes back).
+    let reply = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures_util::StreamExt::next(&mut ws),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
     assert!(eventually(|| disconnects.load(Ordering::SeqCst) == 1).await);
     assert_eq!(gw.rooms().client_count(), 0);
 }
