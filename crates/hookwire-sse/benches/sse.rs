@@ -727,10 +727,11 @@ async fn slow_consumer(p: &Params, pinned: bool, report: &mut Report) {
         .await
         .unwrap();
     assert_eq!(server.cmd(&format!("WAIT {}", p.slow_n + 1)).await, "OK");
-    // Overflow its queue (256 frames / 256 KiB) with 1 KiB frames, in steps the others keep up
-    // with (each step waits until every other subscriber has it).
-    for _ in 0..40 {
-        let _ = fleet.publish(&mut server, 20, 1024).await;
+    // Overflow its queue (256 frames / 256 KiB) behind a send buffer the kernel may grow to
+    // 4 MiB: 6 MiB of 4 KiB frames, in steps the others keep up with (each step waits until
+    // every other subscriber has it).
+    for _ in 0..60 {
+        let _ = fleet.publish(&mut server, 25, 4096).await;
     }
     let mut with_slow = Vec::new();
     for _ in 0..p.publishes.min(10) {
@@ -793,7 +794,7 @@ async fn orchestrate() {
             idle: Duration::from_millis(300),
             burst: 20,
             mem_n: 1000,
-            slow_n: 300,
+            slow_n: 200,
         }
     } else {
         Params {
@@ -805,7 +806,7 @@ async fn orchestrate() {
             idle: Duration::from_secs(2),
             burst: 50,
             mem_n: 10_000,
-            slow_n: 1000,
+            slow_n: 300,
         }
     };
     let pinned = std::process::Command::new("taskset")

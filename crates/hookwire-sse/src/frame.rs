@@ -182,6 +182,34 @@ impl Frame {
         }))
     }
 
+    /// The unwritten rest of this frame's chunked form after `written` bytes went out (for a
+    /// partial direct write); only [`chunked`](Self::chunked) is meaningful on the result.
+    pub(crate) fn tail(&self, written: usize) -> Self {
+        let chunked = self.0.chunked.slice(written.min(self.0.chunked.len())..);
+        Self(Arc::new(Inner {
+            kind: self.0.kind,
+            first: self.0.first,
+            version: self.0.version,
+            json: Bytes::new(),
+            chunked,
+            sse_start: 0,
+            sse_end: 0,
+        }))
+    }
+
+    /// The end of a chunked body (`0\r\n\r\n`), as a frame so it is written in order.
+    pub(crate) fn end_of_stream() -> Self {
+        Self(Arc::new(Inner {
+            kind: FrameKind::KeepAlive,
+            first: 0,
+            version: 0,
+            json: Bytes::new(),
+            chunked: Bytes::from_static(b"0\r\n\r\n"),
+            sse_start: 0,
+            sse_end: 0,
+        }))
+    }
+
     /// What the frame tells the client.
     pub fn kind(&self) -> FrameKind {
         self.0.kind

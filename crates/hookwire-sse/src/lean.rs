@@ -117,7 +117,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
             }
         };
         drop(head);
-        let _guard = Live(&self.live);
+        let guard = Live(Arc::clone(&self.live));
         let mut out = String::with_capacity(160);
         out.push_str("HTTP/1.1 200 OK\r\n");
         for (k, v) in SSE_HEADERS {
@@ -133,7 +133,17 @@ impl<S: BroadcastState> LeanAcceptor<S> {
         out.push_str("\r\n");
         tcp.write_all(out.as_bytes()).await?;
         drop(out);
-        stream_frames(tcp, sub).await
+        // Stream from a fresh task: its future holds only what streaming needs, not the
+        // head-parsing state, which keeps an idle subscriber small.
+        let tcp = Arc::new(tcp);
+        sub.set_direct(Arc::new(Direct(Arc::clone(&tcp))));
+        tokio::spawn(async move {
+            if let Err(e) = stream_frames(&tcp, sub).await {
+                tracing::debug!(error = %e, "lean stream ended");
+            }
+            drop(guard);
+        });
+        Ok(())
     }
 
     fn route(&self, head: &Head) -> Route {
@@ -173,9 +183,9 @@ enum Route {
     Stream(String, Option<u64>),
 }
 
-struct Live<'a>(&'a AtomicUsize);
+struct Live(Arc<AtomicUsize>);
 
-impl Drop for Live<'_> {
+impl Drop for Live {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -190,14 +200,17 @@ struct Head {
 /// Reads and parses the request head; `None` when the peer closed early. Answers 400/431
 /// itself and returns `None` for malformed or oversized heads.
 async fn read_head(tcp: &mut TcpStream) -> io::Result<Option<Head>> {
-    let mut buf = Vec::with_capacity(1024);
+    // A heap buffer, not a stack array: stack arrays held across `.await` become part of the
+    // task's future.
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
-        let mut chunk = [0u8; 1024];
-        let n = tcp.read(&mut chunk).await?;
+        if buf.len() == buf.capacity() {
+            buf.reserve(1024);
+        }
+        let n = tcp.read_buf(&mut buf).await?;
         if n == 0 {
             return Ok(None);
         }
-        buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
@@ -253,17 +266,29 @@ async fn respond(
     tcp.shutdown().await
 }
 
-/// Streams frames until the subscription ends or the peer goes away.
-async fn stream_frames(mut tcp: TcpStream, mut sub: crate::Subscription) -> io::Result<()> {
+struct Direct(Arc<TcpStream>);
+
+impl crate::queue::DirectWrite for Direct {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+}
+
+/// Streams frames until the subscription ends or the peer goes away. While idle, the
+/// publisher writes frames directly ([`Direct`]); this task only drains what had to be
+/// queued (a busy socket), all of it per vectored write.
+async fn stream_frames(tcp: &TcpStream, mut sub: crate::Subscription) -> io::Result<()> {
     let mut batch: Vec<Frame> = Vec::new();
     loop {
         tokio::select! {
             more = sub.recv_batch(&mut batch) => {
                 if !more {
-                    tcp.write_all(b"0\r\n\r\n").await?;
-                    return tcp.shutdown().await;
+                    write_frames(tcp, &[Frame::end_of_stream()]).await?;
+                    return Ok(());
                 }
-                write_frames(&mut tcp, &batch).await?;
+                let r = write_frames(tcp, &batch).await;
+                sub.write_done();
+                r?;
                 batch.clear();
                 if batch.capacity() > 16 {
                     batch = Vec::new();
@@ -286,7 +311,7 @@ async fn stream_frames(mut tcp: TcpStream, mut sub: crate::Subscription) -> io::
 
 /// Writes every frame's pre-encoded chunk with vectored writes (one `writev` per drain unless
 /// the socket takes less).
-async fn write_frames(tcp: &mut TcpStream, frames: &[Frame]) -> io::Result<()> {
+async fn write_frames(tcp: &TcpStream, frames: &[Frame]) -> io::Result<()> {
     let mut idx = 0;
     let mut off = 0;
     while idx < frames.len() {
@@ -296,7 +321,14 @@ async fn write_frames(tcp: &mut TcpStream, frames: &[Frame]) -> io::Result<()> {
             for f in frames[idx + 1..].iter().take(63) {
                 slices.push(IoSlice::new(f.chunked()));
             }
-            tcp.write_vectored(&slices).await?
+            loop {
+                tcp.writable().await?;
+                match tcp.try_write_vectored(&slices) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
         };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());

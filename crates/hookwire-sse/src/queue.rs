@@ -36,12 +36,53 @@ impl Default for QueueLimits {
     }
 }
 
-#[derive(Debug, Default)]
+/// A non-blocking writer the publisher may use directly while the subscriber is idle (the
+/// lean acceptor's socket), so an idle subscriber gets a frame with one `write` from the
+/// publishing thread instead of a task wake-up.
+pub(crate) trait DirectWrite: Send + Sync {
+    /// Writes what the socket takes now; `WouldBlock` when nothing fits.
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
+}
+
+#[derive(Default)]
 struct Queue {
     frames: VecDeque<Frame>,
     bytes: usize,
     waker: Option<Waker>,
     closed: bool,
+    // The subscriber's writer is writing frames it took from the queue: a direct write now
+    // would overtake them.
+    busy: bool,
+    direct: Option<Arc<dyn DirectWrite>>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("frames", &self.frames.len())
+            .field("bytes", &self.bytes)
+            .field("closed", &self.closed)
+            .field("busy", &self.busy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Tries to write `frame` straight to the socket; returns the part still to be queued.
+    fn try_direct(&mut self, frame: &Frame) -> Option<Frame> {
+        if !self.frames.is_empty() || self.busy {
+            return Some(frame.clone());
+        }
+        let Some(d) = &self.direct else {
+            return Some(frame.clone());
+        };
+        match d.try_write(frame.chunked()) {
+            Ok(n) if n >= frame.len() => None,
+            Ok(n) => Some(frame.tail(n)),
+            // WouldBlock or a broken socket: queue it; the writer task sees the error.
+            Err(_) => Some(frame.clone()),
+        }
+    }
 }
 
 /// Counters shared by all subscribers of a channel.
@@ -102,7 +143,9 @@ impl SubShared {
             if q.closed || !q.frames.is_empty() {
                 return;
             }
-            let k = Frame::keep_alive();
+            let Some(k) = q.try_direct(&Frame::keep_alive()) else {
+                return;
+            };
             q.bytes += k.len();
             q.frames.push_back(k);
             q.waker.take()
@@ -125,6 +168,7 @@ impl SubShared {
         let waker = {
             let mut q = crate::lock(&self.q);
             q.closed = true;
+            q.direct = None;
             q.waker.take()
         };
         if let Some(w) = waker {
@@ -188,6 +232,7 @@ impl Subscription {
         }
         out.extend(q.frames.drain(..));
         q.bytes = 0;
+        q.busy = q.direct.is_some();
         // Give back the memory of a burst so an idle subscriber stays small.
         if q.frames.capacity() > 8 {
             q.frames = VecDeque::new();
@@ -199,6 +244,18 @@ impl Subscription {
     /// when the stream has ended.
     pub async fn recv_batch(&mut self, out: &mut Vec<Frame>) -> bool {
         std::future::poll_fn(|cx| self.poll_batch(cx, out)).await
+    }
+
+    /// Lets the publisher write frames straight to `direct` while this subscriber is idle.
+    /// The writer must call [`write_done`](Self::write_done) after writing each batch from
+    /// [`poll_batch`](Self::poll_batch).
+    pub(crate) fn set_direct(&self, direct: Arc<dyn DirectWrite>) {
+        crate::lock(&self.shared.q).direct = Some(direct);
+    }
+
+    /// The batch taken by the last [`poll_batch`](Self::poll_batch) is fully written.
+    pub(crate) fn write_done(&self) {
+        crate::lock(&self.shared.q).busy = false;
     }
 
     /// Number of frames waiting.
