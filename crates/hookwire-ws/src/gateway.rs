@@ -256,7 +256,8 @@ impl WsGatewayBuilder {
     /// # Errors
     /// [`BuildError::is_missing_authenticator`] when auth is on without an authenticator;
     /// [`BuildError::is_invalid_option`] for a path not starting with `/`, a zero
-    /// `max_message_bytes`, `outbound_queue` or `max_subscriptions_per_client`.
+    /// `max_message_bytes`, `outbound_queue` or `max_subscriptions_per_client`, and
+    /// [`ExposeStats::Authenticated`] with auth off.
     pub fn build(self) -> Result<WsGateway, BuildError> {
         if self.auth && self.authenticator.is_none() {
             return Err(BuildError::missing_authenticator());
@@ -273,6 +274,12 @@ impl WsGatewayBuilder {
         if self.max_subscriptions == 0 {
             return Err(BuildError::invalid(
                 "max_subscriptions_per_client must be > 0",
+            ));
+        }
+        if self.expose_stats == ExposeStats::Authenticated && !self.auth {
+            // Nobody could ever be authenticated: say so now instead of answering 401 forever.
+            return Err(BuildError::invalid(
+                "expose_stats(Authenticated) needs auth on and an authenticator",
             ));
         }
         let inner = Arc::new(Inner {
@@ -901,6 +908,14 @@ mod tests {
         let err = WsGateway::builder().build().unwrap_err();
         assert!(err.is_missing_authenticator());
         assert!(WsGateway::builder().auth(false).build().is_ok());
+        assert!(
+            WsGateway::builder()
+                .auth(false)
+                .expose_stats(ExposeStats::Authenticated)
+                .build()
+                .unwrap_err()
+                .is_invalid_option()
+        );
         assert!(
             WsGateway::builder()
                 .auth(false)
