@@ -734,6 +734,17 @@ impl Connection {
     /// The result of re-running the authenticator on the upgrade request: nothing while it
     /// still yields the same organization; otherwise a `session-expired` error and close 4003
     /// (the client's room memberships are indexed by organization, so it cannot change live).
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let acme = Identity::new().with_organization("acme");
+    /// let mut c = gw.connect(acme.clone());
+    /// assert!(c.on_reauth(Some(&acme)).close.is_none());
+    /// let moved = Identity::new().with_organization("globex");
+    /// assert_eq!(c.on_reauth(Some(&moved)).close.unwrap().code, hookwire_ws::CLOSE_SESSION_EXPIRED);
+    /// assert_eq!(c.on_reauth(None).close.unwrap().code, 4003);
+    /// ```
     pub fn on_reauth(&mut self, now: Option<&Identity>) -> Outcome {
         match now {
             Some(who) if who.organization_id() == self.identity().organization_id() => {
@@ -752,6 +763,15 @@ impl Connection {
 
     /// An inbound frame over `max_message_bytes` (the transport noticed): an error frame, then
     /// close 1009.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let mut c = gw.connect(Identity::new());
+    /// let out = c.on_too_large();
+    /// assert!(out.reply.is_some());
+    /// assert_eq!(out.close.unwrap().code, hookwire_ws::CLOSE_TOO_BIG);
+    /// ```
     pub fn on_too_large(&mut self) -> Outcome {
         Outcome {
             reply: Some(frame::error(
@@ -764,6 +784,14 @@ impl Connection {
     }
 
     /// An inbound binary frame: not part of the protocol.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let mut c = gw.connect(Identity::new());
+    /// assert!(c.on_binary(3).close.is_none());
+    /// assert!(c.on_binary(1 << 20).close.is_some()); // over max_message_bytes
+    /// ```
     pub fn on_binary(&mut self, len: usize) -> Outcome {
         if len > self.gw.inner.cfg.max_message_bytes {
             return self.on_too_large();
