@@ -222,8 +222,7 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
                 Some(Err(e)) if is_too_big(&e) => conn.on_too_large(),
                 Some(Err(_)) => break,
             },
-            frame = conn.next_outbound() => {
-                let Some(first) = frame else { break };
+            first = conn.next_outbound() => {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match conn.try_next_outbound() {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use hookwire_core::Event;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::auth::SharedAuth;
 use crate::fanout::{Envelope, FanOut, RemoteSink};
@@ -461,7 +460,7 @@ impl WsGateway {
     /// ```
     pub fn connect(&self, identity: Identity) -> Connection {
         let client_id = hookwire_core::id::new_id("ws");
-        let (member, rx) = self
+        let member = self
             .inner
             .rooms
             .register(client_id, identity, self.inner.cfg.queue);
@@ -474,7 +473,6 @@ impl WsGateway {
         Connection {
             gw: self.clone(),
             member,
-            rx,
             subs: Vec::new(),
             missed_pongs: 0,
         }
@@ -661,7 +659,6 @@ impl Outcome {
 pub struct Connection {
     gw: WsGateway,
     member: Arc<Member>,
-    rx: mpsc::Receiver<Bytes>,
     subs: Vec<Arc<str>>,
     missed_pongs: u8,
 }
@@ -700,14 +697,13 @@ impl Connection {
     pub fn kill_signal(&self) -> Arc<KillSignal> {
         Arc::clone(self.member.kill_signal())
     }
-    /// The next queued outbound frame; `None` never happens while the connection lives.
-    /// Cancel safe.
-    pub async fn next_outbound(&mut self) -> Option<Bytes> {
-        self.rx.recv().await
+    /// Waits for the next queued outbound frame. Cancel safe.
+    pub async fn next_outbound(&self) -> Bytes {
+        self.member.outbox().recv().await
     }
     /// A queued outbound frame if one is ready (for coalescing writes).
-    pub fn try_next_outbound(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok()
+    pub fn try_next_outbound(&self) -> Option<Bytes> {
+        self.member.outbox().try_recv()
     }
 
     /// A heartbeat tick: a `ping` frame, or a 4000 close if two pings went unanswered.

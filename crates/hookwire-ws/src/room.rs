@@ -13,7 +13,9 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc};
+use std::collections::VecDeque;
+
+use tokio::sync::Notify;
 
 use crate::Identity;
 use crate::frame::{CLOSE_SLOW_CLIENT, ErrorCode};
@@ -86,14 +88,88 @@ impl KillSignal {
     }
 }
 
-/// One connected client as the rooms see it: its identity and the sending half of its bounded
-/// outbound queue.
+/// A client's bounded outbound queue of shared frames, drained by its connection driver.
+///
+/// Lighter than a channel: an idle client's queue allocates nothing (a channel allocates its
+/// first block of slots up front), and capacity left by a burst is given back once it drains.
+///
+/// ```
+/// use hookwire_ws::{Identity, RoomManager};
+/// let rooms = RoomManager::new(10);
+/// let m = rooms.register("ws_1".into(), Identity::new(), 4);
+/// assert!(m.outbox().try_recv().is_none());
+/// ```
+#[derive(Debug)]
+pub struct Outbox {
+    frames: std::sync::Mutex<VecDeque<Bytes>>,
+    cap: usize,
+    ready: Notify,
+}
+
+/// Capacity an empty queue may keep after a burst before it is shrunk.
+const OUTBOX_KEEP: usize = 16;
+
+impl Outbox {
+    fn new(cap: usize) -> Self {
+        Self {
+            frames: std::sync::Mutex::new(VecDeque::new()),
+            cap: cap.max(1),
+            ready: Notify::new(),
+        }
+    }
+
+    /// Appends `frame` unless the queue holds `cap` frames already.
+    fn push(&self, frame: Bytes) -> bool {
+        let mut q = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.cap {
+            return false;
+        }
+        q.push_back(frame);
+        drop(q);
+        // One consumer: notify_one leaves a permit if the driver is not waiting yet.
+        self.ready.notify_one();
+        true
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&self) -> Option<Bytes> {
+        let mut q = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        let f = q.pop_front();
+        if q.is_empty() && q.capacity() > OUTBOX_KEEP {
+            q.shrink_to(OUTBOX_KEEP);
+        }
+        f
+    }
+
+    /// Waits for the next frame. Cancel safe (a frame is only taken when returned); one
+    /// consumer at a time.
+    pub async fn recv(&self) -> Bytes {
+        loop {
+            if let Some(f) = self.try_recv() {
+                return f;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Frames queued now.
+    pub fn len(&self) -> usize {
+        self.frames.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no frame is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One connected client as the rooms see it: its identity and its bounded outbound queue.
 #[derive(Debug)]
 pub struct Member {
     key: u64,
     client_id: String,
     identity: Identity,
-    tx: mpsc::Sender<Bytes>,
+    outbox: Outbox,
     kill: Arc<KillSignal>,
 }
 
@@ -110,17 +186,21 @@ impl Member {
     pub fn kill_signal(&self) -> &Arc<KillSignal> {
         &self.kill
     }
+    /// The member's outbound queue.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
     /// Queues `frame` without waiting: `false` if the queue is full (the member is then marked
-    /// for a 1013 close) or closed.
+    /// for a 1013 close) or the member is already closing.
     pub(crate) fn offer(&self, frame: Bytes) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.kill(CLOSE_SLOW_CLIENT);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        if self.kill.is_killed() {
+            return false;
         }
+        if self.outbox.push(frame) {
+            return true;
+        }
+        self.kill.kill(CLOSE_SLOW_CLIENT);
+        false
     }
 }
 
@@ -154,11 +234,11 @@ pub struct Stats {
 /// ```
 /// use hookwire_ws::{Audience, Identity, RoomManager};
 /// let rooms = RoomManager::new(10_000);
-/// let (ann, mut rx) = rooms.register("ws_1".into(), Identity::new().with_organization("acme"), 8);
+/// let ann = rooms.register("ws_1".into(), Identity::new().with_organization("acme"), 8);
 /// rooms.subscribe(&ann, "order").unwrap();
 /// let n = rooms.deliver("order", &Audience::Org("acme".into()), bytes::Bytes::from_static(b"{}"));
 /// assert_eq!(n, 1);
-/// assert_eq!(rx.try_recv().unwrap(), bytes::Bytes::from_static(b"{}"));
+/// assert_eq!(ann.outbox().try_recv().unwrap(), bytes::Bytes::from_static(b"{}"));
 /// assert_eq!(rooms.deliver("order", &Audience::Org("globex".into()), bytes::Bytes::new()), 0);
 /// ```
 #[derive(Debug)]
@@ -185,20 +265,14 @@ impl RoomManager {
         }
     }
 
-    /// Registers a client with an outbound queue of `queue` frames; returns its member handle
-    /// and the receiving half the connection driver drains. Pair with [`RoomManager::remove`].
-    pub fn register(
-        &self,
-        client_id: String,
-        identity: Identity,
-        queue: usize,
-    ) -> (Arc<Member>, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+    /// Registers a client with an outbound queue of `queue` frames (drained through
+    /// [`Member::outbox`]). Pair with [`RoomManager::remove`].
+    pub fn register(&self, client_id: String, identity: Identity, queue: usize) -> Arc<Member> {
         let member = Arc::new(Member {
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
             client_id,
             identity,
-            tx,
+            outbox: Outbox::new(queue),
             kill: Arc::default(),
         });
         self.clients.fetch_add(1, Ordering::Relaxed);
@@ -206,7 +280,7 @@ impl RoomManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(member.key, Arc::clone(&member.kill));
-        (member, rx)
+        member
     }
 
     /// Adds `member` to `room` (idempotent). Fails with [`ErrorCode::RoomFull`] when the room
@@ -310,7 +384,7 @@ impl RoomManager {
     /// ```
     /// use hookwire_ws::{Identity, RoomManager};
     /// let rooms = RoomManager::new(10);
-    /// let (m, _rx) = rooms.register("ws_1".into(), Identity::new(), 4);
+    /// let m = rooms.register("ws_1".into(), Identity::new(), 4);
     /// assert_eq!(rooms.close_all(hookwire_ws::CLOSE_GOING_AWAY), 1);
     /// assert!(m.kill_signal().is_killed());
     /// ```
@@ -369,11 +443,7 @@ impl RoomManager {
 mod tests {
     use super::*;
 
-    fn member(
-        rooms: &RoomManager,
-        org: Option<&str>,
-        q: usize,
-    ) -> (Arc<Member>, mpsc::Receiver<Bytes>) {
+    fn member(rooms: &RoomManager, org: Option<&str>, q: usize) -> Arc<Member> {
         let mut id = Identity::new();
         if let Some(o) = org {
             id = id.with_organization(o);
@@ -385,8 +455,8 @@ mod tests {
     fn org_and_room_names_with_separators_never_collide() {
         let rooms = RoomManager::new(100);
         // With "org:room" string keys, org "a:b"+room "c" and org "a"+room "b:c" collide.
-        let (m1, mut rx1) = member(&rooms, Some("a:b"), 4);
-        let (m2, mut rx2) = member(&rooms, Some("a"), 4);
+        let m1 = member(&rooms, Some("a:b"), 4);
+        let m2 = member(&rooms, Some("a"), 4);
         rooms.subscribe(&m1, "c").unwrap();
         rooms.subscribe(&m2, "b:c").unwrap();
         assert_eq!(
@@ -401,22 +471,22 @@ mod tests {
             ),
             0
         );
-        assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
+        assert!(m1.outbox().is_empty() && m2.outbox().is_empty());
     }
 
     #[test]
     fn no_org_audience_skips_org_members() {
         let rooms = RoomManager::new(100);
-        let (m1, mut rx1) = member(&rooms, Some("acme"), 4);
-        let (m2, mut rx2) = member(&rooms, None, 4);
+        let m1 = member(&rooms, Some("acme"), 4);
+        let m2 = member(&rooms, None, 4);
         rooms.subscribe(&m1, "r").unwrap();
         rooms.subscribe(&m2, "r").unwrap();
         assert_eq!(
             rooms.deliver("r", &Audience::NoOrg, Bytes::from_static(b"x")),
             1
         );
-        assert!(rx1.try_recv().is_err());
-        assert!(rx2.try_recv().is_ok());
+        assert!(m1.outbox().try_recv().is_none());
+        assert!(m2.outbox().try_recv().is_some());
         assert_eq!(
             rooms.deliver("r", &Audience::All, Bytes::from_static(b"y")),
             2
@@ -426,13 +496,13 @@ mod tests {
     #[test]
     fn full_queue_kills_only_that_member() {
         let rooms = RoomManager::new(100);
-        let (slow, _rx_slow) = member(&rooms, None, 1);
-        let (fast, mut rx_fast) = member(&rooms, None, 8);
+        let slow = member(&rooms, None, 1);
+        let fast = member(&rooms, None, 8);
         rooms.subscribe(&slow, "r").unwrap();
         rooms.subscribe(&fast, "r").unwrap();
         for _ in 0..3 {
             rooms.deliver("r", &Audience::All, Bytes::from_static(b"x"));
-            rx_fast.try_recv().unwrap();
+            fast.outbox().try_recv().unwrap();
         }
         assert!(slow.kill.is_killed());
         assert!(!fast.kill.is_killed());
@@ -442,13 +512,43 @@ mod tests {
     #[test]
     fn room_capacity_and_idempotent_subscribe() {
         let rooms = RoomManager::new(1);
-        let (a, _ra) = member(&rooms, None, 1);
-        let (b, _rb) = member(&rooms, None, 1);
+        let a = member(&rooms, None, 1);
+        let b = member(&rooms, None, 1);
         rooms.subscribe(&a, "r").unwrap();
         rooms.subscribe(&a, "r").unwrap();
         assert_eq!(rooms.subscribe(&b, "r"), Err(ErrorCode::RoomFull));
         assert!(rooms.unsubscribe(&a, "r"));
         assert_eq!(rooms.stats(|_| true).rooms, 0);
         rooms.subscribe(&b, "r").unwrap();
+    }
+
+    #[test]
+    fn outbox_gives_back_burst_capacity_once_drained() {
+        let o = Outbox::new(500);
+        for _ in 0..300 {
+            assert!(o.push(Bytes::from_static(b"x")));
+        }
+        while o.try_recv().is_some() {}
+        let cap = o.frames.lock().unwrap().capacity();
+        assert!(cap <= OUTBOX_KEEP, "kept {cap} slots");
+    }
+
+    #[test]
+    fn outbox_recv_wakes_on_push_from_another_thread() {
+        let o = Arc::new(Outbox::new(4));
+        let o2 = Arc::clone(&o);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            o2.push(Bytes::from_static(b"late"))
+        });
+        let got = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), o.recv()).await
+        });
+        assert_eq!(got.unwrap(), Bytes::from_static(b"late"));
+        assert!(t.join().unwrap());
     }
 }
