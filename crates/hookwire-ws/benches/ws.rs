@@ -12,8 +12,11 @@
 //!   leak keeps growing), with one RSS sample per second in `soak_rss_kib_each_s`;
 //! - `connected_end`: clients still connected at the end (every client answers pings, so any
 //!   drop is a bug);
-//! - `p50_ms` / `p99_ms`: per publish, the delay from sending the publish command to each
-//!   client's receipt (one loopback hop for the command included); median over publishes.
+//! - `p50_vs_limit` / `p99_vs_limit`: per publish, the delay from sending the publish command
+//!   to each client's receipt (one loopback hop for the command included), median over
+//!   publishes, against the limit measured in the same run, interleaved: a "raw" server that
+//!   writes the pre-encoded frame to every socket in a loop (no rooms, queues or tasks);
+//! - `soak_p50_ms` / `soak_p99_ms`: the same latency during the soak (absolute).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -21,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::Message as AxMessage;
 use futures_util::{SinkExt, StreamExt};
 use hookwire_core::Event;
 use hookwire_testkit::bench::{Report, median, quick_requested};
@@ -57,6 +61,7 @@ fn server(role: &str) {
     rt.block_on(async {
         let app = match role {
             "bare" => axum::Router::new().route("/ws", axum::routing::get(bare_upgrade)),
+            "raw" => axum::Router::new().route("/ws", axum::routing::get(raw_upgrade)),
             _ => hookwire_router(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -97,6 +102,53 @@ fn hookwire_router() -> axum::Router {
         .expect("gateway");
     let _ = GW.set(gw.clone());
     hookwire_ws::axum::router(gw)
+}
+
+type RawSink = futures_util::stream::SplitSink<axum::extract::ws::WebSocket, AxMessage>;
+
+/// Every socket of the "raw" limit server.
+fn raw_sinks() -> &'static tokio::sync::Mutex<Vec<RawSink>> {
+    static SINKS: OnceLock<tokio::sync::Mutex<Vec<RawSink>>> = OnceLock::new();
+    SINKS.get_or_init(Default::default)
+}
+
+/// The limit: no rooms, queues or per-client tasks on the send path; a publish writes the
+/// pre-encoded frame to each socket in a loop (same socket config as hookwire).
+async fn raw_upgrade(ws: axum::extract::ws::WebSocketUpgrade) -> axum::response::Response {
+    let ws = ws
+        .read_buffer_size(hookwire_ws::axum::READ_BUFFER_BYTES)
+        .max_message_size(16 * 1024)
+        .max_frame_size(16 * 1024);
+    ws.on_upgrade(|socket| async move {
+        let (sink, mut stream) = socket.split();
+        raw_sinks().lock().await.push(sink);
+        while let Some(Ok(msg)) = stream.next().await {
+            let AxMessage::Text(t) = msg else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                continue;
+            };
+            if v["type"] == "bench.publish" {
+                let e = Event::new(
+                    "bench.tick",
+                    json!({"seq": v["seq"], "pad": "x".repeat(96)}),
+                )
+                .with_organization("acme");
+                let frame = raw_frame(&e);
+                let mut sinks = raw_sinks().lock().await;
+                for s in sinks.iter_mut() {
+                    let _ = s.send(AxMessage::Text(frame.clone())).await;
+                }
+            }
+        }
+    })
+}
+
+/// The same JSON shape as hookwire's event frame.
+fn raw_frame(e: &Event) -> axum::extract::ws::Utf8Bytes {
+    json!({"type": e.name, "data": e.data, "meta": {"timestamp": e.meta.created_at,
+        "organizationId": e.meta.organization_id}})
+    .to_string()
+    .into()
 }
 
 async fn bare_upgrade(ws: axum::extract::ws::WebSocketUpgrade) -> axum::response::Response {
@@ -325,6 +377,71 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
+/// A control WebSocket (user `ctl`, not subscribed) that sends publish commands; it answers
+/// the server's pings so it is never dropped. Returns the command sender.
+async fn control(addr: SocketAddr) -> tokio::sync::mpsc::UnboundedSender<String> {
+    let url = format!("ws://{addr}/ws?token=ctl@acme");
+    let (ctl, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("control client");
+    let (mut tx, mut rx) = ctl.split();
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(c) = cmd_rx.recv().await {
+            if tx.send(Message::text(c)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let pong = cmd_tx.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            if let Message::Text(t) = msg
+                && t.as_str().contains("\"ping\"")
+            {
+                let _ = pong.send(r#"{"type":"pong"}"#.to_owned());
+            }
+        }
+    });
+    cmd_tx
+}
+
+/// Records the send time of publish `seq` and sends its command.
+fn publish(
+    cmd: &tokio::sync::mpsc::UnboundedSender<String>,
+    sent: &Sent,
+    lat: &Lat,
+    n: usize,
+    seq: usize,
+) {
+    lat.lock().expect("lock").push(Vec::with_capacity(n));
+    sent.lock().expect("lock").push(Instant::now());
+    let _ = cmd.send(format!(r#"{{"type":"bench.publish","seq":{seq}}}"#));
+}
+
+/// One latency round against `role`: `n` clients, `publishes` publishes 250 ms apart; the
+/// medians over publishes of the per-publish p50 and p99, in ms.
+async fn latency_round(role: &str, n: usize, publishes: usize) -> (f64, f64) {
+    let server = Server::start(role).await;
+    let sent: Sent = Arc::default();
+    let lat: Lat = Arc::default();
+    let _live = connect_all(server.addr, n, role == "hookwire", &sent, &lat).await;
+    let cmd = control(server.addr).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for seq in 0..publishes {
+        publish(&cmd, &sent, &lat, n, seq);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lat = lat.lock().expect("lock").clone();
+    let (mut p50, mut p99) = (Vec::new(), Vec::new());
+    for mut per_publish in lat {
+        p50.push(percentile(&mut per_publish, 0.50));
+        p99.push(percentile(&mut per_publish, 0.99));
+    }
+    (median(&p50), median(&p99))
+}
+
 async fn run() {
     let quick = quick_requested();
     let n: usize = if quick { 200 } else { 2_000 };
@@ -374,39 +491,25 @@ async fn run() {
     let per = median(report.figures("hookwire_rss_kib_per_client"));
     report.ratio("rss_kib_per_client", per);
 
+    // Delivery latency, interleaved A (hookwire) / B (raw limit): 20 publishes per round.
+    let per_round = if quick { 10 } else { 20 };
+    for _ in 0..rounds {
+        for role in ["hookwire", "raw"] {
+            let (p50, p99) = latency_round(role, n, per_round).await;
+            report.figure(&format!("{role}_p50_ms"), p50);
+            report.figure(&format!("{role}_p99_ms"), p99);
+        }
+    }
+    report.ratio_of_rounds("p50_vs_limit", "hookwire_p50_ms", "raw_p50_ms");
+    report.ratio_of_rounds("p99_vs_limit", "hookwire_p99_ms", "raw_p99_ms");
+
     // The soak: n clients answering heartbeats, a publish every 250 ms.
     let server = Server::start("hookwire").await;
     let sent: Sent = Arc::default();
     let lat: Lat = Arc::default();
     let live = connect_all(server.addr, n, true, &sent, &lat).await;
     let connected_start = live.load(Ordering::SeqCst);
-    let url = format!("ws://{}/ws?token=ctl@acme", server.addr);
-    let (mut ctl, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("control client");
-    let _ = ctl.next().await;
-    let ctl_reader = tokio::spawn(async move {
-        // Answer the control client's pings too, so it is not dropped mid-soak.
-        let (mut tx, mut rx) = ctl.split();
-        let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let pump = tokio::spawn(async move {
-            while let Some(c) = cmd_rx.recv().await {
-                if tx.send(Message::text(c)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let cmd2 = cmd_tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(Message::Text(t))) = rx.next().await {
-                if t.as_str().contains("\"ping\"") {
-                    let _ = cmd2.send(r#"{"type":"pong"}"#.to_owned());
-                }
-            }
-        });
-        (cmd_tx, pump)
-    });
-    let (cmd, _pump) = ctl_reader.await.expect("control");
+    let cmd = control(server.addr).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_start = server.rss_kib();
     let started = Instant::now();
@@ -422,9 +525,7 @@ async fn run() {
             last_sample = Instant::now();
             report.figure("soak_rss_kib_each_s", server.rss_kib());
         }
-        lat.lock().expect("lock").push(Vec::with_capacity(n));
-        sent.lock().expect("lock").push(Instant::now());
-        let _ = cmd.send(format!(r#"{{"type":"bench.publish","seq":{seq}}}"#));
+        publish(&cmd, &sent, &lat, n, seq);
         seq += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
         rss_max = rss_max.max(server.rss_kib());
@@ -440,12 +541,12 @@ async fn run() {
         if per_publish.len() == n {
             complete += 1;
         }
-        report.figure("p50_ms", percentile(&mut per_publish, 0.50));
-        report.figure("p99_ms", percentile(&mut per_publish, 0.99));
-        report.figure("max_ms", percentile(&mut per_publish, 1.0));
+        report.figure("soak_p50_ms", percentile(&mut per_publish, 0.50));
+        report.figure("soak_p99_ms", percentile(&mut per_publish, 0.99));
+        report.figure("soak_max_ms", percentile(&mut per_publish, 1.0));
     }
-    report.ratio("p50_ms", median(report.figures("p50_ms")));
-    report.ratio("p99_ms", median(report.figures("p99_ms")));
+    report.ratio("soak_p50_ms", median(report.figures("soak_p50_ms")));
+    report.ratio("soak_p99_ms", median(report.figures("soak_p99_ms")));
     report.extra("publishes", json!(seq));
     report.extra("publishes_reaching_every_client", json!(complete));
     report.extra("connected_start", json!(connected_start));
