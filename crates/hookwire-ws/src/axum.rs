@@ -16,7 +16,9 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::{AuthRequest, Close, Connection, ExposeStats, KillSignal, Outcome, WsGateway};
+use crate::{
+    AuthRequest, Close, Connection, ExposeStats, KillSignal, Outbound, Outcome, WsGateway,
+};
 
 /// Read buffer per socket. tungstenite's default (128 KiB, allocated eagerly) would cost
 /// ~1.3 GB for 10 000 idle clients; protocol frames are small, so 4 KiB is plenty.
@@ -127,6 +129,9 @@ async fn write(
         ws.flush().await.map_err(|_| Stop::Gone)
     };
     tokio::select! {
+        // The write usually completes on its first poll; polling it first then never
+        // registers a waiter on the kill signal at all.
+        biased;
         r = io => r,
         code = kill.wait() => Err(Stop::Close(Close::for_code(code))),
     }
@@ -204,10 +209,6 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
     let mut stop = write(&mut ws, [conn.hello()], &kill).await.err();
     while stop.is_none() {
         let outcome: Outcome = tokio::select! {
-            code = kill.wait() => {
-                stop = Some(Stop::Close(Close::for_code(code)));
-                break;
-            }
             msg = ws.recv() => match msg {
                 Some(Ok(Message::Text(t))) => conn.on_text(t.as_str()),
                 Some(Ok(Message::Binary(b))) => conn.on_binary(b.len()),
@@ -222,7 +223,14 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
                 Some(Err(e)) if is_too_big(&e) => conn.on_too_large(),
                 Some(Err(_)) => break,
             },
-            first = conn.next_outbound() => {
+            next = conn.next_outbound() => {
+                let first = match next {
+                    Outbound::Frame(f) => f,
+                    Outbound::Close(code) => {
+                        stop = Some(Stop::Close(Close::for_code(code)));
+                        break;
+                    }
+                };
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match conn.try_next_outbound() {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::auth::SharedAuth;
 use crate::fanout::{Envelope, FanOut, RemoteSink};
 use crate::frame::{self, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_TOO_BIG, ErrorCode};
-use crate::room::{Audience, KillSignal, Member, RoomManager, Stats};
+use crate::room::{Audience, KillSignal, Member, Outbound, RoomManager, Stats};
 use crate::{AuthRequest, Authenticator, BuildError, Identity};
 
 /// Who may read `GET <path>/stats`.
@@ -697,8 +697,9 @@ impl Connection {
     pub fn kill_signal(&self) -> Arc<KillSignal> {
         Arc::clone(self.member.kill_signal())
     }
-    /// Waits for the next queued outbound frame. Cancel safe.
-    pub async fn next_outbound(&self) -> Bytes {
+    /// Waits for the next queued outbound frame, or for a close request (slow client,
+    /// shutdown). Cancel safe.
+    pub async fn next_outbound(&self) -> Outbound {
         self.member.outbox().recv().await
     }
     /// A queued outbound frame if one is ready (for coalescing writes).

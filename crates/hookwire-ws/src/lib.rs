@@ -79,7 +79,7 @@ pub use gateway::{
     ClientInfo, Close, Connection, ExposeStats, HookReply, MAX_ROOM_NAME_BYTES, Outcome, WsGateway,
     WsGatewayBuilder,
 };
-pub use room::{Audience, KillSignal, Member, Outbox, RoomManager, Stats};
+pub use room::{Audience, KillSignal, Member, Outbound, Outbox, RoomManager, Stats};
 
 #[cfg(feature = "axum")]
 pub mod axum;

@@ -103,7 +103,19 @@ impl KillSignal {
 pub struct Outbox {
     frames: std::sync::Mutex<VecDeque<Bytes>>,
     cap: usize,
-    ready: Notify,
+    /// Shared with the member's kill signal: one `Notify` wakes the driver for a frame *or* a
+    /// close, so its loop registers one waiter instead of two per wake-up.
+    signal: Arc<KillSignal>,
+}
+
+/// What a connection's driver gets from its [`Outbox`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outbound {
+    /// A frame to write.
+    Frame(Bytes),
+    /// Close the socket with this code (queue overflow, shutdown, …).
+    Close(u16),
 }
 
 /// Capacity an empty queue may keep after a burst before it is shrunk.
@@ -114,7 +126,7 @@ impl Outbox {
         Self {
             frames: std::sync::Mutex::new(VecDeque::new()),
             cap: cap.max(1),
-            ready: Notify::new(),
+            signal: Arc::default(),
         }
     }
 
@@ -127,7 +139,7 @@ impl Outbox {
         q.push_back(frame);
         drop(q);
         // One consumer: notify_one leaves a permit if the driver is not waiting yet.
-        self.ready.notify_one();
+        self.signal.notify.notify_one();
         true
     }
 
@@ -141,14 +153,18 @@ impl Outbox {
         f
     }
 
-    /// Waits for the next frame. Cancel safe (a frame is only taken when returned); one
-    /// consumer at a time.
-    pub async fn recv(&self) -> Bytes {
+    /// Waits for the next frame, or for a close request (which wins over queued frames).
+    /// Cancel safe (a frame is only taken when returned); one consumer at a time.
+    pub async fn recv(&self) -> Outbound {
         loop {
-            if let Some(f) = self.try_recv() {
-                return f;
+            let code = self.signal.code.load(Ordering::Acquire);
+            if code != 0 {
+                return Outbound::Close(code);
             }
-            self.ready.notified().await;
+            if let Some(f) = self.try_recv() {
+                return Outbound::Frame(f);
+            }
+            self.signal.notify.notified().await;
         }
     }
 
@@ -170,7 +186,6 @@ pub struct Member {
     client_id: String,
     identity: Identity,
     outbox: Outbox,
-    kill: Arc<KillSignal>,
 }
 
 impl Member {
@@ -184,7 +199,7 @@ impl Member {
     }
     /// The member's kill signal.
     pub fn kill_signal(&self) -> &Arc<KillSignal> {
-        &self.kill
+        &self.outbox.signal
     }
     /// The member's outbound queue.
     pub fn outbox(&self) -> &Outbox {
@@ -193,13 +208,13 @@ impl Member {
     /// Queues `frame` without waiting: `false` if the queue is full (the member is then marked
     /// for a 1013 close) or the member is already closing.
     pub(crate) fn offer(&self, frame: Bytes) -> bool {
-        if self.kill.is_killed() {
+        if self.outbox.signal.is_killed() {
             return false;
         }
         if self.outbox.push(frame) {
             return true;
         }
-        self.kill.kill(CLOSE_SLOW_CLIENT);
+        self.outbox.signal.kill(CLOSE_SLOW_CLIENT);
         false
     }
 }
@@ -273,13 +288,12 @@ impl RoomManager {
             client_id,
             identity,
             outbox: Outbox::new(queue),
-            kill: Arc::default(),
         });
         self.clients.fetch_add(1, Ordering::Relaxed);
         self.kills
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(member.key, Arc::clone(&member.kill));
+            .insert(member.key, Arc::clone(member.kill_signal()));
         member
     }
 
@@ -357,7 +371,7 @@ impl RoomManager {
             for m in members.values() {
                 if m.offer(frame.clone()) {
                     sent += 1;
-                } else if m.kill.is_killed() {
+                } else if m.kill_signal().is_killed() {
                     self.slow_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -504,8 +518,8 @@ mod tests {
             rooms.deliver("r", &Audience::All, Bytes::from_static(b"x"));
             fast.outbox().try_recv().unwrap();
         }
-        assert!(slow.kill.is_killed());
-        assert!(!fast.kill.is_killed());
+        assert!(slow.kill_signal().is_killed());
+        assert!(!fast.kill_signal().is_killed());
         assert_eq!(rooms.slow_drops(), 2);
     }
 
@@ -548,7 +562,7 @@ mod tests {
         let got = rt.block_on(async {
             tokio::time::timeout(std::time::Duration::from_secs(5), o.recv()).await
         });
-        assert_eq!(got.unwrap(), Bytes::from_static(b"late"));
+        assert_eq!(got.unwrap(), Outbound::Frame(Bytes::from_static(b"late")));
         assert!(t.join().unwrap());
     }
 }
