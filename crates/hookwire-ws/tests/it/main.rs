@@ -10,5 +10,6 @@ mod gateway;
 mod limits;
 #[cfg(feature = "redis")]
 mod nodes;
+mod props;
 mod protocol;
 mod tenants;
