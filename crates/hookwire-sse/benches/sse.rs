@@ -849,6 +849,7 @@ async fn orchestrate() {
         report.note("quick: 1 round, N = 1000 and 2000 (the *_10k figures are at 2000), memory at 1000 subscribers");
     }
     report.note("shared layout (2 workers, no pinning) not measured; pinned only");
+    report.note("the limit writes every frame to every socket with its own write(); fanout_vs_limit > 1 comes from hookwire coalescing queued frames into one writev per subscriber");
     let [small, large] = p.sizes;
     for round in 0..p.rounds {
         eprintln!("round {}/{}", round + 1, p.rounds);
