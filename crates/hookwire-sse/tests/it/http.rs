@@ -230,15 +230,18 @@ async fn statuses_are_deliberate() {
 async fn keep_alive_comments_flow_on_idle_streams() {
     let ch: BroadcastChannel = BroadcastChannel::new();
     let cfg = SseConfig::default().keep_alive(Duration::from_millis(50));
-    let addr = start(SseApp::new(ch.clone(), cfg)).await;
-    let mut c = Client::connect(addr, "/events/idle", None).await;
-    let bytes = c.read_to_end(Duration::from_millis(400)).await;
-    let n = bytes.windows(5).filter(|w| w == b":\n\n\r\n").count();
-    assert!(
-        n >= 2,
-        "keep-alives: {n} in {:?}",
-        String::from_utf8_lossy(&bytes)
-    );
+    let app = SseApp::new(ch.clone(), cfg).with_events(EventBroadcast::new(8));
+    let addr = start(app).await;
+    for path in ["/events/idle", "/events?filter=*"] {
+        let mut c = Client::connect(addr, path, None).await;
+        let bytes = c.read_to_end(Duration::from_millis(400)).await;
+        let n = bytes.windows(5).filter(|w| w == b":\n\n\r\n").count();
+        assert!(
+            n >= 2,
+            "{path} keep-alives: {n} in {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
 }
 
 #[tokio::test]
