@@ -671,6 +671,35 @@ async fn fanout(p: &Params, server: &mut Server, fleet: &Fleet, report: &mut Rep
     }
 }
 
+/// One server of `mode`: fan-out at the small size, then grown to the large size.
+async fn fanout_mode(p: &Params, mode: &str, pinned: bool, prefix: &str, report: &mut Report) {
+    let [small, large] = p.sizes;
+    let mut server = Server::spawn(mode, pinned).await;
+    let mut fleet = Fleet::new();
+    fleet.grow(server.addr, small, &mut server).await;
+    tokio::time::sleep(p.idle).await;
+    fanout(
+        p,
+        &mut server,
+        &fleet,
+        report,
+        &format!("{prefix}{mode}_1k"),
+    )
+    .await;
+    fleet.grow(server.addr, large, &mut server).await;
+    tokio::time::sleep(p.idle).await;
+    fanout(
+        p,
+        &mut server,
+        &fleet,
+        report,
+        &format!("{prefix}{mode}_10k"),
+    )
+    .await;
+    fleet.close();
+    server.stop().await;
+}
+
 async fn memory(p: &Params, mode: &str, pinned: bool, report: &mut Report) {
     let mut server = Server::spawn(mode, pinned).await;
     let mut fleet = Fleet::new();
@@ -788,8 +817,8 @@ async fn orchestrate() {
         Params {
             rounds: 1,
             sizes: [1000, 2000],
-            publishes: 5,
-            warmup: 1,
+            publishes: 9,
+            warmup: 2,
             spacing: Duration::from_millis(60),
             idle: Duration::from_millis(300),
             burst: 20,
@@ -848,22 +877,46 @@ async fn orchestrate() {
     if quick {
         report.note("quick: 1 round, N = 1000 and 2000 (the *_10k figures are at 2000), memory at 1000 subscribers");
     }
-    report.note("shared layout (2 workers, no pinning) not measured; pinned only");
-    let [small, large] = p.sizes;
+    if quick {
+        report.note("quick: shared layout (2 workers, no pinning) not measured; pinned only");
+    }
+    report.note("the limit writes every frame to every socket with its own write(); fanout_vs_limit > 1 comes from hookwire coalescing queued frames into one writev per subscriber");
     for round in 0..p.rounds {
         eprintln!("round {}/{}", round + 1, p.rounds);
-        for mode in ["lean", "raw"] {
-            let mut server = Server::spawn(mode, pinned).await;
-            let mut fleet = Fleet::new();
-            fleet.grow(server.addr, small, &mut server).await;
-            tokio::time::sleep(p.idle).await;
-            fanout(&p, &mut server, &fleet, &mut report, &format!("{mode}_1k")).await;
-            fleet.grow(server.addr, large, &mut server).await;
-            tokio::time::sleep(p.idle).await;
-            fanout(&p, &mut server, &fleet, &mut report, &format!("{mode}_10k")).await;
-            fleet.close();
-            server.stop().await;
+        // Alternate which mode goes first, so slow drifts in machine load hit both alike.
+        let order = if round % 2 == 0 {
+            ["lean", "raw"]
+        } else {
+            ["raw", "lean"]
+        };
+        for mode in order {
+            fanout_mode(&p, mode, pinned, "", &mut report).await;
         }
+    }
+    if !quick && pinned {
+        // The shared layout: no pinning, a 2-worker server runtime, one round.
+        eprintln!("shared layout");
+        let _ = std::process::Command::new("taskset")
+            .args(["-cp", "0,1", &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+        for mode in ["lean", "raw"] {
+            fanout_mode(&p, mode, false, "shared_", &mut report).await;
+        }
+        let _ = std::process::Command::new("taskset")
+            .args(["-cp", "1", &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+        report.ratio_of_rounds(
+            "shared_fanout_vs_limit",
+            "shared_lean_10k_deliveries_per_s",
+            "shared_raw_10k_deliveries_per_s",
+        );
+        report.ratio_of_rounds(
+            "shared_p99_vs_limit_10k",
+            "shared_lean_10k_p99_ms",
+            "shared_raw_10k_p99_ms",
+        );
     }
     for mode in ["lean", "axum", "bare"] {
         memory(&p, mode, pinned, &mut report).await;

@@ -584,15 +584,8 @@ impl<S: BroadcastState> BroadcastChannel<S> {
         if self.inner.keep_alive.set(()).is_err() {
             return;
         }
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                BroadcastChannel { inner }.keep_alive_tick();
-            }
+        crate::queue::spawn_ticker(Arc::downgrade(&self.inner), period, |inner| {
+            BroadcastChannel { inner }.keep_alive_tick();
         });
     }
 

@@ -104,6 +104,7 @@ struct EvInner {
     history_len: usize,
     queue: QueueLimits,
     counters: Counters,
+    keep_alive: std::sync::OnceLock<()>,
 }
 
 impl Unsubscribe for EvInner {
@@ -172,6 +173,7 @@ impl EventBroadcast {
                 history_len,
                 queue,
                 counters: Counters::default(),
+                keep_alive: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -231,6 +233,25 @@ impl EventBroadcast {
             key: Arc::from(""),
             owner,
         }
+    }
+
+    /// Queues a keep-alive comment to every idle subscriber, once.
+    pub fn keep_alive_tick(&self) {
+        for (sub, _) in &crate::lock(&self.inner.state).subs {
+            sub.push_keep_alive();
+        }
+    }
+
+    /// Starts (once) one shared task calling [`keep_alive_tick`](Self::keep_alive_tick)
+    /// every `period`. Must be called inside a Tokio runtime; the task ends with the
+    /// broadcast.
+    pub fn start_keep_alive(&self, period: std::time::Duration) {
+        if self.inner.keep_alive.set(()).is_err() {
+            return;
+        }
+        crate::queue::spawn_ticker(Arc::downgrade(&self.inner), period, |inner| {
+            EventBroadcast { inner }.keep_alive_tick();
+        });
     }
 
     /// Number of live subscriptions.

@@ -551,7 +551,7 @@ impl<S: BroadcastState> SseApp<S> {
         if let Some(org) = access.organization {
             filter = filter.organization(org);
         }
-        self.channel.start_keep_alive(self.config.keep_alive);
+        events.start_keep_alive(self.config.keep_alive);
         let sub = events.subscribe(filter, last_event_id(headers, query));
         sse_head(ResponseBody::sse(self.config.preamble(), sub))
     }

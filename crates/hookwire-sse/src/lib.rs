@@ -37,7 +37,7 @@
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
 //! | `axum` | axum handlers and a router for `/state`, `/events` and the client script | no |
-//! | `redis` | [`redis::RedisFanOut`]: publish on any node, deliver on every node | no |
+//! | `redis` | `redis::RedisFanOut`: publish on any node, deliver on every node | no |
 //!
 //! MSRV: the workspace's `rust-version`.
 

@@ -291,3 +291,21 @@ impl Drop for Subscription {
         }
     }
 }
+
+/// Runs `tick` every `period` on one shared task while `owner` lives (keep-alive timers: one
+/// per channel, not one per connection).
+pub(crate) fn spawn_ticker<T: Send + Sync + 'static>(
+    owner: Weak<T>,
+    period: std::time::Duration,
+    tick: fn(Arc<T>),
+) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(inner) = owner.upgrade() else { return };
+            tick(inner);
+        }
+    });
+}

@@ -88,19 +88,19 @@ async fn browser_client_follows_the_board() {
 
     // _resync → the client refetches /state.
     ch.resync("board");
-    page.wait_for("board.resyncs === 1", WAIT).await.unwrap();
+    page.wait_for("board.resyncs === 1 && board._refetching === null", WAIT)
+        .await
+        .unwrap();
     assert_eq!(browser_state(&page).await, *ch.state("board").unwrap());
 
     // The server ends the stream; patches published meanwhile arrive after the browser
     // reconnects with Last-Event-ID, without a new snapshot.
     ch.disconnect("board");
     for v in 6..=7u64 {
-        ch.publish(
-            "board",
-            json!({"_v": v, "orders": {}, "online": ["ann@acme"]}),
-            vec![json!({"n": v})],
-        )
-        .unwrap();
+        let mut next = (*ch.state("board").unwrap()).clone();
+        next["_v"] = json!(v);
+        next["n"] = json!(v);
+        ch.publish_diff("board", next).unwrap();
     }
     page.wait_for("window.lastState._v === 7", WAIT)
         .await
@@ -111,6 +111,7 @@ async fn browser_client_follows_the_board() {
         "resumed, not re-snapshotted"
     );
     assert_eq!(page.eval("window.lastState.n").await.unwrap(), json!(7));
+    assert_eq!(browser_state(&page).await, *ch.state("board").unwrap());
     assert_eq!(ch.subscriber_count("board"), 1);
 
     let shot = hookwire_testkit::temp_dir("sse-shot").join("board.png");
