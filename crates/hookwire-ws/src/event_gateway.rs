@@ -157,6 +157,17 @@ impl EventGatewayBuilder {
         if self.auth && self.authenticator.is_none() {
             return Err(BuildError::missing_authenticator());
         }
+        if self.ws && self.sse {
+            // axum panics when merged routers share a route; refuse it here instead.
+            let path = self.ws_options.path_str().trim_end_matches('/');
+            let stats = format!("{path}/stats");
+            let sse_routes = ["/events", hookwire_sse::http::CLIENT_JS_PATH];
+            if sse_routes.iter().any(|r| *r == path || *r == stats) {
+                return Err(BuildError::invalid(
+                    "the WebSocket path collides with an SSE route (/events, /hookwire-sse.js)",
+                ));
+            }
+        }
         let authenticator = if self.auth { self.authenticator } else { None };
         let ws = if self.ws {
             Some(
@@ -400,6 +411,27 @@ mod tests {
             StatusCode::FORBIDDEN
         );
         assert!(sse_access(&acme, "board", Some(&deny), true).is_ok());
+    }
+
+    #[test]
+    fn a_websocket_path_on_an_sse_route_is_refused() {
+        let b = || EventGateway::builder().auth(false);
+        let err = b()
+            .ws_options(WsGateway::builder().path("/events"))
+            .build()
+            .unwrap_err();
+        assert!(err.is_invalid_option());
+        // Next to `/events/{stream}` is fine: the router is built without a conflict.
+        let ok = b()
+            .ws_options(WsGateway::builder().path("/events/ws"))
+            .build();
+        let _: Router = ok.unwrap().router();
+        assert!(
+            b().sse(false)
+                .ws_options(WsGateway::builder().path("/events"))
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]

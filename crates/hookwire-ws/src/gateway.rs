@@ -250,11 +250,17 @@ impl WsGatewayBuilder {
         self
     }
 
+    #[cfg(feature = "sse")]
+    pub(crate) fn path_str(&self) -> &str {
+        &self.path
+    }
+
     /// Checks the configuration and builds the gateway.
     ///
     /// # Errors
     /// [`BuildError::is_missing_authenticator`] when auth is on without an authenticator;
-    /// [`BuildError::is_invalid_option`] for a path not starting with `/`, a zero
+    /// [`BuildError::is_invalid_option`] for a path not starting with `/` or containing route
+    /// syntax (`{`, `}`, `*`), a zero
     /// `max_message_bytes`, `outbound_queue` or `max_subscriptions_per_client`, and
     /// [`ExposeStats::Authenticated`] with auth off.
     pub fn build(self) -> Result<WsGateway, BuildError> {
@@ -263,6 +269,10 @@ impl WsGatewayBuilder {
         }
         if !self.path.starts_with('/') {
             return Err(BuildError::invalid("path must start with '/'"));
+        }
+        if self.path.contains(['{', '}', '*']) {
+            // Routers would read these as parameters or wildcards, not as the literal path.
+            return Err(BuildError::invalid("path must not contain '{', '}' or '*'"));
         }
         if self.max_message_bytes == 0 {
             return Err(BuildError::invalid("max_message_bytes must be > 0"));
@@ -937,6 +947,14 @@ mod tests {
             WsGateway::builder()
                 .auth(false)
                 .expose_stats(ExposeStats::Authenticated)
+                .build()
+                .unwrap_err()
+                .is_invalid_option()
+        );
+        assert!(
+            WsGateway::builder()
+                .auth(false)
+                .path("/ws/{x}")
                 .build()
                 .unwrap_err()
                 .is_invalid_option()
