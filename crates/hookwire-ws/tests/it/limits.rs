@@ -130,3 +130,28 @@ async fn a_slow_client_is_closed_with_1013_and_never_blocks_the_others() {
     assert!(eventually(|| gw.rooms().client_count() == 1).await);
     assert_eq!(gw.rooms().room_len("order"), 1);
 }
+
+#[tokio::test]
+async fn a_client_whose_queue_overflows_receives_close_1013() {
+    // The test runtime is single-threaded: the publishing loop below runs without the
+    // connection's driver in between, so the queue of 4 overflows deterministically.
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .resources(["order"])
+        .outbound_queue(4)
+        .build()
+        .unwrap();
+    let addr = serve_gw(&gw).await;
+    let (mut ws, _) = connect(addr, "ann@acme").await;
+    subscribe(&mut ws, "order").await;
+    let accepted: usize = (0..10)
+        .map(|i| {
+            gw.publish(&Event::new("order.updated", json!({"i": i})).with_organization("acme"))
+        })
+        .sum();
+    assert_eq!(accepted, 4);
+    // The close wins over the frames still queued: the client is told why at once.
+    let close = recv_close(&mut ws, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(u16::from(close.code), hookwire_ws::CLOSE_SLOW_CLIENT);
+    assert!(eventually(|| gw.rooms().client_count() == 0).await);
+}
