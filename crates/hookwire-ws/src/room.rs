@@ -3,9 +3,9 @@
 //!
 //! Members are indexed by room, then by organization (`Option<org>` as a map key, never a
 //! `"org:room"` string, so no organization or room name can collide with another; spec `ws.md`,
-//! "Pitfalls"). Delivery is a non-blocking push into each member's bounded queue: a full queue marks
-//! that member for a 1013 close and the loop moves on, so a slow client never blocks the
-//! broadcaster or the other members.
+//! "Pitfalls"). Delivery is a non-blocking push into each member's bounded queue: a full
+//! queue marks that member for a 1013 close and the loop moves on, so a slow client never
+//! blocks the broadcaster or the other members.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
