@@ -27,6 +27,9 @@ pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Most frames written in one flush when several are queued (coalesced writes).
 const MAX_BATCH: usize = 64;
 
+/// Longest a single write may block when heartbeats are off (with heartbeats: two periods).
+const DEFAULT_WRITE_STALL: Duration = Duration::from_secs(60);
+
 /// How long a close frame may take to go out before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -117,10 +120,15 @@ fn text(b: Bytes) -> Result<Message, Stop> {
 
 /// Writes `frames` and flushes, unless the connection is killed meanwhile (a blocked write to
 /// a slow client must not keep it alive past its 1013).
+///
+/// A write that cannot finish within `stall` drops the connection: a client that sends but
+/// never reads would otherwise park its driver in a blocked write forever, where neither its
+/// queue (replies do not go through it) nor the heartbeat (checked between writes) can reach it.
 async fn write(
     ws: &mut WebSocket,
     frames: impl IntoIterator<Item = Bytes>,
     kill: &KillSignal,
+    stall: Duration,
 ) -> Result<(), Stop> {
     let io = async {
         for f in frames {
@@ -134,6 +142,7 @@ async fn write(
         biased;
         r = io => r,
         code = kill.wait() => Err(Stop::Close(Close::for_code(code))),
+        () = tokio::time::sleep(stall) => Err(Stop::Gone),
     }
 }
 
@@ -206,7 +215,11 @@ fn is_too_big(e: &axum::Error) -> bool {
 async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reauth>) {
     let kill = conn.kill_signal();
     let mut hb = conn.heartbeat_interval().map(timer);
-    let mut stop = write(&mut ws, [conn.hello()], &kill).await.err();
+    // Twice the heartbeat period: as long as the heartbeat would take to drop a silent client.
+    let stall = conn
+        .heartbeat_interval()
+        .map_or(DEFAULT_WRITE_STALL, |p| p.saturating_mul(2));
+    let mut stop = write(&mut ws, [conn.hello()], &kill, stall).await.err();
     while stop.is_none() {
         let outcome: Outcome = tokio::select! {
             msg = ws.recv() => match msg {
@@ -238,7 +251,7 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
                         None => break,
                     }
                 }
-                stop = write(&mut ws, batch, &kill).await.err();
+                stop = write(&mut ws, batch, &kill, stall).await.err();
                 continue;
             }
             () = tick(&mut hb) => conn.on_heartbeat(),
@@ -248,7 +261,7 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
             }
         };
         if let Some(reply) = outcome.reply {
-            stop = write(&mut ws, [reply], &kill).await.err();
+            stop = write(&mut ws, [reply], &kill, stall).await.err();
         }
         if let Some(close) = outcome.close {
             stop = stop.or(Some(Stop::Close(close)));

@@ -155,3 +155,37 @@ async fn a_client_whose_queue_overflows_receives_close_1013() {
     assert_eq!(u16::from(close.code), hookwire_ws::CLOSE_SLOW_CLIENT);
     assert!(eventually(|| gw.rooms().client_count() == 0).await);
 }
+
+#[tokio::test]
+async fn a_client_that_sends_but_never_reads_is_dropped_when_a_write_stalls() {
+    // Each custom frame is answered with 8 KiB; the client never reads, so the server's
+    // replies fill the socket and a write blocks. Heartbeat 100 ms → stall limit 200 ms.
+    let big = "y".repeat(8 * 1024);
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .heartbeat_interval(Duration::from_millis(100))
+        .on_message(move |_, _| hookwire_ws::HookReply::Reply(json!({"type":"big","pad":big})))
+        .build()
+        .unwrap();
+    let addr = serve_gw(&gw).await;
+    let mut ws = connect_small_rcvbuf(addr, "ann@acme").await;
+    let sender = tokio::spawn(async move {
+        for _ in 0..2_000 {
+            if futures_util::SinkExt::send(
+                &mut ws,
+                tokio_tungstenite::tungstenite::Message::text(r#"{"type":"x"}"#),
+            )
+            .await
+            .is_err()
+            {
+                break;
+            }
+        }
+        ws
+    });
+    assert!(
+        eventually(|| gw.rooms().client_count() == 0).await,
+        "the stalled client is still connected"
+    );
+    sender.abort();
+}
