@@ -136,9 +136,15 @@ async fn write(
         }
         ws.flush().await.map_err(|_| Stop::Gone)
     };
+    let mut io = std::pin::pin!(io);
+    // Fast path: on a healthy socket the write completes on its first poll, and neither the
+    // kill signal nor a timer is ever touched.
     tokio::select! {
-        // The write usually completes on its first poll; polling it first then never
-        // registers a waiter on the kill signal at all.
+        biased;
+        r = &mut io => return r,
+        () = std::future::ready(()) => {}
+    }
+    tokio::select! {
         biased;
         r = io => r,
         code = kill.wait() => Err(Stop::Close(Close::for_code(code))),
