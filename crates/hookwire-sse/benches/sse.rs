@@ -843,6 +843,14 @@ async fn orchestrate() {
         .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    // `HW_SSE_ROUNDS` overrides the number of rounds (for investigating drift).
+    let mut p = p;
+    if let Some(r) = std::env::var("HW_SSE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        p.rounds = r;
+    }
     let mut report = Report::new("sse", quick);
     report.rounds(p.rounds);
     report.extra(
