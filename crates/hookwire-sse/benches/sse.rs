@@ -559,8 +559,13 @@ impl Fleet {
 
     /// Connects until `n` subscribers, in batches of ≤ 1000 (somaxconn is 4096).
     async fn grow(&mut self, addr: SocketAddr, n: usize, server: &mut Server) {
+        self.grow_by(addr, n, server, 1000).await;
+    }
+
+    /// Like [`grow`](Self::grow) with batches of `step` connections.
+    async fn grow_by(&mut self, addr: SocketAddr, n: usize, server: &mut Server, step: usize) {
         while self.tasks.len() < n {
-            let batch = (n - self.tasks.len()).min(1000);
+            let batch = (n - self.tasks.len()).min(step);
             for _ in 0..batch {
                 let i = self.tasks.len();
                 self.sh.conns.borrow_mut().push(ConnState::default());
@@ -707,7 +712,11 @@ async fn memory(p: &Params, mode: &str, pinned: bool, report: &mut Report) {
     tokio::time::sleep(p.idle).await;
     let (a, a_anon) = server.rss().await;
     let slab0 = slab_kib();
-    fleet.grow(server.addr, p.mem_n + 1, &mut server).await;
+    // Small batches: connection set-up state (request parsing) is transient; connecting
+    // thousands at once would leave its peak in the allocator and inflate the idle figure.
+    fleet
+        .grow_by(server.addr, p.mem_n + 1, &mut server, 100)
+        .await;
     tokio::time::sleep(p.idle).await;
     let (b, b_anon) = server.rss().await;
     let slab1 = slab_kib();
@@ -843,6 +852,14 @@ async fn orchestrate() {
         .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    // `HW_SSE_ROUNDS` overrides the number of rounds (for investigating drift).
+    let mut p = p;
+    if let Some(r) = std::env::var("HW_SSE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        p.rounds = r;
+    }
     let mut report = Report::new("sse", quick);
     report.rounds(p.rounds);
     report.extra(

@@ -24,6 +24,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use crate::channel::{BroadcastChannel, BroadcastState};
 use crate::events::{EventBroadcast, EventFilter};
 use crate::frame::Frame;
+use crate::presence::PresenceTracker;
 use crate::queue::Subscription;
 
 /// The browser client, a dependency-free ES module (served at [`CLIENT_JS_PATH`]).
@@ -54,6 +55,9 @@ pub struct Access {
     /// When set, the event stream only carries events of this organization (no cross-tenant
     /// delivery). State streams are authorized per stream name by the hook itself.
     pub organization: Option<String>,
+    /// Who is connecting; with [`SseApp::with_presence`] each open state stream counts this
+    /// identity as online on that stream.
+    pub identity: Option<String>,
 }
 
 impl Access {
@@ -66,7 +70,15 @@ impl Access {
     pub fn organization(org: impl Into<String>) -> Self {
         Self {
             organization: Some(org.into()),
+            identity: None,
         }
+    }
+
+    /// The same access, naming who connects (for presence).
+    #[must_use]
+    pub fn with_identity(mut self, id: impl Into<String>) -> Self {
+        self.identity = Some(id.into());
+        self
     }
 }
 
@@ -281,6 +293,8 @@ enum BodyKind {
         sub: Subscription,
         pending: VecDeque<Frame>,
         batch: Vec<Frame>,
+        // Dropped with the body, i.e. when the connection ends (presence).
+        _guard: Option<Box<dyn Send + Sync>>,
     },
 }
 
@@ -313,12 +327,21 @@ impl ResponseBody {
 
     /// An SSE body: `preamble` first, then every frame of `sub`.
     pub fn sse(preamble: Bytes, sub: Subscription) -> Self {
+        Self::sse_with_guard(preamble, sub, None)
+    }
+
+    fn sse_with_guard(
+        preamble: Bytes,
+        sub: Subscription,
+        guard: Option<Box<dyn Send + Sync>>,
+    ) -> Self {
         Self {
             kind: BodyKind::Sse {
                 preamble: Some(preamble),
                 sub,
                 pending: VecDeque::new(),
                 batch: Vec::new(),
+                _guard: guard,
             },
         }
     }
@@ -339,6 +362,7 @@ impl http_body::Body for ResponseBody {
                 sub,
                 pending,
                 batch,
+                ..
             } => {
                 if let Some(p) = preamble.take() {
                     return Poll::Ready(Some(Ok(http_body::Frame::data(p))));
@@ -427,6 +451,7 @@ pub struct SseApp<S = serde_json::Value> {
     channel: BroadcastChannel<S>,
     events: Option<EventBroadcast>,
     config: SseConfig,
+    presence: Option<(Arc<PresenceTracker>, Arc<str>)>,
 }
 
 impl<S> Clone for SseApp<S> {
@@ -435,6 +460,7 @@ impl<S> Clone for SseApp<S> {
             channel: self.channel.clone(),
             events: self.events.clone(),
             config: self.config.clone(),
+            presence: self.presence.clone(),
         }
     }
 }
@@ -454,7 +480,17 @@ impl<S: BroadcastState> SseApp<S> {
             channel,
             events: None,
             config,
+            presence: None,
         }
+    }
+
+    /// Counts every open state stream whose [`Access`] names an identity as that identity
+    /// being online on the stream (ref-counted: two tabs need two disconnects), and publishes
+    /// the roster as an overlay `{ key: [ids] }` on every change.
+    #[must_use]
+    pub fn with_presence(mut self, tracker: Arc<PresenceTracker>, key: &str) -> Self {
+        self.presence = Some((tracker, Arc::from(key)));
+        self
     }
 
     /// Also serve `GET /events?filter=…` from `events`.
@@ -512,11 +548,21 @@ impl<S: BroadcastState> SseApp<S> {
             headers,
             query,
         };
-        if let Err(status) = self.config.auth.authorize(&info) {
-            return status_response(status);
-        }
+        let access = match self.config.auth.authorize(&info) {
+            Ok(a) => a,
+            Err(status) => return status_response(status),
+        };
         if kind {
-            self.stream_response(stream, last_event_id(headers, query))
+            let guard = self.presence_guard(stream, &access);
+            self.channel.start_keep_alive(self.config.keep_alive);
+            let sub = self
+                .channel
+                .subscribe_from(stream, last_event_id(headers, query));
+            sse_head(ResponseBody::sse_with_guard(
+                self.config.preamble(),
+                sub,
+                guard,
+            ))
         } else {
             state_response(&self.channel, stream)
         }
@@ -527,6 +573,27 @@ impl<S: BroadcastState> SseApp<S> {
         self.channel.start_keep_alive(self.config.keep_alive);
         let sub = self.channel.subscribe_from(stream, last);
         sse_head(ResponseBody::sse(self.config.preamble(), sub))
+    }
+
+    /// Marks `access.identity` online on `stream` until the returned guard drops.
+    pub(crate) fn presence_guard(
+        &self,
+        stream: &str,
+        access: &Access,
+    ) -> Option<Box<dyn Send + Sync>> {
+        let (tracker, key) = self.presence.as_ref()?;
+        let id = access.identity.as_ref()?;
+        let guard = PresenceGuard {
+            channel: self.channel.clone(),
+            tracker: Arc::clone(tracker),
+            key: Arc::clone(key),
+            stream: stream.to_owned(),
+            id: id.clone(),
+        };
+        if tracker.add(stream, id) {
+            guard.announce();
+        }
+        Some(Box::new(guard))
     }
 
     fn events_route(&self, query: Option<&str>, headers: &HeaderMap) -> Response<ResponseBody> {
@@ -554,6 +621,31 @@ impl<S: BroadcastState> SseApp<S> {
         events.start_keep_alive(self.config.keep_alive);
         let sub = events.subscribe(filter, last_event_id(headers, query));
         sse_head(ResponseBody::sse(self.config.preamble(), sub))
+    }
+}
+
+struct PresenceGuard<S: BroadcastState> {
+    channel: BroadcastChannel<S>,
+    tracker: Arc<PresenceTracker>,
+    key: Arc<str>,
+    stream: String,
+    id: String,
+}
+
+impl<S: BroadcastState> PresenceGuard<S> {
+    fn announce(&self) {
+        let patch = self.tracker.overlay_patch(&self.stream, &self.key);
+        if let Err(e) = self.channel.overlay(&self.stream, patch) {
+            tracing::warn!(stream = %self.stream, error = %e, "presence overlay refused");
+        }
+    }
+}
+
+impl<S: BroadcastState> Drop for PresenceGuard<S> {
+    fn drop(&mut self) {
+        if self.tracker.remove(&self.stream, &self.id) {
+            self.announce();
+        }
     }
 }
 

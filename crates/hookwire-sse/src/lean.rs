@@ -60,8 +60,13 @@ impl<S> std::fmt::Debug for LeanAcceptor<S> {
 impl<S: BroadcastState> LeanAcceptor<S> {
     /// An acceptor serving `channel` with `config` (keep-alive, retry, auth).
     pub fn new(channel: BroadcastChannel<S>, config: SseConfig) -> Self {
+        Self::from_app(SseApp::new(channel, config))
+    }
+
+    /// An acceptor for the stream routes of `app` (channel, config, presence).
+    pub fn from_app(app: SseApp<S>) -> Self {
         Self {
-            app: SseApp::new(channel, config),
+            app,
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             live: Arc::new(AtomicUsize::new(0)),
         }
@@ -106,16 +111,18 @@ impl<S: BroadcastState> LeanAcceptor<S> {
             Route::Respond(status, body, ctype) => {
                 return respond(&mut tcp, status, &body, ctype).await;
             }
-            Route::Stream(stream, last) => {
+            Route::Stream(stream, last, access) => {
                 if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_subscribers {
                     self.live.fetch_sub(1, Ordering::AcqRel);
                     return respond(&mut tcp, StatusCode::SERVICE_UNAVAILABLE, b"busy", None).await;
                 }
+                let presence = self.app.presence_guard(&stream, &access);
                 let channel = self.app.channel();
                 channel.start_keep_alive(self.app.config().keep_alive);
-                channel.subscribe_from(&stream, last)
+                (channel.subscribe_from(&stream, last), presence)
             }
         };
+        let (sub, presence) = sub;
         drop(head);
         let guard = Live(Arc::clone(&self.live));
         let mut out = String::with_capacity(160);
@@ -142,6 +149,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
                 tracing::debug!(error = %e, "lean stream ended");
             }
             drop(guard);
+            drop(presence);
         });
         Ok(())
     }
@@ -163,11 +171,16 @@ impl<S: BroadcastState> LeanAcceptor<S> {
             return Route::Respond(StatusCode::BAD_REQUEST, Vec::new(), None);
         }
         let info = RequestInfo::new(stream, &head.headers, query);
-        if let Err(status) = self.app.config().auth.authorize(&info) {
-            return Route::Respond(status, Vec::new(), None);
-        }
+        let access = match self.app.config().auth.authorize(&info) {
+            Ok(a) => a,
+            Err(status) => return Route::Respond(status, Vec::new(), None),
+        };
         if events {
-            return Route::Stream(stream.to_owned(), last_event_id(&head.headers, query));
+            return Route::Stream(
+                stream.to_owned(),
+                last_event_id(&head.headers, query),
+                access,
+            );
         }
         match self.app.channel().snapshot(stream) {
             Some(f) if f.kind() == crate::FrameKind::Snapshot => {
@@ -180,7 +193,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
 
 enum Route {
     Respond(StatusCode, Vec<u8>, Option<&'static str>),
-    Stream(String, Option<u64>),
+    Stream(String, Option<u64>, crate::http::Access),
 }
 
 struct Live(Arc<AtomicUsize>);

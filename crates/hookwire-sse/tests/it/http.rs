@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hookwire_sse::http::{Access, RequestInfo, SseApp, SseConfig};
 use hookwire_sse::{BroadcastChannel, ChannelConfig, EventBroadcast, QueueLimits};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::Client;
 
@@ -429,4 +429,85 @@ async fn lean_ends_the_stream_on_disconnect() {
         "chunked end: {:?}",
         String::from_utf8_lossy(&rest)
     );
+}
+
+/// Presence follows open connections: two tabs of one identity need two disconnects.
+async fn presence_follows_connections(addr: SocketAddr, ch: &BroadcastChannel) {
+    ch.publish("room", json!({"_v": 1}), vec![]).unwrap();
+    let online = |ch: &BroadcastChannel| ch.state("room").unwrap().get("online").cloned();
+    async fn until(ch: &BroadcastChannel, want: Value) {
+        for _ in 0..250 {
+            if ch.state("room").unwrap().get("online") == Some(&want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("online never became {want}: {:?}", ch.state("room"));
+    }
+    let open = |who: &'static str| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = Client::connect_with(
+            tcp,
+            "/events/room",
+            None,
+            &format!("Authorization: Bearer {who}\r\n"),
+        )
+        .await;
+        assert_eq!(c.next(WAIT).await.unwrap().event, "snapshot");
+        c
+    };
+    let ann1 = open("ann@acme").await;
+    until(ch, json!(["ann@acme"])).await;
+    let mut ann2 = open("ann@acme").await;
+    let bob = open("bob@acme").await;
+    until(ch, json!(["ann@acme", "bob@acme"])).await;
+    // The other subscribers saw the roster as an overlay at the same version.
+    let ev = ann2.next(WAIT).await.unwrap();
+    assert!(
+        ev.data.contains("_overlay") && ev.data.contains("bob@acme"),
+        "{ev:?}"
+    );
+    assert_eq!(ev.id.as_deref(), Some("1"));
+    drop(ann1);
+    drop(bob);
+    until(ch, json!(["ann@acme"])).await;
+    drop(ann2);
+    until(ch, json!([])).await;
+    assert!(online(ch).is_some());
+}
+
+fn presence_app(ch: &BroadcastChannel) -> SseApp {
+    let auth = |r: &RequestInfo<'_>| {
+        let who = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix("Bearer "));
+        match who {
+            Some(w) => {
+                Ok(Access::organization(w.rsplit('@').next().unwrap_or_default()).with_identity(w))
+            }
+            None => Err(http::StatusCode::UNAUTHORIZED),
+        }
+    };
+    SseApp::new(ch.clone(), SseConfig::default().auth(auth)).with_presence(
+        std::sync::Arc::new(hookwire_sse::PresenceTracker::new()),
+        "online",
+    )
+}
+
+#[tokio::test]
+async fn hyper_presence() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    let addr = start(presence_app(&ch)).await;
+    presence_follows_connections(addr, &ch).await;
+}
+
+#[tokio::test]
+async fn lean_presence() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(hookwire_sse::lean::LeanAcceptor::from_app(presence_app(&ch)).serve(l));
+    presence_follows_connections(addr, &ch).await;
 }
