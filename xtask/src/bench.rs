@@ -17,6 +17,8 @@ enum Harness {
 const SUITES: &[(&str, Harness)] = &[
     ("sign", Harness::Peers("sign")),
     ("patch", Harness::InTree("hookwire-patch", "patch")),
+    ("ws", Harness::InTree("hookwire-ws", "ws")),
+    ("sse", Harness::InTree("hookwire-sse", "sse")),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {

@@ -13,6 +13,8 @@
 //! ```
 
 pub mod bench;
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod idempotency;
 mod redis_server;
 

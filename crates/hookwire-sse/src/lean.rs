@@ -1,0 +1,363 @@
+//! The lean SSE acceptor: an opt-in listener for large fan-outs.
+//!
+//! hyper's HTTP/1 connection keeps two fixed 8 KiB buffers per connection (~20 KiB per idle
+//! subscriber in total). This acceptor parses the request head with `httparse` into a
+//! temporary buffer that is freed before streaming, writes the response head itself, and then
+//! only holds the socket, the [`Subscription`](crate::Subscription) and an empty frame list —
+//! about 2 KiB per idle subscriber (measured by `cargo xtask bench sse`). Same
+//! [`BroadcastChannel`], same wire format (`Transfer-Encoding: chunked` with the frames'
+//! pre-encoded chunks), same [`Authorize`](crate::http::Authorize) hook as [`SseApp`].
+//!
+//! Every drain writes all queued frames with one vectored write. Routes: `GET /events/<s>`
+//! and `GET /state/<s>` (the latter answered with `Connection: close`); anything else is
+//! 404/405. Limits: request head ≤ [`MAX_HEAD`] bytes and ≤ 32 headers (else 431), at most
+//! [`LeanAcceptor::max_subscribers`] streams at once (else 503).
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::channel::{BroadcastChannel, BroadcastState};
+use crate::frame::Frame;
+use crate::http::{RequestInfo, SSE_HEADERS, SseApp, SseConfig, last_event_id, valid_stream_name};
+
+/// Largest accepted request head, in bytes.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Default cap on concurrent streams of one acceptor.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 200_000;
+const MAX_HEADERS: usize = 32;
+
+/// The lean acceptor for one channel.
+///
+/// ```no_run
+/// use hookwire_sse::{BroadcastChannel, http::SseConfig, lean::LeanAcceptor};
+/// # async fn run() -> std::io::Result<()> {
+/// let channel: BroadcastChannel = BroadcastChannel::new();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
+/// LeanAcceptor::new(channel, SseConfig::default()).serve(listener).await
+/// # }
+/// ```
+pub struct LeanAcceptor<S = serde_json::Value> {
+    app: SseApp<S>,
+    max_subscribers: usize,
+    live: Arc<AtomicUsize>,
+}
+
+impl<S> std::fmt::Debug for LeanAcceptor<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeanAcceptor")
+            .field("max_subscribers", &self.max_subscribers)
+            .field("live", &self.live.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: BroadcastState> LeanAcceptor<S> {
+    /// An acceptor serving `channel` with `config` (keep-alive, retry, auth).
+    pub fn new(channel: BroadcastChannel<S>, config: SseConfig) -> Self {
+        Self::from_app(SseApp::new(channel, config))
+    }
+
+    /// An acceptor for the stream routes of `app` (channel, config, presence).
+    pub fn from_app(app: SseApp<S>) -> Self {
+        Self {
+            app,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            live: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Caps concurrent streams; further requests get 503 (a deliberate non-200: the browser
+    /// stops, the JS client retries with backoff).
+    #[must_use]
+    pub fn max_subscribers(mut self, n: usize) -> Self {
+        self.max_subscribers = n;
+        self
+    }
+
+    /// Accepts connections until the task is dropped. Accept errors (e.g. out of file
+    /// descriptors) are logged and retried after a short pause.
+    pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
+        let this = Arc::new(self);
+        loop {
+            let tcp = match listener.accept().await {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lean accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let this = Arc::clone(&this);
+            tokio::spawn(async move {
+                if let Err(e) = this.connection(tcp).await {
+                    tracing::debug!(error = %e, "lean connection ended");
+                }
+            });
+        }
+    }
+
+    async fn connection(&self, mut tcp: TcpStream) -> io::Result<()> {
+        let _ = tcp.set_nodelay(true);
+        let Some(head) = read_head(&mut tcp).await? else {
+            return Ok(());
+        };
+        let sub = match self.route(&head) {
+            Route::Respond(status, body, ctype) => {
+                return respond(&mut tcp, status, &body, ctype).await;
+            }
+            Route::Stream(stream, last, access) => {
+                if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_subscribers {
+                    self.live.fetch_sub(1, Ordering::AcqRel);
+                    return respond(&mut tcp, StatusCode::SERVICE_UNAVAILABLE, b"busy", None).await;
+                }
+                let presence = self.app.presence_guard(&stream, &access);
+                let channel = self.app.channel();
+                channel.start_keep_alive(self.app.config().keep_alive);
+                (channel.subscribe_from(&stream, last), presence)
+            }
+        };
+        let (sub, presence) = sub;
+        drop(head);
+        let guard = Live(Arc::clone(&self.live));
+        let mut out = String::with_capacity(160);
+        out.push_str("HTTP/1.1 200 OK\r\n");
+        for (k, v) in SSE_HEADERS {
+            out.push_str(k);
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+        out.push_str("connection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n");
+        let pre = self.app.config().preamble();
+        out.push_str(&format!("{:x}\r\n", pre.len()));
+        out.push_str(std::str::from_utf8(&pre).unwrap_or_default());
+        out.push_str("\r\n");
+        tcp.write_all(out.as_bytes()).await?;
+        drop(out);
+        // Stream from a fresh task: its future holds only what streaming needs, not the
+        // head-parsing state, which keeps an idle subscriber small.
+        let tcp = Arc::new(tcp);
+        sub.set_direct(Arc::new(Direct(Arc::clone(&tcp))));
+        tokio::spawn(async move {
+            if let Err(e) = stream_frames(&tcp, sub).await {
+                tracing::debug!(error = %e, "lean stream ended");
+            }
+            drop(guard);
+            drop(presence);
+        });
+        Ok(())
+    }
+
+    fn route(&self, head: &Head) -> Route {
+        let (path, query) = match head.target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (head.target.as_str(), None),
+        };
+        if head.method != "GET" {
+            return Route::Respond(StatusCode::METHOD_NOT_ALLOWED, Vec::new(), None);
+        }
+        let (events, stream) = match (path.strip_prefix("/events/"), path.strip_prefix("/state/")) {
+            (Some(s), _) => (true, s),
+            (_, Some(s)) => (false, s),
+            _ => return Route::Respond(StatusCode::NOT_FOUND, Vec::new(), None),
+        };
+        if !valid_stream_name(stream) {
+            return Route::Respond(StatusCode::BAD_REQUEST, Vec::new(), None);
+        }
+        let info = RequestInfo::new(stream, &head.headers, query);
+        let access = match self.app.config().auth.authorize(&info) {
+            Ok(a) => a,
+            Err(status) => return Route::Respond(status, Vec::new(), None),
+        };
+        if events {
+            return Route::Stream(
+                stream.to_owned(),
+                last_event_id(&head.headers, query),
+                access,
+            );
+        }
+        match self.app.channel().snapshot(stream) {
+            Some(f) if f.kind() == crate::FrameKind::Snapshot => {
+                Route::Respond(StatusCode::OK, f.json().to_vec(), Some("application/json"))
+            }
+            _ => Route::Respond(StatusCode::NOT_FOUND, Vec::new(), None),
+        }
+    }
+}
+
+enum Route {
+    Respond(StatusCode, Vec<u8>, Option<&'static str>),
+    Stream(String, Option<u64>, crate::http::Access),
+}
+
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Head {
+    method: String,
+    target: String,
+    headers: HeaderMap,
+}
+
+/// Reads and parses the request head; `None` when the peer closed early. Answers 400/431
+/// itself and returns `None` for malformed or oversized heads.
+async fn read_head(tcp: &mut TcpStream) -> io::Result<Option<Head>> {
+    // A heap buffer, not a stack array: stack arrays held across `.await` become part of the
+    // task's future.
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(1024);
+        }
+        let n = tcp.read_buf(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                let mut map = HeaderMap::new();
+                for h in req.headers.iter() {
+                    if let (Ok(k), Ok(v)) = (
+                        HeaderName::from_bytes(h.name.as_bytes()),
+                        HeaderValue::from_bytes(h.value),
+                    ) {
+                        map.append(k, v);
+                    }
+                }
+                return Ok(Some(Head {
+                    method: req.method.unwrap_or_default().to_owned(),
+                    target: req.path.unwrap_or_default().to_owned(),
+                    headers: map,
+                }));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                respond(tcp, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, b"", None).await?;
+                return Ok(None);
+            }
+            Err(_) => {
+                respond(tcp, StatusCode::BAD_REQUEST, b"", None).await?;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+async fn respond(
+    tcp: &mut TcpStream,
+    status: StatusCode,
+    body: &[u8],
+    ctype: Option<&str>,
+) -> io::Result<()> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = if body.is_empty() && !status.is_success() {
+        reason.as_bytes()
+    } else {
+        body
+    };
+    let head = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache, no-store\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        ctype.unwrap_or("text/plain; charset=utf-8"),
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(body).await?;
+    tcp.shutdown().await
+}
+
+struct Direct(Arc<TcpStream>);
+
+impl crate::queue::DirectWrite for Direct {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+}
+
+/// Streams frames until the subscription ends or the peer goes away. While idle, the
+/// publisher writes frames directly ([`Direct`]); this task only drains what had to be
+/// queued (a busy socket), all of it per vectored write.
+async fn stream_frames(tcp: &TcpStream, mut sub: crate::Subscription) -> io::Result<()> {
+    let mut batch: Vec<Frame> = Vec::new();
+    loop {
+        tokio::select! {
+            more = sub.recv_batch(&mut batch) => {
+                if !more {
+                    write_frames(tcp, &[Frame::end_of_stream()]).await?;
+                    return Ok(());
+                }
+                let r = write_frames(tcp, &batch).await;
+                sub.write_done();
+                r?;
+                batch.clear();
+                if batch.capacity() > 16 {
+                    batch = Vec::new();
+                }
+            }
+            r = tcp.readable() => {
+                r?;
+                let mut scratch = [0u8; 64];
+                match tcp.try_read(&mut scratch) {
+                    Ok(0) => return Ok(()),
+                    // Anything a client sends after the head is ignored.
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Writes every frame's pre-encoded chunk with vectored writes (one `writev` per drain unless
+/// the socket takes less).
+async fn write_frames(tcp: &TcpStream, frames: &[Frame]) -> io::Result<()> {
+    let mut idx = 0;
+    let mut off = 0;
+    while idx < frames.len() {
+        let n = {
+            let mut slices = Vec::with_capacity((frames.len() - idx).min(64));
+            slices.push(IoSlice::new(&frames[idx].chunked()[off..]));
+            for f in frames[idx + 1..].iter().take(63) {
+                slices.push(IoSlice::new(f.chunked()));
+            }
+            loop {
+                tcp.writable().await?;
+                match tcp.try_write_vectored(&slices) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 && idx < frames.len() {
+            let rem = frames[idx].chunked().len() - off;
+            if left >= rem {
+                left -= rem;
+                idx += 1;
+                off = 0;
+            } else {
+                off += left;
+                left = 0;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! [`PresenceTracker`]: reference-counted presence per stream (reference §3.4).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Default)]
+struct StreamPresence {
+    // identity → (insertion sequence, count); the sequence keeps `online` in insertion order.
+    ids: HashMap<String, (u64, u32)>,
+    seq: u64,
+}
+
+/// Who is online per stream, counting connections so that two tabs need two removes.
+///
+/// Thread-safe; share it in an `Arc`. Presence changes are usually published as overlays
+/// with [`BroadcastChannel::overlay`](crate::BroadcastChannel::overlay) and
+/// [`overlay_patch`](Self::overlay_patch).
+///
+/// ```
+/// use hookwire_sse::PresenceTracker;
+/// let p = PresenceTracker::new();
+/// p.add("board", "ann");
+/// p.add("board", "ann"); // second tab
+/// p.add("board", "bob");
+/// p.remove("board", "ann");
+/// assert!(p.is_online("board", "ann"));
+/// p.remove("board", "ann");
+/// assert!(!p.is_online("board", "ann"));
+/// assert_eq!(p.online("board"), ["bob"]);
+/// ```
+#[derive(Debug, Default)]
+pub struct PresenceTracker {
+    streams: Mutex<HashMap<String, StreamPresence>>,
+}
+
+impl PresenceTracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One more connection of `id` on `stream`. Returns true when `id` just came online.
+    pub fn add(&self, stream: &str, id: &str) -> bool {
+        let mut g = crate::lock(&self.streams);
+        let s = g.entry(stream.to_owned()).or_default();
+        s.seq += 1;
+        let seq = s.seq;
+        let e = s.ids.entry(id.to_owned()).or_insert((seq, 0));
+        e.1 = e.1.saturating_add(1);
+        e.1 == 1
+    }
+
+    /// One connection of `id` on `stream` fewer. Unknown streams and identities are a no-op.
+    /// Returns true when `id` just went offline.
+    pub fn remove(&self, stream: &str, id: &str) -> bool {
+        let mut g = crate::lock(&self.streams);
+        let Some(s) = g.get_mut(stream) else {
+            return false;
+        };
+        let gone = match s.ids.get_mut(id) {
+            Some(e) if e.1 > 1 => {
+                e.1 -= 1;
+                false
+            }
+            Some(_) => {
+                s.ids.remove(id);
+                true
+            }
+            None => false,
+        };
+        if s.ids.is_empty() {
+            g.remove(stream);
+        }
+        gone
+    }
+
+    /// Identities online on `stream`, in the order they came online (a new `Vec`).
+    pub fn online(&self, stream: &str) -> Vec<String> {
+        let g = crate::lock(&self.streams);
+        let Some(s) = g.get(stream) else {
+            return Vec::new();
+        };
+        let mut v: Vec<_> = s
+            .ids
+            .iter()
+            .map(|(k, (seq, _))| (*seq, k.clone()))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// Whether `id` has at least one connection on `stream`.
+    pub fn is_online(&self, stream: &str, id: &str) -> bool {
+        crate::lock(&self.streams)
+            .get(stream)
+            .is_some_and(|s| s.ids.contains_key(id))
+    }
+
+    /// An overlay patch `{ key: [online ids] }` for publishing presence as a version-neutral
+    /// change.
+    ///
+    /// ```
+    /// let p = hookwire_sse::PresenceTracker::new();
+    /// p.add("s", "ann");
+    /// assert_eq!(p.overlay_patch("s", "online"), serde_json::json!({"online": ["ann"]}));
+    /// ```
+    pub fn overlay_patch(&self, stream: &str, key: &str) -> Value {
+        json!({ key: self.online(stream) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_on_unknown_stream_or_identity_is_harmless() {
+        let p = PresenceTracker::new();
+        assert!(!p.remove("nope", "x"));
+        p.add("s", "a");
+        assert!(!p.remove("s", "x"));
+        assert!(p.is_online("s", "a"));
+        assert!(p.remove("s", "a"));
+        assert!(p.online("s").is_empty());
+        // The stream entry is gone once empty.
+        assert!(crate::lock(&p.streams).is_empty());
+    }
+
+    #[test]
+    fn online_keeps_insertion_order_and_is_a_copy() {
+        let p = PresenceTracker::new();
+        for id in ["c", "a", "b"] {
+            assert!(p.add("s", id));
+        }
+        assert!(!p.add("s", "a"));
+        let mut snapshot = p.online("s");
+        assert_eq!(snapshot, ["c", "a", "b"]);
+        snapshot.clear();
+        assert_eq!(p.online("s").len(), 3);
+        assert!(p.online("other").is_empty());
+    }
+}

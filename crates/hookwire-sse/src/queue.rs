@@ -1,0 +1,311 @@
+//! Per-subscriber bounded queues and the [`Subscription`] stream.
+//!
+//! Policy (sse.md): a publish never waits for a subscriber. Each subscriber has a queue bounded
+//! in frames and bytes; when a push would exceed either bound the queue is emptied and one
+//! shared `_resync` frame is queued instead, so a stalled client costs at most the bound and,
+//! when it reads again, refetches the state instead of replaying a backlog.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+
+use crate::frame::Frame;
+
+/// Default frame bound of a subscriber queue.
+pub const DEFAULT_QUEUE_FRAMES: usize = 256;
+/// Default byte bound of a subscriber queue.
+pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024;
+
+/// Bounds of one subscriber's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most frames queued.
+    pub frames: usize,
+    /// Most encoded bytes queued.
+    pub bytes: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            frames: DEFAULT_QUEUE_FRAMES,
+            bytes: DEFAULT_QUEUE_BYTES,
+        }
+    }
+}
+
+/// A non-blocking writer the publisher may use directly while the subscriber is idle (the
+/// lean acceptor's socket), so an idle subscriber gets a frame with one `write` from the
+/// publishing thread instead of a task wake-up.
+pub(crate) trait DirectWrite: Send + Sync {
+    /// Writes what the socket takes now; `WouldBlock` when nothing fits.
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
+}
+
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    waker: Option<Waker>,
+    closed: bool,
+    // The subscriber's writer is writing frames it took from the queue: a direct write now
+    // would overtake them.
+    busy: bool,
+    direct: Option<Arc<dyn DirectWrite>>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("frames", &self.frames.len())
+            .field("bytes", &self.bytes)
+            .field("closed", &self.closed)
+            .field("busy", &self.busy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Tries to write `frame` straight to the socket; returns the part still to be queued.
+    fn try_direct(&mut self, frame: &Frame) -> Option<Frame> {
+        if !self.frames.is_empty() || self.busy {
+            return Some(frame.clone());
+        }
+        let Some(d) = &self.direct else {
+            return Some(frame.clone());
+        };
+        match d.try_write(frame.chunked()) {
+            Ok(n) if n >= frame.len() => None,
+            Ok(n) => Some(frame.tail(n)),
+            // WouldBlock or a broken socket: queue it; the writer task sees the error.
+            Err(_) => Some(frame.clone()),
+        }
+    }
+}
+
+/// Counters shared by all subscribers of a channel.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) resyncs: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+}
+
+/// The publisher's side of one subscriber.
+#[derive(Debug)]
+pub(crate) struct SubShared {
+    pub(crate) id: u64,
+    limits: QueueLimits,
+    q: Mutex<Queue>,
+}
+
+impl SubShared {
+    pub(crate) fn new(id: u64, limits: QueueLimits) -> Self {
+        Self {
+            id,
+            limits,
+            q: Mutex::new(Queue::default()),
+        }
+    }
+
+    /// Queues `frame`; on overflow replaces the queue by a `_resync`. Never blocks on I/O.
+    pub(crate) fn push(&self, frame: &Frame, counters: &Counters) {
+        let waker = {
+            let mut q = crate::lock(&self.q);
+            if q.closed {
+                return;
+            }
+            if q.frames.len() >= self.limits.frames || q.bytes + frame.len() > self.limits.bytes {
+                q.frames.clear();
+                let r = Frame::resync();
+                q.bytes = r.len();
+                q.frames.push_back(r);
+                counters.resyncs.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(subscriber = self.id, "queue overflow: sent _resync");
+            } else {
+                q.bytes += frame.len();
+                q.frames.push_back(frame.clone());
+            }
+            q.waker.take()
+        };
+        counters.delivered.fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Queues a keep-alive comment only when nothing else is waiting (a queued frame already
+    /// keeps the connection busy).
+    pub(crate) fn push_keep_alive(&self) {
+        let waker = {
+            let mut q = crate::lock(&self.q);
+            if q.closed || !q.frames.is_empty() {
+                return;
+            }
+            let Some(k) = q.try_direct(&Frame::keep_alive()) else {
+                return;
+            };
+            q.bytes += k.len();
+            q.frames.push_back(k);
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Queues frames before the subscriber is visible to publishers (snapshot or replay).
+    pub(crate) fn preload(&self, frames: impl IntoIterator<Item = Frame>) {
+        let mut q = crate::lock(&self.q);
+        for f in frames {
+            q.bytes += f.len();
+            q.frames.push_back(f);
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        let waker = {
+            let mut q = crate::lock(&self.q);
+            q.closed = true;
+            q.direct = None;
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Removes a subscriber from its channel when the [`Subscription`] is dropped.
+pub(crate) trait Unsubscribe: Send + Sync {
+    fn unsubscribe(&self, key: &str, id: u64);
+}
+
+/// A subscriber's receiving end: an async [`Stream`](futures_core::Stream) of [`Frame`]s.
+///
+/// The first frame is the snapshot (or the replay after a resume). The stream ends when the
+/// channel is dropped or the stream is closed. Dropping the subscription unsubscribes.
+/// `poll_next` and [`recv_batch`](Self::recv_batch) are cancel safe: a frame is removed from
+/// the queue only when it is returned.
+pub struct Subscription {
+    pub(crate) shared: Arc<SubShared>,
+    pub(crate) key: Arc<str>,
+    pub(crate) owner: Weak<dyn Unsubscribe>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("stream", &self.key)
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The stream (or event filter key) this subscription belongs to.
+    pub fn stream(&self) -> &str {
+        &self.key
+    }
+
+    /// Takes the next queued frame without waiting.
+    pub fn try_next(&mut self) -> Option<Frame> {
+        let mut q = crate::lock(&self.shared.q);
+        let f = q.frames.pop_front()?;
+        q.bytes -= f.len();
+        Some(f)
+    }
+
+    /// Moves every queued frame into `out` (for one vectored write); `Pending` when nothing is
+    /// queued, `Ready(false)` when the stream has ended.
+    pub fn poll_batch(&mut self, cx: &mut Context<'_>, out: &mut Vec<Frame>) -> Poll<bool> {
+        let mut q = crate::lock(&self.shared.q);
+        if q.frames.is_empty() {
+            if q.closed {
+                return Poll::Ready(false);
+            }
+            if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                q.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        out.extend(q.frames.drain(..));
+        q.bytes = 0;
+        q.busy = q.direct.is_some();
+        // Give back the memory of a burst so an idle subscriber stays small.
+        if q.frames.capacity() > 8 {
+            q.frames = VecDeque::new();
+        }
+        Poll::Ready(true)
+    }
+
+    /// Waits for at least one frame and moves every queued frame into `out`. Returns false
+    /// when the stream has ended.
+    pub async fn recv_batch(&mut self, out: &mut Vec<Frame>) -> bool {
+        std::future::poll_fn(|cx| self.poll_batch(cx, out)).await
+    }
+
+    /// Lets the publisher write frames straight to `direct` while this subscriber is idle.
+    /// The writer must call [`write_done`](Self::write_done) after writing each batch from
+    /// [`poll_batch`](Self::poll_batch).
+    pub(crate) fn set_direct(&self, direct: Arc<dyn DirectWrite>) {
+        crate::lock(&self.shared.q).direct = Some(direct);
+    }
+
+    /// The batch taken by the last [`poll_batch`](Self::poll_batch) is fully written.
+    pub(crate) fn write_done(&self) {
+        crate::lock(&self.shared.q).busy = false;
+    }
+
+    /// Number of frames waiting.
+    pub fn queued(&self) -> usize {
+        crate::lock(&self.shared.q).frames.len()
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Frame;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+        let mut q = crate::lock(&self.shared.q);
+        match q.frames.pop_front() {
+            Some(f) => {
+                q.bytes -= f.len();
+                Poll::Ready(Some(f))
+            }
+            None if q.closed => Poll::Ready(None),
+            None => {
+                q.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.shared.close();
+        if let Some(owner) = self.owner.upgrade() {
+            owner.unsubscribe(&self.key, self.shared.id);
+        }
+    }
+}
+
+/// Runs `tick` every `period` on one shared task while `owner` lives (keep-alive timers: one
+/// per channel, not one per connection).
+pub(crate) fn spawn_ticker<T: Send + Sync + 'static>(
+    owner: Weak<T>,
+    period: std::time::Duration,
+    tick: fn(Arc<T>),
+) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(inner) = owner.upgrade() else { return };
+            tick(inner);
+        }
+    });
+}

@@ -1,0 +1,313 @@
+//! Redis pub/sub fan-out: a publish on any node reaches the subscribers of every node, in
+//! version order per stream.
+//!
+//! Each publish runs one Lua script (`lua/publish.lua`) that accepts it only when its version
+//! is newer than the version stored in Redis, stores version and state, and `PUBLISH`es an
+//! envelope carrying the node id, the stream, the full state and the patches. The origin
+//! node then publishes locally; every other node receives the envelope (pattern
+//! subscription) and publishes it to its own [`BroadcastChannel`]. Because Redis serializes
+//! the scripts, versions reach every node in increasing order; a node that missed envelopes
+//! (e.g. while Redis restarted) still holds a correct state after the next one, and its
+//! clients see a version gap and refetch — they resync, they never diverge.
+//!
+//! Keys use a hash tag per stream (`<prefix>:{<stream>}:v`, `…:state`) so they stay on one
+//! slot of a cluster. The full state travels with every envelope: this favours correctness
+//! and simplicity over bandwidth; keep states small or shard streams.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::channel::{BroadcastChannel, BroadcastState, PublishError};
+use crate::frame::Frame;
+
+const PUBLISH_LUA: &str = include_str!("../lua/publish.lua");
+
+/// Why a fan-out operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FanOutError {
+    /// Redis failed or is unreachable; nothing was published anywhere.
+    Redis(String),
+    /// Another node already published this or a newer version of the stream.
+    NotNewer {
+        /// The version stored in Redis.
+        current: u64,
+        /// The refused version.
+        got: u64,
+    },
+    /// The local publish was refused.
+    Publish(PublishError),
+}
+
+impl std::fmt::Display for FanOutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redis(e) => write!(f, "redis: {e}"),
+            Self::NotNewer { current, got } => {
+                write!(f, "version {got} is not newer than {current} in redis")
+            }
+            Self::Publish(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for FanOutError {}
+
+fn redis_err(e: redis::RedisError) -> FanOutError {
+    FanOutError::Redis(e.to_string())
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<S> {
+    o: String,
+    s: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    st: Option<S>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    p: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ov: Option<Value>,
+}
+
+/// One node's link between its [`BroadcastChannel`] and Redis.
+///
+/// Dropping it stops receiving from other nodes.
+///
+/// ```no_run
+/// use hookwire_sse::{BroadcastChannel, redis::RedisFanOut};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let channel: BroadcastChannel = BroadcastChannel::new();
+/// let client = redis::Client::open("redis://127.0.0.1/")?;
+/// let fan = RedisFanOut::start(channel.clone(), client, "hookwire:sse").await?;
+/// fan.publish("board", serde_json::json!({"_v": 1, "n": 1}), vec![serde_json::json!({"n": 1})]).await?;
+/// # Ok(()) }
+/// ```
+pub struct RedisFanOut<S = Value> {
+    channel: BroadcastChannel<S>,
+    conn: ConnectionManager,
+    node: Arc<str>,
+    prefix: Arc<str>,
+    script: redis::Script,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<S> std::fmt::Debug for RedisFanOut<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFanOut")
+            .field("node", &self.node)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Drop for RedisFanOut<S> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<S: BroadcastState + Clone> RedisFanOut<S> {
+    /// Connects, subscribes to the envelopes of `prefix`, and starts delivering them to
+    /// `channel`. Returns once the subscription is active.
+    pub async fn start(
+        channel: BroadcastChannel<S>,
+        client: redis::Client,
+        prefix: &str,
+    ) -> Result<Self, FanOutError> {
+        let conn = client.get_connection_manager().await.map_err(redis_err)?;
+        let node: Arc<str> = Arc::from(format!("{:016x}", hookwire_core::id::random_u64()));
+        let prefix: Arc<str> = Arc::from(prefix);
+        let pattern = format!("{prefix}:ch:*");
+        let mut pubsub = client.get_async_pubsub().await.map_err(redis_err)?;
+        pubsub.psubscribe(&pattern).await.map_err(redis_err)?;
+        let task = tokio::spawn(receive_loop(
+            client,
+            pubsub,
+            pattern,
+            channel.clone(),
+            Arc::clone(&node),
+        ));
+        Ok(Self {
+            channel,
+            conn,
+            node,
+            prefix,
+            script: redis::Script::new(PUBLISH_LUA),
+            task,
+        })
+    }
+
+    /// This node's id (echo suppression).
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// The local channel.
+    pub fn channel(&self) -> &BroadcastChannel<S> {
+        &self.channel
+    }
+
+    /// Publishes on every node: accepted by Redis only when the version is newer than the
+    /// stored one, then delivered locally and to the other nodes.
+    pub async fn publish(
+        &self,
+        stream: &str,
+        state: S,
+        patches: Vec<Value>,
+    ) -> Result<Frame, FanOutError> {
+        let v = state.version();
+        let snapshot = patches.is_empty();
+        let state_json =
+            serde_json::to_string(&state).map_err(|e| FanOutError::Redis(e.to_string()))?;
+        let env = Envelope {
+            o: self.node.to_string(),
+            s: stream.to_owned(),
+            st: Some(state.clone()),
+            p: patches.clone(),
+            ov: None,
+        };
+        let env = serde_json::to_string(&env).map_err(|e| FanOutError::Redis(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let r: i64 = self
+            .script
+            .key(format!("{}:{{{stream}}}:v", self.prefix))
+            .key(format!("{}:{{{stream}}}:state", self.prefix))
+            .arg(v)
+            .arg(state_json)
+            .arg(format!("{}:ch:{stream}", self.prefix))
+            .arg(env)
+            .arg(if snapshot { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if r >= 0 {
+            return Err(FanOutError::NotNewer {
+                current: u64::try_from(r).unwrap_or_default(),
+                got: v,
+            });
+        }
+        self.channel
+            .publish(stream, state, patches)
+            .map_err(FanOutError::Publish)
+    }
+
+    /// Sends an overlay to every node (not versioned; applied on each node's cached state).
+    pub async fn overlay(&self, stream: &str, patch: Value) -> Result<Option<Frame>, FanOutError> {
+        let env: Envelope<S> = Envelope {
+            o: self.node.to_string(),
+            s: stream.to_owned(),
+            st: None,
+            p: Vec::new(),
+            ov: Some(patch.clone()),
+        };
+        let env = serde_json::to_string(&env).map_err(|e| FanOutError::Redis(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(format!("{}:ch:{stream}", self.prefix))
+            .arg(env)
+            .exec_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        self.channel
+            .overlay(stream, patch)
+            .map_err(FanOutError::Publish)
+    }
+
+    /// Loads the state stored in Redis into the local channel (e.g. after a node restart,
+    /// before serving `GET /state`). Returns false when Redis has none.
+    pub async fn load(&self, stream: &str) -> Result<bool, FanOutError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> = redis::cmd("GET")
+            .arg(format!("{}:{{{stream}}}:state", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let Some(json) = json else { return Ok(false) };
+        let state: S =
+            serde_json::from_str(&json).map_err(|e| FanOutError::Redis(e.to_string()))?;
+        if self
+            .channel
+            .version(stream)
+            .is_some_and(|v| v >= state.version())
+        {
+            return Ok(true);
+        }
+        self.channel
+            .reset(stream, state)
+            .map_err(FanOutError::Publish)?;
+        Ok(true)
+    }
+}
+
+async fn next_msg(stream: &mut redis::aio::PubSubStream) -> Option<redis::Msg> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *stream), cx)).await
+}
+
+/// Delivers other nodes' envelopes; resubscribes with backoff when the connection drops.
+async fn receive_loop<S: BroadcastState + Clone>(
+    client: redis::Client,
+    first: redis::aio::PubSub,
+    pattern: String,
+    channel: BroadcastChannel<S>,
+    node: Arc<str>,
+) {
+    let mut pubsub = Some(first);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let ps = match pubsub.take() {
+            Some(p) => p,
+            None => {
+                let attempt = async {
+                    let mut p = client.get_async_pubsub().await?;
+                    p.psubscribe(&pattern).await?;
+                    Ok::<_, redis::RedisError>(p)
+                };
+                match attempt.await {
+                    Ok(p) => {
+                        backoff = Duration::from_millis(50);
+                        p
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "redis fan-out resubscribe failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut stream = ps.into_on_message();
+        while let Some(msg) = next_msg(&mut stream).await {
+            let Ok(payload) = msg.get_payload::<Vec<u8>>() else {
+                continue;
+            };
+            let env: Envelope<S> = match serde_json::from_slice(&payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "malformed fan-out envelope ignored");
+                    continue;
+                }
+            };
+            if *env.o == *node {
+                continue;
+            }
+            let r = match (env.st, env.ov) {
+                (Some(state), _) => channel.publish(&env.s, state, env.p).map(|_| ()),
+                (None, Some(ov)) => channel.overlay(&env.s, ov).map(|_| ()),
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = r {
+                // Out of order or already applied (e.g. after a reload): tell this node's
+                // subscribers to refetch rather than risk a wrong state.
+                tracing::debug!(stream = %env.s, error = %e, "fan-out envelope not applied; resync");
+                channel.resync(&env.s);
+            }
+        }
+        tracing::warn!("redis fan-out subscription ended; reconnecting");
+    }
+}

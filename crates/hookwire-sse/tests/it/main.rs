@@ -1,0 +1,13 @@
+//! Integration tests for hookwire-sse: reference behaviour, properties, HTTP end-to-end.
+#![allow(
+    clippy::print_stdout,
+    reason = "tests print measured figures for the record"
+)]
+
+mod browser;
+mod channel;
+mod http;
+mod props;
+#[cfg(feature = "redis")]
+mod redis;
+mod support;

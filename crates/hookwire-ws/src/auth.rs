@@ -1,0 +1,295 @@
+//! Who is on the other end of a socket: the [`Identity`] an [`Authenticator`] derives from the
+//! upgrade request, before the upgrade (spec `ws.md`, "Options and rules": 401 before 101).
+
+use std::fmt;
+use std::sync::Arc;
+
+use hookwire_core::BoxFuture;
+
+/// The authenticated party of one connection.
+///
+/// `organization_id` is the tenant: with org scoping (the default) an event carrying an
+/// organization reaches only clients whose `organization_id` is equal to it.
+///
+/// ```
+/// let who = hookwire_ws::Identity::new().with_user("u1").with_organization("acme");
+/// assert_eq!(who.organization_id(), Some("acme"));
+/// assert_eq!(who.user_id(), Some("u1"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Identity {
+    user_id: Option<Arc<str>>,
+    organization_id: Option<Arc<str>>,
+}
+
+impl Identity {
+    /// An anonymous identity (no user, no organization), as every client has with auth off.
+    ///
+    /// ```
+    /// assert_eq!(hookwire_ws::Identity::new().user_id(), None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the user id.
+    ///
+    /// ```
+    /// assert_eq!(hookwire_ws::Identity::new().with_user("u").user_id(), Some("u"));
+    /// ```
+    #[must_use]
+    pub fn with_user(mut self, user: impl Into<Arc<str>>) -> Self {
+        self.user_id = Some(user.into());
+        self
+    }
+
+    /// Sets the organization (tenant) id.
+    ///
+    /// ```
+    /// let who = hookwire_ws::Identity::new().with_organization("acme");
+    /// assert_eq!(who.organization_id(), Some("acme"));
+    /// ```
+    #[must_use]
+    pub fn with_organization(mut self, org: impl Into<Arc<str>>) -> Self {
+        self.organization_id = Some(org.into());
+        self
+    }
+
+    /// The user id, if any (machine clients may have none).
+    ///
+    /// ```
+    /// assert_eq!(hookwire_ws::Identity::new().user_id(), None);
+    /// ```
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
+    }
+
+    /// The organization id, if the client belongs to one.
+    ///
+    /// ```
+    /// assert_eq!(hookwire_ws::Identity::new().organization_id(), None);
+    /// ```
+    pub fn organization_id(&self) -> Option<&str> {
+        self.organization_id.as_deref()
+    }
+
+    pub(crate) fn org_arc(&self) -> Option<Arc<str>> {
+        self.organization_id.clone()
+    }
+}
+
+/// The parts of an upgrade (or stats) request an authenticator may look at.
+///
+/// ```
+/// let req = http::Request::get("/ws?token=a@b").body(()).unwrap();
+/// let (parts, ()) = req.into_parts();
+/// let r = hookwire_ws::AuthRequest::new(&parts.uri, &parts.headers);
+/// assert_eq!(r.query_param("token").as_deref(), Some("a@b"));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+}
+
+impl<'a> AuthRequest<'a> {
+    /// Wraps a request's URI and headers.
+    ///
+    /// ```
+    /// let uri: http::Uri = "/ws".parse().unwrap();
+    /// let h = http::HeaderMap::new();
+    /// assert_eq!(hookwire_ws::AuthRequest::new(&uri, &h).uri().path(), "/ws");
+    /// ```
+    pub fn new(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Self {
+        Self { uri, headers }
+    }
+
+    /// The request URI.
+    ///
+    /// ```
+    /// let uri: http::Uri = "/ws?x=1".parse().unwrap();
+    /// let h = http::HeaderMap::new();
+    /// assert_eq!(hookwire_ws::AuthRequest::new(&uri, &h).uri().query(), Some("x=1"));
+    /// ```
+    pub fn uri(&self) -> &'a http::Uri {
+        self.uri
+    }
+
+    /// The request headers.
+    ///
+    /// ```
+    /// let uri: http::Uri = "/ws".parse().unwrap();
+    /// let h = http::HeaderMap::new();
+    /// assert!(hookwire_ws::AuthRequest::new(&uri, &h).headers().is_empty());
+    /// ```
+    pub fn headers(&self) -> &'a http::HeaderMap {
+        self.headers
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header, if present and valid UTF-8.
+    ///
+    /// ```
+    /// let uri: http::Uri = "/ws".parse().unwrap();
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("authorization", "Bearer t0k".parse().unwrap());
+    /// assert_eq!(hookwire_ws::AuthRequest::new(&uri, &h).bearer_token(), Some("t0k"));
+    /// ```
+    pub fn bearer_token(&self) -> Option<&'a str> {
+        let v = self
+            .headers
+            .get(http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The first value of query parameter `name`, percent-decoded (`+` is a space); browsers
+    /// cannot set headers on a WebSocket, so tokens often travel as `?token=`.
+    ///
+    /// ```
+    /// let uri: http::Uri = "/ws?a=1&token=u%40acme".parse().unwrap();
+    /// let h = http::HeaderMap::new();
+    /// let r = hookwire_ws::AuthRequest::new(&uri, &h);
+    /// assert_eq!(r.query_param("token").as_deref(), Some("u@acme"));
+    /// assert_eq!(r.query_param("nope"), None);
+    /// ```
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.uri.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k)? == name)
+                .then(|| percent_decode(v))
+                .flatten()
+        })
+    }
+}
+
+/// Decodes `%XX` escapes and `+`; `None` on a malformed escape or non-UTF-8 result.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Decides who an upgrade request is; `None` refuses it (401 before the upgrade).
+///
+/// Implemented for any `Fn(&AuthRequest<'_>) -> Option<Identity>`; implement the trait itself
+/// for an asynchronous lookup (a session store, a token introspection endpoint).
+///
+/// ```
+/// use hookwire_ws::{AuthRequest, Authenticator, Identity};
+/// let auth = |r: &AuthRequest<'_>| r.bearer_token().map(|t| Identity::new().with_user(t));
+/// let uri: http::Uri = "/ws".parse().unwrap();
+/// let h = http::HeaderMap::new();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.block_on(auth.authenticate(AuthRequest::new(&uri, &h))), None);
+/// ```
+pub trait Authenticator: Send + Sync + 'static {
+    /// The identity of the request, or `None` to refuse it. Must not panic on any input.
+    fn authenticate<'a>(&'a self, request: AuthRequest<'a>) -> BoxFuture<'a, Option<Identity>>;
+}
+
+impl<F> Authenticator for F
+where
+    F: Fn(&AuthRequest<'_>) -> Option<Identity> + Send + Sync + 'static,
+{
+    fn authenticate<'a>(&'a self, request: AuthRequest<'a>) -> BoxFuture<'a, Option<Identity>> {
+        let out = self(&request);
+        Box::pin(std::future::ready(out))
+    }
+}
+
+/// The demo authenticator of `hookwire demo`: a token `user@org` from `Authorization: Bearer`
+/// or `?token=`. **Not for production**: anyone can claim any user and organization.
+///
+/// ```
+/// use hookwire_ws::{AuthRequest, Authenticator, DemoAuthenticator};
+/// let uri: http::Uri = "/ws?token=ann@acme".parse().unwrap();
+/// let h = http::HeaderMap::new();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let who = rt.block_on(DemoAuthenticator.authenticate(AuthRequest::new(&uri, &h))).unwrap();
+/// assert_eq!((who.user_id(), who.organization_id()), (Some("ann"), Some("acme")));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DemoAuthenticator;
+
+impl Authenticator for DemoAuthenticator {
+    fn authenticate<'a>(&'a self, request: AuthRequest<'a>) -> BoxFuture<'a, Option<Identity>> {
+        let token = request
+            .bearer_token()
+            .map(str::to_owned)
+            .or_else(|| request.query_param("token"));
+        let who = token.and_then(|t| {
+            let (user, org) = t.split_once('@')?;
+            (!user.is_empty() && !org.is_empty())
+                .then(|| Identity::new().with_user(user).with_organization(org))
+        });
+        Box::pin(std::future::ready(who))
+    }
+}
+
+/// A shared, type-erased authenticator.
+#[derive(Clone)]
+pub(crate) struct SharedAuth(pub(crate) Arc<dyn Authenticator>);
+
+impl SharedAuth {
+    /// The identity of `req` under `auth`: the authenticator's answer, or an anonymous
+    /// identity when auth is off (`None`).
+    pub(crate) async fn identify(auth: Option<&Self>, req: AuthRequest<'_>) -> Option<Identity> {
+        match auth {
+            Some(a) => a.0.authenticate(req).await,
+            None => Some(Identity::new()),
+        }
+    }
+}
+
+impl fmt::Debug for SharedAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Authenticator")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_percent_escapes_are_not_a_match() {
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("a+b%21").as_deref(), Some("a b!"));
+    }
+
+    #[test]
+    fn bearer_needs_a_token() {
+        let uri: http::Uri = "/ws".parse().unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", "Bearer ".parse().unwrap());
+        assert_eq!(AuthRequest::new(&uri, &h).bearer_token(), None);
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(AuthRequest::new(&uri, &h).bearer_token(), None);
+    }
+}

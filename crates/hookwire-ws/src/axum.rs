@@ -1,0 +1,284 @@
+//! The axum integration (feature `axum`): a [`Router`] with the WebSocket route and, when
+//! enabled, `<path>/stats`, on axum's own WebSocket support.
+//!
+//! Authentication runs on the upgrade request *before* the upgrade: a refused request gets
+//! `401 {"error":"unauthorized"}` and never a 101 (spec `ws.md`, "Pitfalls").
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::{
+    AuthRequest, Close, Connection, ExposeStats, KillSignal, Outbound, Outcome, WsGateway,
+};
+
+/// Read buffer per socket. tungstenite's default (128 KiB, allocated eagerly) would cost
+/// ~1.3 GB for 10 000 idle clients; protocol frames are small, so 4 KiB is plenty.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Most frames written in one flush when several are queued (coalesced writes).
+const MAX_BATCH: usize = 64;
+
+/// Longest a single write may block when heartbeats are off (with heartbeats: two periods).
+const DEFAULT_WRITE_STALL: Duration = Duration::from_secs(60);
+
+/// How long a close frame may take to go out before the socket is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// A router serving the gateway's WebSocket route and, unless stats are off, its stats route.
+///
+/// ```no_run
+/// use hookwire_ws::{DemoAuthenticator, WsGateway};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let gw = WsGateway::builder().authenticator(DemoAuthenticator).resources(["order"]).build()?;
+/// let app = hookwire_ws::axum::router(gw.clone());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// axum::serve(listener, app).await?;
+/// # Ok(()) }
+/// ```
+pub fn router<S>(gw: WsGateway) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut r = Router::new().route(gw.path(), get(upgrade));
+    if gw.expose_stats() != ExposeStats::Off {
+        let stats_path = format!("{}/stats", gw.path().trim_end_matches('/'));
+        r = r.route(&stats_path, get(stats));
+    }
+    r.with_state(gw)
+}
+
+pub(crate) fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({"error": "unauthorized"})),
+    )
+        .into_response()
+}
+
+/// The upgrade handler: authenticate, then upgrade with the gateway's frame limits.
+pub async fn upgrade(State(gw): State<WsGateway>, req: Request) -> Response {
+    let (mut parts, _body) = req.into_parts();
+    let Some(identity) = gw
+        .authenticate(AuthRequest::new(&parts.uri, &parts.headers))
+        .await
+    else {
+        return unauthorized();
+    };
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let max = gw.max_message_bytes();
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            // Credentials are kept only when they will be re-checked.
+            let reauth = gw
+                .reauth_interval()
+                .map(|p| Reauth::new(gw.clone(), parts.uri, parts.headers, p));
+            drive(socket, gw.connect(identity), reauth)
+        })
+}
+
+/// The stats handler (`GET <path>/stats`).
+pub async fn stats(State(gw): State<WsGateway>, req: Request) -> Response {
+    let (parts, _body) = req.into_parts();
+    match gw
+        .stats_for(AuthRequest::new(&parts.uri, &parts.headers))
+        .await
+    {
+        Ok(Some(s)) => axum::Json(s).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(()) => unauthorized(),
+    }
+}
+
+enum Stop {
+    /// The peer is gone or the socket failed: nothing more can be written.
+    Gone,
+    /// Close with this code.
+    Close(Close),
+}
+
+fn text(b: Bytes) -> Result<Message, Stop> {
+    // Frames are built by serde_json, so they are UTF-8; a failure would be a bug, and the
+    // connection is dropped rather than sending a corrupt frame.
+    Utf8Bytes::try_from(b)
+        .map(Message::Text)
+        .map_err(|_| Stop::Gone)
+}
+
+/// Writes `frames` and flushes, unless the connection is killed meanwhile (a blocked write to
+/// a slow client must not keep it alive past its 1013).
+///
+/// A write that cannot finish within `stall` drops the connection: a client that sends but
+/// never reads would otherwise park its driver in a blocked write forever, where neither its
+/// queue (replies do not go through it) nor the heartbeat (checked between writes) can reach it.
+async fn write(
+    ws: &mut WebSocket,
+    frames: impl IntoIterator<Item = Bytes>,
+    kill: &KillSignal,
+    stall: Duration,
+) -> Result<(), Stop> {
+    let io = async {
+        for f in frames {
+            ws.feed(text(f)?).await.map_err(|_| Stop::Gone)?;
+        }
+        ws.flush().await.map_err(|_| Stop::Gone)
+    };
+    let mut io = std::pin::pin!(io);
+    // Fast path: on a healthy socket the write completes on its first poll, and neither the
+    // kill signal nor a timer is ever touched.
+    tokio::select! {
+        biased;
+        r = &mut io => return r,
+        () = std::future::ready(()) => {}
+    }
+    tokio::select! {
+        biased;
+        r = io => r,
+        code = kill.wait() => Err(Stop::Close(Close::for_code(code))),
+        () = tokio::time::sleep(stall) => Err(Stop::Gone),
+    }
+}
+
+/// Re-authentication of a live socket: the upgrade request's URI and headers, re-checked
+/// every period.
+struct Reauth {
+    gw: WsGateway,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    timer: Interval,
+}
+
+impl Reauth {
+    fn new(gw: WsGateway, uri: http::Uri, headers: http::HeaderMap, period: Duration) -> Self {
+        Self {
+            gw,
+            uri,
+            headers,
+            timer: timer(period),
+        }
+    }
+
+    /// Waits for the next period (cancel safe); pending forever when off.
+    async fn due(this: &mut Option<Self>) {
+        match this {
+            Some(r) => {
+                r.timer.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Authenticates the upgrade request again. Awaited outside the `select!`, so traffic on
+    /// the socket cannot cancel a slow lookup again and again.
+    async fn check(this: Option<&Self>) -> Option<crate::Identity> {
+        let r = this?;
+        r.gw.authenticate(AuthRequest::new(&r.uri, &r.headers))
+            .await
+    }
+}
+
+fn timer(period: Duration) -> Interval {
+    let mut i = tokio::time::interval_at(Instant::now() + period, period);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
+
+async fn tick(hb: &mut Option<Interval>) {
+    match hb {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn is_too_big(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(tungstenite::Error::Capacity(_)) = s.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// Runs one connection until the peer leaves or it is closed; dropping `conn` at the end
+/// removes the client from its rooms.
+async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reauth>) {
+    let kill = conn.kill_signal();
+    let mut hb = conn.heartbeat_interval().map(timer);
+    // Twice the heartbeat period: as long as the heartbeat would take to drop a silent client.
+    let stall = conn
+        .heartbeat_interval()
+        .map_or(DEFAULT_WRITE_STALL, |p| p.saturating_mul(2));
+    let mut stop = write(&mut ws, [conn.hello()], &kill, stall).await.err();
+    while stop.is_none() {
+        let outcome: Outcome = tokio::select! {
+            msg = ws.recv() => match msg {
+                Some(Ok(Message::Text(t))) => conn.on_text(t.as_str()),
+                Some(Ok(Message::Binary(b))) => conn.on_binary(b.len()),
+                // tungstenite answers protocol pings itself; protocol pongs carry no meaning here.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) => {
+                    // tungstenite queued the close reply; flush it so the handshake completes.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
+                    break;
+                }
+                None => break,
+                Some(Err(e)) if is_too_big(&e) => conn.on_too_large(),
+                Some(Err(_)) => break,
+            },
+            next = conn.next_outbound() => {
+                let first = match next {
+                    Outbound::Frame(f) => f,
+                    Outbound::Close(code) => {
+                        stop = Some(Stop::Close(Close::for_code(code)));
+                        break;
+                    }
+                };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match conn.try_next_outbound() {
+                        Some(f) => batch.push(f),
+                        None => break,
+                    }
+                }
+                stop = write(&mut ws, batch, &kill, stall).await.err();
+                continue;
+            }
+            () = tick(&mut hb) => conn.on_heartbeat(),
+            () = Reauth::due(&mut reauth) => {
+                let who = Reauth::check(reauth.as_ref()).await;
+                conn.on_reauth(who.as_ref())
+            }
+        };
+        if let Some(reply) = outcome.reply {
+            stop = write(&mut ws, [reply], &kill, stall).await.err();
+        }
+        if let Some(close) = outcome.close {
+            stop = stop.or(Some(Stop::Close(close)));
+        }
+    }
+    if let Some(Stop::Close(c)) = stop {
+        let frame = CloseFrame {
+            code: c.code,
+            reason: Utf8Bytes::from_static(c.reason),
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, ws.send(Message::Close(Some(frame)))).await;
+    }
+    drop(conn);
+}

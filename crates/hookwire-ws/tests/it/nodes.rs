@@ -1,0 +1,78 @@
+//! Two gateway nodes on loopback sharing one real redis-server.
+
+use std::net::SocketAddr;
+
+use hookwire_core::Event;
+use hookwire_testkit::RedisServer;
+use hookwire_ws::redis::RedisFanOut;
+use hookwire_ws::{DemoAuthenticator, WsGateway};
+use serde_json::json;
+
+use crate::support::*;
+
+async fn node(url: &str) -> (WsGateway, SocketAddr) {
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .resources(["order"])
+        .fan_out(RedisFanOut::connect(url).await.unwrap())
+        .build()
+        .unwrap();
+    let addr = serve_gw(&gw).await;
+    (gw, addr)
+}
+
+#[tokio::test]
+async fn broadcasts_reach_every_node_exactly_once_and_stay_in_their_org() {
+    let redis = RedisServer::start().unwrap();
+    let (a, addr_a) = node(&redis.url()).await;
+    let (b, addr_b) = node(&redis.url()).await;
+    let mut clients = Vec::new();
+    for (addr, token) in [
+        (addr_a, "a1@acme"),
+        (addr_a, "g1@globex"),
+        (addr_b, "a2@acme"),
+        (addr_b, "g2@globex"),
+    ] {
+        let (mut ws, _) = connect(addr, token).await;
+        subscribe(&mut ws, "order").await;
+        clients.push((ws, token.split_once('@').unwrap().1));
+    }
+    // Events from both nodes, both tenants, interleaved.
+    for i in 0..20 {
+        let (gw, org) = match i % 4 {
+            0 => (&a, "acme"),
+            1 => (&b, "acme"),
+            2 => (&a, "globex"),
+            _ => (&b, "globex"),
+        };
+        let local = gw.publish(
+            &Event::new("order.created", json!({"i": i, "org": org})).with_organization(org),
+        );
+        assert_eq!(local, 1, "one local member of {org}");
+    }
+    b.broadcast_to_org(
+        "acme",
+        "order",
+        &json!({"org": "acme", "i": "org-broadcast"}),
+    );
+    a.broadcast("order", &json!({"org": "all", "i": "all"}));
+
+    for (ws, org) in &mut clients {
+        let mut seen = Vec::new();
+        let want = if *org == "acme" { 12 } else { 11 };
+        for _ in 0..want {
+            let v = recv_no_ping(ws).await;
+            assert!(
+                v["data"]["org"] == *org || v["data"]["org"] == "all",
+                "{org} client received {v}"
+            );
+            seen.push(v["data"]["i"].to_string());
+        }
+        let mut dedup = seen.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), seen.len(), "duplicates: {seen:?}");
+        // Exactly once: nothing more arrives.
+        expect_silence(ws, 300).await;
+    }
+}
