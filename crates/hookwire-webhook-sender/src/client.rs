@@ -1,0 +1,536 @@
+//! The HTTP client boundary and the default hyper client with a lean keep-alive pool.
+//!
+//! [`HttpClient`] is the seam tests and users plug into; [`HyperClient`] is the default. It keeps
+//! HTTP/1.1 connections per (scheme, authority) on a small idle list of `hyper::client::conn`
+//! senders: checkout pops a ready sender, the response body is read (capped), and the sender goes
+//! back. This costs far less per request than a general-purpose pooled client, which matters
+//! because the `sender` benchmark holds us to ≥ 0.7 × `wrk` on the same sink.
+//!
+//! Redirects are never followed (there is no redirect logic at all); response bodies are read up
+//! to [`MAX_RESPONSE_BODY`] and the connection is discarded beyond that; every connect goes
+//! through the [`SsrfPolicy`] on the resolved addresses.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hookwire_core::BoxFuture;
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::ssrf::{SsrfPolicy, strip_brackets};
+
+/// The most response-body bytes read from any response; beyond it the rest is dropped with the
+/// connection (a hostile receiver cannot make the sender buffer without bound).
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// Idle connections kept per (scheme, authority).
+const MAX_IDLE_PER_HOST: usize = 256;
+
+/// An idle connection older than this is closed rather than reused (servers commonly close idle
+/// keep-alive connections after 60–120 s; reusing one just as it closes costs a retry).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// A response as the sender needs it: status, headers and the first bytes of the body.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, at most [`MAX_RESPONSE_BODY`] bytes.
+    pub body: Bytes,
+}
+
+impl ClientResponse {
+    /// A response (for custom [`HttpClient`]s).
+    ///
+    /// ```
+    /// let r = hookwire_webhook_sender::ClientResponse::new(http::StatusCode::OK, Default::default(), bytes::Bytes::new());
+    /// assert_eq!(r.status, 200);
+    /// ```
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// What went wrong before a response arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// DNS failure, connection refused or reset while connecting.
+    Connect,
+    /// The TLS handshake failed.
+    Tls,
+    /// The connection broke while sending or reading.
+    Io,
+    /// The SSRF guard refused every resolved address. Permanent.
+    Blocked,
+    /// The URL cannot be requested (no host, unsupported scheme). Permanent.
+    InvalidUrl,
+}
+
+/// A failure before or while reading the response.
+///
+/// ```
+/// use hookwire_webhook_sender::{TransportError, TransportErrorKind};
+/// let e = TransportError::new(TransportErrorKind::Blocked, "10.0.0.1 is not allowed");
+/// assert!(e.is_permanent());
+/// assert_eq!(e.to_string(), "blocked: 10.0.0.1 is not allowed");
+/// ```
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    kind: TransportErrorKind,
+    message: String,
+}
+
+impl TransportError {
+    /// An error of `kind` with a human-readable message.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// The kind.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+    /// True when retrying cannot help (SSRF-blocked, invalid URL).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self.kind,
+            TransportErrorKind::Blocked | TransportErrorKind::InvalidUrl
+        )
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = match self.kind {
+            TransportErrorKind::Connect => "connect",
+            TransportErrorKind::Tls => "tls",
+            TransportErrorKind::Io => "io",
+            TransportErrorKind::Blocked => "blocked",
+            TransportErrorKind::InvalidUrl => "invalid url",
+        };
+        write!(f, "{k}: {}", self.message)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// Sends one request and returns the response with a capped body.
+///
+/// The caller (the [`crate::Webhook`]) wraps the returned future in its total timeout, so an
+/// implementation need not time out itself; dropping the future must abandon the request.
+pub trait HttpClient: Send + Sync + fmt::Debug {
+    /// Sends `req`; never follows redirects.
+    fn send(&self, req: Request<Bytes>) -> BoxFuture<'_, Result<ClientResponse, TransportError>>;
+}
+
+/// The connector: resolves, applies the SSRF policy to every address, connects to the first
+/// permitted one (pinning the connection to a vetted address).
+#[derive(Clone, Debug)]
+struct GuardedConnector {
+    policy: Arc<SsrfPolicy>,
+}
+
+/// The SSRF refusal, carried through hyper-rustls's boxed errors and recognised by downcast.
+#[derive(Debug)]
+struct Refused(String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+type ConnectFuture = Pin<
+    Box<
+        dyn Future<Output = Result<TokioIo<TcpStream>, Box<dyn std::error::Error + Send + Sync>>>
+            + Send,
+    >,
+>;
+
+impl tower_service::Service<Uri> for GuardedConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let policy = Arc::clone(&self.policy);
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .map(strip_brackets)
+                .unwrap_or_default()
+                .to_owned();
+            if host.is_empty() || host.contains('%') {
+                return Err(Box::new(Refused(format!("unusable host in {uri}"))) as _);
+            }
+            let port = uri
+                .port_u16()
+                .unwrap_or(if uri.scheme() == Some(&Scheme::HTTPS) {
+                    443
+                } else {
+                    80
+                });
+            let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, port)],
+                Err(_) => tokio::net::lookup_host((host.as_str(), port))
+                    .await?
+                    .collect(),
+            };
+            let permitted: Vec<SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| policy.permits(a.ip()))
+                .collect();
+            if permitted.is_empty() {
+                let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+                return Err(Box::new(Refused(format!(
+                    "{host} resolves only to forbidden addresses [{}]",
+                    list.join(", ")
+                ))) as _);
+            }
+            let mut last = None;
+            for addr in permitted {
+                match TcpStream::connect(addr).await {
+                    Ok(s) => {
+                        // Webhooks are small request/response exchanges: Nagle only adds latency.
+                        let _ = s.set_nodelay(true);
+                        return Ok(TokioIo::new(s));
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(Box::new(last.unwrap_or_else(|| std::io::Error::other("no address"))) as _)
+        })
+    }
+}
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+#[derive(Debug)]
+struct Idle {
+    tx: Sender,
+    since: Instant,
+}
+
+type PoolKey = (Scheme, Authority);
+
+/// The default client: HTTP/1.1 keep-alive over plain TCP or rustls (webpki roots), with the
+/// SSRF policy enforced in the connector.
+///
+/// One instance is meant to be shared (it is cheap to clone: the pool is behind an `Arc`).
+///
+/// ```
+/// use hookwire_webhook_sender::{HyperClient, ssrf::SsrfPolicy};
+/// let open = HyperClient::new();
+/// let guarded = HyperClient::with_policy(SsrfPolicy::default());
+/// # let _ = (open, guarded);
+/// ```
+#[derive(Clone)]
+pub struct HyperClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    guard: GuardedConnector,
+    https: Option<HttpsConnector<GuardedConnector>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    policy: Arc<SsrfPolicy>,
+}
+
+impl fmt::Debug for HyperClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HyperClient")
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for HyperClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HyperClient {
+    /// A client without an SSRF guard (for operator-configured URLs).
+    pub fn new() -> Self {
+        Self::with_policy(SsrfPolicy::disabled())
+    }
+
+    /// A client whose every connection must pass `policy`.
+    pub fn with_policy(policy: SsrfPolicy) -> Self {
+        let policy = Arc::new(policy);
+        let guard = GuardedConnector {
+            policy: Arc::clone(&policy),
+        };
+        // ring with rustls's safe defaults cannot fail to configure; should it ever, the client
+        // still serves plain http and reports https requests as TLS errors instead of panicking.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .ok()
+            .map(|b| b.https_only().enable_http1().wrap_connector(guard.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                guard,
+                https,
+                idle: Mutex::new(HashMap::new()),
+                policy,
+            }),
+        }
+    }
+
+    /// The SSRF policy in force.
+    pub fn policy(&self) -> &SsrfPolicy {
+        &self.inner.policy
+    }
+
+    fn checkout(&self, key: &PoolKey) -> Option<Sender> {
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = idle.get_mut(key)?;
+        while let Some(i) = list.pop() {
+            if !i.tx.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
+                return Some(i.tx);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, key: PoolKey, tx: Sender) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = idle.entry(key).or_default();
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self, uri: &Uri) -> Result<Sender, TransportError> {
+        use tower_service::Service;
+        let tls = uri.scheme() == Some(&Scheme::HTTPS);
+        let io = if tls {
+            let Some(https) = &self.inner.https else {
+                return Err(TransportError::new(
+                    TransportErrorKind::Tls,
+                    "no TLS provider",
+                ));
+            };
+            https.clone().call(uri.clone()).await
+        } else {
+            // Plain http skips the TLS wrapper's boxed future.
+            self.inner
+                .guard
+                .clone()
+                .call(uri.clone())
+                .await
+                .map(MaybeHttpsStream::Http)
+        }
+        .map_err(|e| connect_error(&*e))?;
+        let (tx, conn) = http1::Builder::new().handshake(io).await.map_err(|e| {
+            TransportError::new(
+                if tls {
+                    TransportErrorKind::Tls
+                } else {
+                    TransportErrorKind::Io
+                },
+                e.to_string(),
+            )
+        })?;
+        tokio::spawn(async move {
+            // The connection task ends when the peer closes or the sender is dropped; its error
+            // has already been reported to the request that was in flight, if any.
+            let _ = conn.await;
+        });
+        Ok(tx)
+    }
+
+    async fn send_inner(&self, req: Request<Bytes>) -> Result<ClientResponse, TransportError> {
+        let uri = req.uri().clone();
+        let (Some(scheme), Some(auth)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+            return Err(TransportError::new(
+                TransportErrorKind::InvalidUrl,
+                format!("{uri} has no scheme or host"),
+            ));
+        };
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(TransportError::new(
+                TransportErrorKind::InvalidUrl,
+                format!("unsupported scheme {scheme}"),
+            ));
+        }
+        let key = (scheme, auth);
+        let (parts, body) = req.into_parts();
+        // Origin-form request target for HTTP/1.1 (`/path?query`), with a Host header.
+        let mut req = Request::from_parts(parts, Full::new(body));
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+        if !req.headers().contains_key(http::header::HOST)
+            && let Ok(v) = http::HeaderValue::from_str(key.1.as_str())
+        {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+
+        // A pooled connection may have been closed by the server a moment ago; hyper hands the
+        // request back when it was not sent, and then one fresh connection is tried at once
+        // (Svix's "insta-retry" of stale keep-alive connections).
+        let mut req = req;
+        let mut fresh = false;
+        let resp = loop {
+            let mut tx = match self.checkout(&key) {
+                Some(tx) => tx,
+                None => {
+                    fresh = true;
+                    self.connect(&uri).await?
+                }
+            };
+            if tx.ready().await.is_err() {
+                if fresh {
+                    return Err(TransportError::new(
+                        TransportErrorKind::Io,
+                        "connection closed before use",
+                    ));
+                }
+                continue;
+            }
+            match tx.try_send_request(req).await {
+                Ok(r) => break (r, tx),
+                Err(mut e) => match e.take_message() {
+                    Some(back) if !fresh => {
+                        req = back;
+                        continue;
+                    }
+                    _ => {
+                        return Err(TransportError::new(
+                            TransportErrorKind::Io,
+                            e.into_error().to_string(),
+                        ));
+                    }
+                },
+            }
+        };
+        let (resp, tx) = resp;
+        let (parts, mut body) = resp.into_parts();
+        let mut buf: Option<BytesMut> = None;
+        let mut first: Option<Bytes> = None;
+        let mut complete = true;
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Err(e)) => {
+                    return Err(TransportError::new(TransportErrorKind::Io, e.to_string()));
+                }
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let have = buf.as_ref().map_or(0, BytesMut::len)
+                        + first.as_ref().map_or(0, Bytes::len);
+                    if have + data.len() > MAX_RESPONSE_BODY {
+                        let take = MAX_RESPONSE_BODY - have;
+                        let b = buf.get_or_insert_with(|| {
+                            first
+                                .take()
+                                .map_or_else(BytesMut::new, |f| BytesMut::from(&f[..]))
+                        });
+                        b.extend_from_slice(&data[..take]);
+                        complete = false;
+                        break;
+                    }
+                    match (&mut buf, &first) {
+                        (None, None) => first = Some(data),
+                        (None, Some(f)) => {
+                            let mut b = BytesMut::from(&f[..]);
+                            b.extend_from_slice(&data);
+                            first = None;
+                            buf = Some(b);
+                        }
+                        (Some(b), _) => b.extend_from_slice(&data),
+                    }
+                }
+            }
+        }
+        if complete {
+            self.checkin(key, tx);
+        }
+        let body = match (buf, first) {
+            (Some(b), _) => b.freeze(),
+            (None, Some(f)) => f,
+            (None, None) => Bytes::new(),
+        };
+        Ok(ClientResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+fn connect_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> TransportError {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<Refused>() {
+            return TransportError::new(TransportErrorKind::Blocked, r.0.clone());
+        }
+        cur = c.source();
+    }
+    let text = e.to_string();
+    let kind = if text.contains("tls") || text.contains("certificate") || text.contains("handshake")
+    {
+        TransportErrorKind::Tls
+    } else {
+        TransportErrorKind::Connect
+    };
+    TransportError::new(kind, text)
+}
+
+impl HttpClient for HyperClient {
+    fn send(&self, req: Request<Bytes>) -> BoxFuture<'_, Result<ClientResponse, TransportError>> {
+        Box::pin(self.send_inner(req))
+    }
+}
+
+impl<T: HttpClient + ?Sized> HttpClient for Arc<T> {
+    fn send(&self, req: Request<Bytes>) -> BoxFuture<'_, Result<ClientResponse, TransportError>> {
+        (**self).send(req)
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests of the sender over real sockets on 127.0.0.1.
+
+mod support;
+mod webhook;
