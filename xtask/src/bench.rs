@@ -17,6 +17,10 @@ enum Harness {
 const SUITES: &[(&str, Harness)] = &[
     ("sign", Harness::Peers("sign")),
     ("patch", Harness::InTree("hookwire-patch", "patch")),
+    (
+        "sender",
+        Harness::InTree("hookwire-webhook-sender", "sender"),
+    ),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {

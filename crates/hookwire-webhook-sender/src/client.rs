@@ -402,8 +402,13 @@ impl HyperClient {
         let (parts, body) = req.into_parts();
         // Origin-form request target for HTTP/1.1 (`/path?query`), with a Host header.
         let mut req = Request::from_parts(parts, Full::new(body));
-        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-        *req.uri_mut() = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+        let mut origin = http::uri::Parts::default();
+        origin.path_and_query = Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        *req.uri_mut() = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
         if !req.headers().contains_key(http::header::HOST)
             && let Ok(v) = http::HeaderValue::from_str(key.1.as_str())
         {

@@ -90,6 +90,13 @@ impl<T: Clone> Source<T> {
     }
 }
 
+/// The URL option: a pre-parsed fixed URL, or a function of the event.
+#[derive(Clone)]
+enum UrlSource {
+    Fixed(Uri, Arc<str>),
+    Fn(EventFn<String>),
+}
+
 #[derive(Clone)]
 enum KeyRule {
     EventId,
@@ -238,12 +245,13 @@ impl WebhookBuilder {
     /// assert!(Webhook::builder().url("not a url").build().is_err());
     /// ```
     pub fn build(self) -> Result<Webhook, BuildError> {
-        let url = self
+        let url = match self
             .url
-            .ok_or_else(|| BuildError("a URL is required".into()))?;
-        if let Source::Value(u) = &url {
-            parse_url(u).map_err(BuildError)?;
-        }
+            .ok_or_else(|| BuildError("a URL is required".into()))?
+        {
+            Source::Value(u) => UrlSource::Fixed(parse_url(&u).map_err(BuildError)?, Arc::from(u)),
+            Source::Fn(f) => UrlSource::Fn(f),
+        };
         if ![Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(&self.method) {
             return Err(BuildError(format!(
                 "method {} is not one of POST, PUT, PATCH, DELETE",
@@ -331,7 +339,7 @@ pub struct Webhook {
 }
 
 struct WebhookInner {
-    url: Source<String>,
+    url: UrlSource,
     method: Method,
     headers: HeaderMap,
     headers_fn: Option<EventFn<Vec<(String, String)>>>,
@@ -415,6 +423,13 @@ impl Webhook {
         }
     }
 
+    fn url_text(&self, event: &Event) -> String {
+        match &self.inner.url {
+            UrlSource::Fixed(_, t) => t.to_string(),
+            UrlSource::Fn(f) => f(event),
+        }
+    }
+
     /// The configured timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
@@ -427,8 +442,8 @@ impl Webhook {
             None => Ok(Bytes::from(event.to_json_bytes())),
             Some(b) => b.get(event).into_bytes(),
         };
-        let url = self.inner.url.get(event);
-        let body = body.map_err(|e| HttpError::refused(&url, &self.inner.label, e))?;
+        let body =
+            body.map_err(|e| HttpError::refused(&self.url_text(event), &self.inner.label, e))?;
         self.prepare_with_body(event, body)
     }
 
@@ -436,9 +451,16 @@ impl Webhook {
     /// per event and shares the bytes between subscriptions).
     pub fn prepare_with_body(&self, event: &Event, body: Bytes) -> Result<Prepared, HttpError> {
         let i = &*self.inner;
-        let url = i.url.get(event);
+        let (uri, url) = match &i.url {
+            UrlSource::Fixed(uri, text) => (uri.clone(), Arc::clone(text)),
+            UrlSource::Fn(f) => {
+                let text = f(event);
+                let uri =
+                    parse_url(&text).map_err(|why| HttpError::refused(&text, &i.label, why))?;
+                (uri, Arc::from(text))
+            }
+        };
         let refused = |why: String| HttpError::refused(&url, &i.label, why);
-        let uri = parse_url(&url).map_err(&refused)?;
         if body.len() > i.max_body {
             return Err(refused(format!(
                 "body of {} bytes exceeds the {} byte limit",
@@ -473,7 +495,7 @@ impl Webhook {
         let sign = i.secret.is_some() && !headers.contains_key(signature_header(i.scheme));
         Ok(Prepared {
             uri,
-            url: Arc::from(url),
+            url,
             headers,
             body,
             id: event.id.clone(),
@@ -487,9 +509,12 @@ impl Webhook {
     ///
     /// Cancel safety: dropping the future abandons the request; the connection is not reused.
     pub async fn attempt(&self, p: &Prepared) -> Result<Sent, HttpError> {
+        self.attempt_with(p, p.headers.clone()).await
+    }
+
+    async fn attempt_with(&self, p: &Prepared, mut headers: HeaderMap) -> Result<Sent, HttpError> {
         let i = &*self.inner;
         let started = Instant::now();
-        let mut headers = p.headers.clone();
         if p.sign
             && let Some(secret) = &i.secret
         {
@@ -500,7 +525,7 @@ impl Webhook {
             let signed = sign(i.scheme, secret, &input)
                 .map_err(|e| HttpError::refused(&p.url, &i.label, e))?;
             for (name, value) in signed {
-                let n = HeaderName::from_static_lowercase(name);
+                let n = signed_header_name(name);
                 if headers.contains_key(&n) {
                     continue; // the caller's value wins (e.g. an explicit timestamp)
                 }
@@ -531,8 +556,10 @@ impl Webhook {
 
     /// One attempt for `event` (no retries).
     pub async fn deliver(&self, event: &Event) -> Result<Sent, HttpError> {
-        let p = self.prepare(event)?;
-        self.attempt(&p).await
+        let mut p = self.prepare(event)?;
+        // A single attempt can hand the prepared headers over instead of copying them.
+        let headers = std::mem::take(&mut p.headers);
+        self.attempt_with(&p, headers).await
     }
 
     /// Delivers `event` with retries under `policy` (see [`Webhook::deliver_prepared`]).
@@ -608,16 +635,19 @@ fn signature_header(s: Scheme) -> &'static str {
     }
 }
 
-trait FromStaticLowercase {
-    fn from_static_lowercase(s: &'static str) -> HeaderName;
-}
-
-impl FromStaticLowercase for HeaderName {
-    fn from_static_lowercase(s: &'static str) -> HeaderName {
-        // Scheme header names are static ASCII tokens; mixed case ones (`X-Webhook-Signature`)
-        // are lowercased by `from_bytes`, lowercase ones avoid the copy.
-        HeaderName::from_bytes(s.as_bytes())
-            .unwrap_or_else(|_| HeaderName::from_static("x-invalid"))
+/// The `HeaderName` of a header produced by `sign`, without re-parsing the well-known ones.
+fn signed_header_name(name: &'static str) -> HeaderName {
+    match name {
+        "X-Webhook-Signature" => HeaderName::from_static("x-webhook-signature"),
+        "X-Webhook-Timestamp" => HeaderName::from_static("x-webhook-timestamp"),
+        "X-Webhook-Id" => HeaderName::from_static("x-webhook-id"),
+        "X-Webhook-Event" => HeaderName::from_static("x-webhook-event"),
+        "webhook-id" => HeaderName::from_static("webhook-id"),
+        "webhook-timestamp" => HeaderName::from_static("webhook-timestamp"),
+        "webhook-signature" => HeaderName::from_static("webhook-signature"),
+        // Header names from `sign` are static ASCII tokens, so parsing cannot fail.
+        other => HeaderName::from_bytes(other.as_bytes())
+            .unwrap_or_else(|_| HeaderName::from_static("x-webhook-unknown")),
     }
 }
 
