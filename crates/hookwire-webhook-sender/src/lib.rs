@@ -1,5 +1,5 @@
 //! Outbound webhooks: signed, timed-out, idempotency-keyed, classified and retried deliveries
-//! ([`Webhook`]), and a subscription `Dispatcher` that fans events out to many endpoints.
+//! ([`Webhook`]), and a subscription [`Dispatcher`] that fans events out to many endpoints.
 //!
 //! Use this crate in a service that *sends* webhooks. Receiving is `hookwire-receiver`; the
 //! signature schemes, error classification and retry policies come from `hookwire-core` and are
@@ -34,18 +34,19 @@
 //! - **Classification** ([`classify_http_response`], [`try_ok`]): 2xx ok; 408/425/429/5xx and
 //!   network failures retry (honouring `Retry-After`); redirects and other 4xx block.
 //! - **Retries** ([`Webhook::deliver_with_retry`]) with the core's [`RetryPolicy`].
-//! - **Fan-out** (`Dispatcher`): pattern subscriptions, bounded concurrency, a delivery log,
+//! - **Fan-out** ([`Dispatcher`]): pattern subscriptions, bounded concurrency, a delivery log,
 //!   endpoint health, rate limits, durable mode and the SSRF guard ([`ssrf`]).
 //!
 //! # Features
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
-//! | `redis` | `RedisStore`, a `WebhookStore` in Redis | no |
+//! | `redis` | `RedisStore`, a [`WebhookStore`] in Redis | no |
 //!
 //! MSRV: Rust 1.88.
 
 mod client;
 mod delivery;
+mod dispatcher;
 pub mod ssrf;
 mod webhook;
 
@@ -53,6 +54,14 @@ pub use client::{
     ClientResponse, HttpClient, HyperClient, MAX_RESPONSE_BODY, TransportError, TransportErrorKind,
 };
 pub use delivery::{Delivery, Outcome};
+#[cfg(feature = "redis")]
+pub use dispatcher::RedisStore;
+pub use dispatcher::{
+    DEFAULT_CONCURRENCY, DEFAULT_LOG_CAPACITY, DEFAULT_MAX_SUBSCRIPTIONS, DELIVER_TASK,
+    DeliveryRecord, DispatchError, DispatchErrorKind, Dispatcher, DispatcherBuilder, HealthConfig,
+    HealthEvent, HealthEventKind, MemoryTaskQueue, MemoryWebhookStore, PublishReport, RateLimit,
+    StoreError, Subscription, TaskOutcome, WebhookStore, envelope_body,
+};
 pub use hookwire_core::{Disposition, Event, HttpError, RetryPolicy, Scheme};
 pub use webhook::{
     BuildError, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Prepared, Sent, Webhook, WebhookBody,

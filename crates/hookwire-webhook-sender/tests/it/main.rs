@@ -1,4 +1,5 @@
 //! End-to-end tests of the sender over real sockets on 127.0.0.1.
 
+mod dispatcher;
 mod support;
 mod webhook;
