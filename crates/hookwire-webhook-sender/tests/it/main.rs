@@ -1,5 +1,6 @@
 //! End-to-end tests of the sender over real sockets on 127.0.0.1.
 
 mod dispatcher;
+mod spans;
 mod support;
 mod webhook;
