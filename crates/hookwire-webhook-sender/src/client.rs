@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hookwire_core::BoxFuture;
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, Request, StatusCode, Uri};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::ssrf::{SsrfPolicy, strip_brackets};
@@ -232,18 +233,112 @@ impl tower_service::Service<Uri> for GuardedConnector {
     }
 }
 
-type Sender = http1::SendRequest<Full<Bytes>>;
+type H1 = http1::SendRequest<Full<Bytes>>;
+type H2 = http2::SendRequest<Full<Bytes>>;
+
+/// A fresh connection: HTTP/1.1, or HTTP/2 when the server chose it by ALPN.
+enum Conn {
+    H1(H1),
+    H2(H2),
+}
 
 #[derive(Debug)]
 struct Idle {
-    tx: Sender,
+    tx: H1,
     since: Instant,
 }
 
 type PoolKey = (Scheme, Authority);
 
-/// The default client: HTTP/1.1 keep-alive over plain TCP or rustls (webpki roots), with the
-/// SSRF policy enforced in the connector.
+/// Configures a [`HyperClient`]. Errors (an unreadable certificate) are reported by `build`.
+///
+/// ```
+/// use hookwire_webhook_sender::{HyperClient, ssrf::SsrfPolicy};
+/// let client = HyperClient::builder()
+///     .ssrf(SsrfPolicy::default())
+///     .http2(false)
+///     .title_case_headers(true)
+///     .build()
+///     .unwrap();
+/// assert!(HyperClient::builder().add_root_certificates_pem(b"not pem").build().is_err());
+/// # let _ = client;
+/// ```
+#[derive(Debug)]
+pub struct HyperClientBuilder {
+    policy: SsrfPolicy,
+    http2: bool,
+    title_case: bool,
+    pems: Vec<Vec<u8>>,
+}
+
+impl HyperClientBuilder {
+    /// The SSRF policy applied to every resolved address (default: disabled).
+    #[must_use]
+    pub fn ssrf(mut self, policy: SsrfPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Offer HTTP/2 by ALPN on https (default on, as `spec/sender.md` asks); plain http is always
+    /// HTTP/1.1. Turn it off for receivers whose HTTP/2 stack misbehaves.
+    #[must_use]
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = on;
+        self
+    }
+    /// Send HTTP/1.1 header names in Title-Case (`Content-Type`), for receivers that wrongly
+    /// compare names case-sensitively (default off: lowercase).
+    #[must_use]
+    pub fn title_case_headers(mut self, on: bool) -> Self {
+        self.title_case = on;
+        self
+    }
+    /// Trusts the PEM certificates in `pem` in addition to the Mozilla roots (a private CA).
+    #[must_use]
+    pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Self {
+        self.pems.push(pem.to_vec());
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<HyperClient, crate::BuildError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad = |m: String| crate::BuildError(m);
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for pem in &self.pems {
+            let mut n = 0;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| bad(format!("unreadable PEM certificate: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("unusable root certificate: {e}")))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(bad("no certificate in the PEM data".into()));
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(format!("TLS configuration: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(HyperClient::assemble(
+            self.policy,
+            Some(tls),
+            self.http2,
+            self.title_case,
+        ))
+    }
+}
+
+/// The default client: HTTP/1.1 keep-alive (and HTTP/2 when an https server offers it by ALPN)
+/// over plain TCP or rustls with the Mozilla (webpki) roots, with the SSRF policy enforced in the
+/// connector.
 ///
 /// One instance is meant to be shared (it is cheap to clone: the pool is behind an `Arc`).
 ///
@@ -262,7 +357,9 @@ struct Inner {
     guard: GuardedConnector,
     https: Option<HttpsConnector<GuardedConnector>>,
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    h2: Mutex<HashMap<PoolKey, H2>>,
     policy: Arc<SsrfPolicy>,
+    title_case: bool,
 }
 
 impl fmt::Debug for HyperClient {
@@ -279,6 +376,12 @@ impl Default for HyperClient {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Pool maps hold only senders that are valid on their own; a panic elsewhere while the lock
+    // was held cannot leave one half-written.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl HyperClient {
     /// A client without an SSRF guard (for operator-configured URLs).
     pub fn new() -> Self {
@@ -287,22 +390,54 @@ impl HyperClient {
 
     /// A client whose every connection must pass `policy`.
     pub fn with_policy(policy: SsrfPolicy) -> Self {
+        let fallback = policy.clone();
+        // Without extra certificates the build cannot fail (ring supports rustls's safe
+        // defaults); the fallback keeps the library free of panics and serves plain http.
+        Self::builder()
+            .ssrf(policy)
+            .build()
+            .unwrap_or_else(|_| Self::assemble(fallback, None, true, false))
+    }
+
+    /// A builder (SSRF guard off, HTTP/2 by ALPN on, lowercase header names, Mozilla roots).
+    pub fn builder() -> HyperClientBuilder {
+        HyperClientBuilder {
+            policy: SsrfPolicy::disabled(),
+            http2: true,
+            title_case: false,
+            pems: Vec::new(),
+        }
+    }
+
+    fn assemble(
+        policy: SsrfPolicy,
+        tls: Option<rustls::ClientConfig>,
+        http2: bool,
+        title_case: bool,
+    ) -> Self {
         let policy = Arc::new(policy);
         let guard = GuardedConnector {
             policy: Arc::clone(&policy),
         };
-        // ring with rustls's safe defaults cannot fail to configure; should it ever, the client
-        // still serves plain http and reports https requests as TLS errors instead of panicking.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .ok()
-            .map(|b| b.https_only().enable_http1().wrap_connector(guard.clone()));
+        let https = tls.map(|cfg| {
+            let b = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(cfg)
+                .https_only()
+                .enable_http1();
+            if http2 {
+                b.enable_http2().wrap_connector(guard.clone())
+            } else {
+                b.wrap_connector(guard.clone())
+            }
+        });
         Self {
             inner: Arc::new(Inner {
                 guard,
                 https,
                 idle: Mutex::new(HashMap::new()),
+                h2: Mutex::new(HashMap::new()),
                 policy,
+                title_case,
             }),
         }
     }
@@ -312,12 +447,8 @@ impl HyperClient {
         &self.inner.policy
     }
 
-    fn checkout(&self, key: &PoolKey) -> Option<Sender> {
-        let mut idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn checkout(&self, key: &PoolKey) -> Option<H1> {
+        let mut idle = lock(&self.inner.idle);
         let list = idle.get_mut(key)?;
         while let Some(i) = list.pop() {
             if !i.tx.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
@@ -327,15 +458,11 @@ impl HyperClient {
         None
     }
 
-    fn checkin(&self, key: PoolKey, tx: Sender) {
+    fn checkin(&self, key: PoolKey, tx: H1) {
         if tx.is_closed() {
             return;
         }
-        let mut idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idle = lock(&self.inner.idle);
         let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_HOST {
             list.push(Idle {
@@ -345,7 +472,21 @@ impl HyperClient {
         }
     }
 
-    async fn connect(&self, uri: &Uri) -> Result<Sender, TransportError> {
+    /// The shared HTTP/2 connection to `key`, if one is open.
+    fn h2_checkout(&self, key: &PoolKey) -> Option<H2> {
+        let mut h2 = lock(&self.inner.h2);
+        match h2.get(key) {
+            Some(tx) if !tx.is_closed() => Some(tx.clone()),
+            Some(_) => {
+                h2.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn connect(&self, uri: &Uri) -> Result<Conn, TransportError> {
+        use hyper_util::client::legacy::connect::Connection;
         use tower_service::Service;
         let tls = uri.scheme() == Some(&Scheme::HTTPS);
         let io = if tls {
@@ -366,22 +507,51 @@ impl HyperClient {
                 .map(MaybeHttpsStream::Http)
         }
         .map_err(|e| connect_error(&*e))?;
-        let (tx, conn) = http1::Builder::new().handshake(io).await.map_err(|e| {
-            TransportError::new(
-                if tls {
-                    TransportErrorKind::Tls
-                } else {
-                    TransportErrorKind::Io
-                },
-                e.to_string(),
-            )
-        })?;
+        let kind = if tls {
+            TransportErrorKind::Tls
+        } else {
+            TransportErrorKind::Io
+        };
+        if io.connected().is_negotiated_h2() {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await
+                .map_err(|e| TransportError::new(kind, e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            return Ok(Conn::H2(tx));
+        }
+        let (tx, conn) = http1::Builder::new()
+            .title_case_headers(self.inner.title_case)
+            .handshake(io)
+            .await
+            .map_err(|e| TransportError::new(kind, e.to_string()))?;
         tokio::spawn(async move {
             // The connection task ends when the peer closes or the sender is dropped; its error
             // has already been reported to the request that was in flight, if any.
             let _ = conn.await;
         });
-        Ok(tx)
+        Ok(Conn::H1(tx))
+    }
+
+    async fn send_h2(
+        mut tx: H2,
+        mut req: Request<Full<Bytes>>,
+        uri: &Uri,
+        added_host: bool,
+    ) -> Result<Response<Incoming>, TransportError> {
+        // HTTP/2 carries the target as :scheme/:authority/:path: absolute URI, no Host header.
+        *req.uri_mut() = uri.clone();
+        if added_host {
+            req.headers_mut().remove(http::header::HOST);
+        }
+        tx.ready()
+            .await
+            .map_err(|e| TransportError::new(TransportErrorKind::Io, e.to_string()))?;
+        tx.send_request(req)
+            .await
+            .map_err(|e| TransportError::new(TransportErrorKind::Io, e.to_string()))
     }
 
     async fn send_inner(&self, req: Request<Bytes>) -> Result<ClientResponse, TransportError> {
@@ -400,8 +570,12 @@ impl HyperClient {
         }
         let key = (scheme, auth);
         let (parts, body) = req.into_parts();
-        // Origin-form request target for HTTP/1.1 (`/path?query`), with a Host header.
         let mut req = Request::from_parts(parts, Full::new(body));
+        if let Some(tx) = self.h2_checkout(&key) {
+            let resp = Self::send_h2(tx, req, &uri, false).await?;
+            return finish(resp).await.map(|(r, _)| r);
+        }
+        // Origin-form request target for HTTP/1.1 (`/path?query`), with a Host header.
         let mut origin = http::uri::Parts::default();
         origin.path_and_query = Some(
             uri.path_and_query()
@@ -409,23 +583,31 @@ impl HyperClient {
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         );
         *req.uri_mut() = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
+        let mut added_host = false;
         if !req.headers().contains_key(http::header::HOST)
             && let Ok(v) = http::HeaderValue::from_str(key.1.as_str())
         {
             req.headers_mut().insert(http::header::HOST, v);
+            added_host = true;
         }
 
         // A pooled connection may have been closed by the server a moment ago; hyper hands the
-        // request back when it was not sent, and then one fresh connection is tried at once
+        // request back when it was not sent, and then another connection is tried at once
         // (Svix's "insta-retry" of stale keep-alive connections).
-        let mut req = req;
         let mut fresh = false;
-        let resp = loop {
+        let (resp, tx) = loop {
             let mut tx = match self.checkout(&key) {
                 Some(tx) => tx,
                 None => {
                     fresh = true;
-                    self.connect(&uri).await?
+                    match self.connect(&uri).await? {
+                        Conn::H1(tx) => tx,
+                        Conn::H2(tx) => {
+                            lock(&self.inner.h2).insert(key.clone(), tx.clone());
+                            let resp = Self::send_h2(tx, req, &uri, added_host).await?;
+                            return finish(resp).await.map(|(r, _)| r);
+                        }
+                    }
                 }
             };
             if tx.ready().await.is_err() {
@@ -453,61 +635,72 @@ impl HyperClient {
                 },
             }
         };
-        let (resp, tx) = resp;
-        let (parts, mut body) = resp.into_parts();
-        let mut buf: Option<BytesMut> = None;
-        let mut first: Option<Bytes> = None;
-        let mut complete = true;
-        loop {
-            match body.frame().await {
-                None => break,
-                Some(Err(e)) => {
-                    return Err(TransportError::new(TransportErrorKind::Io, e.to_string()));
-                }
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let have = buf.as_ref().map_or(0, BytesMut::len)
-                        + first.as_ref().map_or(0, Bytes::len);
-                    if have + data.len() > MAX_RESPONSE_BODY {
-                        let take = MAX_RESPONSE_BODY - have;
-                        let b = buf.get_or_insert_with(|| {
-                            first
-                                .take()
-                                .map_or_else(BytesMut::new, |f| BytesMut::from(&f[..]))
-                        });
-                        b.extend_from_slice(&data[..take]);
-                        complete = false;
-                        break;
-                    }
-                    match (&mut buf, &first) {
-                        (None, None) => first = Some(data),
-                        (None, Some(f)) => {
-                            let mut b = BytesMut::from(&f[..]);
-                            b.extend_from_slice(&data);
-                            first = None;
-                            buf = Some(b);
-                        }
-                        (Some(b), _) => b.extend_from_slice(&data),
-                    }
-                }
-            }
-        }
+        let (r, complete) = finish(resp).await?;
         if complete {
             self.checkin(key, tx);
         }
-        let body = match (buf, first) {
-            (Some(b), _) => b.freeze(),
-            (None, Some(f)) => f,
-            (None, None) => Bytes::new(),
-        };
-        Ok(ClientResponse {
+        Ok(r)
+    }
+}
+
+/// Reads the response body up to [`MAX_RESPONSE_BODY`]; `complete` is false when it was cut
+/// short (the connection must then not be reused).
+async fn finish(resp: Response<Incoming>) -> Result<(ClientResponse, bool), TransportError> {
+    let (parts, mut body) = resp.into_parts();
+    let mut buf: Option<BytesMut> = None;
+    let mut first: Option<Bytes> = None;
+    let mut complete = true;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => {
+                return Err(TransportError::new(TransportErrorKind::Io, e.to_string()));
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let have =
+                    buf.as_ref().map_or(0, BytesMut::len) + first.as_ref().map_or(0, Bytes::len);
+                if have + data.len() > MAX_RESPONSE_BODY {
+                    let take = MAX_RESPONSE_BODY - have;
+                    let b = buf.get_or_insert_with(|| {
+                        first
+                            .take()
+                            .map_or_else(BytesMut::new, |f| BytesMut::from(&f[..]))
+                    });
+                    b.extend_from_slice(&data[..take]);
+                    complete = false;
+                    break;
+                }
+                // The common case is one data frame: keep it as is, copy only when a second
+                // frame arrives.
+                match (&mut buf, &first) {
+                    (None, None) => first = Some(data),
+                    (None, Some(f)) => {
+                        let mut b = BytesMut::from(&f[..]);
+                        b.extend_from_slice(&data);
+                        first = None;
+                        buf = Some(b);
+                    }
+                    (Some(b), _) => b.extend_from_slice(&data),
+                }
+            }
+        }
+    }
+    let body = match (buf, first) {
+        (Some(b), _) => b.freeze(),
+        (None, Some(f)) => f,
+        (None, None) => Bytes::new(),
+    };
+    Ok((
+        ClientResponse {
             status: parts.status,
             headers: parts.headers,
             body,
-        })
-    }
+        },
+        complete,
+    ))
 }
 
 fn connect_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> TransportError {

@@ -51,7 +51,8 @@ pub mod ssrf;
 mod webhook;
 
 pub use client::{
-    ClientResponse, HttpClient, HyperClient, MAX_RESPONSE_BODY, TransportError, TransportErrorKind,
+    ClientResponse, HttpClient, HyperClient, HyperClientBuilder, MAX_RESPONSE_BODY, TransportError,
+    TransportErrorKind,
 };
 pub use delivery::{Delivery, Outcome};
 #[cfg(feature = "redis")]

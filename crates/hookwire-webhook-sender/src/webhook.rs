@@ -106,7 +106,7 @@ enum KeyRule {
 
 /// A configuration mistake found by [`WebhookBuilder::build`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError(String);
+pub struct BuildError(pub(crate) String);
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

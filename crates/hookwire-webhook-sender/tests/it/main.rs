@@ -3,4 +3,5 @@
 mod dispatcher;
 mod spans;
 mod support;
+mod tls;
 mod webhook;
