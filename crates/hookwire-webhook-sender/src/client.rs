@@ -571,8 +571,11 @@ impl HyperClient {
         let key = (scheme, auth);
         let (parts, body) = req.into_parts();
         let mut req = Request::from_parts(parts, Full::new(body));
-        if let Some(tx) = self.h2_checkout(&key) {
-            let resp = Self::send_h2(tx, req, &uri, false).await?;
+        // HTTP/2 is only negotiated over TLS, so plain http skips the shared-connection lookup.
+        if key.0 == Scheme::HTTPS
+            && let Some(tx) = self.h2_checkout(&key)
+        {
+            let resp = Box::pin(Self::send_h2(tx, req, &uri, false)).await?;
             return finish(resp).await.map(|(r, _)| r);
         }
         // Origin-form request target for HTTP/1.1 (`/path?query`), with a Host header.
@@ -600,11 +603,13 @@ impl HyperClient {
                 Some(tx) => tx,
                 None => {
                     fresh = true;
-                    match self.connect(&uri).await? {
+                    // Boxed: connecting is rare with keep-alive, and keeping its large state out of
+                    // this future makes every pooled request cheaper to start.
+                    match Box::pin(self.connect(&uri)).await? {
                         Conn::H1(tx) => tx,
                         Conn::H2(tx) => {
                             lock(&self.inner.h2).insert(key.clone(), tx.clone());
-                            let resp = Self::send_h2(tx, req, &uri, added_host).await?;
+                            let resp = Box::pin(Self::send_h2(tx, req, &uri, added_host)).await?;
                             return finish(resp).await.map(|(r, _)| r);
                         }
                     }

@@ -93,7 +93,8 @@ impl<T: Clone> Source<T> {
 /// The URL option: a pre-parsed fixed URL, or a function of the event.
 #[derive(Clone)]
 enum UrlSource {
-    Fixed(Uri, Arc<str>),
+    /// The parsed URL, its text and its `Host` header value.
+    Fixed(Uri, Arc<str>, Option<HeaderValue>),
     Fn(EventFn<String>),
 }
 
@@ -249,7 +250,13 @@ impl WebhookBuilder {
             .url
             .ok_or_else(|| BuildError("a URL is required".into()))?
         {
-            Source::Value(u) => UrlSource::Fixed(parse_url(&u).map_err(BuildError)?, Arc::from(u)),
+            Source::Value(u) => {
+                let uri = parse_url(&u).map_err(BuildError)?;
+                let host = uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+                UrlSource::Fixed(uri, Arc::from(u), host)
+            }
             Source::Fn(f) => UrlSource::Fn(f),
         };
         if ![Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(&self.method) {
@@ -295,6 +302,7 @@ impl WebhookBuilder {
                 client,
                 max_body: self.max_body,
                 label,
+                body_hint: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -351,6 +359,8 @@ struct WebhookInner {
     client: Arc<dyn HttpClient>,
     max_body: usize,
     label: String,
+    /// Length of the last default body, to size the next serialization buffer.
+    body_hint: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Webhook {
@@ -372,8 +382,9 @@ pub struct Prepared {
     url: Arc<str>,
     headers: HeaderMap,
     body: Bytes,
-    id: String,
-    event_type: String,
+    /// Message id and event type, kept only for schemes that put them in headers or sign them.
+    id: Option<String>,
+    event_type: Option<String>,
     sign: bool,
 }
 
@@ -423,9 +434,21 @@ impl Webhook {
         }
     }
 
+    /// The event as JSON, serialized into a buffer sized from the previous body so that the
+    /// common case allocates once instead of growing 128 → 256 → 512 … bytes.
+    fn event_json(&self, event: &Event) -> Bytes {
+        use std::sync::atomic::Ordering;
+        let hint = self.inner.body_hint.load(Ordering::Relaxed);
+        let mut buf = Vec::with_capacity(hint.clamp(128, 64 * 1024) + 64);
+        // `Event` is strings, numbers and a `Value`: serialization cannot fail.
+        let _ = serde_json::to_writer(&mut buf, event);
+        self.inner.body_hint.store(buf.len(), Ordering::Relaxed);
+        Bytes::from(buf)
+    }
+
     fn url_text(&self, event: &Event) -> String {
         match &self.inner.url {
-            UrlSource::Fixed(_, t) => t.to_string(),
+            UrlSource::Fixed(_, t, _) => t.to_string(),
             UrlSource::Fn(f) => f(event),
         }
     }
@@ -439,7 +462,7 @@ impl Webhook {
     /// event as JSON).
     pub fn prepare(&self, event: &Event) -> Result<Prepared, HttpError> {
         let body = match &self.inner.body {
-            None => Ok(Bytes::from(event.to_json_bytes())),
+            None => Ok(self.event_json(event)),
             Some(b) => b.get(event).into_bytes(),
         };
         let body =
@@ -451,13 +474,13 @@ impl Webhook {
     /// per event and shares the bytes between subscriptions).
     pub fn prepare_with_body(&self, event: &Event, body: Bytes) -> Result<Prepared, HttpError> {
         let i = &*self.inner;
-        let (uri, url) = match &i.url {
-            UrlSource::Fixed(uri, text) => (uri.clone(), Arc::clone(text)),
+        let (uri, url, host) = match &i.url {
+            UrlSource::Fixed(uri, text, host) => (uri.clone(), Arc::clone(text), host.clone()),
             UrlSource::Fn(f) => {
                 let text = f(event);
                 let uri =
                     parse_url(&text).map_err(|why| HttpError::refused(&text, &i.label, why))?;
-                (uri, Arc::from(text))
+                (uri, Arc::from(text), None)
             }
         };
         let refused = |why: String| HttpError::refused(&url, &i.label, why);
@@ -477,6 +500,12 @@ impl Webhook {
         }
         // Caller headers win: derived headers only fill gaps (names compare case-insensitively
         // because `HeaderName` is lowercase).
+        // A fixed URL's Host value is built once; the client derives it for the others.
+        if let Some(h) = host
+            && !headers.contains_key(http::header::HOST)
+        {
+            headers.insert(http::header::HOST, h);
+        }
         if !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, APPLICATION_JSON.clone());
         }
@@ -498,8 +527,8 @@ impl Webhook {
             url,
             headers,
             body,
-            id: event.id.clone(),
-            event_type: event.name.clone(),
+            id: scheme_uses_id(i.scheme).then(|| event.id.clone()),
+            event_type: scheme_uses_id(i.scheme).then(|| event.name.clone()),
             sign,
         })
     }
@@ -519,9 +548,13 @@ impl Webhook {
             && let Some(secret) = &i.secret
         {
             let ts = hookwire_core::time::unix_now();
-            let input = SignInput::new(&p.body, ts)
-                .id(&p.id)
-                .event_type(&p.event_type);
+            let mut input = SignInput::new(&p.body, ts);
+            if let Some(id) = &p.id {
+                input = input.id(id);
+            }
+            if let Some(t) = &p.event_type {
+                input = input.event_type(t);
+            }
             let signed = sign(i.scheme, secret, &input)
                 .map_err(|e| HttpError::refused(&p.url, &i.label, e))?;
             for (name, value) in signed {
@@ -622,6 +655,12 @@ impl Webhook {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// Whether `sign` reads the message id / event type for this scheme (the others would only pay
+/// for copying them).
+fn scheme_uses_id(s: Scheme) -> bool {
+    matches!(s, Scheme::Standard | Scheme::Body | Scheme::Github)
 }
 
 /// The header whose presence in the caller's headers means "the caller signs this request".
