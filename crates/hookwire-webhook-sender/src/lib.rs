@@ -27,6 +27,44 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Example: the client seam (runs offline)
+//!
+//! Every request goes through an [`HttpClient`]; plug your own to add a proxy, metrics, or — as
+//! here — to see exactly what would be sent.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use bytes::Bytes;
+//! use hookwire_core::{BoxFuture, Event, KeyRing, signing::{verify, VerifyOptions}};
+//! use hookwire_webhook_sender::{ClientResponse, HttpClient, TransportError, Webhook};
+//!
+//! #[derive(Debug, Default)]
+//! struct Recorder(Mutex<Vec<http::Request<Bytes>>>);
+//!
+//! impl HttpClient for Recorder {
+//!     fn send(&self, req: http::Request<Bytes>) -> BoxFuture<'_, Result<ClientResponse, TransportError>> {
+//!         self.0.lock().unwrap().push(req);
+//!         Box::pin(async { Ok(ClientResponse::new(http::StatusCode::ACCEPTED, Default::default(), Bytes::new())) })
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let recorder = Arc::new(Recorder::default());
+//! let hook = Webhook::builder()
+//!     .url("https://hooks.example.com/in")
+//!     .secret("s3cret")
+//!     .client(recorder.clone())
+//!     .build()
+//!     .unwrap();
+//! let event = Event::new("order.created", serde_json::json!({"order": "o-1"})).with_id("evt_1");
+//! assert_eq!(hook.deliver(&event).await.unwrap().status, 202);
+//!
+//! let sent = recorder.0.lock().unwrap().pop().unwrap();
+//! assert_eq!(sent.headers()["idempotency-key"], "evt_1");
+//! verify(sent.headers(), sent.body(), &KeyRing::from("s3cret"), &VerifyOptions::default()).unwrap();
+//! # });
+//! ```
+//!
 //! # Concepts
 //! - **One endpoint** ([`Webhook`]): URL, headers and body as values or functions of the event;
 //!   a timeout over the whole exchange; `Idempotency-Key` = event id unless told otherwise;

@@ -376,3 +376,49 @@ async fn redis_store_persists_subscriptions_across_dispatchers() {
         .build();
     assert_eq!(d4.load().await.unwrap(), 1);
 }
+
+/// The `WebhookStore` contract, run against every implementation.
+async fn store_contract(store: &dyn hookwire_webhook_sender::WebhookStore) {
+    assert!(
+        store.get_all().await.unwrap().is_empty(),
+        "{} starts empty",
+        store.name()
+    );
+    let a = sub("a", "https://a.test/", &["order.*"]).with_secret("s");
+    let b = sub("b", "https://b.test/", &["*"]);
+    store.save(b.clone()).await.unwrap();
+    store.save(a.clone()).await.unwrap();
+    assert_eq!(
+        store.get_all().await.unwrap(),
+        vec![a.clone(), b.clone()],
+        "sorted by id"
+    );
+    let a2 = sub("a", "https://a2.test/", &["user.*"]);
+    store.save(a2.clone()).await.unwrap();
+    assert_eq!(
+        store.get_all().await.unwrap(),
+        vec![a2, b.clone()],
+        "same id replaces"
+    );
+    assert!(store.remove("a".into()).await.unwrap());
+    assert!(
+        !store.remove("a".into()).await.unwrap(),
+        "second remove reports absence"
+    );
+    assert_eq!(store.get_all().await.unwrap(), vec![b]);
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_store_contract() {
+    store_contract(&hookwire_webhook_sender::MemoryWebhookStore::default()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_store_meets_the_store_contract() {
+    let redis = hookwire_testkit::RedisServer::start().expect("redis-server");
+    let store = hookwire_webhook_sender::RedisStore::connect(&redis.url(), "contract:")
+        .await
+        .unwrap();
+    store_contract(&store).await;
+}
