@@ -30,6 +30,7 @@ use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use crate::h1::RawConn;
 use crate::ssrf::{SsrfPolicy, strip_brackets};
 
 /// The most response-body bytes read from any response; beyond it the rest is dropped with the
@@ -358,6 +359,7 @@ struct Inner {
     https: Option<HttpsConnector<GuardedConnector>>,
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     h2: Mutex<HashMap<PoolKey, H2>>,
+    raw: Mutex<HashMap<PoolKey, Vec<(RawConn, Instant)>>>,
     policy: Arc<SsrfPolicy>,
     title_case: bool,
 }
@@ -436,6 +438,7 @@ impl HyperClient {
                 https,
                 idle: Mutex::new(HashMap::new()),
                 h2: Mutex::new(HashMap::new()),
+                raw: Mutex::new(HashMap::new()),
                 policy,
                 title_case,
             }),
@@ -469,6 +472,76 @@ impl HyperClient {
                 tx,
                 since: Instant::now(),
             });
+        }
+    }
+
+    fn raw_checkout(&self, key: &PoolKey) -> Option<RawConn> {
+        let mut raw = lock(&self.inner.raw);
+        let list = raw.get_mut(key)?;
+        while let Some((c, since)) = list.pop() {
+            if since.elapsed() < IDLE_TIMEOUT {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn raw_checkin(&self, key: PoolKey, conn: RawConn) {
+        let mut raw = lock(&self.inner.raw);
+        let list = raw.entry(key).or_default();
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push((conn, Instant::now()));
+        }
+    }
+
+    async fn raw_connect(&self, uri: &Uri) -> Result<RawConn, TransportError> {
+        use tower_service::Service;
+        let io = self
+            .inner
+            .guard
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(|e| connect_error(&*e))?;
+        Ok(RawConn::new(io.into_inner()))
+    }
+
+    /// Plain http: the lean HTTP/1.1 exchange of [`crate::h1`] on pooled connections.
+    async fn send_plain(
+        &self,
+        key: PoolKey,
+        uri: &Uri,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<ClientResponse, TransportError> {
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        loop {
+            let (mut conn, pooled) = match self.raw_checkout(&key) {
+                Some(c) => (c, true),
+                None => (Box::pin(self.raw_connect(uri)).await?, false),
+            };
+            match conn
+                .exchange(
+                    &parts.method,
+                    target,
+                    key.1.as_str(),
+                    &parts.headers,
+                    &body,
+                    pooled,
+                )
+                .await
+            {
+                Ok((resp, reusable)) => {
+                    if reusable {
+                        self.raw_checkin(key, conn);
+                    }
+                    return Ok(resp);
+                }
+                // The server closed an idle connection: try the next one (eventually a fresh
+                // one, which never asks for this) without spending a retry.
+                Err(e) if e.retry_fresh => {}
+                Err(e) => return Err(e.error),
+            }
         }
     }
 
@@ -570,6 +643,9 @@ impl HyperClient {
         }
         let key = (scheme, auth);
         let (parts, body) = req.into_parts();
+        if key.0 == Scheme::HTTP {
+            return self.send_plain(key, &uri, parts, body).await;
+        }
         let mut req = Request::from_parts(parts, Full::new(body));
         // HTTP/2 is only negotiated over TLS, so plain http skips the shared-connection lookup.
         if key.0 == Scheme::HTTPS

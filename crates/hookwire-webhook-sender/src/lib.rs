@@ -85,6 +85,7 @@
 mod client;
 mod delivery;
 mod dispatcher;
+mod h1;
 pub mod ssrf;
 mod webhook;
 
