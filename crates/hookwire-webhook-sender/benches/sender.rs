@@ -77,7 +77,7 @@ fn sink() {
 }
 
 /// The sender under load: `CONCURRENCY` tasks deliver signed events for the given seconds.
-/// Prints `deliveries_per_s p99_ms errors`.
+/// Prints `deliveries_per_s p99_ms errors deliveries`.
 fn load() {
     let port: u16 = std::env::var("PORT").unwrap().parse().unwrap();
     let secs: f64 = std::env::var("SECS").unwrap().parse().unwrap();
@@ -122,7 +122,11 @@ fn load() {
         let elapsed = started.elapsed().as_secs_f64();
         all.sort_unstable();
         let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0;
-        println!("{} {p99} {errors}", all.len() as f64 / elapsed);
+        println!(
+            "{} {p99} {errors} {}",
+            all.len() as f64 / elapsed,
+            all.len()
+        );
     });
 }
 
@@ -150,9 +154,33 @@ fn pinned(cpu: &str, exe: &str) -> Command {
     c
 }
 
-/// Runs wrk; returns (requests/s, p99 ms).
-fn run_wrk(port: u16, secs: u32, script: &std::path::Path) -> Option<(f64, f64)> {
-    let out = pinned("1", "wrk")
+/// A load generator pinned to CPU 1 under `/usr/bin/time`, so its CPU seconds are known: on a
+/// shared machine, work per CPU-second is far steadier than work per wall-second.
+fn measured(exe: &str) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", "1", "/usr/bin/time", "-f", "HWCPU %U %S", exe]);
+    c
+}
+
+/// User + system CPU seconds from `/usr/bin/time`'s line on stderr.
+fn cpu_seconds(stderr: &[u8]) -> Option<f64> {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text.lines().find_map(|l| l.strip_prefix("HWCPU "))?;
+    let mut it = line.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some(it.next()?? + it.next()??)
+}
+
+/// One load round: throughput, p99 (ms), requests per CPU-second of the load generator.
+struct Round {
+    per_s: f64,
+    p99_ms: f64,
+    per_cpu_s: Option<f64>,
+    errors: f64,
+}
+
+/// Runs wrk.
+fn run_wrk(port: u16, secs: u32, script: &std::path::Path) -> Option<Round> {
+    let out = measured("wrk")
         .args([
             "-t1",
             &format!("-c{CONCURRENCY}"),
@@ -165,18 +193,34 @@ fn run_wrk(port: u16, secs: u32, script: &std::path::Path) -> Option<(f64, f64)>
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
+    let per_s = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))?
         .trim()
         .parse()
         .ok()?;
-    let p99 = text
+    let p99_ms = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("99%"))
         .map(str::trim)
         .and_then(parse_wrk_duration)?;
-    Some((rps, p99))
+    let total: Option<f64> = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    let errors = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0);
+    let per_cpu_s = total.zip(cpu_seconds(&out.stderr)).map(|(n, c)| n / c);
+    Some(Round {
+        per_s,
+        p99_ms,
+        per_cpu_s,
+        errors,
+    })
 }
 
 fn parse_wrk_duration(s: &str) -> Option<f64> {
@@ -192,9 +236,9 @@ fn parse_wrk_duration(s: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|n| n * mul)
 }
 
-/// Runs one sender load round; returns (deliveries/s, p99 ms, errors).
-fn run_sender(exe: &str, port: u16, secs: u32) -> Option<(f64, f64, f64)> {
-    let out = pinned("1", exe)
+/// Runs one sender load round.
+fn run_sender(exe: &str, port: u16, secs: u32) -> Option<Round> {
+    let out = measured(exe)
         .env(ROLE, "load")
         .env("PORT", port.to_string())
         .env("SECS", secs.to_string())
@@ -202,7 +246,13 @@ fn run_sender(exe: &str, port: u16, secs: u32) -> Option<(f64, f64, f64)> {
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
-    Some((it.next()??, it.next()??, it.next()??))
+    let (per_s, p99_ms, errors, total) = (it.next()??, it.next()??, it.next()??, it.next()??);
+    Some(Round {
+        per_s,
+        p99_ms,
+        per_cpu_s: cpu_seconds(&out.stderr).map(|c| total / c),
+        errors,
+    })
 }
 
 struct Killed(Child);
@@ -263,25 +313,24 @@ fn orchestrate() {
             [false, true]
         };
         for is_wrk in order {
-            if is_wrk {
-                match run_wrk(port, secs, &script) {
-                    Some((rps, p99)) => {
-                        report.figure("wrk_requests_per_s", rps);
-                        report.figure("wrk_p99_ms", p99);
-                    }
-                    None => report.note(format!("round {r}: wrk produced no figures")),
-                }
+            let (name, round) = if is_wrk {
+                ("wrk", run_wrk(port, secs, &script))
             } else {
-                match run_sender(&exe, port, secs) {
-                    Some((dps, p99, errors)) => {
-                        report.figure("sender_deliveries_per_s", dps);
-                        report.figure("sender_p99_ms", p99);
-                        if errors > 0.0 {
-                            report.note(format!("round {r}: {errors} failed deliveries"));
-                        }
-                    }
-                    None => report.note(format!("round {r}: sender load produced no figures")),
-                }
+                ("sender", run_sender(&exe, port, secs))
+            };
+            let Some(x) = round else {
+                report.note(format!("round {r}: {name} produced no figures"));
+                continue;
+            };
+            let unit = if is_wrk { "requests" } else { "deliveries" };
+            report.figure(&format!("{name}_{unit}_per_s"), x.per_s);
+            report.figure(&format!("{name}_p99_ms"), x.p99_ms);
+            match x.per_cpu_s {
+                Some(c) => report.figure(&format!("{name}_{unit}_per_cpu_s"), c),
+                None => report.note(format!("round {r}: no CPU time for {name}")),
+            }
+            if x.errors > 0.0 {
+                report.note(format!("round {r}: {} failed {name} requests", x.errors));
             }
         }
     }
@@ -289,6 +338,17 @@ fn orchestrate() {
         "sender_vs_wrk",
         "sender_deliveries_per_s",
         "wrk_requests_per_s",
+    );
+    // The same comparison per CPU-second of each load generator: what each would reach with a
+    // core to itself. Foreign load on a shared machine moves it far less than wall-clock rates.
+    report.ratio_of_rounds(
+        "sender_vs_wrk_per_cpu",
+        "sender_deliveries_per_cpu_s",
+        "wrk_requests_per_cpu_s",
+    );
+    report.note(
+        "sender rounds serialize the event and sign it (hookwire scheme) per delivery; wrk \
+         replays one prebuilt request with the same headers and body",
     );
     let p99 = hookwire_testkit::bench::median(report.figures("sender_p99_ms"));
     report.ratio("p99_ms", p99);
