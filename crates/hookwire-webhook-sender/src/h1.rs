@@ -88,50 +88,10 @@ impl RawConn {
             })?;
         let mut any = false;
         loop {
-            let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut hdrs);
-            let parsed = resp.parse(&self.rbuf);
-            match parsed {
-                Ok(httparse::Status::Complete(head_len)) => {
-                    // The cap holds whether the head came in one read or many.
-                    if head_len > MAX_HEAD {
-                        return Err(io_err("response head too large"));
-                    }
-                    let code = resp.code.unwrap_or(0);
-                    let status = StatusCode::from_u16(code)
-                        .map_err(|_| io_err(format!("invalid status {code}")))?;
-                    if status.is_informational() {
-                        if status == StatusCode::SWITCHING_PROTOCOLS {
-                            return Err(io_err("unexpected 101 Switching Protocols"));
-                        }
-                        // Interim responses (100 Continue, 103 Early Hints) precede the real one.
-                        self.rbuf.advance(head_len);
-                        continue;
-                    }
-                    let keep_alive_version = resp.version == Some(1);
-                    let mut map = HeaderMap::with_capacity(resp.headers.len());
-                    for h in resp.headers.iter() {
-                        // A malformed header from the receiver is dropped, not fatal: the
-                        // status decides the outcome.
-                        if let (Ok(n), Ok(v)) = (
-                            HeaderName::from_bytes(h.name.as_bytes()),
-                            HeaderValue::from_bytes(h.value),
-                        ) {
-                            map.append(n, v);
-                        }
-                    }
-                    self.rbuf.advance(head_len);
-                    let close = !keep_alive_version || has_token(&map, &CONNECTION, "close");
-                    let (body, complete) = self.read_body(method, status, &map).await?;
-                    let reusable = complete && !close && self.rbuf.is_empty();
-                    return Ok((ClientResponse::new(status, map, body), reusable));
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.rbuf.len() > MAX_HEAD {
-                        return Err(io_err("response head too large"));
-                    }
-                }
-                Err(e) => return Err(io_err(format!("invalid response: {e}"))),
+            if let Some((status, map, close)) = self.parse_head()? {
+                let (body, complete) = self.read_body(method, status, &map).await?;
+                let reusable = complete && !close && self.rbuf.is_empty();
+                return Ok((ClientResponse::new(status, map, body), reusable));
             }
             // A pooled connection that ends or resets before the first response byte was
             // closed by the server while idle: safe to replay on another connection.
@@ -152,6 +112,56 @@ impl RawConn {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// Parses a final response head from the buffer, skipping interim 1xx responses; `None`
+    /// when more bytes are needed. Synchronous on purpose: the header array stays out of the
+    /// exchange future, which is moved into a box for every request.
+    fn parse_head(&mut self) -> Result<Option<(StatusCode, HeaderMap, bool)>, ExchangeError> {
+        loop {
+            let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut hdrs);
+            let head_len = match resp.parse(&self.rbuf) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) => {
+                    if self.rbuf.len() > MAX_HEAD {
+                        return Err(io_err("response head too large"));
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(io_err(format!("invalid response: {e}"))),
+            };
+            // The cap holds whether the head came in one read or many.
+            if head_len > MAX_HEAD {
+                return Err(io_err("response head too large"));
+            }
+            let code = resp.code.unwrap_or(0);
+            let status =
+                StatusCode::from_u16(code).map_err(|_| io_err(format!("invalid status {code}")))?;
+            if status.is_informational() {
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(io_err("unexpected 101 Switching Protocols"));
+                }
+                // Interim responses (100 Continue, 103 Early Hints) precede the real one.
+                self.rbuf.advance(head_len);
+                continue;
+            }
+            let keep_alive_version = resp.version == Some(1);
+            let mut map = HeaderMap::with_capacity(resp.headers.len());
+            for h in resp.headers.iter() {
+                // A malformed header from the receiver is dropped, not fatal: the status
+                // decides the outcome.
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(h.name.as_bytes()),
+                    HeaderValue::from_bytes(h.value),
+                ) {
+                    map.append(n, v);
+                }
+            }
+            self.rbuf.advance(head_len);
+            let close = !keep_alive_version || has_token(&map, &CONNECTION, "close");
+            return Ok(Some((status, map, close)));
         }
     }
 
