@@ -1,10 +1,15 @@
-//! The HTTP client boundary and the default hyper client with a lean keep-alive pool.
+//! The HTTP client boundary and the default client with lean keep-alive pools.
 //!
-//! [`HttpClient`] is the seam tests and users plug into; [`HyperClient`] is the default. It keeps
-//! HTTP/1.1 connections per (scheme, authority) on a small idle list of `hyper::client::conn`
-//! senders: checkout pops a ready sender, the response body is read (capped), and the sender goes
-//! back. This costs far less per request than a general-purpose pooled client, which matters
-//! because the `sender` benchmark holds us to ≥ 0.7 × `wrk` on the same sink.
+//! [`HttpClient`] is the seam tests and users plug into; [`HyperClient`] is the default. Idle
+//! connections are kept per (scheme, authority):
+//! - `http://`: plain TCP connections driven by the small HTTP/1.1 exchange in `h1.rs`, from the
+//!   caller's task (no connection task, no channels);
+//! - `https://`: rustls via hyper-rustls; HTTP/1.1 on `hyper::client::conn::http1` senders
+//!   (checkout pops a ready sender, the body is read, the sender goes back), or one shared
+//!   `http2` sender per host when the server picks `h2` by ALPN.
+//!
+//! This costs far less per request than a general-purpose pooled client, which matters because
+//! the `sender` benchmark holds us to ≥ 0.7 × `wrk` on the same sink.
 //!
 //! Redirects are never followed (there is no redirect logic at all); response bodies are read up
 //! to [`MAX_RESPONSE_BODY`] and the connection is discarded beyond that; every connect goes
