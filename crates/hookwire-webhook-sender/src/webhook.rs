@@ -592,7 +592,37 @@ impl Webhook {
         let mut p = self.prepare(event)?;
         // A single attempt can hand the prepared headers over instead of copying them.
         let headers = std::mem::take(&mut p.headers);
-        self.attempt_with(&p, headers).await
+        self.traced_attempt(&p, headers, 1).await.0
+    }
+
+    /// One attempt inside a `webhook.attempt` span that records url, attempt number, status,
+    /// duration and disposition. Without a subscriber the span is disabled and costs a check.
+    async fn traced_attempt(
+        &self,
+        p: &Prepared,
+        headers: HeaderMap,
+        attempt: u32,
+    ) -> (Result<Sent, HttpError>, tracing::Span) {
+        let span = tracing::info_span!(
+            "webhook.attempt",
+            url = %p.url,
+            attempt,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            disposition = tracing::field::Empty,
+        );
+        let t = Instant::now();
+        let r = self.attempt_with(p, headers).instrument(span.clone()).await;
+        if !span.is_disabled() {
+            let (status, disposition) = match &r {
+                Ok(s) => (s.status, Disposition::Ok),
+                Err(e) => (e.status(), e.disposition()),
+            };
+            span.record("status", status);
+            span.record("duration_ms", t.elapsed().as_millis() as u64);
+            span.record("disposition", disposition.as_str());
+        }
+        (r, span)
     }
 
     /// Delivers `event` with retries under `policy` (see [`Webhook::deliver_prepared`]).
@@ -612,25 +642,10 @@ impl Webhook {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let span = tracing::info_span!(
-                "webhook.attempt",
-                url = %p.url,
-                attempt,
-                status = tracing::field::Empty,
-                duration_ms = tracing::field::Empty,
-                disposition = tracing::field::Empty,
-            );
-            let t = Instant::now();
-            let r = self.attempt(p).instrument(span.clone()).await;
-            let status = match &r {
-                Ok(s) => s.status,
-                Err(e) => e.status(),
-            };
-            span.record("status", status);
-            span.record("duration_ms", t.elapsed().as_millis() as u64);
+            let headers = p.headers.clone();
+            let (r, span) = self.traced_attempt(p, headers, attempt).await;
             let err = match r {
                 Ok(sent) => {
-                    span.record("disposition", Disposition::Ok.as_str());
                     return Delivery::new(
                         Outcome::Delivered {
                             status: sent.status,
@@ -642,7 +657,6 @@ impl Webhook {
                 }
                 Err(e) => e,
             };
-            span.record("disposition", err.disposition().as_str());
             if !err.is_retryable() && policy.block_on_error {
                 return Delivery::new(Outcome::Blocked(err), attempt, started, p);
             }

@@ -71,6 +71,12 @@ fn every_attempt_is_a_span_with_url_attempt_and_status() {
             .deliver_with_retry(&Event::new("a", serde_json::Value::Null), &policy)
             .await;
         assert_eq!(d.outcome, Outcome::Delivered { status: 201 });
+        // A single attempt without the retry driver is a span too.
+        let one = hook
+            .deliver(&Event::new("b", serde_json::Value::Null))
+            .await
+            .unwrap();
+        assert_eq!(one.status, 201);
     });
     let seen = spans.seen.lock().unwrap();
     let attempts: Vec<&Vec<String>> = seen
@@ -78,9 +84,12 @@ fn every_attempt_is_a_span_with_url_attempt_and_status() {
         .filter(|(n, _)| n == "webhook.attempt")
         .map(|(_, f)| f)
         .collect();
-    assert_eq!(attempts.len(), 3);
-    for (i, (f, status)) in attempts.iter().zip(["502", "502", "201"]).enumerate() {
-        assert!(f.contains(&format!("attempt={}", i + 1)), "{f:?}");
+    assert_eq!(attempts.len(), 4);
+    for (f, (n, status)) in attempts
+        .iter()
+        .zip([(1, "502"), (2, "502"), (3, "201"), (1, "201")])
+    {
+        assert!(f.contains(&format!("attempt={n}")), "{f:?}");
         assert!(f.contains(&format!("status={status}")), "{f:?}");
         assert!(
             f.iter()
