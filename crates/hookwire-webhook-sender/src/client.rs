@@ -256,6 +256,32 @@ struct Idle {
 
 type PoolKey = (Scheme, Authority);
 
+/// FNV-1a for the pool maps: `Authority` hashes byte by byte (lowercased), where SipHash's
+/// per-call cost shows up on every request; pool keys come from configured URLs, and a
+/// collision only costs a longer probe, so DoS-resistant hashing buys nothing here.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type PoolMap<V> = HashMap<PoolKey, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Configures a [`HyperClient`]. Errors (an unreadable certificate) are reported by `build`.
 ///
 /// ```
@@ -362,9 +388,9 @@ pub struct HyperClient {
 struct Inner {
     guard: GuardedConnector,
     https: Option<HttpsConnector<GuardedConnector>>,
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    h2: Mutex<HashMap<PoolKey, H2>>,
-    raw: Mutex<HashMap<PoolKey, Vec<(RawConn, Instant)>>>,
+    idle: Mutex<PoolMap<Vec<Idle>>>,
+    h2: Mutex<PoolMap<H2>>,
+    raw: Mutex<PoolMap<Vec<(RawConn, Instant)>>>,
     policy: Arc<SsrfPolicy>,
     title_case: bool,
 }
@@ -441,9 +467,9 @@ impl HyperClient {
             inner: Arc::new(Inner {
                 guard,
                 https,
-                idle: Mutex::new(HashMap::new()),
-                h2: Mutex::new(HashMap::new()),
-                raw: Mutex::new(HashMap::new()),
+                idle: Mutex::default(),
+                h2: Mutex::default(),
+                raw: Mutex::default(),
                 policy,
                 title_case,
             }),

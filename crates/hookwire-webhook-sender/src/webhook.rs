@@ -611,9 +611,9 @@ impl Webhook {
             duration_ms = tracing::field::Empty,
             disposition = tracing::field::Empty,
         );
-        let t = Instant::now();
+        let t = (!span.is_disabled()).then(Instant::now);
         let r = self.attempt_with(p, headers).instrument(span.clone()).await;
-        if !span.is_disabled() {
+        if let Some(t) = t {
             let (status, disposition) = match &r {
                 Ok(s) => (s.status, Disposition::Ok),
                 Err(e) => (e.status(), e.disposition()),
