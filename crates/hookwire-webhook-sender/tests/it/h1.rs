@@ -241,3 +241,44 @@ async fn a_huge_response_head_is_refused() {
     assert!(e.is_retryable());
     assert!(e.to_string().contains("too large"), "{e}");
 }
+
+#[test]
+fn pooled_connections_from_a_finished_runtime_are_replaced() {
+    // The default client is process-wide; a connection pooled under one runtime must not break
+    // deliveries made from the next one (tests, CLIs and short-lived runtimes do this).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let s = raw(vec![(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                false,
+            )])
+            .await;
+            tx.send((s.addr, Arc::clone(&s.conns))).unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+    });
+    let (addr, conns) = rx.recv().unwrap();
+    let hook = Webhook::builder()
+        .url(format!("http://{addr}/shared"))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let d = rt.block_on(hook.deliver_with_retry(&ev(), &RetryPolicy::none()));
+        assert_eq!(d.outcome, Outcome::Delivered { status: 200 });
+        assert_eq!(d.attempts, 1);
+    }
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        2,
+        "the dead runtime's connection was replaced"
+    );
+}
