@@ -107,3 +107,8 @@ pub use webhook::{
     BuildError, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Prepared, Sent, Webhook, WebhookBody,
     WebhookBuilder, classify_http_response, try_ok, try_ok_response,
 };
+
+/// The guide's examples compile as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/hookwire-webhook-sender.md")]
+struct Guide;
