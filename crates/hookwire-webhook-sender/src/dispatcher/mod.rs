@@ -37,6 +37,12 @@ use health::{Gate, Health};
 use rate::Bucket;
 
 /// The task kind durable mode enqueues.
+///
+/// Task id: `"<event id>:<subscription id>"` (so a re-published event is not queued twice).
+/// Payload (JSON object): `subscription_id`, `event_id`, `event_type`, `body` (the exact body as
+/// a string), `attempt` (attempts made so far), `first_at_ms` (Unix ms of the first enqueue, for
+/// the policy's `max_window`). A job system runs such a task with [`Dispatcher::run_task`] and
+/// enqueues the returned task again on [`TaskOutcome::Retry`] (its `delay` is set).
 pub const DELIVER_TASK: &str = "hookwire.webhook.deliver";
 
 /// Default number of deliveries in flight at once.
