@@ -271,6 +271,28 @@ async fn durable_mode_loses_nothing_while_the_sink_is_down() {
 }
 
 #[tokio::test]
+async fn fan_out_concurrency_is_bounded() {
+    let sink = Sink::start(|_, _| Reply::status(200).delay(Duration::from_millis(50))).await;
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(0))
+        .concurrency(2)
+        .build();
+    for i in 0..6 {
+        disp.register(sub(&format!("s{i}"), &sink.url(), &["*"]))
+            .await
+            .unwrap();
+    }
+    let r = disp
+        .publish(&Event::new("x", serde_json::Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(r.records.len(), 6);
+    assert!(r.records.iter().all(|x| x.success));
+    assert_eq!(sink.max_inflight.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn rate_limit_spaces_deliveries_to_one_endpoint() {
     let sink = Sink::always(200).await;
     let disp = Dispatcher::builder().ssrf(local()).retry(fast(0)).build();

@@ -26,6 +26,7 @@ pub(crate) struct Hit {
 /// What the sink answers.
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
+    pub(crate) delay: Duration,
     pub(crate) status: u16,
     pub(crate) headers: Vec<(&'static str, String)>,
     pub(crate) body: &'static str,
@@ -34,6 +35,7 @@ pub(crate) struct Reply {
 impl Reply {
     pub(crate) fn status(status: u16) -> Self {
         Self {
+            delay: Duration::ZERO,
             status,
             headers: Vec::new(),
             body: "",
@@ -41,6 +43,10 @@ impl Reply {
     }
     pub(crate) fn header(mut self, k: &'static str, v: impl Into<String>) -> Self {
         self.headers.push((k, v.into()));
+        self
+    }
+    pub(crate) fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
         self
     }
     pub(crate) fn body(mut self, b: &'static str) -> Self {
@@ -57,6 +63,8 @@ pub(crate) struct Sink {
     pub(crate) hits: Arc<Mutex<Vec<Hit>>>,
     /// Connections accepted so far.
     pub(crate) conns: Arc<std::sync::atomic::AtomicUsize>,
+    /// Most requests in flight at once.
+    pub(crate) max_inflight: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -87,17 +95,25 @@ impl Sink {
         let h = Arc::clone(&hits);
         let conns: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let c = Arc::clone(&conns);
+        let max_inflight: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let inflight: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (mx, inf) = (Arc::clone(&max_inflight), inflight);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = l.accept().await else { return };
                 c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let h = Arc::clone(&h);
                 let script = Arc::clone(&script);
+                let (mx, inf) = (Arc::clone(&mx), Arc::clone(&inf));
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let h = Arc::clone(&h);
                         let script = Arc::clone(&script);
+                        let (mx, inf) = (Arc::clone(&mx), Arc::clone(&inf));
                         async move {
+                            use std::sync::atomic::Ordering::SeqCst;
+                            let now = inf.fetch_add(1, SeqCst) + 1;
+                            mx.fetch_max(now, SeqCst);
                             let (parts, body) = req.into_parts();
                             let body = body
                                 .collect()
@@ -117,6 +133,8 @@ impl Sink {
                                 v.len() - 1
                             };
                             let r = script(n, &hit);
+                            tokio::time::sleep(r.delay).await;
+                            inf.fetch_sub(1, SeqCst);
                             let mut resp =
                                 Response::new(Full::new(Bytes::from_static(r.body.as_bytes())));
                             *resp.status_mut() = StatusCode::from_u16(r.status).unwrap();
@@ -136,6 +154,7 @@ impl Sink {
             addr,
             hits,
             conns,
+            max_inflight,
             task,
         }
     }
