@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hookwire_core::Event;
 use hookwire_testkit::bench::{Report, quick_requested};
-use hookwire_webhook_sender::Webhook;
+use hookwire_webhook_sender::{HyperClient, Webhook};
 
 const CONCURRENCY: usize = 64;
 const ROLE: &str = "HOOKWIRE_SENDER_BENCH_ROLE";
@@ -40,6 +40,8 @@ fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("sink") => sink(),
         Ok("load") => load(),
+        // For profiling the sender's own CPU: `perf record` this role.
+        Ok("noio") => println!("{}", no_io_ns_per_delivery(1_000_000)),
         _ => orchestrate(),
     }
 }
@@ -86,9 +88,14 @@ fn load() {
         .build()
         .unwrap();
     rt.block_on(async move {
+        // LEAN=0 routes plain http through hyper's connection machinery instead of the lean
+        // HTTP/1.1 exchange: the same run shows what the lean path buys.
+        let lean = std::env::var("LEAN").map_or(true, |v| v != "0");
+        let client = HyperClient::builder().lean_http(lean).build().unwrap();
         let hook = Webhook::builder()
             .url(format!("http://127.0.0.1:{port}/hook"))
             .secret(SECRET)
+            .client(Arc::new(client))
             .build()
             .unwrap();
         let event = Arc::new(event());
@@ -242,9 +249,10 @@ fn parse_wrk_duration(s: &str) -> Option<f64> {
 }
 
 /// Runs one sender load round.
-fn run_sender(exe: &str, port: u16, secs: u32) -> Option<Round> {
+fn run_sender(exe: &str, port: u16, secs: u32, lean: bool) -> Option<Round> {
     let out = measured(exe)
         .env(ROLE, "load")
+        .env("LEAN", if lean { "1" } else { "0" })
         .env("PORT", port.to_string())
         .env("SECS", secs.to_string())
         .output()
@@ -257,6 +265,52 @@ fn run_sender(exe: &str, port: u16, secs: u32) -> Option<Round> {
         p99_ms,
         per_cpu_s: cpu_seconds(&out.stderr).map(|c| total / c),
         errors,
+    })
+}
+
+/// A client that answers 200 at once: what a delivery costs in CPU besides the socket
+/// (serialize, sign, headers, classification, the timeout).
+#[derive(Debug)]
+struct NoIo;
+
+impl hookwire_webhook_sender::HttpClient for NoIo {
+    fn send(
+        &self,
+        req: http::Request<bytes::Bytes>,
+    ) -> hookwire_core::BoxFuture<
+        '_,
+        Result<hookwire_webhook_sender::ClientResponse, hookwire_webhook_sender::TransportError>,
+    > {
+        drop(req);
+        Box::pin(async {
+            Ok(hookwire_webhook_sender::ClientResponse::new(
+                http::StatusCode::OK,
+                http::HeaderMap::new(),
+                bytes::Bytes::new(),
+            ))
+        })
+    }
+}
+
+/// Nanoseconds of CPU per delivery without I/O, on one thread.
+fn no_io_ns_per_delivery(n: u32) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let hook = Webhook::builder()
+            .url("http://127.0.0.1:9/hook")
+            .secret(SECRET)
+            .client(Arc::new(NoIo))
+            .build()
+            .unwrap();
+        let e = event();
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(hook.deliver(&e).await.unwrap());
+        }
+        t.elapsed().as_nanos() as f64 / f64::from(n)
     })
 }
 
@@ -309,19 +363,17 @@ fn orchestrate() {
 
     // Warm-up of both (connections, caches, CPU frequency), not recorded.
     let _ = run_wrk(port, 1, &script);
-    let _ = run_sender(&exe, port, 1);
+    let _ = run_sender(&exe, port, 1, true);
     for r in 0..rounds {
         // Alternate which goes first so drift does not favour one side.
-        let order: [bool; 2] = if r % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for is_wrk in order {
-            let (name, round) = if is_wrk {
-                ("wrk", run_wrk(port, secs, &script))
-            } else {
-                ("sender", run_sender(&exe, port, secs))
+        // Arms: 0 = wrk, 1 = sender, 2 = sender with plain http through hyper.
+        let order: [u8; 3] = if r % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        for arm in order {
+            let is_wrk = arm == 0;
+            let (name, round) = match arm {
+                0 => ("wrk", run_wrk(port, secs, &script)),
+                1 => ("sender", run_sender(&exe, port, secs, true)),
+                _ => ("sender_hyper", run_sender(&exe, port, secs, false)),
             };
             let Some(x) = round else {
                 report.note(format!("round {r}: {name} produced no figures"));
@@ -339,6 +391,8 @@ fn orchestrate() {
             }
         }
     }
+    let n = if quick { 20_000 } else { 200_000 };
+    report.figure("sender_no_io_ns_per_delivery", no_io_ns_per_delivery(n));
     report.ratio_of_rounds(
         "sender_vs_wrk",
         "sender_deliveries_per_s",
@@ -349,6 +403,11 @@ fn orchestrate() {
     report.ratio_of_rounds(
         "sender_vs_wrk_per_cpu",
         "sender_deliveries_per_cpu_s",
+        "wrk_requests_per_cpu_s",
+    );
+    report.ratio_of_rounds(
+        "sender_hyper_vs_wrk_per_cpu",
+        "sender_hyper_deliveries_per_cpu_s",
         "wrk_requests_per_cpu_s",
     );
     report.note(

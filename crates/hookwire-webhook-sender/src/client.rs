@@ -298,6 +298,7 @@ type PoolMap<V> = HashMap<PoolKey, V, std::hash::BuildHasherDefault<Fnv>>;
 #[derive(Debug)]
 pub struct HyperClientBuilder {
     policy: SsrfPolicy,
+    lean_http: bool,
     http2: bool,
     title_case: bool,
     pems: Vec<Vec<u8>>,
@@ -315,6 +316,14 @@ impl HyperClientBuilder {
     #[must_use]
     pub fn http2(mut self, on: bool) -> Self {
         self.http2 = on;
+        self
+    }
+    /// Plain `http://` through the lean HTTP/1.1 exchange (default on) or through hyper's
+    /// connection machinery like https (off): an escape hatch should a receiver's HTTP/1.1 need
+    /// something only hyper handles.
+    #[must_use]
+    pub fn lean_http(mut self, on: bool) -> Self {
+        self.lean_http = on;
         self
     }
     /// Send HTTP/1.1 header names in Title-Case (`Content-Type`), for receivers that wrongly
@@ -362,8 +371,7 @@ impl HyperClientBuilder {
         Ok(HyperClient::assemble(
             self.policy,
             Some(tls),
-            self.http2,
-            self.title_case,
+            (self.http2, self.title_case, self.lean_http),
         ))
     }
 }
@@ -393,6 +401,7 @@ struct Inner {
     raw: Mutex<PoolMap<Vec<(RawConn, Instant)>>>,
     policy: Arc<SsrfPolicy>,
     title_case: bool,
+    lean_http: bool,
 }
 
 impl fmt::Debug for HyperClient {
@@ -429,24 +438,25 @@ impl HyperClient {
         Self::builder()
             .ssrf(policy)
             .build()
-            .unwrap_or_else(|_| Self::assemble(fallback, None, true, false))
+            .unwrap_or_else(|_| Self::assemble(fallback, None, (true, false, true)))
     }
 
     /// A builder (SSRF guard off, HTTP/2 by ALPN on, lowercase header names, Mozilla roots).
     pub fn builder() -> HyperClientBuilder {
         HyperClientBuilder {
             policy: SsrfPolicy::disabled(),
+            lean_http: true,
             http2: true,
             title_case: false,
             pems: Vec::new(),
         }
     }
 
+    /// `flags`: (http2, title_case, lean_http).
     fn assemble(
         policy: SsrfPolicy,
         tls: Option<rustls::ClientConfig>,
-        http2: bool,
-        title_case: bool,
+        (http2, title_case, lean_http): (bool, bool, bool),
     ) -> Self {
         let policy = Arc::new(policy);
         let guard = GuardedConnector {
@@ -472,6 +482,7 @@ impl HyperClient {
                 raw: Mutex::default(),
                 policy,
                 title_case,
+                lean_http,
             }),
         }
     }
@@ -674,7 +685,7 @@ impl HyperClient {
         }
         let key = (scheme, auth);
         let (parts, body) = req.into_parts();
-        if key.0 == Scheme::HTTP {
+        if key.0 == Scheme::HTTP && self.inner.lean_http {
             return self.send_plain(key, &uri, parts, body).await;
         }
         let mut req = Request::from_parts(parts, Full::new(body));

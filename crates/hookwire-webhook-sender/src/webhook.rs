@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookwire_core::signing::{SignInput, sign};
 use hookwire_core::{Disposition, Event, HttpError, RetryPolicy, Scheme, Secret};
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONTENT_TYPE, Entry, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use tracing::Instrument;
 
@@ -501,24 +501,29 @@ impl Webhook {
         // Caller headers win: derived headers only fill gaps (names compare case-insensitively
         // because `HeaderName` is lowercase).
         // A fixed URL's Host value is built once; the client derives it for the others.
+        // One lookup per derived header (`entry`), not a `contains_key` and an `insert`.
         if let Some(h) = host
-            && !headers.contains_key(http::header::HOST)
+            && let Entry::Vacant(e) = headers.entry(http::header::HOST)
         {
-            headers.insert(http::header::HOST, h);
+            e.insert(h);
         }
-        if !headers.contains_key(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, APPLICATION_JSON.clone());
+        if let Entry::Vacant(e) = headers.entry(CONTENT_TYPE) {
+            e.insert(APPLICATION_JSON.clone());
         }
-        if !headers.contains_key(&IDEMPOTENCY_KEY) {
+        if let Entry::Vacant(e) = headers.entry(IDEMPOTENCY_KEY.clone()) {
+            let custom;
             let key = match &i.key {
-                KeyRule::EventId => Some(event.id.clone()),
+                KeyRule::EventId => Some(event.id.as_str()),
                 KeyRule::None => None,
-                KeyRule::Fn(f) => f(event),
+                KeyRule::Fn(f) => {
+                    custom = f(event);
+                    custom.as_deref()
+                }
             };
             if let Some(k) = key {
-                let v = HeaderValue::from_str(&k)
+                let v = HeaderValue::from_str(k)
                     .map_err(|_| refused(format!("idempotency key {k:?} is not a header value")))?;
-                headers.insert(IDEMPOTENCY_KEY.clone(), v);
+                e.insert(v);
             }
         }
         let sign = i.secret.is_some() && !headers.contains_key(signature_header(i.scheme));
@@ -558,12 +563,11 @@ impl Webhook {
             let signed = sign(i.scheme, secret, &input)
                 .map_err(|e| HttpError::refused(&p.url, &i.label, e))?;
             for (name, value) in signed {
-                let n = signed_header_name(name);
-                if headers.contains_key(&n) {
-                    continue; // the caller's value wins (e.g. an explicit timestamp)
-                }
-                if let Ok(v) = HeaderValue::try_from(value) {
-                    headers.insert(n, v);
+                // The caller's value wins (e.g. an explicit timestamp): fill vacant names only.
+                if let Entry::Vacant(e) = headers.entry(signed_header_name(name))
+                    && let Ok(v) = HeaderValue::try_from(value)
+                {
+                    e.insert(v);
                 }
             }
         }

@@ -282,3 +282,29 @@ fn pooled_connections_from_a_finished_runtime_are_replaced() {
         "the dead runtime's connection was replaced"
     );
 }
+
+#[tokio::test]
+async fn plain_http_through_hyper_when_the_lean_exchange_is_off() {
+    let s = raw(vec![
+        (b"HTTP/1.1 503 X\r\ntransfer-encoding: chunked\r\nretry-after: 0\r\n\r\n4\r\nbusy\r\n0\r\n\r\n", false),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", false),
+    ])
+    .await;
+    let client = hookwire_webhook_sender::HyperClient::builder()
+        .lean_http(false)
+        .build()
+        .unwrap();
+    let h = Webhook::builder()
+        .url(format!("http://{}/in", s.addr))
+        .client(Arc::new(client))
+        .build()
+        .unwrap();
+    let e = h.deliver(&ev()).await.unwrap_err();
+    assert_eq!((e.status(), e.response_body()), (503, Some("busy")));
+    assert_eq!(h.deliver(&ev()).await.unwrap().status, 200);
+    assert_eq!(
+        s.conns.load(Ordering::SeqCst),
+        1,
+        "hyper keeps the connection alive too"
+    );
+}
