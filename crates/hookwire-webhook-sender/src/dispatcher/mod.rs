@@ -511,6 +511,11 @@ impl Dispatcher {
                 format!("no subscription {id}"),
             ));
         };
+        if old.sub.enabled == enabled {
+            // Not a transition (e.g. two failing deliveries both crossing the threshold): no
+            // store write, no event.
+            return Ok(());
+        }
         let mut sub = old.sub.clone();
         sub.enabled = enabled;
         sub.disabled_reason = reason.clone();

@@ -136,6 +136,18 @@ async fn sustained_failures_disable_and_explicit_enable_restores() {
     let r = disp.publish(&e).await.unwrap();
     assert!(r.records[0].success);
     assert!(disp.enable("nope").await.is_err());
+    // Enabling an enabled subscription is not a transition: no event.
+    disp.enable("s").await.unwrap();
+    disp.disable("s", "maintenance").await.unwrap();
+    disp.disable("s", "again").await.unwrap();
+    assert!(
+        matches!(events.recv().await.unwrap().kind, HealthEventKind::Disabled { ref reason } if reason == "maintenance")
+    );
+    assert!(events.try_recv().is_err(), "one event per transition");
+    assert_eq!(
+        disp.get("s").unwrap().disabled_reason.as_deref(),
+        Some("maintenance")
+    );
 }
 
 #[tokio::test]
