@@ -206,21 +206,26 @@ async fn ssrf_guard_blocks_internal_targets_at_registration_and_at_connect_time(
         let err = disp.register(sub("x", &url, &["*"])).await.unwrap_err();
         assert_eq!(err.kind(), DispatchErrorKind::InvalidSubscription, "{url}");
     }
-    // A hostname passes registration, but it resolves to loopback: refused when connecting.
-    let by_name = format!("http://localhost:{}/hook", sink.addr.port());
-    disp.register(sub("named", &by_name, &["*"])).await.unwrap();
+    // Names pass registration, but they resolve to loopback: refused when connecting. The
+    // decimal form `2130706433` is 127.0.0.1 to the system resolver (inet_aton rules).
+    let port = sink.addr.port();
+    let named = format!("http://localhost:{port}/hook");
+    let decimal = format!("http://2130706433:{port}/hook");
+    disp.register(sub("named", &named, &["*"])).await.unwrap();
+    disp.register(sub("decimal", &decimal, &["*"]))
+        .await
+        .unwrap();
     let r = disp
         .publish(&Event::new("x", serde_json::Value::Null))
         .await
         .unwrap();
-    let rec = &r.records[0];
-    assert!(!rec.success);
-    assert_eq!(rec.attempts, 1, "an SSRF refusal is permanent: no retries");
-    assert!(
-        rec.error.as_deref().unwrap().contains("forbidden"),
-        "{:?}",
-        rec.error
-    );
+    assert_eq!(r.records.len(), 2);
+    for rec in &r.records {
+        assert!(!rec.success);
+        assert_eq!(rec.attempts, 1, "an SSRF refusal is permanent: no retries");
+        let err = rec.error.as_deref().unwrap();
+        assert!(err.contains("forbidden"), "{}: {err}", rec.subscription_id);
+    }
     assert_eq!(sink.count(), 0);
 }
 
