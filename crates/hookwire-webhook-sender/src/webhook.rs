@@ -591,7 +591,10 @@ impl Webhook {
         }
     }
 
-    /// One attempt for `event` (no retries).
+    /// One attempt for `event` (no retries), as a `webhook.attempt` span.
+    ///
+    /// Cancel safety: dropping the future abandons the request (the receiver may or may not have
+    /// seen it; the `Idempotency-Key` makes a later retry safe).
     pub async fn deliver(&self, event: &Event) -> Result<Sent, HttpError> {
         let mut p = self.prepare(event)?;
         // A single attempt can hand the prepared headers over instead of copying them.
@@ -630,6 +633,9 @@ impl Webhook {
     }
 
     /// Delivers `event` with retries under `policy` (see [`Webhook::deliver_prepared`]).
+    ///
+    /// Cancel safety: dropping the future stops between or during attempts; nothing is left
+    /// behind (no background task).
     pub async fn deliver_with_retry(&self, event: &Event, policy: &RetryPolicy) -> Delivery {
         match self.prepare(event) {
             Ok(p) => self.deliver_prepared(&p, policy).await,

@@ -586,6 +586,10 @@ impl Dispatcher {
     /// In durable mode it only enqueues one task per subscription (the outbox pattern).
     ///
     /// The body is serialized once ([`envelope_body`]) and the same bytes go to every endpoint.
+    ///
+    /// Cancel safety: in-process deliveries run as spawned tasks and finish even if this future
+    /// is dropped (their records still reach the log); in durable mode, tasks enqueued before the
+    /// drop stay enqueued and the rest are not — publish again (re-enqueueing is de-duplicated).
     pub async fn publish(&self, event: &Event) -> Result<PublishReport, DispatchError> {
         let targets = self.targets(&event.name);
         let body = envelope_body(event);
@@ -615,13 +619,18 @@ impl Dispatcher {
             return Ok(report);
         }
         let event = Arc::new(event.clone());
-        let mut set = tokio::task::JoinSet::new();
-        for e in targets {
-            let (me, event, body) = (self.clone(), Arc::clone(&event), body.clone());
-            set.spawn(async move { me.deliver_one(&e, &event, body).await });
-        }
-        while let Some(r) = set.join_next().await {
-            if let Ok(rec) = r {
+        // Detached tasks (not a JoinSet, which aborts its tasks when dropped): a caller that
+        // stops waiting does not cut deliveries off mid-request.
+        let handles: Vec<_> = targets
+            .into_iter()
+            .map(|e| {
+                let (me, event, body) = (self.clone(), Arc::clone(&event), body.clone());
+                tokio::spawn(async move { me.deliver_one(&e, &event, body).await })
+            })
+            .collect();
+        for h in handles {
+            // A delivery task only fails by panicking; its siblings' records still count.
+            if let Ok(rec) = h.await {
                 report.records.push(rec);
             }
         }

@@ -461,3 +461,25 @@ async fn redis_store_meets_the_store_contract() {
         .unwrap();
     store_contract(&store).await;
 }
+
+#[tokio::test]
+async fn dropping_publish_does_not_cut_deliveries_off() {
+    let sink = Sink::start(|_, _| Reply::status(200).delay(Duration::from_millis(100))).await;
+    let disp = Dispatcher::builder().ssrf(local()).retry(fast(0)).build();
+    disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
+    let event = Event::new("x", serde_json::Value::Null);
+    let publish = disp.publish(&event);
+    // Give up on the publish while the delivery is in flight.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(30), publish)
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.count(), 1);
+    let log = disp.delivery_log(1);
+    assert!(
+        log[0].success,
+        "the delivery finished and was logged: {log:?}"
+    );
+}
