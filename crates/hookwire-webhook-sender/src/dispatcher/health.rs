@@ -94,6 +94,14 @@ pub(crate) enum Gate {
     Open(Duration),
 }
 
+/// `now + d`, saturating at a far future instead of panicking on overflow (the thresholds are
+/// public fields, so `Duration::MAX` must be harmless).
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     failures: u32,
@@ -135,7 +143,7 @@ impl Health {
         let since = *self.failing_since.get_or_insert(now);
         let was_open = self.open_until.is_some();
         if cfg.breaker_threshold > 0 && (was_open || self.failures >= cfg.breaker_threshold) {
-            self.open_until = Some(now + cfg.breaker_cooldown);
+            self.open_until = Some(later(now, cfg.breaker_cooldown));
             if !was_open {
                 v.events.push(HealthEventKind::CircuitOpened {
                     consecutive_failures: self.failures,
@@ -188,6 +196,18 @@ mod tests {
             [HealthEventKind::CircuitClosed]
         );
         assert_eq!(h.gate(later), Gate::Pass);
+    }
+
+    #[test]
+    fn an_endless_cooldown_does_not_overflow() {
+        let cfg = HealthConfig::default().with_breaker(1, Duration::MAX);
+        let mut h = Health::default();
+        let t = Instant::now();
+        h.record(false, t, &cfg);
+        assert!(matches!(
+            h.gate(t + Duration::from_secs(3600)),
+            Gate::Open(_)
+        ));
     }
 
     #[test]

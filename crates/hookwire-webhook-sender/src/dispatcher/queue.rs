@@ -99,7 +99,7 @@ impl TaskQueue for MemoryTaskQueue {
             let mut s = self.state();
             if s.ids.insert(task.id.clone()) {
                 s.seq += 1;
-                let key = (Instant::now() + task.delay, s.seq);
+                let key = (super::health::later(Instant::now(), task.delay), s.seq);
                 s.tasks.insert(key, task);
             }
         }

@@ -13,6 +13,9 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     pub(crate) fn new(limit: RateLimit) -> Self {
+        // The fields are public and deserialized from stores: re-apply the constructor's rules so
+        // a zero, negative or NaN rate can never reach a division or `Duration` conversion.
+        let limit = RateLimit::new(limit.per_second, limit.burst);
         Self {
             limit,
             state: Mutex::new((f64::from(limit.burst), Instant::now())),
@@ -33,9 +36,8 @@ impl Bucket {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - *tokens) / self.limit.per_second,
-            ))
+            let wait = (1.0 - *tokens) / self.limit.per_second;
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(1)))
         }
     }
 
@@ -50,6 +52,22 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonsense_limits_from_a_store_cannot_panic() {
+        for json in [
+            r#"{"per_second":0,"burst":0}"#,
+            r#"{"per_second":-5,"burst":1}"#,
+            r#"{"per_second":1e-300,"burst":1}"#,
+        ] {
+            let limit: RateLimit = serde_json::from_str(json).unwrap();
+            let b = Bucket::new(limit);
+            let t = Instant::now();
+            assert!(b.try_take(t).is_ok(), "{json}: burst is at least 1");
+            let wait = b.try_take(t).unwrap_err();
+            assert!(wait > Duration::ZERO, "{json}");
+        }
+    }
 
     #[test]
     fn burst_then_refill_at_the_rate() {
