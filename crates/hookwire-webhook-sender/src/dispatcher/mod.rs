@@ -177,9 +177,15 @@ impl DispatcherBuilder {
         self
     }
     /// Deliveries in flight at once (default [`DEFAULT_CONCURRENCY`]; at least 1).
+    ///
+    /// ```
+    /// let d = hookwire_webhook_sender::Dispatcher::builder().concurrency(usize::MAX).build();
+    /// # let _ = d;
+    /// ```
     #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
+        // Tokio's semaphore panics above `MAX_PERMITS`; any larger bound means "unbounded" anyway.
+        self.concurrency = n.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
     /// Delivery log size (default [`DEFAULT_LOG_CAPACITY`]; 0 disables it).
