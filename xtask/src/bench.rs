@@ -17,8 +17,12 @@ enum Harness {
 const SUITES: &[(&str, Harness)] = &[
     ("sign", Harness::Peers("sign")),
     ("patch", Harness::InTree("hookwire-patch", "patch")),
-    ("ws", Harness::InTree("hookwire-ws", "ws")),
     ("sse", Harness::InTree("hookwire-sse", "sse")),
+    ("ws", Harness::InTree("hookwire-ws", "ws")),
+    (
+        "sender",
+        Harness::InTree("hookwire-webhook-sender", "sender"),
+    ),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod send;
 mod sign;
 mod verify;
 
@@ -22,6 +23,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Send(send::Args),
     Sign(sign::Args),
     Verify(verify::Args),
 }
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Send(a) => send::run(a),
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
     }

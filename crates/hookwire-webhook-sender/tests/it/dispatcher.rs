@@ -1,0 +1,485 @@
+//! `Dispatcher`: fan-out, health, SSRF guard, durable mode and the Redis store, over real sockets.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use hookwire_core::{Backoff, Event, RetryPolicy};
+use hookwire_webhook_sender::ssrf::SsrfPolicy;
+use hookwire_webhook_sender::{
+    DispatchErrorKind, Dispatcher, HealthConfig, HealthEventKind, MemoryTaskQueue, RateLimit,
+    Subscription,
+};
+
+use crate::support::{Reply, Sink};
+
+fn local() -> SsrfPolicy {
+    SsrfPolicy::default().allow("127.0.0.1/32".parse().unwrap())
+}
+
+fn fast(retries: u32) -> RetryPolicy {
+    RetryPolicy::new(retries).with_backoff(Backoff::fixed(Duration::from_millis(10)))
+}
+
+fn sub(id: &str, url: &str, patterns: &[&str]) -> Subscription {
+    Subscription::new(id, url, patterns).unwrap()
+}
+
+#[tokio::test]
+async fn fan_out_reaches_exactly_the_matching_subscriptions() {
+    let (a, b, c, d) = (
+        Sink::always(200).await,
+        Sink::always(200).await,
+        Sink::always(200).await,
+        Sink::always(200).await,
+    );
+    let disp = Dispatcher::builder().ssrf(local()).retry(fast(0)).build();
+    disp.register(sub("a", &a.url(), &["order.*"]).with_secret("sa"))
+        .await
+        .unwrap();
+    disp.register(sub("b", &b.url(), &["order.created"]))
+        .await
+        .unwrap();
+    disp.register(sub("c", &c.url(), &["user.*"]))
+        .await
+        .unwrap();
+    disp.register(sub("d", &d.url(), &["*"])).await.unwrap();
+
+    let e = Event::new("order.created", serde_json::json!({"n": 1})).with_id("e1");
+    let r = disp.publish(&e).await.unwrap();
+    assert_eq!(r.matched, 3);
+    assert!(r.records.iter().all(|x| x.success && x.attempts == 1));
+    assert_eq!((a.count(), b.count(), c.count(), d.count()), (1, 1, 0, 1));
+
+    let hit = &a.hits()[0];
+    let v: serde_json::Value = serde_json::from_slice(&hit.body).unwrap();
+    assert_eq!(v["type"], "order.created");
+    assert_eq!(v["payload"]["n"], 1);
+    assert_eq!(v["meta"]["id"], "e1");
+    assert_eq!(hit.headers["x-webhook-id"], "e1");
+    assert_eq!(hit.headers["x-webhook-event"], "order.created");
+    assert!(
+        hit.headers.contains_key("x-webhook-signature"),
+        "a is signed"
+    );
+    assert!(
+        !b.hits()[0].headers.contains_key("x-webhook-signature"),
+        "b is not"
+    );
+    // The log holds the exact bytes the sink received.
+    let log = disp.delivery_log(10);
+    assert_eq!(log.len(), 3);
+    let rec = log.iter().find(|r| r.subscription_id == "a").unwrap();
+    assert_eq!(rec.body, hit.body);
+    assert_eq!(rec.event_id, "e1");
+
+    // `order` alone matches only the global pattern (`order.*` needs a segment after the dot).
+    let r = disp
+        .publish(&Event::new("order", serde_json::Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(r.matched, 1);
+    assert_eq!(d.count(), 2);
+
+    assert!(disp.unregister("d").await.unwrap());
+    assert_eq!(
+        disp.list()
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+}
+
+#[tokio::test]
+async fn sustained_failures_disable_and_explicit_enable_restores() {
+    let status = Arc::new(AtomicU16::new(500));
+    let s2 = Arc::clone(&status);
+    let sink = Sink::start(move |_, _| Reply::status(s2.load(Ordering::SeqCst))).await;
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(1))
+        .health(
+            HealthConfig::default()
+                .with_breaker(0, Duration::ZERO)
+                .with_disable(2, None),
+        )
+        .build();
+    let mut events = disp.health_events();
+    disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
+    let e = Event::new("a.b", serde_json::Value::Null);
+    for _ in 0..2 {
+        let r = disp.publish(&e).await.unwrap();
+        assert!(!r.records[0].success);
+        assert_eq!(r.records[0].attempts, 2);
+    }
+    let ev = events.recv().await.unwrap();
+    assert_eq!(ev.subscription_id, "s");
+    assert!(
+        matches!(ev.kind, HealthEventKind::Disabled { ref reason } if reason.contains("2 consecutive")),
+        "{ev:?}"
+    );
+    let s = disp.get("s").unwrap();
+    assert!(!s.enabled);
+    assert!(s.disabled_reason.is_some());
+    assert_eq!(
+        disp.publish(&e).await.unwrap().matched,
+        0,
+        "disabled: nothing sent"
+    );
+    assert_eq!(sink.count(), 4);
+
+    status.store(200, Ordering::SeqCst);
+    disp.enable("s").await.unwrap();
+    assert_eq!(events.recv().await.unwrap().kind, HealthEventKind::Enabled);
+    let r = disp.publish(&e).await.unwrap();
+    assert!(r.records[0].success);
+    assert!(disp.enable("nope").await.is_err());
+    // Enabling an enabled subscription is not a transition: no event.
+    disp.enable("s").await.unwrap();
+    disp.disable("s", "maintenance").await.unwrap();
+    disp.disable("s", "again").await.unwrap();
+    assert!(
+        matches!(events.recv().await.unwrap().kind, HealthEventKind::Disabled { ref reason } if reason == "maintenance")
+    );
+    assert!(events.try_recv().is_err(), "one event per transition");
+    assert_eq!(
+        disp.get("s").unwrap().disabled_reason.as_deref(),
+        Some("maintenance")
+    );
+}
+
+#[tokio::test]
+async fn gone_disables_at_once() {
+    let sink = Sink::always(410).await;
+    let disp = Dispatcher::builder().ssrf(local()).retry(fast(3)).build();
+    let mut events = disp.health_events();
+    disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
+    let r = disp
+        .publish(&Event::new("x", serde_json::Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(r.records[0].status, 410);
+    assert_eq!(r.records[0].attempts, 1);
+    assert!(
+        matches!(events.recv().await.unwrap().kind, HealthEventKind::Disabled { ref reason } if reason.contains("410"))
+    );
+    assert!(!disp.get("s").unwrap().enabled);
+}
+
+#[tokio::test]
+async fn open_circuit_stops_hammering_a_dead_endpoint() {
+    let sink = Sink::always(503).await;
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(0))
+        .health(HealthConfig::default().with_breaker(2, Duration::from_secs(60)))
+        .build();
+    let mut events = disp.health_events();
+    disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
+    let e = Event::new("x", serde_json::Value::Null);
+    for _ in 0..5 {
+        disp.publish(&e).await.unwrap();
+    }
+    assert_eq!(sink.count(), 2, "after the breaker opened nothing was sent");
+    assert_eq!(
+        events.recv().await.unwrap().kind,
+        HealthEventKind::CircuitOpened {
+            consecutive_failures: 2
+        }
+    );
+    let log = disp.delivery_log(1);
+    assert!(log[0].error.as_deref().unwrap().contains("circuit open"));
+}
+
+#[tokio::test]
+async fn ssrf_guard_blocks_internal_targets_at_registration_and_at_connect_time() {
+    let sink = Sink::always(200).await;
+    let disp = Dispatcher::builder().retry(fast(2)).build();
+    for url in [
+        sink.url(),
+        format!("http://[::ffff:127.0.0.1]:{}/", sink.addr.port()),
+        "http://[::1]/".to_owned(),
+        "http://10.0.0.1/".to_owned(),
+    ] {
+        let err = disp.register(sub("x", &url, &["*"])).await.unwrap_err();
+        assert_eq!(err.kind(), DispatchErrorKind::InvalidSubscription, "{url}");
+    }
+    // Names pass registration, but they resolve to loopback: refused when connecting. The
+    // decimal form `2130706433` is 127.0.0.1 to the system resolver (inet_aton rules).
+    let port = sink.addr.port();
+    let named = format!("http://localhost:{port}/hook");
+    let decimal = format!("http://2130706433:{port}/hook");
+    disp.register(sub("named", &named, &["*"])).await.unwrap();
+    disp.register(sub("decimal", &decimal, &["*"]))
+        .await
+        .unwrap();
+    let r = disp
+        .publish(&Event::new("x", serde_json::Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(r.records.len(), 2);
+    for rec in &r.records {
+        assert!(!rec.success);
+        assert_eq!(rec.attempts, 1, "an SSRF refusal is permanent: no retries");
+        let err = rec.error.as_deref().unwrap();
+        assert!(err.contains("forbidden"), "{}: {err}", rec.subscription_id);
+    }
+    assert_eq!(sink.count(), 0);
+}
+
+#[tokio::test]
+async fn durable_mode_loses_nothing_while_the_sink_is_down() {
+    let port = hookwire_testkit::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let queue = Arc::new(MemoryTaskQueue::new());
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(RetryPolicy::new(1000).with_backoff(Backoff::fixed(Duration::from_millis(50))))
+        .health(
+            HealthConfig::default()
+                .with_breaker(3, Duration::from_millis(200))
+                .with_disable(0, None),
+        )
+        .durable(queue.clone())
+        .build();
+    disp.register(sub("s", &format!("http://{addr}/hook"), &["order.*"]))
+        .await
+        .unwrap();
+    let mut want = BTreeSet::new();
+    for i in 0..20 {
+        let e = Event::new("order.created", serde_json::json!({"i": i})).with_id(format!("e{i}"));
+        want.insert(e.id.clone());
+        assert_eq!(disp.publish(&e).await.unwrap().enqueued, 1);
+    }
+    // Re-publishing an event while its task is queued does not duplicate it.
+    disp.publish(&Event::new("order.created", serde_json::Value::Null).with_id("e0"))
+        .await
+        .unwrap();
+    assert_eq!(queue.len(), 20);
+
+    let worker = tokio::spawn({
+        let (d, q) = (disp.clone(), queue.clone());
+        async move { d.work(q).await }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await; // deliveries fail: nobody listens
+    let sink = Sink::start_on(addr, |_, _| Reply::status(200)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: BTreeSet<String> = sink
+            .hits()
+            .iter()
+            .map(|h| h.headers["idempotency-key"].to_str().unwrap().to_owned())
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing {:?}",
+            want.difference(&got).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.abort();
+    assert_eq!(sink.count(), 20, "each event delivered exactly once");
+    assert!(disp.delivery_log(100).iter().filter(|r| r.success).count() == 20);
+}
+
+#[tokio::test]
+async fn fan_out_concurrency_is_bounded() {
+    let sink = Sink::start(|_, _| Reply::status(200).delay(Duration::from_millis(50))).await;
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(0))
+        .concurrency(2)
+        .build();
+    for i in 0..6 {
+        disp.register(sub(&format!("s{i}"), &sink.url(), &["*"]))
+            .await
+            .unwrap();
+    }
+    let r = disp
+        .publish(&Event::new("x", serde_json::Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(r.records.len(), 6);
+    assert!(r.records.iter().all(|x| x.success));
+    assert_eq!(sink.max_inflight.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn rate_limit_spaces_deliveries_to_one_endpoint() {
+    let sink = Sink::always(200).await;
+    let disp = Dispatcher::builder().ssrf(local()).retry(fast(0)).build();
+    disp.register(sub("s", &sink.url(), &["*"]).with_rate_limit(RateLimit::new(20.0, 1)))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    for _ in 0..5 {
+        disp.publish(&Event::new("x", serde_json::Value::Null))
+            .await
+            .unwrap();
+    }
+    // One token up front, then one per 50 ms: four waits.
+    assert!(
+        t.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(sink.count(), 5);
+}
+
+#[tokio::test]
+async fn invalid_subscriptions_are_refused_with_reasons() {
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .max_subscriptions(1)
+        .build();
+    let bad = [
+        Subscription::new("", "http://127.0.0.1/", &["*"]).unwrap(),
+        Subscription::new("a", "ftp://127.0.0.1/", &["*"]).unwrap(),
+        Subscription::new("a", "http://127.0.0.1/", &[]).unwrap(),
+        Subscription::new("a", "http://127.0.0.1/", &["*"])
+            .unwrap()
+            .with_secret("x")
+            .with_scheme(hookwire_core::Scheme::Standard),
+        Subscription::new("a", "http://u:p@127.0.0.1/", &["*"]).unwrap(),
+    ];
+    for s in bad {
+        assert_eq!(
+            disp.register(s.clone()).await.unwrap_err().kind(),
+            DispatchErrorKind::InvalidSubscription,
+            "{s:?}"
+        );
+    }
+    disp.register(sub("a", "http://127.0.0.1/", &["*"]))
+        .await
+        .unwrap();
+    assert!(
+        disp.register(sub("b", "http://127.0.0.1/", &["*"]))
+            .await
+            .is_err(),
+        "limit"
+    );
+    disp.register(sub("a", "http://127.0.0.1/x", &["*"]))
+        .await
+        .unwrap();
+    assert_eq!(disp.list()[0].url, "http://127.0.0.1/x", "same id replaces");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_store_persists_subscriptions_across_dispatchers() {
+    use hookwire_webhook_sender::{RedisStore, WebhookStore};
+    let redis = hookwire_testkit::RedisServer::start().expect("redis-server");
+    let store: Arc<dyn WebhookStore> =
+        Arc::new(RedisStore::connect(&redis.url(), "t:").await.unwrap());
+    let d1 = Dispatcher::builder()
+        .ssrf(local())
+        .store(store.clone())
+        .build();
+    d1.register(sub("a", "http://127.0.0.1:1/", &["order.*"]).with_secret("s"))
+        .await
+        .unwrap();
+    d1.register(sub("b", "http://127.0.0.1:2/", &["*"]))
+        .await
+        .unwrap();
+    d1.disable("b", "maintenance").await.unwrap();
+
+    let d2 = Dispatcher::builder()
+        .ssrf(local())
+        .store(store.clone())
+        .build();
+    assert_eq!(d2.load().await.unwrap(), 2);
+    assert_eq!(d2.list(), d1.list());
+    assert_eq!(d2.get("a").unwrap().secret.as_deref(), Some("s"));
+    assert_eq!(
+        d2.get("b").unwrap().disabled_reason.as_deref(),
+        Some("maintenance")
+    );
+
+    assert!(d2.unregister("a").await.unwrap());
+    let d3 = Dispatcher::builder().ssrf(local()).store(store).build();
+    assert_eq!(d3.load().await.unwrap(), 1);
+    // A corrupt entry is skipped, not fatal.
+    redis
+        .command("HSET t:subscriptions broken notjson")
+        .unwrap();
+    let d4 = Dispatcher::builder()
+        .ssrf(local())
+        .store(Arc::new(
+            RedisStore::connect(&redis.url(), "t:").await.unwrap(),
+        ))
+        .build();
+    assert_eq!(d4.load().await.unwrap(), 1);
+}
+
+/// The `WebhookStore` contract, run against every implementation.
+async fn store_contract(store: &dyn hookwire_webhook_sender::WebhookStore) {
+    assert!(
+        store.get_all().await.unwrap().is_empty(),
+        "{} starts empty",
+        store.name()
+    );
+    let a = sub("a", "https://a.test/", &["order.*"]).with_secret("s");
+    let b = sub("b", "https://b.test/", &["*"]);
+    store.save(b.clone()).await.unwrap();
+    store.save(a.clone()).await.unwrap();
+    assert_eq!(
+        store.get_all().await.unwrap(),
+        vec![a.clone(), b.clone()],
+        "sorted by id"
+    );
+    let a2 = sub("a", "https://a2.test/", &["user.*"]);
+    store.save(a2.clone()).await.unwrap();
+    assert_eq!(
+        store.get_all().await.unwrap(),
+        vec![a2, b.clone()],
+        "same id replaces"
+    );
+    assert!(store.remove("a".into()).await.unwrap());
+    assert!(
+        !store.remove("a".into()).await.unwrap(),
+        "second remove reports absence"
+    );
+    assert_eq!(store.get_all().await.unwrap(), vec![b]);
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_store_contract() {
+    store_contract(&hookwire_webhook_sender::MemoryWebhookStore::default()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_store_meets_the_store_contract() {
+    let redis = hookwire_testkit::RedisServer::start().expect("redis-server");
+    let store = hookwire_webhook_sender::RedisStore::connect(&redis.url(), "contract:")
+        .await
+        .unwrap();
+    store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn dropping_publish_does_not_cut_deliveries_off() {
+    let sink = Sink::start(|_, _| Reply::status(200).delay(Duration::from_millis(100))).await;
+    let disp = Dispatcher::builder().ssrf(local()).retry(fast(0)).build();
+    disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
+    let event = Event::new("x", serde_json::Value::Null);
+    let publish = disp.publish(&event);
+    // Give up on the publish while the delivery is in flight.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(30), publish)
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.count(), 1);
+    let log = disp.delivery_log(1);
+    assert!(
+        log[0].success,
+        "the delivery finished and was logged: {log:?}"
+    );
+}
