@@ -1,0 +1,282 @@
+//! The receiver's primitives: key extraction and `check` (verify, key, claim).
+
+use std::sync::Arc;
+
+use hookwire_core::signing::{self, HeaderLookup, HeaderSource, Scheme, Verified, VerifyOptions};
+use hookwire_core::{Claim, IdempotencyStore, KeyRing};
+
+use crate::Rejection;
+use crate::guard::ClaimGuard;
+
+/// The request's `Idempotency-Key` (any case): `None` when absent, empty, not valid UTF-8, or
+/// present more than once (ambiguous).
+///
+/// ```
+/// use hookwire_receiver::extract_idempotency_key;
+/// let mut h = http::HeaderMap::new();
+/// assert_eq!(extract_idempotency_key(&h), None);
+/// h.insert("Idempotency-Key", "evt_1".parse().unwrap());
+/// assert_eq!(extract_idempotency_key(&h), Some("evt_1"));
+/// h.append("idempotency-key", "evt_2".parse().unwrap());
+/// assert_eq!(extract_idempotency_key(&h), None);
+/// ```
+pub fn extract_idempotency_key<H: HeaderSource + ?Sized>(headers: &H) -> Option<&str> {
+    match headers.lookup("idempotency-key") {
+        HeaderLookup::One(v) if !v.is_empty() => std::str::from_utf8(v).ok(),
+        _ => None,
+    }
+}
+
+/// What [`check`] needs.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions<'a> {
+    /// Where claims live.
+    pub store: &'a Arc<dyn IdempotencyStore>,
+    /// The secrets; `None` accepts unsigned requests (and never answers `empty-body`).
+    pub keys: Option<&'a KeyRing>,
+    /// Scheme, tolerance and clock for verification.
+    pub verify: &'a VerifyOptions,
+    /// Refuse requests without a key (400 `missing-key`). When `false`, such requests pass
+    /// without a claim and are never de-duplicated.
+    pub require_key: bool,
+}
+
+impl<'a> CheckOptions<'a> {
+    /// Options with verification by `keys` (or none) and a required key.
+    pub fn new(
+        store: &'a Arc<dyn IdempotencyStore>,
+        keys: Option<&'a KeyRing>,
+        verify: &'a VerifyOptions,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            verify,
+            require_key: true,
+        }
+    }
+}
+
+/// A request that passed [`check`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Checked {
+    /// The idempotency key (`None` only when keys are optional and none was sent).
+    pub key: Option<String>,
+    /// `true` when the key was already processed successfully: answer as a replay and skip the
+    /// handler.
+    pub deduped: bool,
+    /// What verification established (`None` for unsigned receivers).
+    pub verified: Option<Verified>,
+    /// The claim to finalize: commit after success, release after failure (dropping it
+    /// releases). `None` for replays and keyless requests.
+    pub guard: Option<ClaimGuard>,
+}
+
+impl Checked {
+    /// The scheme that verified, if any.
+    pub fn scheme(&self) -> Option<Scheme> {
+        self.verified.as_ref().map(|v| v.scheme)
+    }
+}
+
+/// The key a verified request is de-duplicated on.
+///
+/// Under `standard` the signed `webhook-id` always wins: an unsigned `Idempotency-Key` could be
+/// swapped by someone replaying a captured request inside the window. For `github` (and `body`)
+/// the delivery id is used when no `Idempotency-Key` is sent.
+fn key_for<'h, H: HeaderSource + ?Sized>(
+    headers: &'h H,
+    verified: Option<&'h Verified>,
+) -> Option<&'h str> {
+    if let Some(v) = verified
+        && v.id_is_signed()
+    {
+        return v.id.as_deref();
+    }
+    extract_idempotency_key(headers).or_else(|| {
+        verified
+            .filter(|v| matches!(v.scheme, Scheme::Github | Scheme::Body))
+            .and_then(|v| v.id.as_deref())
+            .filter(|id| !id.is_empty())
+    })
+}
+
+/// Verifies, extracts the key and claims it, in this order (so spoofed requests never touch the
+/// store):
+/// 1. a secret is configured and the body is empty → 400 `empty-body`;
+/// 2. verification fails → 401 `<reason>`;
+/// 3. no key → 400 `missing-key` (the signed id is the key for `standard`/`github`);
+/// 4. claim: in flight elsewhere → 409 `in-flight` with `Retry-After`; done → `deduped`; store
+///    failure → 503 `store-unavailable`.
+///
+/// ```
+/// # hookwire_core::idempotency::block_on(async {
+/// use std::sync::Arc;
+/// use hookwire_core::{IdempotencyStore, MemoryStore, signing::VerifyOptions};
+/// use hookwire_receiver::{check, CheckOptions};
+/// let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new(Default::default()));
+/// let verify = VerifyOptions::default();
+/// let headers = [("Idempotency-Key", "evt_1")];
+/// let first = check(&headers, b"{}", &CheckOptions::new(&store, None, &verify)).await.unwrap();
+/// assert!(!first.deduped);
+/// first.guard.unwrap().commit().await;
+/// let again = check(&headers, b"{}", &CheckOptions::new(&store, None, &verify)).await.unwrap();
+/// assert!(again.deduped);
+/// # });
+/// ```
+pub async fn check<H: HeaderSource + ?Sized>(
+    headers: &H,
+    body: &[u8],
+    opts: &CheckOptions<'_>,
+) -> Result<Checked, Rejection> {
+    let verified = match opts.keys {
+        Some(keys) => {
+            if body.is_empty() {
+                return Err(Rejection::empty_body());
+            }
+            Some(
+                signing::verify(headers, body, keys, opts.verify)
+                    .map_err(Rejection::unauthorized)?,
+            )
+        }
+        None => None,
+    };
+    let Some(key) = key_for(headers, verified.as_ref()) else {
+        if opts.require_key {
+            return Err(Rejection::missing_key());
+        }
+        return Ok(Checked {
+            key: None,
+            deduped: false,
+            verified,
+            guard: None,
+        });
+    };
+    let key = key.to_owned();
+    match opts.store.claim(&key).await {
+        Ok(Claim::Fresh(token)) => Ok(Checked {
+            guard: Some(ClaimGuard::new(opts.store.clone(), key.clone(), token)),
+            key: Some(key),
+            deduped: false,
+            verified,
+        }),
+        Ok(Claim::Done) => Ok(Checked {
+            key: Some(key),
+            deduped: true,
+            verified,
+            guard: None,
+        }),
+        Ok(Claim::InFlight { retry_after }) => Err(Rejection::in_flight(retry_after)),
+        Err(e) => {
+            tracing::error!(error = %e, "idempotency store failed; refusing the request");
+            Err(Rejection::store_unavailable())
+        }
+    }
+}
+
+/// Everything [`check`] needs, owned and shareable: the configuration each adapter holds.
+///
+/// ```
+/// use hookwire_receiver::Gate;
+/// let gate = Gate::new().secret("s3cret").max_body(64 * 1024);
+/// assert_eq!(gate.max_body_len(), 64 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gate {
+    store: Arc<dyn IdempotencyStore>,
+    keys: Option<KeyRing>,
+    verify: VerifyOptions,
+    require_key: bool,
+    max_body: usize,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gate {
+    /// Unsigned, with a default [`hookwire_core::MemoryStore`], required keys and a 1 MiB limit.
+    pub fn new() -> Self {
+        Self {
+            store: Arc::new(hookwire_core::MemoryStore::new(Default::default())),
+            keys: None,
+            verify: VerifyOptions::default(),
+            require_key: true,
+            max_body: crate::body::DEFAULT_MAX_BODY,
+        }
+    }
+    /// Verifies with one secret (adds it to the key ring).
+    #[must_use]
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.keys
+            .get_or_insert_with(KeyRing::new)
+            .push(hookwire_core::Secret::new(secret));
+        self
+    }
+    /// Verifies with a key ring (rotation: any key may match).
+    #[must_use]
+    pub fn keys(mut self, keys: KeyRing) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+    /// Verification options (scheme, tolerance).
+    #[must_use]
+    pub fn verify_options(mut self, v: VerifyOptions) -> Self {
+        self.verify = v;
+        self
+    }
+    /// The accepted scheme(s).
+    #[must_use]
+    pub fn scheme(mut self, s: impl Into<signing::SchemeChoice>) -> Self {
+        self.verify.scheme = s.into();
+        self
+    }
+    /// The idempotency store.
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
+        self.store = store;
+        self
+    }
+    /// Whether requests without a key are refused (default `true`).
+    #[must_use]
+    pub fn require_key(mut self, yes: bool) -> Self {
+        self.require_key = yes;
+        self
+    }
+    /// Body limit in bytes (default 1 MiB).
+    #[must_use]
+    pub fn max_body(mut self, n: usize) -> Self {
+        self.max_body = n;
+        self
+    }
+    /// The body limit.
+    pub fn max_body_len(&self) -> usize {
+        self.max_body
+    }
+    /// The store.
+    pub fn store_ref(&self) -> &Arc<dyn IdempotencyStore> {
+        &self.store
+    }
+    /// Whether a secret is configured.
+    pub fn is_signed(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Runs [`check`] with this configuration.
+    pub async fn check<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+        body: &[u8],
+    ) -> Result<Checked, Rejection> {
+        let opts = CheckOptions {
+            store: &self.store,
+            keys: self.keys.as_ref(),
+            verify: &self.verify,
+            require_key: self.require_key,
+        };
+        check(headers, body, &opts).await
+    }
+}
