@@ -310,8 +310,10 @@ impl fmt::Debug for Receiver {
 
 /// A JSON content type (`application/json`, `…+json`, any parameters), or none at all.
 pub(crate) fn is_json_or_absent(h: &http::HeaderMap) -> bool {
-    let Some(v) = h.get(http::header::CONTENT_TYPE) else {
-        return true;
+    let mut all = h.get_all(http::header::CONTENT_TYPE).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        // None is fine; several are ambiguous.
+        return h.get(http::header::CONTENT_TYPE).is_none();
     };
     let Ok(v) = v.to_str() else { return false };
     let mime = v.split(';').next().unwrap_or("").trim();
