@@ -349,8 +349,8 @@ async fn every_reason_and_status(target: Target) {
     assert_eq!(r.header("idempotent-replayed"), Some("true"), "{target:?}");
     assert_eq!(probe.processed(), vec!["msg_1:e1".to_owned()], "{target:?}");
 
-    let stale = signed(Scheme::Hookwire, &body, t - 301, "k-stale");
-    let future = signed(Scheme::Hookwire, &body, t + 301, "k-future");
+    let stale = signed(Scheme::Hookwire, &body, t - 600, "k-stale");
+    let future = signed(Scheme::Hookwire, &body, t + 600, "k-future");
     let mut bad_sig = signed(Scheme::Hookwire, &body, t, "k-bad");
     bad_sig[0].1 = format!("sha256={}", "0".repeat(64));
     let mut dup_ts = signed(Scheme::Hookwire, &body, t, "k-dup");
