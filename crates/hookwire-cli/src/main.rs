@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod listen;
 mod sign;
 mod verify;
 
@@ -24,6 +25,7 @@ struct Cli {
 enum Command {
     Sign(sign::Args),
     Verify(verify::Args),
+    Listen(listen::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,5 +45,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Listen(a) => listen::run(a),
     }
 }
