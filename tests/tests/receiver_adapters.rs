@@ -29,6 +29,8 @@ struct Ev {
     fail: bool,
     #[serde(default)]
     wait: bool,
+    #[serde(default)]
+    panic: bool,
 }
 
 /// What the handler does and what it saw; shared by the four apps.
@@ -47,6 +49,14 @@ impl Probe {
         if ev.wait {
             self.entered.fetch_add(1, Ordering::SeqCst);
             self.go.notified().await;
+        }
+        if ev.panic
+            && self
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            panic!("handler panics on {}", ev.id);
         }
         if ev.fail
             && self
@@ -165,12 +175,14 @@ async fn start(target: Target, probe: Arc<Probe>) -> Running {
             let std_listener = listener.into_std().unwrap();
             std_listener.set_nonblocking(true).unwrap();
             let (tx, rx) = std::sync::mpsc::channel();
+            // One gate (one store) for every worker, including restarted ones.
+            let g = gate();
             let thread = std::thread::spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
                     let server = actix_web::HttpServer::new(move || {
                         App::new()
                             .app_data(web::Data::new(probe.clone()))
-                            .wrap(Hookwire::new(gate()))
+                            .wrap(Hookwire::new(g.clone()))
                             .route("/webhook", web::post().to(h))
                     })
                     .workers(1)
@@ -441,6 +453,25 @@ async fn in_flight_duplicate_gets_409(target: Target) {
     (run.stop)().await;
 }
 
+async fn handler_panic_releases_the_key(target: Target) {
+    let probe = Arc::new(Probe::default());
+    probe.failures_left.store(1, Ordering::SeqCst);
+    let run = start(target, probe.clone()).await;
+    let body = br#"{"id":"p1","panic":true}"#;
+    let r = post(run.addr, &signed(Scheme::Hookwire, body, now(), "kp"), body).await;
+    // Frameworks differ in how a panic reaches the wire (500 or a dropped connection); none
+    // may commit the key.
+    assert!(matches!(r.status, 0 | 500), "{target:?}: {r:?}");
+    let r = post(run.addr, &signed(Scheme::Hookwire, body, now(), "kp"), body).await;
+    assert_eq!(
+        r.status, 204,
+        "{target:?}: the retry after a panic is processed: {r:?}"
+    );
+    assert_eq!(r.header("idempotent-replayed"), None, "{target:?}");
+    assert_eq!(probe.processed(), vec!["kp:p1".to_owned()], "{target:?}");
+    (run.stop)().await;
+}
+
 macro_rules! per_target {
     ($($case:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,6 +488,7 @@ mod all_targets {
     per_target!(
         every_reason_and_status,
         handler_failure_then_retry_is_processed,
-        in_flight_duplicate_gets_409
+        in_flight_duplicate_gets_409,
+        handler_panic_releases_the_key
     );
 }
