@@ -130,6 +130,16 @@ pub async fn check<H: HeaderSource + ?Sized>(
     body: &[u8],
     opts: &CheckOptions<'_>,
 ) -> Result<Checked, Rejection> {
+    check_with(headers, body, opts, |_, key| key.to_owned()).await
+}
+
+/// [`check`] with a hook that may replace the key once verification passed.
+async fn check_with<H: HeaderSource + ?Sized>(
+    headers: &H,
+    body: &[u8],
+    opts: &CheckOptions<'_>,
+    rekey: impl FnOnce(Option<&Verified>, &str) -> String,
+) -> Result<Checked, Rejection> {
     let verified = match opts.keys {
         Some(keys) => {
             if body.is_empty() {
@@ -153,7 +163,7 @@ pub async fn check<H: HeaderSource + ?Sized>(
             guard: None,
         });
     };
-    let key = key.to_owned();
+    let key = rekey(verified.as_ref(), key);
     match opts.store.claim(&key).await {
         Ok(Claim::Fresh(token)) => Ok(Checked {
             guard: Some(ClaimGuard::new(opts.store.clone(), key.clone(), token)),
@@ -189,6 +199,7 @@ pub struct Gate {
     verify: VerifyOptions,
     require_key: bool,
     max_body: usize,
+    replay: Option<Arc<crate::ReplayCache>>,
 }
 
 impl Default for Gate {
@@ -206,7 +217,23 @@ impl Gate {
             verify: VerifyOptions::default(),
             require_key: true,
             max_body: crate::body::DEFAULT_MAX_BODY,
+            replay: Some(Self::replay_cache(&VerifyOptions::default())),
         }
+    }
+
+    fn replay_cache(v: &VerifyOptions) -> Arc<crate::ReplayCache> {
+        Arc::new(crate::ReplayCache::new(
+            v.tolerance_past.saturating_add(v.tolerance_future),
+            crate::replay::DEFAULT_REPLAY_ENTRIES,
+        ))
+    }
+
+    /// Whether to bind unsigned idempotency keys to their signature for the timestamp window
+    /// (see [`crate::ReplayCache`]; default on).
+    #[must_use]
+    pub fn replay_protection(mut self, on: bool) -> Self {
+        self.replay = on.then(|| Self::replay_cache(&self.verify));
+        self
     }
     /// Verifies with one secret (adds it to the key ring).
     #[must_use]
@@ -225,6 +252,9 @@ impl Gate {
     /// Verification options (scheme, tolerance).
     #[must_use]
     pub fn verify_options(mut self, v: VerifyOptions) -> Self {
+        if self.replay.is_some() {
+            self.replay = Some(Self::replay_cache(&v));
+        }
         self.verify = v;
         self
     }
@@ -277,6 +307,14 @@ impl Gate {
             verify: &self.verify,
             require_key: self.require_key,
         };
-        check(headers, body, &opts).await
+        let Some(replay) = &self.replay else {
+            return check(headers, body, &opts).await;
+        };
+        check_with(headers, body, &opts, |verified, key| {
+            verified
+                .and_then(|v| crate::ReplayCache::signature(v.scheme, headers))
+                .map_or_else(|| key.to_owned(), |sig| replay.bind(sig, key))
+        })
+        .await
     }
 }

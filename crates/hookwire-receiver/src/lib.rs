@@ -54,6 +54,7 @@ mod check;
 mod guard;
 mod receiver;
 mod rejection;
+mod replay;
 pub mod server;
 
 #[cfg(feature = "redis")]
@@ -65,6 +66,7 @@ pub use guard::{ClaimGuard, Finalized};
 pub use hookwire_core::{IdempotencyConfig, IdempotencyStore, MemoryStore};
 pub use receiver::{Context, Receiver, ReceiverBuilder, receiver};
 pub use rejection::{REPLAYED_HEADER, Rejection};
+pub use replay::{DEFAULT_REPLAY_ENTRIES, ReplayCache};
 pub use server::Server;
 
 #[cfg(feature = "redis")]

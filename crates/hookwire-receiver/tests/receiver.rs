@@ -463,3 +463,50 @@ proptest::proptest! {
         proptest::prop_assert_eq!(world.handled.load(Ordering::SeqCst), 0);
     }
 }
+
+#[tokio::test]
+async fn a_captured_request_resent_with_a_new_key_is_still_a_duplicate() {
+    let body = r#"{"id":"o1"}"#;
+    let signed = request("/OrderPlaced", None, body).body(()).unwrap();
+    let resend = |r: Receiver, key: &'static str| {
+        let mut req = Request::post("/OrderPlaced")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        *req.headers_mut() = signed.headers().clone();
+        req.headers_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        async move { r.handle(req).await }
+    };
+    let world = Arc::new(World::default());
+    let r = build(&world);
+    assert_eq!(resend(r.clone(), "orig").await.status(), 204);
+    let replay = resend(r.clone(), "attacker-key").await;
+    assert_eq!(replay.status(), 204);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        world.handled.load(Ordering::SeqCst),
+        1,
+        "the resend was not processed"
+    );
+
+    // With the protection off, the unsigned key is all there is (this is what the cache stops).
+    let world = Arc::new(World::default());
+    let w = world.clone();
+    let open = receiver()
+        .gate(
+            hookwire_receiver::Gate::new()
+                .secret(SECRET)
+                .replay_protection(false),
+        )
+        .on("OrderPlaced", move |_: Order, _| {
+            let w = w.clone();
+            async move {
+                w.handled.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(())
+            }
+        })
+        .build();
+    assert_eq!(resend(open.clone(), "orig").await.status(), 204);
+    assert_eq!(resend(open, "attacker-key").await.status(), 204);
+    assert_eq!(world.handled.load(Ordering::SeqCst), 2);
+}
