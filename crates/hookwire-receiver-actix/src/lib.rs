@@ -33,10 +33,10 @@ use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transfor
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use hookwire_core::signing::{HeaderLookup, HeaderSource, Scheme};
-use hookwire_receiver::{Gate, REPLAYED_HEADER, Rejection};
+use hookwire_receiver::{Gate, LimitedBody, REPLAYED_HEADER, Rejection};
 
 /// actix's header map as a [`HeaderSource`] for verification.
 #[derive(Debug, Clone, Copy)]
@@ -160,18 +160,11 @@ async fn read_payload(
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Rejection::too_large());
-    }
-    let mut buf = BytesMut::new();
+    let mut acc = LimitedBody::new(limit, declared)?;
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| Rejection::bad_request())?;
-        if buf.len() + chunk.len() > limit {
-            return Err(Rejection::too_large());
-        }
-        buf.extend_from_slice(&chunk);
+        acc.push(chunk.map_err(|_| Rejection::bad_request())?)?;
     }
-    Ok(buf.freeze())
+    Ok(acc.finish())
 }
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;

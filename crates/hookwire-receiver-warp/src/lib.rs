@@ -27,10 +27,10 @@
 //! # let _ = route;
 //! ```
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
 use hookwire_core::signing::Scheme;
-use hookwire_receiver::{ClaimGuard, Gate, REPLAYED_HEADER, Rejection};
+use hookwire_receiver::{ClaimGuard, Gate, LimitedBody, REPLAYED_HEADER, Rejection};
 use serde::de::DeserializeOwned;
 use warp::http::{HeaderMap, Response, StatusCode};
 use warp::{Filter, Reply};
@@ -124,24 +124,15 @@ where
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Rejection::too_large());
-    }
+    let mut acc = LimitedBody::new(limit, declared)?;
     let mut stream = std::pin::pin!(stream);
-    let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|_| Rejection::bad_request())?;
-        if buf.len() + chunk.remaining() > limit {
-            return Err(Rejection::too_large());
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            let n = part.len();
-            buf.extend_from_slice(part);
-            chunk.advance(n);
-        }
+        // Zero-copy when the chunk is already `Bytes`.
+        let n = chunk.remaining();
+        acc.push(chunk.copy_to_bytes(n))?;
     }
-    Ok(buf.freeze())
+    Ok(acc.finish())
 }
 
 /// The filter: reads, verifies and claims; yields a [`Webhook`] or rejects with

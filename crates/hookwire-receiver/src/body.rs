@@ -27,40 +27,76 @@ where
     B: Body,
     B::Data: Into<Bytes>,
 {
-    let hint = body.size_hint();
-    if usize::try_from(hint.lower()).map_or(true, |n| n > limit) {
-        return Err(Rejection::too_large());
-    }
+    let mut acc = LimitedBody::new(limit, Some(body.size_hint().lower()))?;
     let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut buf: Option<BytesMut> = None;
-    let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| Rejection::bad_request())?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        let data: Bytes = data.into();
-        total = total.saturating_add(data.len());
-        if total > limit {
+        if let Ok(data) = frame.into_data() {
+            acc.push(data.into())?;
+        }
+        // Trailers carry nothing to verify.
+    }
+    Ok(acc.finish())
+}
+
+/// Accumulates body chunks under a limit; what every adapter's body reader is built on.
+///
+/// ```
+/// use bytes::Bytes;
+/// use hookwire_receiver::LimitedBody;
+/// let mut b = LimitedBody::new(4, None).unwrap();
+/// b.push(Bytes::from_static(b"ab")).unwrap();
+/// b.push(Bytes::from_static(b"cd")).unwrap();
+/// assert_eq!(b.push(Bytes::from_static(b"e")).unwrap_err().status(), 413);
+/// assert!(LimitedBody::new(4, Some(5)).is_err(), "a declared length over the limit");
+/// ```
+#[derive(Debug)]
+pub struct LimitedBody {
+    limit: usize,
+    total: usize,
+    // The usual body is one chunk: keep it without copying.
+    first: Option<Bytes>,
+    buf: Option<BytesMut>,
+}
+
+impl LimitedBody {
+    /// Starts reading; refuses at once when the `declared` length exceeds `limit`.
+    pub fn new(limit: usize, declared: Option<u64>) -> Result<Self, Rejection> {
+        if declared.is_some_and(|n| usize::try_from(n).map_or(true, |n| n > limit)) {
             return Err(Rejection::too_large());
         }
-        // The common case is a single frame: keep it without copying.
-        match (&mut first, &mut buf) {
-            (None, None) => first = Some(data),
-            (Some(f), None) => {
-                let mut b = BytesMut::with_capacity(total.min(limit));
-                b.extend_from_slice(f);
-                b.extend_from_slice(&data);
-                buf = Some(b);
-                first = None;
+        Ok(Self {
+            limit,
+            total: 0,
+            first: None,
+            buf: None,
+        })
+    }
+
+    /// Adds a chunk; 413 as soon as the total passes the limit.
+    pub fn push(&mut self, chunk: Bytes) -> Result<(), Rejection> {
+        self.total = self.total.saturating_add(chunk.len());
+        if self.total > self.limit {
+            return Err(Rejection::too_large());
+        }
+        match (&mut self.buf, self.first.take()) {
+            (Some(b), _) => b.extend_from_slice(&chunk),
+            (None, None) => self.first = Some(chunk),
+            (None, Some(f)) => {
+                let mut b = BytesMut::with_capacity(self.total);
+                b.extend_from_slice(&f);
+                b.extend_from_slice(&chunk);
+                self.buf = Some(b);
             }
-            (_, Some(b)) => b.extend_from_slice(&data),
+        }
+        Ok(())
+    }
+
+    /// The whole body.
+    pub fn finish(self) -> Bytes {
+        match self.buf {
+            Some(b) => b.freeze(),
+            None => self.first.unwrap_or_default(),
         }
     }
-    Ok(match (first, buf) {
-        (_, Some(b)) => b.freeze(),
-        (Some(f), None) => f,
-        (None, None) => Bytes::new(),
-    })
 }

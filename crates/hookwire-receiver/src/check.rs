@@ -195,7 +195,8 @@ async fn check_with<H: HeaderSource + ?Sized>(
 #[derive(Debug, Clone)]
 pub struct Gate {
     store: Arc<dyn IdempotencyStore>,
-    keys: Option<KeyRing>,
+    // Shared: adapters clone the gate per request, and a key ring holds MAC states.
+    keys: Option<Arc<KeyRing>>,
     verify: VerifyOptions,
     require_key: bool,
     max_body: usize,
@@ -238,15 +239,14 @@ impl Gate {
     /// Verifies with one secret (adds it to the key ring).
     #[must_use]
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.keys
-            .get_or_insert_with(KeyRing::new)
+        Arc::make_mut(self.keys.get_or_insert_with(Default::default))
             .push(hookwire_core::Secret::new(secret));
         self
     }
     /// Verifies with a key ring (rotation: any key may match).
     #[must_use]
     pub fn keys(mut self, keys: KeyRing) -> Self {
-        self.keys = Some(keys);
+        self.keys = Some(Arc::new(keys));
         self
     }
     /// Verification options (scheme, tolerance).
@@ -303,7 +303,7 @@ impl Gate {
     ) -> Result<Checked, Rejection> {
         let opts = CheckOptions {
             store: &self.store,
-            keys: self.keys.as_ref(),
+            keys: self.keys.as_deref(),
             verify: &self.verify,
             require_key: self.require_key,
         };

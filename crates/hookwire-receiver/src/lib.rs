@@ -60,7 +60,7 @@ pub mod server;
 #[cfg(feature = "redis")]
 mod redis_store;
 
-pub use body::{DEFAULT_MAX_BODY, read_limited};
+pub use body::{DEFAULT_MAX_BODY, LimitedBody, read_limited};
 pub use check::{CheckOptions, Checked, Gate, check, extract_idempotency_key};
 pub use guard::{ClaimGuard, Finalized};
 pub use hookwire_core::{IdempotencyConfig, IdempotencyStore, MemoryStore};
