@@ -270,6 +270,30 @@ impl Gate {
         self.store = store;
         self
     }
+    /// Uses an in-process [`hookwire_core::MemoryStore`] whose done-key TTL outlives every retry
+    /// of a sender with `policy` and per-attempt `timeout` (the reference's `minSafeTtl`,
+    /// safety factor 4), instead of the 24 h default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookwire_core::{Backoff, IdempotencyConfig, RetryPolicy};
+    /// let policy = RetryPolicy::new(5)
+    ///     .with_backoff(Backoff::exponential(Duration::from_millis(200)).with_max(Duration::from_secs(30)));
+    /// let gate = hookwire_receiver::Gate::new().retry_profile(&policy, Duration::from_secs(2));
+    /// assert_eq!(IdempotencyConfig::for_retry_profile(&policy, Duration::from_secs(2)).ttl, Duration::from_millis(72_800));
+    /// # let _ = gate;
+    /// ```
+    #[must_use]
+    pub fn retry_profile(
+        mut self,
+        policy: &hookwire_core::RetryPolicy,
+        timeout: std::time::Duration,
+    ) -> Self {
+        self.store = Arc::new(hookwire_core::MemoryStore::new(
+            hookwire_core::IdempotencyConfig::for_retry_profile(policy, timeout),
+        ));
+        self
+    }
     /// Whether requests without a key are refused (default `true`).
     #[must_use]
     pub fn require_key(mut self, yes: bool) -> Self {
