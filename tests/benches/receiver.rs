@@ -247,7 +247,7 @@ fn wrk(addr: SocketAddr, script: &Path, secs: u32) -> f64 {
 
 fn main() {
     let quick = quick_requested();
-    let (rounds, secs) = if quick { (3, 1) } else { (5, 4) };
+    let (rounds, secs) = if quick { (3, 1) } else { (8, 3) };
     let mut report = Report::new("receiver", quick);
     report.rounds(rounds);
     let (node_dir, sw_version, express_version) = node_peers();
