@@ -41,7 +41,7 @@
 //!
 //! # Limits
 //! Body 1 MiB by default ([`Gate::max_body`]; 413 as soon as it is exceeded, never buffered
-//! past the limit); request head 64 KiB; signature headers 4 KiB with at most 16 entries
+//! past the limit); request head 64 KiB (431 above it); signature headers 4 KiB with at most 16 entries
 //! (`hookwire-core`); a timestamp window of ±300 s.
 //!
 //! # Features

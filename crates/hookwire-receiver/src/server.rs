@@ -14,6 +14,18 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Largest request head accepted (URI plus every header name and value), bytes; above it the
+/// answer is 431 `headers-too-large`.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+fn head_len<B>(req: &Request<B>) -> usize {
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+}
+
 /// How long [`Server::shutdown`] waits for in-flight requests before closing their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -74,9 +86,15 @@ where
             };
             let _ = stream.set_nodelay(true);
             let h = handler.clone();
-            let svc = hyper::service::service_fn(move |req| {
-                let fut = h(req);
-                async move { Ok::<_, std::convert::Infallible>(fut.await) }
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                // hyper bounds its read buffer but not a head that arrives in one read.
+                let fut = (head_len(&req) <= MAX_HEAD_BYTES).then(|| h(req));
+                async move {
+                    Ok::<_, std::convert::Infallible>(match fut {
+                        Some(f) => f.await,
+                        None => crate::Rejection::new(431, "headers-too-large").to_response(),
+                    })
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(64 * 1024)

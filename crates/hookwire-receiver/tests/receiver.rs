@@ -510,3 +510,62 @@ async fn a_captured_request_resent_with_a_new_key_is_still_a_duplicate() {
     assert_eq!(resend(open, "attacker-key").await.status(), 204);
     assert_eq!(world.handled.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_head_is_refused() {
+    let server = receiver()
+        .on("E", |_: serde_json::Value, _| async { Ok::<_, String>(()) })
+        .build()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let huge = "a".repeat(100 * 1024);
+    let req =
+        format!("POST /E HTTP/1.1\r\nhost: x\r\nx-junk: {huge}\r\ncontent-length: 2\r\n\r\n{{}}");
+    let _ = s.write_all(req.as_bytes()).await;
+    let head = read_response(&mut s).await;
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 431"),
+        "a 100 KiB header is over the 64 KiB head limit: {head:?}"
+    );
+    server.shutdown().await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backed_receiver_fails_closed_when_redis_goes_away() {
+    let mut redis = hookwire_testkit::RedisServer::start().expect("redis-server");
+    let store = hookwire_receiver::RedisStore::open(&redis.url(), Default::default()).unwrap();
+    let world = Arc::new(World::default());
+    let w = world.clone();
+    let r = receiver()
+        .secret(SECRET)
+        .store(Arc::new(store))
+        .on("OrderPlaced", move |_: Order, _| {
+            let w = w.clone();
+            async move {
+                w.handled.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(())
+            }
+        })
+        .build();
+    let ok = r#"{"id":"o1"}"#;
+    assert_eq!(send(&r, "/OrderPlaced", Some("r1"), ok).await.0, 204);
+    let (s, _, h) = send(&r, "/OrderPlaced", Some("r1"), ok).await;
+    assert_eq!(
+        (s, &h["idempotent-replayed"]),
+        (204, &http::HeaderValue::from_static("true"))
+    );
+    redis.kill();
+    let (s, b, h) = send(&r, "/OrderPlaced", Some("r2"), ok).await;
+    assert_eq!((s, b.as_str()), (503, r#"{"error":"store-unavailable"}"#));
+    assert_eq!(&h["retry-after"], "1");
+    assert_eq!(
+        world.handled.load(Ordering::SeqCst),
+        1,
+        "nothing processed unprotected"
+    );
+}
