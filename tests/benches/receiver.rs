@@ -134,8 +134,18 @@ fn actix_server(layered: bool) -> SocketAddr {
     addr
 }
 
+/// The Node receiver process, killed when dropped (also when a run panics).
+struct NodeServer(Child);
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// express + standardwebhooks, installed with npm under `target/bench/peers/node`.
-fn node_server(dir: &Path) -> (Child, SocketAddr) {
+fn node_server(dir: &Path) -> (NodeServer, SocketAddr) {
     let script = dir.join("receiver.js");
     std::fs::write(
         &script,
@@ -160,10 +170,10 @@ const server = app.listen(0, "127.0.0.1", () => console.log(server.address().por
         .stdout(Stdio::piped())
         .spawn()
         .expect("node");
+    let stdout = child.stdout.take().unwrap();
+    let child = NodeServer(child);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
     let port: u16 = line.trim().parse().expect("node printed its port");
     (child, SocketAddr::from(([127, 0, 0, 1], port)))
 }
@@ -264,7 +274,7 @@ fn main() {
         ("actix", actix_server(true), actix_server(false)),
         ("warp", warp_server(true), warp_server(false)),
     ];
-    let (mut node, node_addr) = node_server(&node_dir);
+    let (node, node_addr) = node_server(&node_dir);
     std::thread::sleep(Duration::from_millis(300));
 
     let body = body();
@@ -330,8 +340,7 @@ fn main() {
             report.figure(&format!("{fig}_rps"), wrk(addr, &standard, secs));
         }
     }
-    let _ = node.kill();
-    let _ = node.wait();
+    drop(node);
 
     for name in ["axum", "actix", "warp"] {
         report.ratio_of_rounds(
