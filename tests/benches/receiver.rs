@@ -8,8 +8,9 @@
 //! answer fails the run: a receiver that refuses requests would look fast.
 //!
 //! - `*_vs_bare`: `hookwire` scheme with a fresh `Idempotency-Key` per request (set by the wrk
-//!   Lua script; that scheme's key is not signed), so every request takes the full path: read
-//!   with limit, verify, claim, handler, commit.
+//!   Lua script; that scheme's key is not signed) and the signature replay cache off (every
+//!   request has the same signature), so every request takes the full path: read with limit,
+//!   verify, claim, handler, commit.
 //! - `axum_vs_node`: `standard` scheme, one signed request replayed. Node verifies it; axum
 //!   verifies it and answers from the idempotency store (the replay path, handler skipped).
 
@@ -28,8 +29,13 @@ use hookwire_testkit::bench::{Report, bench_dir, quick_requested};
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn gate() -> Gate {
+    // wrk cannot re-sign per request, so every `hookwire` request carries the same signature and
+    // only the Idempotency-Key changes. The replay cache (on by default) would rightly treat all
+    // of them as resends of the first one and answer from the store; switch it off so each
+    // request takes the full path (verify, claim, handler, commit), the expensive one.
     Gate::new()
         .secret(SECRET)
+        .replay_protection(false)
         .store(Arc::new(MemoryStore::new(Default::default())))
 }
 
@@ -364,7 +370,7 @@ fn main() {
             "targets": {"each_vs_bare": 0.85, "axum_vs_node": 5.0},
         }),
     );
-    report.note("vs_bare: hookwire scheme, fresh Idempotency-Key per request (full verify+claim+commit path)");
+    report.note("vs_bare: hookwire scheme, fresh Idempotency-Key per request, replay cache off (full verify+claim+commit path)");
     report.note("axum_vs_node: standard scheme, one signed request replayed; node verifies, axum verifies and answers from the store");
     report.write().unwrap();
 }
