@@ -23,6 +23,7 @@ const SUITES: &[(&str, Harness)] = &[
         "sender",
         Harness::InTree("hookwire-webhook-sender", "sender"),
     ),
+    ("receiver", Harness::InTree("hookwire-e2e", "receiver")),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod listen;
 mod send;
 mod sign;
 mod verify;
@@ -26,6 +27,7 @@ enum Command {
     Send(send::Args),
     Sign(sign::Args),
     Verify(verify::Args),
+    Listen(listen::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,5 +48,6 @@ fn main() -> ExitCode {
         Command::Send(a) => send::run(a),
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Listen(a) => listen::run(a),
     }
 }

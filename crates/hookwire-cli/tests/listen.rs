@@ -1,0 +1,472 @@
+//! `hookwire listen` as a black box: real processes, real sockets, a real redis-server, and a
+//! peer library (npm `standardwebhooks`) signing the requests.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hookwire_core::Secret;
+use hookwire_core::signing::{Scheme, SignInput, sign};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookwire");
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A running `hookwire listen`; its stdout lines are collected in the background.
+struct Listen {
+    child: Child,
+    addr: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listen {
+    fn start(extra: &[&str]) -> Listen {
+        let mut child = Command::new(BIN)
+            .args(["listen", "--secret", SECRET, "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hookwire listen");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        err.read_line(&mut first).unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected stderr: {first:?}"));
+        let addr: SocketAddr = url.split('/').next().unwrap().parse().unwrap();
+        assert!(url.ends_with("/webhook"), "{url}");
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = err.read_to_string(&mut sink);
+        });
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let l = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        Listen {
+            child,
+            addr,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// SIGTERM, wait for a clean exit, and return every stdout line parsed.
+    fn stop(mut self) -> Vec<Value> {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "listen exits 0 on SIGTERM: {status:?}");
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for Listen {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection.
+struct Conn {
+    s: BufReader<TcpStream>,
+}
+
+struct Resp {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn {
+            s: BufReader::new(s),
+        }
+    }
+
+    fn post(&mut self, path: &str, headers: &[(String, String)], body: &[u8]) -> Resp {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.s.get_mut().write_all(&bytes).unwrap();
+        let mut line = String::new();
+        self.s.read_line(&mut line).unwrap();
+        let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            self.s.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let n: usize = headers
+            .get("content-length")
+            .map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0; n];
+        self.s.read_exact(&mut body).unwrap();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8(body).unwrap(),
+        }
+    }
+}
+
+fn signed(body: &[u8], key: &str) -> Vec<(String, String)> {
+    let now = hookwire_core::time::unix_now();
+    let mut h = sign(
+        Scheme::Hookwire,
+        &Secret::new(SECRET),
+        &SignInput::new(body, now),
+    )
+    .unwrap()
+    .to_vec();
+    h.push(("Idempotency-Key".to_owned(), key.to_owned()));
+    h
+}
+
+#[test]
+fn accepts_prints_dedupes_and_refuses() {
+    let l = Listen::start(&["--max-body", "100"]);
+    let mut c = Conn::open(l.addr);
+    let body = br#"{"type":"order.created","n":1}"#;
+    let r = c.post("/webhook", &signed(body, "k1"), body);
+    assert_eq!(r.status, 204);
+    let r = c.post("/webhook", &signed(body, "k1"), body);
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.headers.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    let mut bad = signed(body, "k2");
+    bad[0].1 = format!("sha256={}", "0".repeat(64));
+    let r = c.post("/webhook", &bad, body);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (401, r#"{"error":"bad-signature"}"#)
+    );
+    let big = vec![b'x'; 101];
+    let r = c.post("/webhook", &signed(&big, "k3"), &big);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (413, r#"{"error":"body-too-large"}"#)
+    );
+    assert_eq!(c.post("/other", &signed(body, "k4"), body).status, 404);
+    // Without --require-idempotency-key a keyless request is accepted (never de-duplicated).
+    let mut keyless = signed(b"plain text", "x");
+    keyless.pop();
+    assert_eq!(c.post("/webhook", &keyless, b"plain text").status, 204);
+
+    let lines = l.stop();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"key":"k1","deduped":false,"scheme":"hookwire","type":"order.created","body":{"type":"order.created","n":1}})
+    );
+    assert_eq!(lines[1]["deduped"], true);
+    assert_eq!(lines[2]["key"], Value::Null);
+    assert_eq!(lines[2]["body"], "plain text");
+}
+
+#[test]
+fn require_idempotency_key_refuses_keyless_requests() {
+    let l = Listen::start(&["--require-idempotency-key", "--scheme", "hookwire"]);
+    let mut c = Conn::open(l.addr);
+    let mut h = signed(b"{}", "x");
+    h.pop();
+    let r = c.post("/webhook", &h, b"{}");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, r#"{"error":"missing-key"}"#)
+    );
+    assert!(l.stop().is_empty());
+}
+
+/// A tiny app for `--forward-to`: answers 500 to the first `fail_first` requests, then 200.
+fn app(fail_first: usize) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for conn in l.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut r = BufReader::new(conn);
+            loop {
+                let mut head = String::new();
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    head.push_str(&line);
+                }
+                if head.is_empty() {
+                    break;
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                s.lock().unwrap().push(head);
+                n += 1;
+                let resp: &[u8] = if n <= fail_first {
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                };
+                if r.get_mut().write_all(resp).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn forward_to_relays_status_and_releases_on_app_failure() {
+    let (app_addr, seen) = app(1);
+    let url = format!("http://{app_addr}/hooks");
+    let l = Listen::start(&["--forward-to", &url]);
+    let mut c = Conn::open(l.addr);
+    let body = br#"{"n":1}"#;
+    let r = c.post("/webhook", &signed(body, "f1"), body);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (500, "oops"),
+        "the app's answer is relayed"
+    );
+    // The claim was released: the sender's retry reaches the app and succeeds.
+    let r = c.post("/webhook", &signed(body, "f1"), body);
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    let r = c.post("/webhook", &signed(body, "f1"), body);
+    assert_eq!(r.status, 204, "now a replay");
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2);
+    assert!(heads[1].starts_with("POST /hooks HTTP/1.1"), "{}", heads[1]);
+    assert!(
+        heads[1]
+            .to_ascii_lowercase()
+            .contains("x-webhook-signature: sha256=")
+    );
+    let lines = l.stop();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["deduped"], false);
+    assert_eq!(lines[1]["deduped"], true);
+}
+
+#[test]
+fn forward_to_a_dead_app_is_502_and_the_retry_is_processed() {
+    let dead = hookwire_testkit::free_port();
+    let url = format!("http://127.0.0.1:{dead}/");
+    let l = Listen::start(&["--forward-to", &url]);
+    let mut c = Conn::open(l.addr);
+    let body = b"{}";
+    let r = c.post("/webhook", &signed(body, "d1"), body);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (502, r#"{"error":"forward-failed"}"#)
+    );
+    let r = c.post("/webhook", &signed(body, "d1"), body);
+    assert_eq!(r.status, 502, "released, so tried again (not deduped)");
+    assert!(l.stop().is_empty());
+}
+
+#[test]
+fn two_redis_listeners_never_both_process_a_key_across_10000_requests() {
+    let redis = hookwire_testkit::RedisServer::start().expect("redis-server");
+    let url = redis.url();
+    let a = Listen::start(&["--redis", &url, "--require-idempotency-key"]);
+    let b = Listen::start(&["--redis", &url, "--require-idempotency-key"]);
+    // 4 000 keys sent twice, the first 2 000 a third time: 10 000 requests, spread over both
+    // listeners and 16 concurrent clients so duplicates race each other.
+    let mut plan: Vec<(usize, usize)> = Vec::new();
+    for k in 0..4000 {
+        plan.push((k, k % 2));
+        plan.push((k, (k + 1) % 2));
+        if k < 2000 {
+            plan.push((k, k % 2));
+        }
+    }
+    assert_eq!(plan.len(), 10_000);
+    let addrs = [a.addr, b.addr];
+    let workers = 16;
+    let plan = Arc::new(plan);
+    let threads: Vec<_> = (0..workers)
+        .map(|w| {
+            let plan = plan.clone();
+            std::thread::spawn(move || {
+                let mut conns = [Conn::open(addrs[0]), Conn::open(addrs[1])];
+                let (mut ok, mut conflicts) = (0, 0);
+                // Worker w takes every `workers`-th request, so copies of one key (adjacent in
+                // the plan) are sent at the same moment by different workers.
+                for &(k, target) in plan.iter().skip(w).step_by(workers) {
+                    let body = format!(r#"{{"k":{k}}}"#);
+                    loop {
+                        let r = conns[target].post(
+                            "/webhook",
+                            &signed(body.as_bytes(), &format!("key-{k}")),
+                            body.as_bytes(),
+                        );
+                        if r.status == 409 {
+                            conflicts += 1;
+                            std::thread::sleep(Duration::from_millis(2));
+                            continue;
+                        }
+                        assert_eq!(r.status, 204, "{}", r.body);
+                        ok += 1;
+                        break;
+                    }
+                }
+                (ok, conflicts)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in threads {
+        total += t.join().unwrap().0;
+    }
+    assert_eq!(total, 10_000);
+    let mut lines = a.stop();
+    lines.extend(b.stop());
+    assert_eq!(lines.len(), 10_000);
+    let mut processed: HashMap<String, usize> = HashMap::new();
+    for l in &lines {
+        if l["deduped"] == false {
+            *processed
+                .entry(l["key"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(processed.len(), 4000, "every key processed");
+    let twice: Vec<_> = processed.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "keys processed more than once: {twice:?}");
+}
+
+/// Requests signed by the npm `standardwebhooks` package are accepted by `--scheme auto`.
+#[test]
+fn npm_standardwebhooks_requests_are_accepted_by_scheme_auto() {
+    let dir = node_peers();
+    let l = Listen::start(&["--scheme", "auto", "--require-idempotency-key"]);
+    let script = format!(
+        r#"
+const {{ Webhook }} = require({module:?});
+const wh = new Webhook({SECRET:?});
+(async () => {{
+  const out = [];
+  for (const [id, body] of [["msg_npm_1", '{{"type":"order.created","id":1}}'], ["msg_npm_1", '{{"type":"order.created","id":1}}'], ["msg_npm_2", '{{"big": 12345678901234567890}}']]) {{
+    const ts = new Date();
+    const sig = wh.sign(id, ts, body);
+    const res = await fetch("http://{addr}/webhook", {{ method: "POST", body, headers: {{
+      "webhook-id": id, "webhook-timestamp": String(Math.floor(ts.getTime() / 1000)),
+      "webhook-signature": sig, "content-type": "application/json" }} }});
+    out.push(res.status + " " + (res.headers.get("idempotent-replayed") || "-"));
+  }}
+  const bad = await fetch("http://{addr}/webhook", {{ method: "POST", body: "{{}}", headers: {{
+      "webhook-id": "msg_x", "webhook-timestamp": String(Math.floor(Date.now() / 1000)),
+      "webhook-signature": new Webhook("whsec_" + Buffer.from("another-secret-of-24-bytes").toString("base64")).sign("msg_x", new Date(), "{{}}") }} }});
+  out.push(bad.status + " " + await bad.text());
+  console.log(out.join("\n"));
+}})();
+"#,
+        module = dir
+            .join("node_modules/standardwebhooks")
+            .display()
+            .to_string(),
+        addr = l.addr,
+    );
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        got,
+        [
+            "204 -",
+            "204 true",
+            "204 -",
+            r#"401 {"error":"bad-signature"}"#
+        ],
+        "{text}"
+    );
+    let lines = l.stop();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["key"], "msg_npm_1");
+    assert_eq!(lines[0]["scheme"], "standard");
+    assert_eq!(lines[0]["type"], "order.created");
+}
+
+/// `standardwebhooks` from npm, installed once under the target dir.
+fn node_peers() -> std::path::PathBuf {
+    let dir = hookwire_testkit::bench::bench_dir().join("peers/node");
+    if !dir
+        .join("node_modules/standardwebhooks/package.json")
+        .exists()
+    {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "standardwebhooks",
+                "express",
+            ])
+            .current_dir(&dir)
+            .status()
+            .expect("npm (Node.js) is needed for the peer-library test");
+        assert!(st.success(), "npm install standardwebhooks failed");
+    }
+    dir
+}

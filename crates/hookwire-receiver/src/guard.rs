@@ -1,0 +1,110 @@
+//! Finalizing a claim: commit after success, release after failure, release on drop.
+
+use std::sync::Arc;
+
+use hookwire_core::{FencingToken, IdempotencyStore};
+
+/// How a claim ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finalized {
+    /// The key is done: duplicates are answered as replays.
+    Committed,
+    /// The key is free again: the sender's retry will be processed.
+    Released,
+    /// The claim was no longer ours (its lease expired and another request took the key), or
+    /// the store failed; nothing changed.
+    Lost,
+}
+
+/// A live claim on an idempotency key.
+///
+/// Finish it with [`ClaimGuard::finish`] (from the response status), [`ClaimGuard::commit`] or
+/// [`ClaimGuard::release`]. Dropping an unfinished guard (handler panicked, client went away,
+/// future cancelled) releases the key in the background so the sender's retry is processed.
+#[derive(Debug)]
+pub struct ClaimGuard {
+    claim: Option<(Arc<dyn IdempotencyStore>, String, FencingToken)>,
+}
+
+impl ClaimGuard {
+    /// Wraps a fresh claim.
+    pub fn new(store: Arc<dyn IdempotencyStore>, key: String, token: FencingToken) -> Self {
+        Self {
+            claim: Some((store, key, token)),
+        }
+    }
+
+    /// The claimed key.
+    pub fn key(&self) -> &str {
+        self.claim.as_ref().map_or("", |(_, k, _)| k.as_str())
+    }
+
+    /// Commits for a status below 400, releases otherwise (the rule every adapter applies).
+    pub async fn finish(self, status: u16) -> Finalized {
+        if status < 400 {
+            self.commit().await
+        } else {
+            self.release().await
+        }
+    }
+
+    /// Marks the key done.
+    pub async fn commit(mut self) -> Finalized {
+        let Some((store, key, token)) = self.claim.take() else {
+            return Finalized::Lost;
+        };
+        match store.commit(&key, &token).await {
+            Ok(true) => Finalized::Committed,
+            Ok(false) => {
+                tracing::warn!(
+                    key,
+                    "claim expired before commit; a duplicate may be processed"
+                );
+                Finalized::Lost
+            }
+            Err(e) => {
+                tracing::error!(key, error = %e, "commit failed");
+                Finalized::Lost
+            }
+        }
+    }
+
+    /// Frees the key.
+    pub async fn release(mut self) -> Finalized {
+        let Some((store, key, token)) = self.claim.take() else {
+            return Finalized::Lost;
+        };
+        release_now(&*store, &key, &token).await
+    }
+}
+
+async fn release_now(store: &dyn IdempotencyStore, key: &str, token: &FencingToken) -> Finalized {
+    match store.release(key, token).await {
+        Ok(true) => Finalized::Released,
+        Ok(false) => Finalized::Lost,
+        Err(e) => {
+            // The lease expires by itself, so the key frees up after it anyway.
+            tracing::error!(key, error = %e, "release failed; the key frees when its lease ends");
+            Finalized::Lost
+        }
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        let Some((store, key, token)) = self.claim.take() else {
+            return;
+        };
+        tracing::debug!(key, "claim dropped unfinished; releasing");
+        // Memory stores finish synchronously; others need the runtime. Without one the lease
+        // expiry frees the key.
+        let mut fut = Box::pin(async move { release_now(&*store, &key, &token).await });
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        if fut.as_mut().poll(&mut cx).is_pending()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(fut);
+        }
+    }
+}

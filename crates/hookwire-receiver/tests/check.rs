@@ -1,0 +1,251 @@
+//! `extract_idempotency_key` and `check`: the exact order of reasons, signed ids as keys, and
+//! spoofed requests never reaching the store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hookwire_core::idempotency::BoxFuture;
+use hookwire_core::signing::{Scheme, SignInput, VerifyOptions, sign};
+use hookwire_core::{
+    Claim, FencingToken, IdempotencyStore, KeyRing, MemoryStore, Secret, StoreError,
+};
+use hookwire_receiver::{CheckOptions, Rejection, check, extract_idempotency_key};
+
+const NOW: i64 = 1_700_000_000;
+
+type Headers = Vec<(String, String)>;
+
+/// A real MemoryStore that counts claims, to prove which requests reach it.
+#[derive(Debug)]
+struct Counting {
+    inner: MemoryStore,
+    claims: AtomicUsize,
+}
+
+impl IdempotencyStore for Counting {
+    fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        self.inner.claim(key)
+    }
+    fn commit<'a>(
+        &'a self,
+        k: &'a str,
+        t: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.commit(k, t)
+    }
+    fn release<'a>(
+        &'a self,
+        k: &'a str,
+        t: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.release(k, t)
+    }
+}
+
+fn counting() -> (Arc<Counting>, Arc<dyn IdempotencyStore>) {
+    let c = Arc::new(Counting {
+        inner: MemoryStore::new(Default::default()),
+        claims: AtomicUsize::new(0),
+    });
+    (c.clone(), c)
+}
+
+fn signed(scheme: Scheme, secret: &str, body: &[u8], id: Option<&str>) -> Vec<(String, String)> {
+    let mut input = SignInput::new(body, NOW);
+    if let Some(id) = id {
+        input = input.id(id);
+    }
+    sign(scheme, &Secret::new(secret), &input).unwrap().to_vec()
+}
+
+fn with(mut h: Vec<(String, String)>, name: &str, value: &str) -> Vec<(String, String)> {
+    h.push((name.to_owned(), value.to_owned()));
+    h
+}
+
+async fn run(
+    store: &Arc<dyn IdempotencyStore>,
+    keys: Option<&KeyRing>,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<hookwire_receiver::Checked, Rejection> {
+    let verify = VerifyOptions::default().at(NOW);
+    check(headers, body, &CheckOptions::new(store, keys, &verify)).await
+}
+
+#[test]
+fn key_extraction_rules() {
+    let mut h = http::HeaderMap::new();
+    h.insert("IDEMPOTENCY-KEY", "".parse().unwrap());
+    assert_eq!(extract_idempotency_key(&h), None, "empty");
+    h.insert("idempotency-key", " ".parse().unwrap());
+    assert_eq!(
+        extract_idempotency_key(&h),
+        Some(" "),
+        "whitespace is usable, verbatim"
+    );
+    h.insert(
+        "idempotency-key",
+        http::HeaderValue::from_bytes(b"\xff").unwrap(),
+    );
+    assert_eq!(extract_idempotency_key(&h), None, "not UTF-8");
+    let pairs = [("Idempotency-Key", "a"), ("IDEMPOTENCY-KEY", "b")];
+    assert_eq!(
+        extract_idempotency_key(&pairs[..]),
+        None,
+        "repeated is ambiguous"
+    );
+}
+
+#[tokio::test]
+async fn reasons_in_order_and_spoofs_never_touch_the_store() {
+    let (count, store) = counting();
+    let keys = KeyRing::from("s3cret");
+    let body = br#"{"a":1}"#;
+    let good = with(
+        signed(Scheme::Hookwire, "s3cret", body, None),
+        "Idempotency-Key",
+        "k1",
+    );
+
+    let cases: Vec<(Headers, &[u8], u16, &str)> = vec![
+        (good.clone(), b"", 400, "empty-body"),
+        (
+            vec![("Idempotency-Key".into(), "k1".into())],
+            body,
+            401,
+            "missing-signature",
+        ),
+        (
+            vec![("X-Webhook-Signature".into(), "sha256=00".into())],
+            body,
+            401,
+            "missing-timestamp",
+        ),
+        (
+            with(
+                signed(Scheme::Hookwire, "s3cret", body, None),
+                "X-Webhook-Timestamp",
+                "1",
+            ),
+            body,
+            401,
+            "malformed-header",
+        ),
+        (good.clone(), br#"{"a":2}"#, 401, "bad-signature"),
+        (
+            signed(Scheme::Hookwire, "other", body, None),
+            body,
+            401,
+            "bad-signature",
+        ),
+        (
+            signed(Scheme::Hookwire, "s3cret", body, None),
+            body,
+            400,
+            "missing-key",
+        ),
+    ];
+    for (h, b, status, reason) in cases {
+        let r = run(&store, Some(&keys), &h, b).await.unwrap_err();
+        assert_eq!((r.status(), r.reason()), (status, reason), "headers {h:?}");
+    }
+    assert_eq!(
+        count.claims.load(Ordering::SeqCst),
+        0,
+        "no failed request may claim"
+    );
+
+    let ok = run(&store, Some(&keys), &good, body).await.unwrap();
+    assert_eq!(ok.key.as_deref(), Some("k1"));
+    assert_eq!(ok.scheme(), Some(Scheme::Hookwire));
+    assert_eq!(count.claims.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn stale_and_future() {
+    let (_, store) = counting();
+    let keys = KeyRing::from("s3cret");
+    let body = b"{}";
+    for (ts, reason) in [(NOW - 301, "stale"), (NOW + 301, "future")] {
+        let h = sign(
+            Scheme::Hookwire,
+            &Secret::new("s3cret"),
+            &SignInput::new(body, ts),
+        )
+        .unwrap()
+        .to_vec();
+        let h = with(h, "Idempotency-Key", "k");
+        let r = run(&store, Some(&keys), &h, body).await.unwrap_err();
+        assert_eq!((r.status(), r.reason()), (401, reason));
+    }
+}
+
+#[tokio::test]
+async fn signed_ids_are_keys_for_standard_and_github() {
+    let (_, store) = counting();
+    let body = b"{}";
+    let std_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let keys = KeyRing::from(std_secret);
+    let h = signed(Scheme::Standard, std_secret, body, Some("msg_1"));
+    let first = run(&store, Some(&keys), &h, body).await.unwrap();
+    assert_eq!(first.key.as_deref(), Some("msg_1"));
+    // The signed id wins over an unsigned Idempotency-Key a replayer could swap.
+    let swapped = with(h.clone(), "Idempotency-Key", "fresh-key");
+    let r = run(&store, Some(&keys), &swapped, body).await.unwrap_err();
+    assert_eq!((r.status(), r.reason()), (409, "in-flight"));
+    assert!(r.retry_after().unwrap() >= 1);
+    first.guard.unwrap().commit().await;
+    assert!(
+        run(&store, Some(&keys), &swapped, body)
+            .await
+            .unwrap()
+            .deduped
+    );
+
+    let gh = KeyRing::from("ghs");
+    let h = signed(Scheme::Github, "ghs", body, Some("delivery-1"));
+    let c = run(&store, Some(&gh), &h, body).await.unwrap();
+    assert_eq!(c.key.as_deref(), Some("delivery-1"));
+    let h = with(
+        signed(Scheme::Github, "ghs", body, Some("delivery-2")),
+        "Idempotency-Key",
+        "ik",
+    );
+    assert_eq!(
+        run(&store, Some(&gh), &h, body)
+            .await
+            .unwrap()
+            .key
+            .as_deref(),
+        Some("ik")
+    );
+    let h = signed(Scheme::Github, "ghs", body, None);
+    assert_eq!(
+        run(&store, Some(&gh), &h, body).await.unwrap_err().reason(),
+        "missing-key"
+    );
+}
+
+#[tokio::test]
+async fn release_lets_the_retry_through_and_optional_keys_skip_the_store() {
+    let (count, store) = counting();
+    let h = vec![("Idempotency-Key".to_owned(), "k".to_owned())];
+    let first = run(&store, None, &h, b"").await.unwrap();
+    first.guard.unwrap().release().await;
+    let retry = run(&store, None, &h, b"").await.unwrap();
+    assert!(!retry.deduped, "a released key is processed again");
+    drop(retry); // dropping an unfinished claim releases it too
+    assert!(!run(&store, None, &h, b"").await.unwrap().deduped);
+
+    let verify = VerifyOptions::default();
+    let mut opts = CheckOptions::new(&store, None, &verify);
+    opts.require_key = false;
+    let before = count.claims.load(Ordering::SeqCst);
+    let c = check(&Vec::<(String, String)>::new(), b"{}", &opts)
+        .await
+        .unwrap();
+    assert!(c.key.is_none() && c.guard.is_none());
+    assert_eq!(count.claims.load(Ordering::SeqCst), before);
+}

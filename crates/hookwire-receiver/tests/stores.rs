@@ -1,0 +1,107 @@
+//! Both stores pass the testkit's `IdempotencyStore` conformance suite; the Redis one against a
+//! real redis-server.
+
+use std::sync::Arc;
+
+use hookwire_core::{IdempotencyConfig, IdempotencyStore, MemoryStore};
+
+mod memory {
+    use super::*;
+    hookwire_testkit::idempotency_conformance!(|c: IdempotencyConfig| {
+        Arc::new(MemoryStore::new(c)) as Arc<dyn IdempotencyStore>
+    });
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use hookwire_core::idempotency::BoxFuture;
+    use hookwire_core::{Claim, FencingToken, StoreError};
+    use hookwire_receiver::RedisStore;
+    use hookwire_testkit::RedisServer;
+
+    use super::*;
+
+    /// A store with its own redis-server, stopped when the store is dropped (a static server
+    /// would outlive the test process).
+    #[derive(Debug)]
+    struct WithServer {
+        store: RedisStore,
+        _server: RedisServer,
+    }
+
+    impl IdempotencyStore for WithServer {
+        fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, StoreError>> {
+            self.store.claim(key)
+        }
+        fn commit<'a>(
+            &'a self,
+            key: &'a str,
+            token: &'a FencingToken,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.store.commit(key, token)
+        }
+        fn release<'a>(
+            &'a self,
+            key: &'a str,
+            token: &'a FencingToken,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.store.release(key, token)
+        }
+    }
+
+    fn make(c: IdempotencyConfig) -> Arc<dyn IdempotencyStore> {
+        let server = RedisServer::start().expect("redis-server");
+        let store = RedisStore::open(&server.url(), c).expect("url");
+        Arc::new(WithServer {
+            store,
+            _server: server,
+        })
+    }
+
+    hookwire_testkit::idempotency_conformance!(make);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_redis_is_an_unavailable_error_not_a_hang() {
+        let port = hookwire_testkit::free_port();
+        let s = RedisStore::open(
+            &format!("redis://127.0.0.1:{port}"),
+            IdempotencyConfig::default(),
+        )
+        .unwrap();
+        let e = s.claim("k").await.unwrap_err();
+        assert!(e.is_unavailable(), "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_hash_tagged_keys_with_the_lease_as_ttl() {
+        let server = RedisServer::start().expect("redis-server");
+        let s = RedisStore::open(
+            &server.url(),
+            IdempotencyConfig::default().with_lease(std::time::Duration::from_secs(7)),
+        )
+        .unwrap()
+        .with_prefix("tagcheck");
+        let hookwire_core::Claim::Fresh(_) = s.claim("evt{1}").await.unwrap() else {
+            panic!("fresh")
+        };
+        let ttl = server.command("PTTL tagcheck:{evt%7B1%7D}").unwrap();
+        let ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+        assert!((1..=7000).contains(&ms), "pttl {ms}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_server_share_claims() {
+        let server = RedisServer::start().expect("redis-server");
+        let a = RedisStore::open(&server.url(), IdempotencyConfig::default()).unwrap();
+        let b = RedisStore::open(&server.url(), IdempotencyConfig::default()).unwrap();
+        let hookwire_core::Claim::Fresh(t) = a.claim("k").await.unwrap() else {
+            panic!("fresh")
+        };
+        assert!(matches!(
+            b.claim("k").await.unwrap(),
+            hookwire_core::Claim::InFlight { .. }
+        ));
+        assert!(a.commit("k", &t).await.unwrap());
+        assert_eq!(b.claim("k").await.unwrap(), hookwire_core::Claim::Done);
+    }
+}

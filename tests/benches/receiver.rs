@@ -1,0 +1,376 @@
+//! `cargo xtask bench receiver`: signed 1 KiB webhook POSTs per second through each adapter
+//! versus the same framework's bare handler, and through the axum adapter versus a Node
+//! receiver (express + the npm `standardwebhooks` package verifying the same requests).
+//!
+//! Load comes from `wrk` (one thread, 16 keep-alive connections) on loopback. Every server runs
+//! on one worker thread (Node is single-threaded too), rounds interleave the two sides of each
+//! ratio with alternating order, and the ratio is the median of per-round ratios. Any non-2xx
+//! answer fails the run: a receiver that refuses requests would look fast.
+//!
+//! - `*_vs_bare`: `hookwire` scheme with a fresh `Idempotency-Key` per request (set by the wrk
+//!   Lua script; that scheme's key is not signed) and the signature replay cache off (every
+//!   request has the same signature), so every request takes the full path: read with limit,
+//!   verify, claim, handler, commit.
+//! - `axum_vs_node`: `standard` scheme, one signed request replayed. Node verifies it; axum
+//!   verifies it and answers from the idempotency store (the replay path, handler skipped).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookwire_core::signing::{Scheme, SignInput, sign};
+use hookwire_core::{MemoryStore, Secret};
+use hookwire_receiver::Gate;
+use hookwire_testkit::bench::{Report, bench_dir, quick_requested};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn gate() -> Gate {
+    // wrk cannot re-sign per request, so every `hookwire` request carries the same signature and
+    // only the Idempotency-Key changes. The replay cache (on by default) would rightly treat all
+    // of them as resends of the first one and answer from the store; switch it off so each
+    // request takes the full path (verify, claim, handler, commit), the expensive one.
+    Gate::new()
+        .secret(SECRET)
+        .replay_protection(false)
+        .store(Arc::new(MemoryStore::new(Default::default())))
+}
+
+/// A 1 KiB JSON body.
+fn body() -> String {
+    let pad = "x".repeat(1024 - r#"{"type":"order.created","pad":""}"#.len());
+    let b = format!(r#"{{"type":"order.created","pad":"{pad}"}}"#);
+    assert_eq!(b.len(), 1024);
+    b
+}
+
+/// Runs `f` (which starts a server and returns its address) on its own one-worker runtime.
+fn tokio_server<F, Fut>(f: F) -> SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_l.local_addr().unwrap();
+    std_l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(std_l).unwrap();
+            f(l).await;
+        });
+    });
+    addr
+}
+
+fn axum_server(layered: bool) -> SocketAddr {
+    tokio_server(move |l| async move {
+        async fn h(_b: bytes::Bytes) -> axum::http::StatusCode {
+            axum::http::StatusCode::NO_CONTENT
+        }
+        let mut app = axum::Router::new().route("/webhook", axum::routing::post(h));
+        if layered {
+            app = app.layer(hookwire_receiver_axum::HookwireLayer::new(gate()));
+        }
+        axum::serve(l, app).await.unwrap();
+    })
+}
+
+fn warp_server(layered: bool) -> SocketAddr {
+    use warp::Filter;
+    tokio_server(move |l| async move {
+        let base = warp::post()
+            .and(warp::path("webhook"))
+            .and(warp::path::end());
+        if layered {
+            let route = base
+                .and(hookwire_receiver_warp::webhook(gate()))
+                .and_then(|w: hookwire_receiver_warp::Webhook| async move {
+                    Ok::<_, warp::Rejection>(w.finish(warp::http::StatusCode::NO_CONTENT).await)
+                })
+                .recover(hookwire_receiver_warp::recover);
+            warp::serve(route).incoming(l).run().await;
+        } else {
+            let route = base
+                .and(warp::body::bytes())
+                .map(|_b: bytes::Bytes| warp::http::StatusCode::NO_CONTENT);
+            warp::serve(route).incoming(l).run().await;
+        }
+    })
+}
+
+fn actix_server(layered: bool) -> SocketAddr {
+    use actix_web::{App, HttpResponse, web};
+    let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            async fn h(_b: web::Bytes) -> HttpResponse {
+                HttpResponse::NoContent().finish()
+            }
+            // Two distinct apps: the bare one has no middleware slot at all.
+            let server = if layered {
+                actix_web::HttpServer::new(|| {
+                    App::new()
+                        .wrap(hookwire_receiver_actix::Hookwire::new(gate()))
+                        .route("/webhook", web::post().to(h))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(std_l)
+                .unwrap()
+                .run()
+            } else {
+                actix_web::HttpServer::new(|| App::new().route("/webhook", web::post().to(h)))
+                    .workers(1)
+                    .disable_signals()
+                    .listen(std_l)
+                    .unwrap()
+                    .run()
+            };
+            server.await.unwrap();
+        });
+    });
+    addr
+}
+
+/// The Node receiver process, killed when dropped (also when a run panics).
+struct NodeServer(Child);
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// express + standardwebhooks, installed with npm under `target/bench/peers/node`.
+fn node_server(dir: &Path) -> (NodeServer, SocketAddr) {
+    let script = dir.join("receiver.js");
+    std::fs::write(
+        &script,
+        r#"
+const express = require("express");
+const { Webhook } = require("standardwebhooks");
+const wh = new Webhook(process.argv[2]);
+const app = express();
+app.post("/webhook", express.raw({ type: "*/*", limit: "1mb" }), (req, res) => {
+  try { wh.verify(req.body.toString("utf8"), req.headers); }
+  catch (e) { return res.status(401).json({ error: "bad-signature" }); }
+  res.status(204).end();
+});
+const server = app.listen(0, "127.0.0.1", () => console.log(server.address().port));
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg(SECRET)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node");
+    let stdout = child.stdout.take().unwrap();
+    let child = NodeServer(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let port: u16 = line.trim().parse().expect("node printed its port");
+    (child, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn node_peers() -> (PathBuf, String, String) {
+    let dir = bench_dir().join("peers/node");
+    if !dir.join("node_modules/express/package.json").exists()
+        || !dir
+            .join("node_modules/standardwebhooks/package.json")
+            .exists()
+    {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "standardwebhooks",
+                "express",
+            ])
+            .current_dir(&dir)
+            .status()
+            .expect("npm");
+        assert!(st.success(), "npm install failed");
+    }
+    let version = |m: &str| {
+        let p = dir.join("node_modules").join(m).join("package.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        v["version"].as_str().unwrap_or("?").to_owned()
+    };
+    let (sw, ex) = (version("standardwebhooks"), version("express"));
+    (dir, sw, ex)
+}
+
+fn lua_escape(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// A wrk script: fixed signed headers, plus a fresh Idempotency-Key per request when
+/// `key_prefix` is given.
+fn script(path: &Path, headers: &[(String, String)], body: &str, key_prefix: Option<&str>) {
+    let mut s = String::from("wrk.method = \"POST\"\n");
+    s.push_str(&format!("wrk.body = {}\n", lua_escape(body)));
+    s.push_str("wrk.headers[\"Content-Type\"] = \"application/json\"\n");
+    for (k, v) in headers {
+        s.push_str(&format!(
+            "wrk.headers[{}] = {}\n",
+            lua_escape(k),
+            lua_escape(v)
+        ));
+    }
+    if let Some(p) = key_prefix {
+        s.push_str(&format!(
+            "local n = 0\nrequest = function()\n  n = n + 1\n  wrk.headers[\"Idempotency-Key\"] = {} .. n\n  return wrk.format()\nend\n",
+            lua_escape(p)
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+/// Requests/s from one wrk run; panics on any non-2xx answer or socket error.
+fn wrk(addr: SocketAddr, script: &Path, secs: u32) -> f64 {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c16", "--latency"])
+        .arg(format!("-d{secs}s"))
+        .arg("-s")
+        .arg(script)
+        .arg(format!("http://{addr}/webhook"))
+        .output()
+        .expect("wrk (install the `wrk` package)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("Non-2xx or 3xx responses"),
+        "a receiver refused requests:\n{text}"
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+fn main() {
+    let quick = quick_requested();
+    let (rounds, secs) = if quick { (3, 1) } else { (8, 3) };
+    let mut report = Report::new("receiver", quick);
+    report.rounds(rounds);
+    let (node_dir, sw_version, express_version) = node_peers();
+    report.peer("standardwebhooks (npm)", &sw_version);
+    report.peer("express (npm)", &express_version);
+    let node_version = Command::new("node").arg("--version").output().map_or_else(
+        |_| "?".to_owned(),
+        |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+    );
+    report.peer("node", &node_version);
+
+    let servers = [
+        ("axum", axum_server(true), axum_server(false)),
+        ("actix", actix_server(true), actix_server(false)),
+        ("warp", warp_server(true), warp_server(false)),
+    ];
+    let (node, node_addr) = node_server(&node_dir);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let body = body();
+    let ts = hookwire_core::time::unix_now();
+    let hookwire_headers = sign(
+        Scheme::Hookwire,
+        &Secret::new(SECRET),
+        &SignInput::new(body.as_bytes(), ts),
+    )
+    .unwrap()
+    .to_vec();
+    let standard_headers = sign(
+        Scheme::Standard,
+        &Secret::new(SECRET),
+        &SignInput::new(body.as_bytes(), ts).id("msg_bench"),
+    )
+    .unwrap()
+    .to_vec();
+    let dir = bench_dir().join("receiver-wrk");
+    std::fs::create_dir_all(&dir).unwrap();
+    let standard = dir.join("standard.lua");
+    script(&standard, &standard_headers, &body, None);
+
+    // Warm up every server once (JIT for Node, connection pools, allocator).
+    let warm = dir.join("warm.lua");
+    script(&warm, &hookwire_headers, &body, Some("warm-"));
+    for (_, layered, bare) in &servers {
+        wrk(*layered, &warm, 1);
+        wrk(*bare, &warm, 1);
+    }
+    wrk(servers[0].1, &standard, 1);
+    wrk(node_addr, &standard, 1);
+
+    for round in 0..rounds {
+        let fresh = dir.join(format!("round{round}.lua"));
+        script(
+            &fresh,
+            &hookwire_headers,
+            &body,
+            Some(&format!("r{round}-{ts}-")),
+        );
+        for (name, layered, bare) in &servers {
+            let mut pair = [
+                (format!("{name}_hookwire"), *layered),
+                (format!("{name}_bare"), *bare),
+            ];
+            if round % 2 == 1 {
+                pair.reverse();
+            }
+            for (fig, addr) in pair {
+                let rps = wrk(addr, &fresh, secs);
+                report.figure(&format!("{fig}_rps"), rps);
+            }
+        }
+        let mut pair = [
+            ("axum_hookwire_standard", servers[0].1),
+            ("node_standardwebhooks", node_addr),
+        ];
+        if round % 2 == 1 {
+            pair.reverse();
+        }
+        for (fig, addr) in pair {
+            report.figure(&format!("{fig}_rps"), wrk(addr, &standard, secs));
+        }
+    }
+    drop(node);
+
+    for name in ["axum", "actix", "warp"] {
+        report.ratio_of_rounds(
+            &format!("{name}_vs_bare"),
+            &format!("{name}_hookwire_rps"),
+            &format!("{name}_bare_rps"),
+        );
+    }
+    report.ratio_of_rounds(
+        "axum_vs_node",
+        "axum_hookwire_standard_rps",
+        "node_standardwebhooks_rps",
+    );
+    report.extra(
+        "method",
+        serde_json::json!({
+            "load": "wrk -t1 -c16, keep-alive, loopback",
+            "body_bytes": 1024,
+            "server_threads": 1,
+            "seconds_per_run": secs,
+            "targets": {"each_vs_bare": 0.85, "axum_vs_node": 5.0},
+        }),
+    );
+    report.note("vs_bare: hookwire scheme, fresh Idempotency-Key per request, replay cache off (full verify+claim+commit path)");
+    report.note("axum_vs_node: standard scheme, one signed request replayed; node verifies, axum verifies and answers from the store");
+    report.write().unwrap();
+}
