@@ -17,6 +17,7 @@ enum Harness {
 const SUITES: &[(&str, Harness)] = &[
     ("sign", Harness::Peers("sign")),
     ("patch", Harness::InTree("hookwire-patch", "patch")),
+    ("jobs", Harness::InTree("hookwire-jobs-redis", "jobs")),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
