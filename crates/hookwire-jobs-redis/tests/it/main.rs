@@ -15,3 +15,5 @@ async fn backend() -> (Backend, RedisServer) {
 mod conformance {
     hookwire_jobs::jobs_conformance!(super::backend());
 }
+
+mod fault;
