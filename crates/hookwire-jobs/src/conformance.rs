@@ -718,11 +718,11 @@ pub async fn lease_renewal_keeps_long_jobs_single(b: Backend) {
         JobDef::new(&q, move |_: u8, m: JobMeta| {
             r.hit(&m.id);
             async {
-                tokio::time::sleep(Duration::from_millis(700)).await;
+                tokio::time::sleep(Duration::from_millis(1300)).await;
                 Ok::<_, std::io::Error>(())
             }
         })
-        .lease(Duration::from_millis(150))
+        .lease(Duration::from_millis(400))
     };
     let one = start(&b, mk()).await;
     let two = start(&b, mk()).await;

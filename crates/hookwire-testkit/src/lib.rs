@@ -14,8 +14,10 @@
 
 pub mod bench;
 pub mod idempotency;
+mod redis_cluster;
 mod redis_server;
 
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 
 /// A TCP port that was free on 127.0.0.1 a moment ago.

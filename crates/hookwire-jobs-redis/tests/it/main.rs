@@ -16,4 +16,6 @@ mod conformance {
     hookwire_jobs::jobs_conformance!(super::backend());
 }
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod fault;
