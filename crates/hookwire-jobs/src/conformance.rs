@@ -38,7 +38,8 @@ macro_rules! jobs_conformance {
             stale_worker_acks_are_refused, lease_renewal_keeps_long_jobs_single,
             concurrency_is_bounded, events_completed_and_failed, shutdown_releases_active_jobs,
             raw_json_and_bad_input, many_due_at_once, no_duplicates_under_load,
-            task_queue_deduplicates, counts_per_state
+            task_queue_deduplicates, counts_per_state, panicking_handler_is_retried,
+            stats_handler_requires_the_token
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1095,5 +1096,65 @@ pub async fn counts_per_state(b: Backend) {
     let jobs = start(&b, counting(&q, &Runs::default()).concurrency(1)).await;
     let s = jobs.stats().await.expect("stats");
     assert!(s.contains_key(&q));
+    jobs.shutdown().await;
+}
+
+/// A handler that panics fails that attempt as retryable; the worker keeps running.
+pub async fn panicking_handler_is_retried(b: Backend) {
+    let q = queue();
+    let runs = Runs::default();
+    let r = runs.clone();
+    let def = JobDef::new(&q, move |_: u8, m: JobMeta| {
+        let n = r.hit(&m.id);
+        async move {
+            assert!(n > 1, "first attempt panics");
+            Ok::<_, std::io::Error>(n)
+        }
+    })
+    .retries(2);
+    let jobs = start(&b, def).await;
+    let id = jobs
+        .dispatch(&q, &1, DispatchOptions::new())
+        .await
+        .expect("dispatch")
+        .id;
+    eventually(
+        Duration::from_secs(5),
+        "completed after a panic",
+        || async { state(&b, &q, &id).await == Some(JobState::Completed) },
+    )
+    .await;
+    let rec = b.get(&q, &id).await.expect("get").expect("record");
+    assert_eq!(rec.attempts_made, 2);
+    assert_eq!(rec.error.as_deref(), Some("handler panicked"));
+    jobs.shutdown().await;
+}
+
+/// The stats handler answers only with the right bearer token and reports per-name counts.
+pub async fn stats_handler_requires_the_token(b: Backend) {
+    let q = queue();
+    let jobs = start(&b, counting(&q, &Runs::default())).await;
+    jobs.dispatch(
+        &q,
+        &1,
+        DispatchOptions::new().delay(Duration::from_secs(60)),
+    )
+    .await
+    .expect("dispatch");
+    let h = crate::StatsHandler::new(jobs.clone(), "t0ken");
+    assert_eq!(h.handle(None).await.0, 401);
+    assert_eq!(h.handle(Some("Bearer t0ke")).await.0, 401);
+    assert_eq!(h.handle(Some("t0ken")).await.0, 401);
+    let (status, body) = h.handle(Some("Bearer t0ken")).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v[&q]["delayed"], 1);
+    assert_eq!(v[&q]["waiting"], 0);
+    let open = crate::StatsHandler::new(jobs.clone(), "");
+    assert_eq!(
+        open.handle(Some("Bearer ")).await.0,
+        401,
+        "empty token must fail closed"
+    );
     jobs.shutdown().await;
 }
