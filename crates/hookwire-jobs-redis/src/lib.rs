@@ -54,3 +54,8 @@ mod scripts;
 mod value;
 
 pub use backend::RedisBackend;
+
+/// The guide's examples (`docs/hookwire-jobs.md`), compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/hookwire-jobs.md")]
+struct Guide;
