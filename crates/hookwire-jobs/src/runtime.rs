@@ -178,7 +178,8 @@ impl Inner {
 }
 
 /// The jobs runtime: dispatches jobs and runs the registered workers in the background.
-/// Clones share the runtime.
+/// Clones share the runtime. Dropping every handle does not stop the workers: call
+/// [`Jobs::shutdown`] to stop them and hand unfinished jobs back.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -604,7 +605,12 @@ impl Worker {
                         for job in c.jobs {
                             let abort = self.spawn_job(&mut set, &job);
                             task_ids.insert(abort.id(), job.id.clone());
-                            running.insert(job.id.clone(), Running { abort, job });
+                            let id = job.id.clone();
+                            if let Some(old) = running.insert(id, Running { abort, job }) {
+                                // This worker got the job back after losing its lease unnoticed:
+                                // the old attempt is superseded and must not ack the new lease.
+                                old.abort.abort();
+                            }
                         }
                         if want > 0 {
                             want_more = got == want;
@@ -668,10 +674,10 @@ impl Worker {
         task_ids: &mut HashMap<tokio::task::Id, String>,
         acks: &mut Vec<Ack>,
     ) {
-        let (id, res) = match r {
+        let (tid, id, res) = match r {
             Ok((tid, (id, res))) => {
                 task_ids.remove(&tid);
-                (id, res)
+                (tid, id, res)
             }
             Err(e) => {
                 let Some(id) = task_ids.remove(&e.id()) else {
@@ -681,16 +687,16 @@ impl Worker {
                     // Aborted by us (lease lost or shutdown): the ack, if any, is already queued.
                     return;
                 }
-                (
-                    id,
-                    Err(HandlerFailure {
-                        message: "handler panicked".to_owned(),
-                        retryable: true,
-                    }),
-                )
+                let failure = HandlerFailure {
+                    message: "handler panicked".to_owned(),
+                    retryable: true,
+                };
+                (e.id(), id, Err(failure))
             }
         };
-        let Some(run) = running.get(&id) else {
+        // Only the current attempt of a job may report: a superseded one (same id, older task)
+        // finishing late is ignored.
+        let Some(run) = running.get(&id).filter(|r| r.abort.id() == tid) else {
             return;
         };
         let outcome = self.outcome(&run.job, res);
