@@ -19,3 +19,4 @@ mod conformance {
 #[cfg(feature = "cluster")]
 mod cluster;
 mod fault;
+mod idle;
