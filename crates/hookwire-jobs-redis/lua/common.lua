@@ -1,11 +1,11 @@
 -- Shared by every script (prepended at build time). KEYS, in this order, all under one hash
 -- tag `{queue}`: 1 seq, 2 wait, 3 delayed, 4 active, 5 lease, 6 data, 7 meta, 8 att, 9 stall,
--- 10 err, 11 res, 12 fin, 13 completed, 14 failed, 15 dead, 16 mark, 17 limit.
+-- 10 err, 11 res, 12 fin, 13 completed, 14 failed, 15 dead, 16 mark, 17 limit, 18 prog.
 -- meta value: "priority|seq|created_ms|remove_on_complete|remove_on_fail".
 local K_SEQ, K_WAIT, K_DELAYED, K_ACTIVE, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_DATA, K_META, K_ATT, K_STALL, K_ERR = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local K_RES, K_FIN, K_COMPLETED, K_FAILED, K_DEAD = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local K_MARK, K_LIMIT = KEYS[16], KEYS[17]
+local K_MARK, K_LIMIT, K_PROG = KEYS[16], KEYS[17], KEYS[18]
 
 local SEQ_SPAN = 8589934592 -- 2^33: score = priority * 2^33 + seq, exact in a double
 
@@ -38,7 +38,7 @@ end
 -- Deletes every field of the given job ids (at most a few thousand per call).
 local function purge(ids)
   if #ids == 0 then return end
-  for _, k in ipairs({K_DATA, K_META, K_ATT, K_STALL, K_ERR, K_RES, K_FIN}) do
+  for _, k in ipairs({K_DATA, K_META, K_ATT, K_STALL, K_ERR, K_RES, K_FIN, K_PROG}) do
     redis.call('HDEL', k, unpack(ids))
   end
 end

@@ -1,4 +1,5 @@
--- ARGV: ids... Returns per id: { state, data, meta, attempts, stalled, error, result, finished }
+-- ARGV: ids... Returns per id:
+-- { state, data, meta, attempts, stalled, error, result, finished, progress }
 -- (state '' when the job does not exist).
 local out = {}
 for _, id in ipairs(ARGV) do
@@ -17,7 +18,7 @@ for _, id in ipairs(ARGV) do
       state, redis.call('HGET', K_DATA, id) or 'null', m,
       redis.call('HGET', K_ATT, id) or '0', redis.call('HGET', K_STALL, id) or '0',
       redis.call('HGET', K_ERR, id) or false, redis.call('HGET', K_RES, id) or false,
-      redis.call('HGET', K_FIN, id) or false,
+      redis.call('HGET', K_FIN, id) or false, redis.call('HGET', K_PROG, id) or false,
     }
   end
 end

@@ -191,7 +191,7 @@ fn record(id: &str, v: Value) -> Result<Option<JobRecord>, JobsError> {
         Some("dead") => JobState::Dead,
         Some(_) => return Err(bad("unknown job state")),
     };
-    if f.len() < 8 {
+    if f.len() < 9 {
         return Err(bad("short job record"));
     }
     let mut r = JobRecord::new(id, state, string(&f[1])?);
@@ -210,6 +210,7 @@ fn record(id: &str, v: Value) -> Result<Option<JobRecord>, JobsError> {
     r.error = opt_string(&f[5])?;
     r.result = opt_string(&f[6])?;
     r.finished_at_ms = opt_string(&f[7])?.and_then(|s| s.parse().ok());
+    r.progress = opt_string(&f[8])?;
     Ok(Some(r))
 }
 
@@ -370,6 +371,20 @@ where
                 lost.extend(strings(self.run(&scripts::RENEW, &keys, args).await?)?);
             }
             Ok(lost)
+        })
+    }
+
+    fn progress<'a>(
+        &'a self,
+        queue: &'a str,
+        token: &'a str,
+        id: &'a str,
+        progress: String,
+    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let args = vec![arg(token), arg(id), progress.into_bytes()];
+            Ok(int(&self.run(&scripts::PROGRESS, &keys, args).await?)? == 1)
         })
     }
 

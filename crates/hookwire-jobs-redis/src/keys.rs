@@ -2,7 +2,7 @@
 //! Cluster slot and every script touches one slot only.
 
 /// Key suffixes in the order the scripts expect them as `KEYS[1..]` (see `lua/common.lua`).
-const SUFFIXES: [&str; 17] = [
+const SUFFIXES: [&str; 18] = [
     "seq",
     "wait",
     "delayed",
@@ -20,6 +20,7 @@ const SUFFIXES: [&str; 17] = [
     "dead",
     "mark",
     "limit",
+    "prog",
 ];
 
 /// Index of the wake-up marker list in [`keys`].
@@ -42,7 +43,7 @@ mod tests {
     #[test]
     fn every_key_carries_the_queue_hash_tag() {
         let k = keys("hw:", "send-email");
-        assert_eq!(k.len(), 17);
+        assert_eq!(k.len(), 18);
         assert!(k.iter().all(|k| k.starts_with("hw:{send-email}:")));
         assert_eq!(k[MARK], "hw:{send-email}:mark");
     }

@@ -32,7 +32,7 @@
 //!   hashes (`data`, `meta`, `att`, `err`, `res`, …) so one script call claims or acknowledges
 //!   a whole batch with a constant number of commands.
 //! - **Transitions**: add, claim (acks + delayed promotion + rate limit + claim in one script),
-//!   renew, recover stalled, re-drive — each one `EVALSHA`, reloaded on `NOSCRIPT`. Time comes
+//!   renew, progress, recover stalled, re-drive — each one `EVALSHA`, reloaded on `NOSCRIPT`. Time comes
 //!   from the server's `TIME`, so worker clocks do not matter.
 //! - **Blocking fetch**: idle workers `BLPOP` the queue's `mark` list, pushed by every
 //!   transition that leaves runnable work (and handed on by each claim while work is left).

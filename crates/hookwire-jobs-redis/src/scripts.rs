@@ -27,3 +27,4 @@ script!(COUNTS, "counts.lua");
 script!(GET, "get.lua");
 script!(DEAD, "dead.lua");
 script!(REDRIVE, "redrive.lua");
+script!(PROGRESS, "progress.lua");

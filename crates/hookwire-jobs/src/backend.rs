@@ -51,6 +51,16 @@ pub trait JobBackend: Send + Sync + fmt::Debug + 'static {
         lease: Duration,
     ) -> BoxFuture<'a, Result<Vec<String>, JobsError>>;
 
+    /// Stores `progress` (raw JSON) on job `id` if `token` holds its lease; returns whether it
+    /// did.
+    fn progress<'a>(
+        &'a self,
+        queue: &'a str,
+        token: &'a str,
+        id: &'a str,
+        progress: String,
+    ) -> BoxFuture<'a, Result<bool, JobsError>>;
+
     /// Puts jobs whose lease expired back to waiting; a job that stalled more than `max_stalled`
     /// times fails (to the DLQ when `dead_letter`).
     fn recover_stalled<'a>(

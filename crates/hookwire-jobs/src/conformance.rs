@@ -39,7 +39,7 @@ macro_rules! jobs_conformance {
             concurrency_is_bounded, events_completed_and_failed, shutdown_releases_active_jobs,
             raw_json_and_bad_input, many_due_at_once, no_duplicates_under_load,
             task_queue_deduplicates, counts_per_state, panicking_handler_is_retried,
-            stats_handler_requires_the_token
+            stats_handler_requires_the_token, progress_is_stored_and_emitted
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1156,5 +1156,54 @@ pub async fn stats_handler_requires_the_token(b: Backend) {
         401,
         "empty token must fail closed"
     );
+    jobs.shutdown().await;
+}
+
+/// `meta.progress.report` stores the value on the job and emits `job.<name>.progress`; a
+/// reporter whose lease is gone stores nothing.
+pub async fn progress_is_stored_and_emitted(b: Backend) {
+    let q = queue();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    let def = JobDef::new(&q, move |_: u8, m: JobMeta| {
+        let g = g.clone();
+        async move {
+            let stored = m.progress.report(&serde_json::json!({"pct": 50})).await?;
+            assert!(stored);
+            g.notified().await;
+            Ok::<_, crate::JobsError>(())
+        }
+    });
+    let jobs = start(&b, def).await;
+    let mut rx = jobs.subscribe();
+    let id = jobs
+        .dispatch(&q, &1, DispatchOptions::new())
+        .await
+        .expect("dispatch")
+        .id;
+    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("event")
+        .expect("recv");
+    assert_eq!(e.event_name(), format!("job.{q}.progress"));
+    assert_eq!(
+        e.kind,
+        EventKind::Progress {
+            progress: r#"{"pct":50}"#.into()
+        }
+    );
+    let rec = b.get(&q, &id).await.expect("get").expect("record");
+    assert_eq!(rec.state, JobState::Active);
+    assert_eq!(rec.progress.as_deref(), Some(r#"{"pct":50}"#));
+    assert!(
+        !b.progress(&q, "not-the-holder", &id, "1".into())
+            .await
+            .expect("progress")
+    );
+    gate.notify_one();
+    eventually(Duration::from_secs(5), "completed", || async {
+        state(&b, &q, &id).await == Some(JobState::Completed)
+    })
+    .await;
     jobs.shutdown().await;
 }

@@ -66,6 +66,8 @@ pub struct JobMeta {
     pub stalled: u32,
     /// Creation time, Unix ms.
     pub created_at_ms: u64,
+    /// Reports progress for this attempt (stored on the job, emitted as `job.<name>.progress`).
+    pub progress: crate::runtime::Progress,
 }
 
 /// A handler's failure after type erasure.

@@ -19,6 +19,11 @@ pub enum EventKind {
         /// The handler's result (raw JSON).
         result: String,
     },
+    /// A handler reported progress (the job is still running).
+    Progress {
+        /// The reported progress (raw JSON).
+        progress: String,
+    },
     /// The job failed for good (retries exhausted, non-retryable error, or too many stalls).
     Failed {
         /// The last error.
@@ -46,17 +51,18 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
-    /// `job.<name>.completed` or `job.<name>.failed`.
+    /// `job.<name>.completed`, `job.<name>.progress` or `job.<name>.failed`.
     pub fn event_name(&self) -> String {
         let k = match self.kind {
             EventKind::Completed { .. } => "completed",
+            EventKind::Progress { .. } => "progress",
             EventKind::Failed { .. } => "failed",
         };
         format!("job.{}.{k}", self.name)
     }
 
     /// As a core [`hookwire_core::Event`] (for the sender, SSE or WebSocket bus); the payload is
-    /// `{ id, data, attempts_made, result | error, dead_lettered }`.
+    /// `{ id, data, attempts_made, result | progress | error, dead_lettered }`.
     pub fn to_event(&self) -> hookwire_core::Event {
         let raw = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
         let mut v = serde_json::json!({
@@ -66,6 +72,7 @@ impl JobEvent {
         });
         match &self.kind {
             EventKind::Completed { result } => v["result"] = raw(result),
+            EventKind::Progress { progress } => v["progress"] = raw(progress),
             EventKind::Failed {
                 error,
                 dead_lettered,

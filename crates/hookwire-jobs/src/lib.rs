@@ -75,7 +75,7 @@ pub use memory::MemoryBackend;
 pub use model::{
     Ack, Added, ClaimRequest, Claimed, Counts, DEFAULT_PRIORITY, DispatchOptions, JobRecord,
     JobState, LeasedJob, MAX_BULK, MAX_CLAIM, MAX_ERROR_TEXT, MAX_JOB_ID, MAX_PAYLOAD,
-    MAX_PRIORITY, MAX_QUEUE_NAME, NewJob, Outcome, RateLimit, Recovered, Retention,
+    MAX_PRIORITY, MAX_PROGRESS, MAX_QUEUE_NAME, NewJob, Outcome, RateLimit, Recovered, Retention,
     validate_job_id, validate_queue_name,
 };
-pub use runtime::{Defaults, Jobs, JobsBuilder};
+pub use runtime::{Defaults, Jobs, JobsBuilder, Progress};

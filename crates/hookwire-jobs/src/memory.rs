@@ -47,6 +47,7 @@ struct Stored {
     finished: Option<u64>,
     result: Option<String>,
     error: Option<String>,
+    progress: Option<String>,
     /// (token, deadline ms) while active; also the key into `active`.
     lease: Option<(String, u64)>,
     /// Key into the finished set (`completed`, `failed` or `dead`).
@@ -212,6 +213,7 @@ impl Queue {
         r.finished_at_ms = j.finished;
         r.result.clone_from(&j.result);
         r.error.clone_from(&j.error);
+        r.progress.clone_from(&j.progress);
         Some(r)
     }
 
@@ -300,6 +302,7 @@ impl MemoryBackend {
                         finished: None,
                         result: None,
                         error: None,
+                        progress: None,
                         lease: None,
                         fin_key: None,
                         due: None,
@@ -438,6 +441,26 @@ impl JobBackend for MemoryBackend {
             lost
         });
         Box::pin(async move { Ok(lost) })
+    }
+
+    fn progress<'a>(
+        &'a self,
+        queue: &'a str,
+        token: &'a str,
+        id: &'a str,
+        progress: String,
+    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let held = self.with_queue(queue, |q| match q.jobs.get_mut(id) {
+            Some(j)
+                if j.state == JobState::Active
+                    && j.lease.as_ref().is_some_and(|(t, _)| t == token) =>
+            {
+                j.progress = Some(progress);
+                true
+            }
+            _ => false,
+        });
+        Box::pin(async move { Ok(held) })
     }
 
     fn recover_stalled<'a>(

@@ -23,6 +23,8 @@ pub const DEFAULT_PRIORITY: u32 = 1000;
 pub const MAX_BULK: usize = 1000;
 /// Most jobs one claim hands out.
 pub const MAX_CLAIM: usize = 1000;
+/// Largest progress value (raw JSON), in bytes.
+pub const MAX_PROGRESS: usize = 4096;
 /// Longest stored error text, in bytes (longer texts are cut on a char boundary).
 pub const MAX_ERROR_TEXT: usize = 4096;
 
@@ -546,6 +548,8 @@ pub struct JobRecord {
     pub result: Option<String>,
     /// The last error.
     pub error: Option<String>,
+    /// The last progress reported by a handler (raw JSON).
+    pub progress: Option<String>,
 }
 
 impl JobRecord {
@@ -562,6 +566,7 @@ impl JobRecord {
             finished_at_ms: None,
             result: None,
             error: None,
+            progress: None,
         }
     }
 }
