@@ -13,7 +13,7 @@ use hookwire_core::{Backoff, NonRetryableError, QueuedTask, TaskQueue};
 
 use crate::{
     Ack, ClaimRequest, Defaults, DispatchOptions, ErrorKind, EventKind, JobBackend, JobDef,
-    JobMeta, JobState, Jobs, MAX_PAYLOAD, NewJob, Outcome, Retention,
+    JobMeta, JobState, Jobs, MAX_PAYLOAD, NewJob, Outcome, Repeat, Retention,
 };
 
 /// A shared backend handle as the suite takes it.
@@ -39,7 +39,8 @@ macro_rules! jobs_conformance {
             concurrency_is_bounded, events_completed_and_failed, shutdown_releases_active_jobs,
             raw_json_and_bad_input, many_due_at_once, no_duplicates_under_load,
             task_queue_deduplicates, counts_per_state, panicking_handler_is_retried,
-            stats_handler_requires_the_token, progress_is_stored_and_emitted
+            stats_handler_requires_the_token, progress_is_stored_and_emitted,
+            repeat_runs_each_slot_once
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1206,4 +1207,39 @@ pub async fn progress_is_stored_and_emitted(b: Backend) {
     })
     .await;
     jobs.shutdown().await;
+}
+
+/// A repeat declared by two runtimes runs once per slot.
+pub async fn repeat_runs_each_slot_once(b: Backend) {
+    let q = queue();
+    let runs = Runs::default();
+    let every = Duration::from_millis(300);
+    let mut rts = Vec::new();
+    for _ in 0..2 {
+        let r =
+            crate::Repeat::every(&q, every, &serde_json::json!({"tick": true})).expect("repeat");
+        rts.push(
+            Jobs::builder_shared(b.clone())
+                .defaults(quick_defaults())
+                .job(counting(&q, &runs).concurrency(2))
+                .repeat(r)
+                .start()
+                .await
+                .expect("start"),
+        );
+    }
+    eventually(Duration::from_secs(10), "four slots ran", || async {
+        runs.distinct() >= 4
+    })
+    .await;
+    assert_eq!(runs.duplicates(), 0, "a slot ran twice");
+    let ids: Vec<String> = runs.0.lock().expect("lock").keys().cloned().collect();
+    assert!(
+        ids.iter().all(|id| id.starts_with("repeat-300-")),
+        "{ids:?}"
+    );
+    for r in rts {
+        r.shutdown().await;
+    }
+    assert!(Repeat::every(&q, Duration::from_millis(1), &1).is_err());
 }

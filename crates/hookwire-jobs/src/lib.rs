@@ -65,6 +65,7 @@ mod error;
 mod events;
 mod memory;
 mod model;
+mod repeat;
 mod runtime;
 
 pub use backend::JobBackend;
@@ -78,4 +79,5 @@ pub use model::{
     MAX_PRIORITY, MAX_PROGRESS, MAX_QUEUE_NAME, NewJob, Outcome, RateLimit, Recovered, Retention,
     validate_job_id, validate_queue_name,
 };
+pub use repeat::{MIN_REPEAT, Repeat};
 pub use runtime::{Defaults, Jobs, JobsBuilder, Progress};

@@ -19,6 +19,7 @@ use crate::model::{
     Ack, Added, ClaimRequest, Claimed, Counts, DispatchOptions, JobRecord, LeasedJob, MAX_BULK,
     NewJob, Outcome, Retention, validate_queue_name,
 };
+use crate::repeat::Repeat;
 
 /// Runtime-wide defaults for what a [`JobDef`] or a dispatch leaves unset.
 ///
@@ -73,6 +74,7 @@ pub struct JobsBuilder {
     defs: Vec<JobDef>,
     defaults: Defaults,
     listeners: Vec<Listener>,
+    repeats: Vec<Repeat>,
 }
 
 impl fmt::Debug for JobsBuilder {
@@ -82,6 +84,7 @@ impl fmt::Debug for JobsBuilder {
             .field("defs", &self.defs)
             .field("defaults", &self.defaults)
             .field("listeners", &self.listeners.len())
+            .field("repeats", &self.repeats)
             .finish()
     }
 }
@@ -105,6 +108,14 @@ impl JobsBuilder {
     #[must_use]
     pub fn on_event(mut self, f: impl Fn(&JobEvent) + Send + Sync + 'static) -> Self {
         self.listeners.push(Arc::new(f));
+        self
+    }
+
+    /// Dispatches a job every interval from this runtime (see [`Repeat`]). Several runtimes may
+    /// declare the same repeat: each slot still runs once.
+    #[must_use]
+    pub fn repeat(mut self, r: Repeat) -> Self {
+        self.repeats.push(r);
         self
     }
 
@@ -145,11 +156,17 @@ impl JobsBuilder {
             let w = Worker::new(inner.clone(), def);
             handles.push(tokio::spawn(w.run()));
         }
-        *inner
+        let jobs = Jobs { inner };
+        for r in self.repeats {
+            let rx = jobs.inner.shutdown.subscribe();
+            handles.push(tokio::spawn(crate::repeat::run(jobs.clone(), r, rx)));
+        }
+        *jobs
+            .inner
             .workers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = handles;
-        Ok(Jobs { inner })
+        Ok(jobs)
     }
 }
 
@@ -223,6 +240,7 @@ impl Jobs {
             defs: Vec::new(),
             defaults: Defaults::default(),
             listeners: Vec::new(),
+            repeats: Vec::new(),
         }
     }
 
