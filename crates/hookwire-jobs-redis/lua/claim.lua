@@ -27,6 +27,7 @@ if nacks > 0 then
     redis.call('HDEL', K_LEASE, unpack(valid))
     local metas = redis.call('HMGET', K_META, unpack(valid))
     local removed, wait, delayed = {}, {}, {}
+    local kept, kept_res, keep_min = {}, {}, nil
     for i = 1, #valid do
       local id, kind, m = valid[i], kinds[i], metas[i]
       if m then
@@ -35,10 +36,11 @@ if nacks > 0 then
           if rc == 0 then
             removed[#removed + 1] = id
           else
-            redis.call('HINCRBY', K_ATT, id, 1)
-            redis.call('HSET', K_FIN, id, int(now))
-            redis.call('HSET', K_RES, id, texts[i])
-            retain(K_COMPLETED, id, now, rc)
+            -- kept: batched below (a constant number of commands per claim call)
+            kept[#kept + 1] = id
+            kept_res[#kept_res + 1] = id
+            kept_res[#kept_res + 1] = texts[i]
+            if keep_min == nil or (rc > 0 and (keep_min < 0 or rc < keep_min)) then keep_min = rc end
           end
         elseif kind == 'R' then
           redis.call('HINCRBY', K_ATT, id, 1)
@@ -66,6 +68,24 @@ if nacks > 0 then
       end
     end
     purge(removed)
+    if #kept > 0 then
+      local atts = redis.call('HMGET', K_ATT, unpack(kept))
+      local att, fin, done = {}, {}, {}
+      for i = 1, #kept do
+        att[#att + 1] = kept[i]
+        att[#att + 1] = tonumber(atts[i] or '0') + 1
+        fin[#fin + 1] = kept[i]
+        fin[#fin + 1] = int(now)
+        done[#done + 1] = int(now)
+        done[#done + 1] = kept[i]
+      end
+      redis.call('HSET', K_ATT, unpack(att))
+      redis.call('HSET', K_FIN, unpack(fin))
+      redis.call('HSET', K_RES, unpack(kept_res))
+      redis.call('ZADD', K_COMPLETED, unpack(done))
+      -- one trim per call, to the smallest "keep last N" among the batch
+      if keep_min > 0 then trim(K_COMPLETED, keep_min) end
+    end
     if #wait > 0 then
       redis.call('ZADD', K_WAIT, unpack(wait))
     end

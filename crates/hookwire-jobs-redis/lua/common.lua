@@ -43,6 +43,18 @@ local function purge(ids)
   end
 end
 
+-- Keeps the newest `retention` members of a finished set, deleting the records of the rest
+-- (at most 1000 per call; the remainder on the next finish).
+local function trim(set, retention)
+  local n = redis.call('ZCARD', set)
+  if n > retention then
+    local old = redis.call('ZPOPMIN', set, math.min(n - retention, 1000))
+    local ids = {}
+    for i = 1, #old, 2 do ids[#ids + 1] = old[i] end
+    purge(ids)
+  end
+end
+
 -- Adds `id` to a finished set under `retention` (-1 keep, 0 remove, N keep last N).
 local function retain(set, id, now, retention)
   if retention == 0 then
@@ -50,16 +62,7 @@ local function retain(set, id, now, retention)
     return
   end
   redis.call('ZADD', set, int(now), id)
-  if retention > 0 then
-    local n = redis.call('ZCARD', set)
-    if n > retention then
-      local excess = math.min(n - retention, 1000)
-      local old = redis.call('ZPOPMIN', set, excess)
-      local ids = {}
-      for i = 1, #old, 2 do ids[#ids + 1] = old[i] end
-      purge(ids)
-    end
-  end
+  if retention > 0 then trim(set, retention) end
 end
 
 local function push_all(key, cmd, args)

@@ -672,13 +672,15 @@ impl Worker {
             };
 
             if !acks.is_empty() || want > 0 {
-                let sent: Vec<Ack> = acks.clone();
+                // Bounded per call so a script never unpacks more than Lua's stack allows.
+                let n_sent = acks.len().min(crate::MAX_CLAIM);
+                let sent: Vec<Ack> = acks[..n_sent].to_vec();
                 let req = ClaimRequest::new(self.token.clone(), sent, want, self.lease)
                     .with_rate_limit(self.def.rate_limit);
                 match backend.claim(&queue, req).await {
                     Ok(c) => {
                         err_backoff = Duration::from_millis(50);
-                        let sent = std::mem::take(&mut acks);
+                        let sent: Vec<Ack> = acks.drain(..n_sent).collect();
                         self.after_claim(&c, sent, &mut running);
                         let got = c.jobs.len();
                         let now = Instant::now();
@@ -697,8 +699,10 @@ impl Worker {
                         if want > 0 {
                             want_more = got == want;
                         }
-                        if want_more && rate_until.is_none() && running.len() < self.def.concurrency
-                        {
+                        let more_work = want_more
+                            && rate_until.is_none()
+                            && running.len() < self.def.concurrency;
+                        if more_work || !acks.is_empty() {
                             continue;
                         }
                     }
