@@ -83,6 +83,8 @@ fn install_bullmq() -> Result<(PathBuf, String), String> {
 }
 
 struct Round {
+    /// Handler runs beyond N (at-least-once duplicates; 0 expected without faults).
+    duplicates: f64,
     add_s: f64,
     process_s: f64,
     calls: f64,
@@ -119,6 +121,7 @@ fn bullmq_round(server: &RedisServer, dir: &Path, n: usize, pinned: bool) -> Res
     let v: serde_json::Value =
         serde_json::from_str(line.trim()).map_err(|e| format!("{e}: {line}"))?;
     Ok(Round {
+        duplicates: 0.0,
         add_s: v["add_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
         process_s: v["process_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
         calls: c1 - c0,
@@ -169,7 +172,9 @@ async fn hookwire_round(server: &RedisServer, n: usize) -> Round {
     jobs.shutdown().await;
     producer.shutdown().await;
     let (c1, u1) = commandstats(server);
+    let duplicates = done.load(Ordering::Relaxed).saturating_sub(n) as f64;
     Round {
+        duplicates,
         add_s,
         process_s,
         calls: c1 - c0,
@@ -237,6 +242,7 @@ fn main() {
         report.figure("hookwire_add_jobs_per_s", nf / h.add_s);
         report.figure("hookwire_cmds_per_job", h.calls / nf);
         report.figure("hookwire_redis_usec_per_job", h.usec / nf);
+        report.figure("hookwire_duplicate_executions", h.duplicates);
         if let Some(dir) = &bull {
             let _ = server.command("FLUSHALL");
             match bullmq_round(&server, dir, n, pinned) {

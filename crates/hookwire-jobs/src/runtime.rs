@@ -482,6 +482,7 @@ impl Progress {
 struct Running {
     abort: AbortHandle,
     job: LeasedJob,
+    started: Instant,
 }
 
 struct Worker {
@@ -690,7 +691,14 @@ impl Worker {
                             let abort = self.spawn_job(&mut set, &job);
                             task_ids.insert(abort.id(), job.id.clone());
                             let id = job.id.clone();
-                            if let Some(old) = running.insert(id, Running { abort, job }) {
+                            if let Some(old) = running.insert(
+                                id,
+                                Running {
+                                    abort,
+                                    job,
+                                    started: Instant::now(),
+                                },
+                            ) {
                                 // This worker got the job back after losing its lease unnoticed:
                                 // the old attempt is superseded and must not ack the new lease.
                                 old.abort.abort();
@@ -786,6 +794,20 @@ impl Worker {
             return;
         };
         let outcome = self.outcome(&run.job, res);
+        // The per-attempt metric: subscribers turn these into counters and latency histograms.
+        tracing::debug!(
+            queue = %self.def.name,
+            job = %id,
+            attempt = run.job.attempts_made.saturating_add(1),
+            elapsed_us = u64::try_from(run.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            outcome = match &outcome {
+                Outcome::Completed { .. } => "completed",
+                Outcome::Retry { .. } => "retry",
+                Outcome::Failed { .. } => "failed",
+                _ => "released",
+            },
+            "job attempt finished"
+        );
         acks.push(Ack::new(id, outcome));
     }
 
