@@ -42,7 +42,7 @@
 //! # Features
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
-//! | `cluster` | [`RedisBackend::connect_cluster`] over `redis`'s async cluster client | no |
+//! | `cluster` | `RedisBackend::connect_cluster` over `redis`'s async cluster client | no |
 //!
 //! MSRV: Rust 1.88.
 

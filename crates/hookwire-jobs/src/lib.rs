@@ -3,7 +3,7 @@
 //!
 //! Use this crate with [`MemoryBackend`] for tests, demos and single-process apps; add
 //! `hookwire-jobs-redis` for durable, multi-process queues (same API, same semantics, checked by
-//! the same [`conformance`] suite when the `conformance` feature is on).
+//! the same `conformance` suite when the `conformance` feature is on).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -53,7 +53,7 @@
 //! # Features
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
-//! | `conformance` | the backend conformance suite ([`conformance`]) and its `jobs_conformance!` macro | no |
+//! | `conformance` | the backend conformance suite (`hookwire_jobs::conformance`) and its `jobs_conformance!` macro | no |
 //!
 //! MSRV: Rust 1.88.
 
