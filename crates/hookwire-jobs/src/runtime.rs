@@ -121,11 +121,17 @@ impl JobsBuilder {
 
     /// Validates the definitions and starts one worker loop per definition.
     ///
-    /// Errors: an invalid or duplicate job name.
+    /// Errors: an invalid or duplicate job name, a rate limit of 0.
     pub async fn start(self) -> Result<Jobs, JobsError> {
         let mut names = HashMap::new();
         for d in &self.defs {
             validate_queue_name(&d.name)?;
+            if d.rate_limit.is_some_and(|r| r.max == 0) {
+                return Err(JobsError::invalid(format!(
+                    "job {:?}: a rate limit of 0 jobs would never run anything",
+                    d.name
+                )));
+            }
             if names.insert(d.name.clone(), d.dead_letter).is_some() {
                 return Err(JobsError::invalid(format!(
                     "job {:?} is registered twice",
