@@ -200,6 +200,10 @@ fn main() {
     let pinned = nproc >= 2
         && server_pid(&server).is_some_and(|p| pin(p, "0"))
         && pin(std::process::id(), "1");
+    report.extra("machine_nproc", serde_json::json!(nproc));
+    if pinned {
+        report.note("`nproc` is read after pinning (this process's affinity: 1 CPU); `machine_nproc` is the machine's");
+    }
     report.extra(
         "layout",
         serde_json::json!(if pinned {
