@@ -24,6 +24,7 @@ const SUITES: &[(&str, Harness)] = &[
         Harness::InTree("hookwire-webhook-sender", "sender"),
     ),
     ("receiver", Harness::InTree("hookwire-e2e", "receiver")),
+    ("jobs", Harness::InTree("hookwire-jobs-redis", "jobs")),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {

@@ -16,8 +16,10 @@ pub mod bench;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod idempotency;
+mod redis_cluster;
 mod redis_server;
 
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 
 /// A TCP port that was free on 127.0.0.1 a moment ago.

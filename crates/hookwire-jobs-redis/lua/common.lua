@@ -1,0 +1,75 @@
+-- Shared by every script (prepended at build time). KEYS, in this order, all under one hash
+-- tag `{queue}`: 1 seq, 2 wait, 3 delayed, 4 active, 5 lease, 6 data, 7 meta, 8 att, 9 stall,
+-- 10 err, 11 res, 12 fin, 13 completed, 14 failed, 15 dead, 16 mark, 17 limit, 18 prog.
+-- meta value: "priority|seq|created_ms|remove_on_complete|remove_on_fail".
+local K_SEQ, K_WAIT, K_DELAYED, K_ACTIVE, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_DATA, K_META, K_ATT, K_STALL, K_ERR = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local K_RES, K_FIN, K_COMPLETED, K_FAILED, K_DEAD = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local K_MARK, K_LIMIT, K_PROG = KEYS[16], KEYS[17], KEYS[18]
+
+local SEQ_SPAN = 8589934592 -- 2^33: score = priority * 2^33 + seq, exact in a double
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Numbers go to Redis as integers: Lua's default %.14g would round big scores.
+local function int(x)
+  return string.format('%d', x)
+end
+
+local function parse_meta(m)
+  local p, s, c, rc, rf = string.match(m, '^(%d+)|(%d+)|(%d+)|(-?%d+)|(-?%d+)$')
+  return tonumber(p), tonumber(s), tonumber(c), tonumber(rc), tonumber(rf)
+end
+
+local function wait_score(m)
+  local p, s = parse_meta(m)
+  return int(p * SEQ_SPAN + (s % SEQ_SPAN))
+end
+
+local function mark()
+  if redis.call('LLEN', K_MARK) == 0 then
+    redis.call('RPUSH', K_MARK, '1')
+  end
+end
+
+-- Deletes every field of the given job ids (at most a few thousand per call).
+local function purge(ids)
+  if #ids == 0 then return end
+  for _, k in ipairs({K_DATA, K_META, K_ATT, K_STALL, K_ERR, K_RES, K_FIN, K_PROG}) do
+    redis.call('HDEL', k, unpack(ids))
+  end
+end
+
+-- Keeps the newest `retention` members of a finished set, deleting the records of the rest
+-- (at most 1000 per call; the remainder on the next finish).
+local function trim(set, retention)
+  local n = redis.call('ZCARD', set)
+  if n > retention then
+    local old = redis.call('ZPOPMIN', set, math.min(n - retention, 1000))
+    local ids = {}
+    for i = 1, #old, 2 do ids[#ids + 1] = old[i] end
+    purge(ids)
+  end
+end
+
+-- Adds `id` to a finished set under `retention` (-1 keep, 0 remove, N keep last N).
+local function retain(set, id, now, retention)
+  if retention == 0 then
+    purge({id})
+    return
+  end
+  redis.call('ZADD', set, int(now), id)
+  if retention > 0 then trim(set, retention) end
+end
+
+local function push_all(key, cmd, args)
+  -- unpack() is limited to a few thousand values: send in slices.
+  local step = 2000
+  for i = 1, #args, step do
+    local last = math.min(i + step - 1, #args)
+    redis.call(cmd, key, unpack(args, i, last))
+  end
+end

@@ -1,0 +1,30 @@
+-- ARGV: max_stalled, dead_letter (1/0). Returns { requeued ids, failed ids }.
+local now = now_ms()
+local max_stalled, dead = tonumber(ARGV[1]), ARGV[2] == '1'
+local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', int(now), 'LIMIT', 0, 1000)
+local requeued, failed = {}, {}
+if #expired == 0 then return { requeued, failed } end
+redis.call('ZREM', K_ACTIVE, unpack(expired))
+redis.call('HDEL', K_LEASE, unpack(expired))
+for _, id in ipairs(expired) do
+  local m = redis.call('HGET', K_META, id)
+  if m then
+    local stalled = redis.call('HINCRBY', K_STALL, id, 1)
+    if stalled > max_stalled then
+      redis.call('HSET', K_ERR, id, 'job stalled more than ' .. max_stalled .. ' times')
+      redis.call('HSET', K_FIN, id, int(now))
+      if dead then
+        redis.call('ZADD', K_DEAD, int(now), id)
+      else
+        local _, _, _, _, rf = parse_meta(m)
+        retain(K_FAILED, id, now, rf)
+      end
+      failed[#failed + 1] = id
+    else
+      redis.call('ZADD', K_WAIT, wait_score(m), id)
+      requeued[#requeued + 1] = id
+    end
+  end
+end
+if #requeued > 0 then mark() end
+return { requeued, failed }

@@ -1,0 +1,30 @@
+//! The Lua scripts, one per state transition, each prefixed with `lua/common.lua`.
+//!
+//! `redis::Script` sends `EVALSHA` and reloads the script on `NOSCRIPT` (after a restart or
+//! `SCRIPT FLUSH`), so each script travels once per server.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("../lua/common.lua"),
+                "\n",
+                include_str!(concat!("../lua/", $file))
+            ))
+        });
+    };
+}
+
+script!(ADD, "add.lua");
+script!(CLAIM, "claim.lua");
+script!(RENEW, "renew.lua");
+script!(RECOVER, "recover.lua");
+script!(COUNTS, "counts.lua");
+script!(GET, "get.lua");
+script!(DEAD, "dead.lua");
+script!(REDRIVE, "redrive.lua");
+script!(PROGRESS, "progress.lua");

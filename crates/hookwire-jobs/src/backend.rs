@@ -1,0 +1,98 @@
+//! The storage boundary: what a job backend must do. [`crate::MemoryBackend`] is the embedded
+//! implementation; `hookwire-jobs-redis` is the durable one. Both pass the same conformance suite.
+
+use std::fmt;
+use std::time::Duration;
+
+use hookwire_core::BoxFuture;
+
+use crate::error::JobsError;
+use crate::model::{Added, ClaimRequest, Claimed, Counts, JobRecord, NewJob, Recovered};
+
+/// A job store with leases. Every method is one atomic state transition: a crash between two
+/// calls can delay a job, never lose or duplicate its record.
+///
+/// Queue names are validated by the runtime ([`crate::validate_queue_name`]); jobs by
+/// [`NewJob::validate`], which implementations call again before storing.
+///
+/// Cancel safety: dropping a returned future may or may not have applied the transition; the
+/// runtime never drops them mid-flight except on shutdown, and every transition is idempotent
+/// under its lease token.
+pub trait JobBackend: Send + Sync + fmt::Debug + 'static {
+    /// Stores up to [`crate::MAX_BULK`] jobs in order; a job whose id exists is not stored again.
+    fn add<'a>(
+        &'a self,
+        queue: &'a str,
+        jobs: Vec<NewJob>,
+    ) -> BoxFuture<'a, Result<Vec<Added>, JobsError>>;
+
+    /// Records `req.acks`, promotes due delayed jobs, then leases up to `req.max` runnable jobs
+    /// (best priority first, FIFO within a priority) within the rate limit.
+    fn claim<'a>(
+        &'a self,
+        queue: &'a str,
+        req: ClaimRequest,
+    ) -> BoxFuture<'a, Result<Claimed, JobsError>>;
+
+    /// Resolves `true` when work may be available (a job was added or left runnable, or the
+    /// earliest delayed job changed), `false` after `timeout`. Blocks on the backend; never polls.
+    fn wait_for_work<'a>(
+        &'a self,
+        queue: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<bool, JobsError>>;
+
+    /// Extends the leases of `ids` held under `token`; returns the ids whose lease was lost.
+    fn renew<'a>(
+        &'a self,
+        queue: &'a str,
+        token: &'a str,
+        ids: Vec<String>,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>>;
+
+    /// Stores `progress` (raw JSON) on job `id` if `token` holds its lease; returns whether it
+    /// did.
+    fn progress<'a>(
+        &'a self,
+        queue: &'a str,
+        token: &'a str,
+        id: &'a str,
+        progress: String,
+    ) -> BoxFuture<'a, Result<bool, JobsError>>;
+
+    /// Puts jobs whose lease expired back to waiting; a job that stalled more than `max_stalled`
+    /// times fails (to the DLQ when `dead_letter`).
+    fn recover_stalled<'a>(
+        &'a self,
+        queue: &'a str,
+        max_stalled: u32,
+        dead_letter: bool,
+    ) -> BoxFuture<'a, Result<Recovered, JobsError>>;
+
+    /// The counts of one queue, in one round trip.
+    fn counts<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Counts, JobsError>>;
+
+    /// One job's record.
+    fn get<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<JobRecord>, JobsError>>;
+
+    /// Dead-lettered jobs, oldest failure first.
+    fn dead_letters<'a>(
+        &'a self,
+        queue: &'a str,
+        offset: usize,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<JobRecord>, JobsError>>;
+
+    /// Moves dead-lettered jobs (`None`: all, at most 1000 per call) back to waiting with their
+    /// attempts reset; returns how many moved.
+    fn redrive<'a>(
+        &'a self,
+        queue: &'a str,
+        ids: Option<Vec<String>>,
+    ) -> BoxFuture<'a, Result<usize, JobsError>>;
+}
