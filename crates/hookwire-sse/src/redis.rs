@@ -74,6 +74,9 @@ struct Envelope<S> {
     ov: Option<Value>,
 }
 
+/// How long a publish waits for this node to receive the versions Redis ordered before it.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
 /// One node's link between its [`BroadcastChannel`] and Redis.
 ///
 /// Dropping it stops receiving from other nodes.
@@ -191,6 +194,30 @@ impl<S: BroadcastState + Clone> RedisFanOut<S> {
                 got: v,
             });
         }
+        // Redis ordered this version after every version it stored before; other nodes'
+        // envelopes for those may still be in flight to this node. Deliver locally only once
+        // this node's channel has caught up to the version these patches start from, so local
+        // subscribers see versions in order; if it does not catch up in time, send a snapshot
+        // (clients refetch) rather than a patch out of order.
+        let base = v.saturating_sub(patches.len() as u64);
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while !snapshot
+            && self.channel.version(stream).is_some_and(|cur| cur < base)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if !snapshot && self.channel.version(stream).is_some_and(|cur| cur < base) {
+            tracing::debug!(
+                stream,
+                version = v,
+                "local channel behind Redis; sending a snapshot"
+            );
+            return self
+                .channel
+                .reset(stream, state)
+                .map_err(FanOutError::Publish);
+        }
         self.channel
             .publish(stream, state, patches)
             .map_err(FanOutError::Publish)
@@ -294,6 +321,15 @@ async fn receive_loop<S: BroadcastState + Clone>(
                 }
             };
             if *env.o == *node {
+                continue;
+            }
+            // Already at or past this version (a local catch-up snapshot or a reload got
+            // here first): nothing to deliver, and no reason to make clients refetch.
+            if let Some(st) = &env.st
+                && channel
+                    .version(&env.s)
+                    .is_some_and(|cur| cur >= st.version())
+            {
                 continue;
             }
             let r = match (env.st, env.ov) {
