@@ -8,3 +8,7 @@ struct CoreGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/hookwire-patch.md")]
 struct PatchGuide;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct Readme;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod demo;
 mod listen;
 mod send;
 mod sign;
@@ -24,6 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Demo(demo::Args),
     Send(send::Args),
     Sign(sign::Args),
     Verify(verify::Args),
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Send(a) => send::run(a),
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
