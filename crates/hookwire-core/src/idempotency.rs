@@ -10,7 +10,7 @@
 //! [`MemoryStore`] is the bounded in-process store; `hookwire-receiver` adds a Redis store. Both
 //! pass the same conformance suite (`hookwire-testkit`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,20 +30,27 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// assert_eq!(t.as_str(), "abc");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FencingToken(String);
+// Shared text: a memory store keeps a copy of every live token, and cloning an `Arc` is cheaper
+// than allocating a second string on the hot claim path.
+pub struct FencingToken(Arc<str>);
 
 impl FencingToken {
     /// Wraps a token produced by a store.
     pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
+        Self(Arc::from(token.into()))
     }
-    /// A fresh random token.
+    /// A fresh random token: 128 random bits as 32 lowercase hex digits.
     pub fn random() -> Self {
-        Self(format!(
-            "{:016x}{:016x}",
-            crate::id::random_u64(),
-            crate::id::random_u64()
-        ))
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&crate::id::random_u64().to_be_bytes());
+        raw[8..].copy_from_slice(&crate::id::random_u64().to_be_bytes());
+        let mut text = [0u8; 32];
+        // Encoding 16 bytes into exactly 32 always succeeds; the fallback is unreachable.
+        if hex::encode_to_slice(raw, &mut text).is_err() {
+            return Self(Arc::from(hex::encode(raw)));
+        }
+        // Hex digits are ASCII, so this is valid UTF-8.
+        Self(Arc::from(String::from_utf8_lossy(&text)))
     }
     /// The token text.
     pub fn as_str(&self) -> &str {
@@ -251,9 +258,12 @@ enum Entry {
 #[derive(Debug, Default)]
 struct Inner {
     map: HashMap<Arc<str>, Entry>,
-    // Committed keys by commit order: the eviction queue. In-flight keys are never in it, so
-    // eviction can never drop a claim that is still being processed.
-    done: BTreeMap<u64, Arc<str>>,
+    // Committed keys by commit order (ascending `seq`): the eviction queue. In-flight keys are
+    // never in it, so eviction can never drop a claim that is still being processed. An entry
+    // whose key was since removed or re-committed is stale (its `seq` no longer matches the
+    // map's) and is skipped when it reaches the front; it is always behind expired entries
+    // only (one TTL per store), so `gc` drops it on the next claim.
+    done: VecDeque<(u64, Arc<str>)>,
     seq: u64,
 }
 
@@ -323,15 +333,15 @@ impl MemoryStore {
     fn gc(inner: &mut Inner, now: Instant) {
         // Commit order approximates expiry order (one TTL per store), so stop at the first
         // live entry; a stray expired key further on is caught on lookup.
-        while let Some((&seq, key)) = inner.done.iter().next() {
-            let expired =
-                matches!(inner.map.get(key), Some(Entry::Done { until, .. }) if *until <= now);
-            let stale =
-                !matches!(inner.map.get(key), Some(Entry::Done { seq: s, .. }) if *s == seq);
+        while let Some((seq, key)) = inner.done.front() {
+            let (expired, stale) = match inner.map.get(key) {
+                Some(Entry::Done { until, seq: s }) if s == seq => (*until <= now, false),
+                _ => (false, true),
+            };
             if !(expired || stale) {
                 break;
             }
-            if let Some(key) = inner.done.remove(&seq)
+            if let Some((_, key)) = inner.done.pop_front()
                 && expired
             {
                 inner.map.remove(&key);
@@ -343,8 +353,12 @@ impl MemoryStore {
         let cap = self.config.max_entries;
         Self::gc(inner, now);
         while inner.map.len() >= cap {
-            if let Some((_, key)) = inner.done.pop_first() {
-                inner.map.remove(&key);
+            if let Some((seq, key)) = inner.done.pop_front() {
+                // Only the entry this queue slot stands for: a stale slot's key may be in
+                // flight again.
+                if matches!(inner.map.get(&key), Some(Entry::Done { seq: s, .. }) if *s == seq) {
+                    inner.map.remove(&key);
+                }
                 continue;
             }
             // Only in-flight entries remain: drop those whose lease has run out.
@@ -369,10 +383,9 @@ impl MemoryStore {
             }
             Some(Entry::Done { until, .. }) if *until > now => return Ok(Claim::Done),
             Some(_) => {
-                // Expired: the key is free again.
-                if let Some(Entry::Done { seq, .. }) = inner.map.remove(key) {
-                    inner.done.remove(&seq);
-                }
+                // Expired: the key is free again (its queue slot turns stale; `gc` below drops
+                // it together with the older, also expired, slots in front of it).
+                inner.map.remove(key);
             }
             None => {}
         }
@@ -412,7 +425,7 @@ impl MemoryStore {
                     seq,
                 },
             );
-            inner.done.insert(seq, k);
+            inner.done.push_back((seq, k));
         } else {
             inner.map.remove(key);
         }
@@ -512,6 +525,37 @@ mod tests {
     fn zero_capacity_refuses_every_claim() {
         let s = store(0, 1000, 1000);
         assert!(block_on(s.claim("a")).unwrap_err().is_full());
+    }
+
+    #[test]
+    fn recommitted_key_keeps_its_new_place_in_the_eviction_queue() {
+        let s = store(2, 60_000, 30);
+        let t = fresh(&s, "a");
+        assert!(block_on(s.commit("a", &t)).unwrap());
+        std::thread::sleep(Duration::from_millis(40));
+        // Expired: claimable again; its old queue slot is now stale.
+        let t = fresh(&s, "a");
+        assert!(block_on(s.commit("a", &t)).unwrap());
+        let t = fresh(&s, "b");
+        assert!(block_on(s.commit("b", &t)).unwrap());
+        // Full: the stale slot must not count; "a" (re-committed first) is the oldest.
+        let _c = fresh(&s, "c");
+        assert_eq!(s.len(), 2);
+        assert_eq!(block_on(s.claim("b")).unwrap(), Claim::Done);
+        assert!(matches!(block_on(s.claim("a")).unwrap(), Claim::Fresh(_)));
+    }
+
+    #[test]
+    fn random_tokens_are_32_hex_digits_and_distinct() {
+        let a = FencingToken::random();
+        let b = FencingToken::random();
+        assert_eq!(a.as_str().len(), 32);
+        assert!(
+            a.as_str()
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
     }
 
     #[test]
