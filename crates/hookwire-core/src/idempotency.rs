@@ -255,6 +255,13 @@ enum Entry {
     Done { until: Instant, seq: u64 },
 }
 
+#[derive(Debug)]
+struct DoneSlot {
+    seq: u64,
+    until: Instant,
+    key: Arc<str>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     map: HashMap<Arc<str>, Entry>,
@@ -262,8 +269,9 @@ struct Inner {
     // never in it, so eviction can never drop a claim that is still being processed. An entry
     // whose key was since removed or re-committed is stale (its `seq` no longer matches the
     // map's) and is skipped when it reaches the front; it is always behind expired entries
-    // only (one TTL per store), so `gc` drops it on the next claim.
-    done: VecDeque<(u64, Arc<str>)>,
+    // only (one TTL per store), so `gc` drops it on the next claim. The slot carries its
+    // expiry so `gc` can stop at a live front without hashing its key.
+    done: VecDeque<DoneSlot>,
     seq: u64,
 }
 
@@ -333,19 +341,23 @@ impl MemoryStore {
     fn gc(inner: &mut Inner, now: Instant) {
         // Commit order approximates expiry order (one TTL per store), so stop at the first
         // live entry; a stray expired key further on is caught on lookup.
-        while let Some((seq, key)) = inner.done.front() {
-            let (expired, stale) = match inner.map.get(key) {
-                Some(Entry::Done { until, seq: s }) if s == seq => (*until <= now, false),
-                _ => (false, true),
-            };
-            if !(expired || stale) {
-                break;
+        // A stale slot's key expired before it was re-claimed, so stale slots are expired too
+        // and the expiry test alone finds everything to drop.
+        while inner.done.front().is_some_and(|s| s.until <= now) {
+            if let Some(slot) = inner.done.pop_front() {
+                Self::drop_done(inner, slot);
             }
-            if let Some((_, key)) = inner.done.pop_front()
-                && expired
-            {
-                inner.map.remove(&key);
-            }
+        }
+    }
+
+    /// Removes the key a dequeued slot stands for, unless the slot is stale (the key was
+    /// re-claimed since, and may be in flight again).
+    fn drop_done(inner: &mut Inner, slot: DoneSlot) {
+        // One lookup in the usual case; a stale slot's entry goes straight back.
+        if let Some(e) = inner.map.remove(&slot.key)
+            && !matches!(e, Entry::Done { seq, .. } if seq == slot.seq)
+        {
+            inner.map.insert(slot.key, e);
         }
     }
 
@@ -353,12 +365,8 @@ impl MemoryStore {
         let cap = self.config.max_entries;
         Self::gc(inner, now);
         while inner.map.len() >= cap {
-            if let Some((seq, key)) = inner.done.pop_front() {
-                // Only the entry this queue slot stands for: a stale slot's key may be in
-                // flight again.
-                if matches!(inner.map.get(&key), Some(Entry::Done { seq: s, .. }) if *s == seq) {
-                    inner.map.remove(&key);
-                }
+            if let Some(slot) = inner.done.pop_front() {
+                Self::drop_done(inner, slot);
                 continue;
             }
             // Only in-flight entries remain: drop those whose lease has run out.
@@ -418,14 +426,9 @@ impl MemoryStore {
             let Some((k, _)) = inner.map.remove_entry(key) else {
                 return false;
             };
-            inner.map.insert(
-                k.clone(),
-                Entry::Done {
-                    until: now + self.config.ttl,
-                    seq,
-                },
-            );
-            inner.done.push_back((seq, k));
+            let until = now + self.config.ttl;
+            inner.map.insert(k.clone(), Entry::Done { until, seq });
+            inner.done.push_back(DoneSlot { seq, until, key: k });
         } else {
             inner.map.remove(key);
         }

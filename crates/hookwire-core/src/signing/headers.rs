@@ -84,6 +84,8 @@ fn known_name(name: &str) -> Option<&'static http::HeaderName> {
     static X_WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("x-webhook-timestamp");
     static X_WEBHOOK_ID: HeaderName = HeaderName::from_static("x-webhook-id");
     static X_WEBHOOK_EVENT: HeaderName = HeaderName::from_static("x-webhook-event");
+    // Not a signature header, but every receiver looks it up on every request.
+    static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
     Some(match name {
         "webhook-id" => &WEBHOOK_ID,
         "webhook-timestamp" => &WEBHOOK_TIMESTAMP,
@@ -101,6 +103,7 @@ fn known_name(name: &str) -> Option<&'static http::HeaderName> {
         "x-webhook-timestamp" => &X_WEBHOOK_TIMESTAMP,
         "x-webhook-id" => &X_WEBHOOK_ID,
         "x-webhook-event" => &X_WEBHOOK_EVENT,
+        "idempotency-key" => &IDEMPOTENCY_KEY,
         _ => return None,
     })
 }
