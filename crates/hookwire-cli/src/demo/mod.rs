@@ -149,13 +149,13 @@ impl Board {
             p.remove("_v");
         }
         self.publisher.publish(next, vec![patch]).await?;
-        // The WebSocket side gets the event itself, for its organization only.
-        let org = payload
-            .get("organization")
-            .and_then(Value::as_str)
-            .unwrap_or("acme");
-        self.ws
-            .publish(&Event::new(name, payload.clone()).with_organization(org));
+        // The WebSocket side gets the event itself, for its organization only. An event without
+        // one goes out unscoped (to clients without an organization); never guess a tenant.
+        let mut event = Event::new(name, payload.clone());
+        if let Some(org) = payload.get("organization").and_then(Value::as_str) {
+            event = event.with_organization(org);
+        }
+        self.ws.publish(&event);
         Ok(version + 1)
     }
 }
