@@ -2,7 +2,9 @@
 //! [`jobs_conformance!`](crate::jobs_conformance) so the memory and Redis backends cannot drift.
 //!
 //! Every case takes a fresh backend and uses its own random queue names, panics on a violation,
-//! and finishes in a few seconds at most.
+//! and finishes in a few seconds at most. The `unwrap`/`expect` calls here are the suite's
+//! assertions (a backend error is a conformance failure); this module only exists behind the
+//! `conformance` feature, for tests.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
