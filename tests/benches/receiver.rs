@@ -3,9 +3,15 @@
 //! receiver (express + the npm `standardwebhooks` package verifying the same requests).
 //!
 //! Load comes from `wrk` (one thread, 16 keep-alive connections) on loopback. Every server runs
-//! on one worker thread (Node is single-threaded too), rounds interleave the two sides of each
-//! ratio with alternating order, and the ratio is the median of per-round ratios. Any non-2xx
-//! answer fails the run: a receiver that refuses requests would look fast.
+//! on one worker thread (Node is single-threaded too); with two or more CPUs the servers are
+//! pinned to CPU 0 and `wrk` to CPU 1 (`taskset`, recorded in the JSON). Rounds interleave the
+//! sides of each ratio with alternating order, and the ratio is the median of per-round ratios.
+//! Any non-2xx answer fails the run: a receiver that refuses requests would look fast.
+//!
+//! - `hmac_floor_vs_bare`: the floor for any receiver that verifies signatures. A bare axum
+//!   handler that only checks the `hookwire` HMAC with the raw `hmac`/`sha2` crates (pre-keyed
+//!   state, constant-time compare), no store, no key handling; `axum_vs_hmac_floor` is the
+//!   adapter against that floor.
 //!
 //! - `*_vs_bare`: `hookwire` scheme with a fresh `Idempotency-Key` per request (set by the wrk
 //!   Lua script; that scheme's key is not signed) and the signature replay cache off (every
@@ -82,6 +88,58 @@ fn axum_server(layered: bool) -> SocketAddr {
     })
 }
 
+/// The HMAC floor: a bare axum handler that reads the body and checks the `hookwire` signature
+/// (`sha256=hex(HMAC(secret, ts "." body))`) with nothing else around it.
+fn hmac_floor_server() -> SocketAddr {
+    use hmac::{Hmac, Mac};
+    use subtle::ConstantTimeEq;
+    type HmacSha256 = Hmac<sha2::Sha256>;
+    let keyed = HmacSha256::new_from_slice(SECRET.as_bytes()).unwrap();
+    tokio_server(move |l| async move {
+        let h = move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+            let mut mac = keyed.clone();
+            async move {
+                let ts = headers.get("x-webhook-timestamp").map(|v| v.as_bytes());
+                let sig = headers
+                    .get("x-webhook-signature")
+                    .and_then(|v| v.as_bytes().strip_prefix(b"sha256="));
+                let (Some(ts), Some(sig)) = (ts, sig) else {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                };
+                let mut want = [0u8; 32];
+                if hex::decode_to_slice(sig, &mut want).is_err() {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                }
+                mac.update(ts);
+                mac.update(b".");
+                mac.update(&body);
+                let got = mac.finalize().into_bytes();
+                if bool::from(got.as_slice().ct_eq(&want)) {
+                    axum::http::StatusCode::NO_CONTENT
+                } else {
+                    axum::http::StatusCode::UNAUTHORIZED
+                }
+            }
+        };
+        let app = axum::Router::new().route("/webhook", axum::routing::post(h));
+        axum::serve(l, app).await.unwrap();
+    })
+}
+
+/// Pins this process (and every thread it starts later) to CPU 0 so `wrk` can have CPU 1;
+/// returns whether it did.
+fn pin_servers() -> bool {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return false;
+    }
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", "0"])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn warp_server(layered: bool) -> SocketAddr {
     use warp::Filter;
     tokio_server(move |l| async move {
@@ -151,7 +209,7 @@ impl Drop for NodeServer {
 }
 
 /// express + standardwebhooks, installed with npm under `target/bench/peers/node`.
-fn node_server(dir: &Path) -> (NodeServer, SocketAddr) {
+fn node_server(dir: &Path, pinned: bool) -> (NodeServer, SocketAddr) {
     let script = dir.join("receiver.js");
     std::fs::write(
         &script,
@@ -169,7 +227,14 @@ const server = app.listen(0, "127.0.0.1", () => console.log(server.address().por
 "#,
     )
     .unwrap();
-    let mut child = Command::new("node")
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", "node"]);
+        c
+    } else {
+        Command::new("node")
+    };
+    let mut child = cmd
         .arg(&script)
         .arg(SECRET)
         .current_dir(dir)
@@ -241,8 +306,15 @@ fn script(path: &Path, headers: &[(String, String)], body: &str, key_prefix: Opt
 }
 
 /// Requests/s from one wrk run; panics on any non-2xx answer or socket error.
-fn wrk(addr: SocketAddr, script: &Path, secs: u32) -> f64 {
-    let out = Command::new("wrk")
+fn wrk(addr: SocketAddr, script: &Path, secs: u32, pinned: bool) -> f64 {
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1", "wrk"]);
+        c
+    } else {
+        Command::new("wrk")
+    };
+    let out = cmd
         .args(["-t1", "-c16", "--latency"])
         .arg(format!("-d{secs}s"))
         .arg("-s")
@@ -261,7 +333,34 @@ fn wrk(addr: SocketAddr, script: &Path, secs: u32) -> f64 {
         .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
 }
 
+/// Profiling aid (`HOOKWIRE_BENCH_SERVE=1`): keeps the servers up and prints where they listen,
+/// so `perf` can watch one server while `wrk` drives it by hand. Never returns.
+#[allow(clippy::print_stdout, reason = "the addresses are the output")]
+fn serve_for_profiling(servers: &[(&str, SocketAddr, SocketAddr)]) -> ! {
+    let body = body();
+    let ts = hookwire_core::time::unix_now();
+    let headers = sign(
+        Scheme::Hookwire,
+        &Secret::new(SECRET),
+        &SignInput::new(body.as_bytes(), ts),
+    )
+    .unwrap()
+    .to_vec();
+    let path = bench_dir().join("receiver-wrk/serve.lua");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    script(&path, &headers, &body, Some(&format!("serve-{ts}-")));
+    println!("wrk script: {}", path.display());
+    for (name, layered, bare) in servers {
+        println!("{name}: hookwire http://{layered}/webhook bare http://{bare}/webhook");
+    }
+    println!("hmac floor http://{}/webhook", hmac_floor_server());
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() {
+    let pinned = pin_servers();
     let quick = quick_requested();
     let (rounds, secs) = if quick { (3, 1) } else { (8, 3) };
     let mut report = Report::new("receiver", quick);
@@ -280,7 +379,11 @@ fn main() {
         ("actix", actix_server(true), actix_server(false)),
         ("warp", warp_server(true), warp_server(false)),
     ];
-    let (node, node_addr) = node_server(&node_dir);
+    if std::env::var_os("HOOKWIRE_BENCH_SERVE").is_some() {
+        serve_for_profiling(&servers);
+    }
+    let floor = hmac_floor_server();
+    let (node, node_addr) = node_server(&node_dir, pinned);
     std::thread::sleep(Duration::from_millis(300));
 
     let body = body();
@@ -308,11 +411,12 @@ fn main() {
     let warm = dir.join("warm.lua");
     script(&warm, &hookwire_headers, &body, Some("warm-"));
     for (_, layered, bare) in &servers {
-        wrk(*layered, &warm, 1);
-        wrk(*bare, &warm, 1);
+        wrk(*layered, &warm, 1, pinned);
+        wrk(*bare, &warm, 1, pinned);
     }
-    wrk(servers[0].1, &standard, 1);
-    wrk(node_addr, &standard, 1);
+    wrk(floor, &warm, 1, pinned);
+    wrk(servers[0].1, &standard, 1, pinned);
+    wrk(node_addr, &standard, 1, pinned);
 
     for round in 0..rounds {
         let fresh = dir.join(format!("round{round}.lua"));
@@ -323,15 +427,18 @@ fn main() {
             Some(&format!("r{round}-{ts}-")),
         );
         for (name, layered, bare) in &servers {
-            let mut pair = [
+            let mut runs = vec![
                 (format!("{name}_hookwire"), *layered),
                 (format!("{name}_bare"), *bare),
             ];
-            if round % 2 == 1 {
-                pair.reverse();
+            if *name == "axum" {
+                runs.push(("axum_hmac_floor".to_owned(), floor));
             }
-            for (fig, addr) in pair {
-                let rps = wrk(addr, &fresh, secs);
+            if round % 2 == 1 {
+                runs.reverse();
+            }
+            for (fig, addr) in runs {
+                let rps = wrk(addr, &fresh, secs, pinned);
                 report.figure(&format!("{fig}_rps"), rps);
             }
         }
@@ -343,7 +450,7 @@ fn main() {
             pair.reverse();
         }
         for (fig, addr) in pair {
-            report.figure(&format!("{fig}_rps"), wrk(addr, &standard, secs));
+            report.figure(&format!("{fig}_rps"), wrk(addr, &standard, secs, pinned));
         }
     }
     drop(node);
@@ -355,6 +462,12 @@ fn main() {
             &format!("{name}_bare_rps"),
         );
     }
+    report.ratio_of_rounds("hmac_floor_vs_bare", "axum_hmac_floor_rps", "axum_bare_rps");
+    report.ratio_of_rounds(
+        "axum_vs_hmac_floor",
+        "axum_hookwire_rps",
+        "axum_hmac_floor_rps",
+    );
     report.ratio_of_rounds(
         "axum_vs_node",
         "axum_hookwire_standard_rps",
@@ -364,6 +477,7 @@ fn main() {
         "method",
         serde_json::json!({
             "load": "wrk -t1 -c16, keep-alive, loopback",
+            "layout": if pinned { "pinned: servers and node on CPU 0, wrk on CPU 1 (taskset)" } else { "shared: no pinning" },
             "body_bytes": 1024,
             "server_threads": 1,
             "seconds_per_run": secs,

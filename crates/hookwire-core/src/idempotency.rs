@@ -10,12 +10,15 @@
 //! [`MemoryStore`] is the bounded in-process store; `hookwire-receiver` adds a Redis store. Both
 //! pass the same conformance suite (`hookwire-testkit`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use hashbrown::HashTable;
 
 use crate::backoff::RetryPolicy;
 
@@ -29,32 +32,68 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// let t = hookwire_core::FencingToken::new("abc");
 /// assert_eq!(t.as_str(), "abc");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-// Shared text: a memory store keeps a copy of every live token, and cloning an `Arc` is cheaper
-// than allocating a second string on the hot claim path.
-pub struct FencingToken(Arc<str>);
+#[derive(Clone)]
+pub struct FencingToken(TokenRepr);
+
+#[derive(Clone)]
+enum TokenRepr {
+    // Random tokens live inline: minting one on every claim then costs no allocation, and the
+    // copy a memory store keeps is a plain 32-byte copy.
+    Hex([u8; 32]),
+    // Tokens handed back by other stores (e.g. read from Redis).
+    Text(Arc<str>),
+}
 
 impl FencingToken {
     /// Wraps a token produced by a store.
     pub fn new(token: impl Into<String>) -> Self {
-        Self(Arc::from(token.into()))
+        Self(TokenRepr::Text(Arc::from(token.into())))
     }
     /// A fresh random token: 128 random bits as 32 lowercase hex digits.
     pub fn random() -> Self {
         let mut raw = [0u8; 16];
         raw[..8].copy_from_slice(&crate::id::random_u64().to_be_bytes());
         raw[8..].copy_from_slice(&crate::id::random_u64().to_be_bytes());
+        Self::from_raw(raw)
+    }
+    fn from_raw(raw: [u8; 16]) -> Self {
         let mut text = [0u8; 32];
         // Encoding 16 bytes into exactly 32 always succeeds; the fallback is unreachable.
         if hex::encode_to_slice(raw, &mut text).is_err() {
-            return Self(Arc::from(hex::encode(raw)));
+            return Self::new(hex::encode(raw));
         }
-        // Hex digits are ASCII, so this is valid UTF-8.
-        Self(Arc::from(String::from_utf8_lossy(&text)))
+        Self(TokenRepr::Hex(text))
     }
     /// The token text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Hex digits are ASCII, so this never fails; "" would only ever compare unequal.
+            TokenRepr::Hex(b) => std::str::from_utf8(b).unwrap_or(""),
+            TokenRepr::Text(t) => t,
+        }
+    }
+}
+
+impl PartialEq for FencingToken {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (TokenRepr::Hex(a), TokenRepr::Hex(b)) => a == b,
+            _ => self.as_str() == other.as_str(),
+        }
+    }
+}
+
+impl Eq for FencingToken {}
+
+impl std::hash::Hash for FencingToken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FencingToken").field(&self.as_str()).finish()
     }
 }
 
@@ -249,30 +288,95 @@ impl IdempotencyConfig {
     }
 }
 
+// A table slot is 32 bytes (two per cache line): the key, its expiry, and one word that is
+// either a commit sequence number (done) or a claim id (in flight, top bit set). With 100 000
+// keys the table is ~4 MiB, and each claim or eviction touches one line of it.
+const IN_FLIGHT: u64 = 1 << 63;
+
 #[derive(Debug)]
-enum Entry {
-    InFlight { token: FencingToken, until: Instant },
-    Done { until: Instant, seq: u64 },
+struct Slot {
+    key: Arc<str>,
+    // Nanoseconds since the store's epoch.
+    until: u64,
+    word: u64,
+}
+
+impl Slot {
+    fn in_flight(&self) -> Option<u64> {
+        (self.word & IN_FLIGHT != 0).then_some(self.word & !IN_FLIGHT)
+    }
 }
 
 #[derive(Debug)]
 struct DoneSlot {
     seq: u64,
-    until: Instant,
+    until: u64,
+    hash: u64,
+    // The same allocation as the table's key: eviction finds its slot by pointer, and while
+    // this clone lives the address cannot be reused by a newer claim of the same key.
     key: Arc<str>,
 }
 
-#[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<Arc<str>, Entry>,
+    table: HashTable<Slot>,
+    // Keyed SipHash: keys come from the network, so a fixed hash would let a sender flood one
+    // bucket chain.
+    hasher: RandomState,
     // Committed keys by commit order (ascending `seq`): the eviction queue. In-flight keys are
     // never in it, so eviction can never drop a claim that is still being processed. An entry
-    // whose key was since removed or re-committed is stale (its `seq` no longer matches the
-    // map's) and is skipped when it reaches the front; it is always behind expired entries
-    // only (one TTL per store), so `gc` drops it on the next claim. The slot carries its
-    // expiry so `gc` can stop at a live front without hashing its key.
+    // whose key was since removed or re-committed is stale (its `seq` or allocation no longer
+    // matches the table's) and is skipped when it reaches the front; it is always behind
+    // expired entries only (one TTL per store), so `gc` drops it on the next claim. The slot
+    // carries its expiry and hash so `gc` can stop at a live front without touching the table,
+    // and eviction never rehashes a key whose text is cold in memory.
     done: VecDeque<DoneSlot>,
     seq: u64,
+    // Claim ids: a token is `hex(salt) hex(id)`, so the table keeps 8 bytes per claim and a
+    // token from another store (different salt) never matches.
+    salt: u64,
+    claims: u64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher: RandomState::new(),
+            done: VecDeque::new(),
+            seq: 0,
+            salt: crate::id::random_u64(),
+            claims: 0,
+        }
+    }
+}
+
+impl Inner {
+    fn token(&self, id: u64) -> FencingToken {
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&self.salt.to_be_bytes());
+        raw[8..].copy_from_slice(&id.to_be_bytes());
+        FencingToken::from_raw(raw)
+    }
+
+    /// The claim id `token` stands for, if this store minted it.
+    fn claim_id(&self, token: &FencingToken) -> Option<u64> {
+        let mut raw = [0u8; 16];
+        hex::decode_to_slice(token.as_str(), &mut raw).ok()?;
+        let (salt, id) = raw.split_at(8);
+        let salt = u64::from_be_bytes(salt.try_into().ok()?);
+        let id = u64::from_be_bytes(id.try_into().ok()?);
+        (salt == self.salt).then_some(id)
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("keys", &self.table.len())
+            .field("done_queue", &self.done.len())
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A bounded in-process [`IdempotencyStore`].
@@ -296,6 +400,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct MemoryStore {
     config: IdempotencyConfig,
+    // Expiries are kept as nanoseconds since this instant (8 bytes where `Instant` takes 16).
+    epoch: Instant,
     inner: Mutex<Inner>,
 }
 
@@ -304,6 +410,7 @@ impl MemoryStore {
     pub fn new(config: IdempotencyConfig) -> Self {
         Self {
             config,
+            epoch: Instant::now(),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -315,9 +422,10 @@ impl MemoryStore {
 
     /// Keys currently held (in flight or done, expired ones dropped first).
     pub fn len(&self) -> usize {
+        let now = self.nanos(Instant::now());
         let mut inner = self.lock();
-        Self::gc(&mut inner, Instant::now());
-        inner.map.len()
+        Self::gc(&mut inner, now);
+        inner.table.len()
     }
 
     /// True when no key is held.
@@ -328,110 +436,135 @@ impl MemoryStore {
     /// Drops every key.
     pub fn clear(&self) {
         let mut inner = self.lock();
-        inner.map.clear();
+        inner.table.clear();
         inner.done.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A poisoned lock only means another thread panicked mid-operation; every operation
-        // leaves the maps consistent between statements, so keep serving.
+        // leaves the table consistent between statements, so keep serving.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn gc(inner: &mut Inner, now: Instant) {
+    fn nanos(&self, t: Instant) -> u64 {
+        // u64 nanoseconds last 584 years; saturate rather than wrap past that.
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn later(now: u64, d: Duration) -> u64 {
+        now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn gc(inner: &mut Inner, now: u64) {
         // Commit order approximates expiry order (one TTL per store), so stop at the first
         // live entry; a stray expired key further on is caught on lookup.
         // A stale slot's key expired before it was re-claimed, so stale slots are expired too
         // and the expiry test alone finds everything to drop.
         while inner.done.front().is_some_and(|s| s.until <= now) {
             if let Some(slot) = inner.done.pop_front() {
-                Self::drop_done(inner, slot);
+                Self::drop_done(inner, &slot);
             }
         }
     }
 
     /// Removes the key a dequeued slot stands for, unless the slot is stale (the key was
     /// re-claimed since, and may be in flight again).
-    fn drop_done(inner: &mut Inner, slot: DoneSlot) {
-        // One lookup in the usual case; a stale slot's entry goes straight back.
-        if let Some(e) = inner.map.remove(&slot.key)
-            && !matches!(e, Entry::Done { seq, .. } if seq == slot.seq)
-        {
-            inner.map.insert(slot.key, e);
+    fn drop_done(inner: &mut Inner, slot: &DoneSlot) {
+        if let Ok(entry) = inner.table.find_entry(slot.hash, |s| {
+            Arc::ptr_eq(&s.key, &slot.key) && s.word == slot.seq
+        }) {
+            entry.remove();
         }
     }
 
-    fn make_room(&self, inner: &mut Inner, now: Instant) -> Result<(), StoreError> {
+    fn make_room(&self, inner: &mut Inner, now: u64) -> Result<(), StoreError> {
         let cap = self.config.max_entries;
         Self::gc(inner, now);
-        while inner.map.len() >= cap {
+        while inner.table.len() >= cap {
             if let Some(slot) = inner.done.pop_front() {
-                Self::drop_done(inner, slot);
+                Self::drop_done(inner, &slot);
                 continue;
             }
             // Only in-flight entries remain: drop those whose lease has run out.
-            let before = inner.map.len();
+            let before = inner.table.len();
             inner
-                .map
-                .retain(|_, e| !matches!(e, Entry::InFlight { until, .. } if *until <= now));
-            if inner.map.len() == before {
+                .table
+                .retain(|s| !(s.in_flight().is_some() && s.until <= now));
+            if inner.table.len() == before {
                 return Err(StoreError::full(cap));
             }
         }
         Ok(())
     }
 
-    fn claim_now(&self, key: &str, now: Instant) -> Result<Claim, StoreError> {
-        let mut inner = self.lock();
-        match inner.map.get(key) {
-            Some(Entry::InFlight { until, .. }) if *until > now => {
+    fn claim_now(&self, key: &str, at: Instant) -> Result<Claim, StoreError> {
+        let now = self.nanos(at);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let hash = inner.hasher.hash_one(key);
+        if let Ok(entry) = inner.table.find_entry(hash, |s| &*s.key == key) {
+            let slot = entry.get();
+            if slot.until > now {
+                if slot.in_flight().is_none() {
+                    return Ok(Claim::Done);
+                }
                 return Ok(Claim::InFlight {
-                    retry_after: (*until - now).max(Duration::from_secs(1)),
+                    retry_after: Duration::from_nanos(slot.until - now).max(Duration::from_secs(1)),
                 });
             }
-            Some(Entry::Done { until, .. }) if *until > now => return Ok(Claim::Done),
-            Some(_) => {
-                // Expired: the key is free again (its queue slot turns stale; `gc` below drops
-                // it together with the older, also expired, slots in front of it).
-                inner.map.remove(key);
-            }
-            None => {}
+            // Expired: the key is free again (its queue slot turns stale; `gc` below drops it
+            // together with the older, also expired, slots in front of it).
+            entry.remove();
         }
         if self.config.max_entries == 0 {
             return Err(StoreError::full(0));
         }
-        self.make_room(&mut inner, now)?;
-        let token = FencingToken::random();
-        inner.map.insert(
-            Arc::from(key),
-            Entry::InFlight {
-                token: token.clone(),
-                until: now + self.config.lease,
-            },
-        );
-        Ok(Claim::Fresh(token))
+        self.make_room(inner, now)?;
+        inner.claims = (inner.claims + 1) & !IN_FLIGHT;
+        let id = inner.claims;
+        let slot = Slot {
+            key: Arc::from(key),
+            until: Self::later(now, self.config.lease),
+            word: id | IN_FLIGHT,
+        };
+        let hasher = &inner.hasher;
+        inner
+            .table
+            .insert_unique(hash, slot, |s| hasher.hash_one(&*s.key));
+        Ok(Claim::Fresh(inner.token(id)))
     }
 
     fn finish(&self, key: &str, token: &FencingToken, commit: bool) -> bool {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        let holds =
-            matches!(inner.map.get(key), Some(Entry::InFlight { token: t, .. }) if t == token);
-        if !holds {
+        let now = self.nanos(Instant::now());
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(id) = inner.claim_id(token) else {
             return false;
+        };
+        let hash = inner.hasher.hash_one(key);
+        let Ok(entry) = inner
+            .table
+            .find_entry(hash, |s| s.in_flight() == Some(id) && &*s.key == key)
+        else {
+            return false;
+        };
+        if !commit {
+            entry.remove();
+            return true;
         }
-        if commit {
-            inner.seq += 1;
-            let seq = inner.seq;
-            let Some((k, _)) = inner.map.remove_entry(key) else {
-                return false;
-            };
-            let until = now + self.config.ttl;
-            inner.map.insert(k.clone(), Entry::Done { until, seq });
-            inner.done.push_back(DoneSlot { seq, until, key: k });
-        } else {
-            inner.map.remove(key);
-        }
+        inner.seq += 1;
+        let seq = inner.seq;
+        let until = Self::later(now, self.config.ttl);
+        let slot = entry.into_mut();
+        slot.until = until;
+        slot.word = seq;
+        let queued = DoneSlot {
+            seq,
+            until,
+            hash,
+            key: slot.key.clone(),
+        };
+        inner.done.push_back(queued);
         true
     }
 }
@@ -559,6 +692,41 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(a, b);
+        // A token read back as text (e.g. from Redis) is the same token.
+        assert_eq!(FencingToken::new(a.as_str()), a);
+        assert_ne!(FencingToken::new(b.as_str()), a);
+    }
+
+    #[test]
+    fn stale_token_cannot_finish_a_newer_claim() {
+        let s = store(10, 10, 60_000);
+        let old = fresh(&s, "a");
+        std::thread::sleep(Duration::from_millis(20));
+        let new = fresh(&s, "a");
+        assert!(!block_on(s.commit("a", &old)).unwrap());
+        assert!(!block_on(s.release("a", &old)).unwrap());
+        assert!(matches!(
+            block_on(s.claim("a")).unwrap(),
+            Claim::InFlight { .. }
+        ));
+        assert!(block_on(s.commit("a", &new)).unwrap());
+        assert_eq!(block_on(s.claim("a")).unwrap(), Claim::Done);
+    }
+
+    #[test]
+    fn many_keys_evict_in_commit_order() {
+        let s = store(1000, 60_000, 60_000);
+        for i in 0..5000 {
+            let k = format!("k{i}");
+            let t = fresh(&s, &k);
+            assert!(block_on(s.commit(&k, &t)).unwrap());
+        }
+        assert_eq!(s.len(), 1000);
+        assert!(matches!(
+            block_on(s.claim("k3999")).unwrap(),
+            Claim::Fresh(_)
+        ));
+        assert_eq!(block_on(s.claim("k4001")).unwrap(), Claim::Done);
     }
 
     #[test]
