@@ -1,5 +1,6 @@
-//! `hookwire listen` as a black box: real processes, real sockets, a real redis-server, and a
-//! peer library (npm `standardwebhooks`) signing the requests.
+//! `hookwire listen` as a black box: real processes, real sockets, a real redis-server, and
+//! peer libraries (npm `standardwebhooks`, `stripe`, `@octokit/webhooks-methods`) and GitHub's
+//! docs example signing the requests.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -447,26 +448,141 @@ const wh = new Webhook({SECRET:?});
     assert_eq!(lines[0]["type"], "order.created");
 }
 
-/// `standardwebhooks` from npm, installed once under the target dir.
+/// GitHub's own docs example (secret "It's a Secret to Everybody", body "Hello, World!"),
+/// byte for byte, is accepted by `--scheme auto` with the delivery id as the key; the same
+/// listener holds a second secret, so this also proves rotation picks the right one.
+#[test]
+fn github_docs_example_is_accepted_by_scheme_auto() {
+    let l = Listen::start(&["--scheme", "auto", "--secret", "It's a Secret to Everybody"]);
+    let mut c = Conn::open(l.addr);
+    let headers = |sig: &str| {
+        vec![
+            ("X-GitHub-Event".to_owned(), "ping".to_owned()),
+            (
+                "X-GitHub-Delivery".to_owned(),
+                "72d3162e-cc78-11e3-81ab-4c9367dc0958".to_owned(),
+            ),
+            ("X-Hub-Signature-256".to_owned(), sig.to_owned()),
+        ]
+    };
+    let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    let r = c.post("/webhook", &headers(sig), b"Hello, World!");
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = c.post("/webhook", &headers(sig), b"Hello, World!");
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.headers.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    let r = c.post("/webhook", &headers(sig), b"Hello, World?");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (401, r#"{"error":"bad-signature"}"#)
+    );
+    let lines = l.stop();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["scheme"], "github");
+    assert_eq!(lines[0]["key"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!(lines[0]["type"], "ping");
+    assert_eq!(lines[0]["body"], "Hello, World!");
+    assert_eq!(lines[1]["deduped"], true);
+}
+
+/// Requests signed by GitHub's and Stripe's own libraries (npm `@octokit/webhooks-methods`
+/// `sign`, and `stripe`'s `webhooks.generateTestHeaderString`) are accepted by
+/// `--scheme auto`; the same signatures under another secret are refused.
+#[test]
+fn octokit_and_stripe_signed_requests_are_accepted_by_scheme_auto() {
+    let dir = node_peers();
+    let l = Listen::start(&["--scheme", "auto"]);
+    let script = format!(
+        r#"
+import {{ sign }} from "@octokit/webhooks-methods";
+import Stripe from "stripe";
+const stripe = new Stripe("sk_test_not_used_offline");
+const url = "http://{addr}/webhook";
+const out = [];
+const post = async (body, headers) => {{
+  const res = await fetch(url, {{ method: "POST", body, headers: {{ "content-type": "application/json", ...headers }} }});
+  out.push(res.status + " " + (res.headers.get("idempotent-replayed") || "-") + " " + await res.text());
+}};
+const gh = JSON.stringify({{ action: "opened", number: 7 }});
+for (const secret of [{SECRET:?}, "not-the-secret"]) {{
+  await post(gh, {{ "x-github-event": "pull_request", "x-github-delivery": "d-" + secret.length,
+    "x-hub-signature-256": await sign(secret, gh) }});
+}}
+await post(gh, {{ "x-github-event": "pull_request", "x-github-delivery": "d-" + {SECRET:?}.length,
+  "x-hub-signature-256": await sign({SECRET:?}, gh) }});
+const evt = JSON.stringify({{ id: "evt_1", type: "invoice.paid" }});
+for (const secret of [{SECRET:?}, "whsec_not_the_secret"]) {{
+  await post(evt, {{ "stripe-signature": stripe.webhooks.generateTestHeaderString({{ payload: evt, secret }}) }});
+}}
+console.log(out.join("\n"));
+"#,
+        addr = l.addr,
+    );
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e"])
+        .arg(script)
+        .current_dir(&dir)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        got,
+        [
+            "204 - ",
+            r#"401 - {"error":"bad-signature"}"#,
+            "204 true ",
+            "204 - ",
+            r#"401 - {"error":"bad-signature"}"#,
+        ],
+        "{text}"
+    );
+    let lines = l.stop();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["scheme"], "github");
+    assert_eq!(lines[0]["type"], "pull_request");
+    assert_eq!(lines[0]["key"], format!("d-{}", SECRET.len()));
+    assert_eq!(lines[2]["scheme"], "stripe");
+    assert_eq!(lines[2]["type"], "invoice.paid");
+    // Stripe signs no delivery id and sends no Idempotency-Key: accepted, not de-duplicated.
+    assert_eq!(lines[2]["key"], Value::Null);
+}
+
+/// The npm peers (`standardwebhooks`, `stripe`, `@octokit/webhooks-methods`, and express for
+/// the bench), installed once under the target dir.
 fn node_peers() -> std::path::PathBuf {
+    // Tests run in parallel; two npm installs into one directory would corrupt it.
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = hookwire_testkit::bench::bench_dir().join("peers/node");
-    if !dir
-        .join("node_modules/standardwebhooks/package.json")
-        .exists()
-    {
+    let modules = [
+        "standardwebhooks",
+        "express",
+        "stripe",
+        "@octokit/webhooks-methods",
+    ];
+    if !modules.iter().all(|m| {
+        dir.join("node_modules")
+            .join(m)
+            .join("package.json")
+            .exists()
+    }) {
         std::fs::create_dir_all(&dir).unwrap();
         let st = Command::new("npm")
-            .args([
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "standardwebhooks",
-                "express",
-            ])
+            .args(["install", "--no-audit", "--no-fund"])
+            .args(modules)
             .current_dir(&dir)
             .status()
             .expect("npm (Node.js) is needed for the peer-library test");
-        assert!(st.success(), "npm install standardwebhooks failed");
+        assert!(st.success(), "npm install of the peer libraries failed");
     }
     dir
 }
