@@ -419,17 +419,7 @@ const wh = new Webhook({SECRET:?});
             .to_string(),
         addr = l.addr,
     );
-    let out = Command::new("node")
-        .arg("-e")
-        .arg(script)
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = node(&["-e"], &script, &dir);
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(
         got,
@@ -521,18 +511,7 @@ console.log(out.join("\n"));
 "#,
         addr = l.addr,
     );
-    let out = Command::new("node")
-        .args(["--input-type=module", "-e"])
-        .arg(script)
-        .current_dir(&dir)
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = node(&["--input-type=module", "-e"], &script, &dir);
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(
         got,
@@ -554,6 +533,22 @@ console.log(out.join("\n"));
     assert_eq!(lines[2]["type"], "invoice.paid");
     // Stripe signs no delivery id and sends no Idempotency-Key: accepted, not de-duplicated.
     assert_eq!(lines[2]["key"], Value::Null);
+}
+
+/// Runs a Node script from the peers directory (so its packages resolve); its stdout.
+fn node(args: &[&str], script: &str, dir: &std::path::Path) -> String {
+    let out = Command::new("node")
+        .args(args)
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The npm peers (`standardwebhooks`, `stripe`, `@octokit/webhooks-methods`, and express for
