@@ -197,6 +197,26 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         key: &'a str,
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// [`claim`](Self::claim) without a future, for stores that never wait (in-process ones):
+    /// `None` (the default) means "call `claim`". Receivers try this first, which spares a boxed
+    /// future on every request.
+    fn claim_now(&self, key: &str) -> Option<Result<Claim, StoreError>> {
+        let _ = key;
+        None
+    }
+
+    /// [`commit`](Self::commit) without a future; `None` (the default) means "call `commit`".
+    fn commit_now(&self, key: &str, token: &FencingToken) -> Option<Result<bool, StoreError>> {
+        let _ = (key, token);
+        None
+    }
+
+    /// [`release`](Self::release) without a future; `None` (the default) means "call `release`".
+    fn release_now(&self, key: &str, token: &FencingToken) -> Option<Result<bool, StoreError>> {
+        let _ = (key, token);
+        None
+    }
 }
 
 impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
@@ -216,6 +236,15 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         (**self).release(key, token)
+    }
+    fn claim_now(&self, key: &str) -> Option<Result<Claim, StoreError>> {
+        (**self).claim_now(key)
+    }
+    fn commit_now(&self, key: &str, token: &FencingToken) -> Option<Result<bool, StoreError>> {
+        (**self).commit_now(key, token)
+    }
+    fn release_now(&self, key: &str, token: &FencingToken) -> Option<Result<bool, StoreError>> {
+        (**self).release_now(key, token)
     }
 }
 
@@ -497,7 +526,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    fn claim_now(&self, key: &str, at: Instant) -> Result<Claim, StoreError> {
+    fn claim_at(&self, key: &str, at: Instant) -> Result<Claim, StoreError> {
         let now = self.nanos(at);
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -571,8 +600,17 @@ impl MemoryStore {
 
 impl IdempotencyStore for MemoryStore {
     fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, StoreError>> {
-        let r = self.claim_now(key, Instant::now());
+        let r = self.claim_at(key, Instant::now());
         Box::pin(std::future::ready(r))
+    }
+    fn claim_now(&self, key: &str) -> Option<Result<Claim, StoreError>> {
+        Some(self.claim_at(key, Instant::now()))
+    }
+    fn commit_now(&self, key: &str, token: &FencingToken) -> Option<Result<bool, StoreError>> {
+        Some(Ok(self.finish(key, token, true)))
+    }
+    fn release_now(&self, key: &str, token: &FencingToken) -> Option<Result<bool, StoreError>> {
+        Some(Ok(self.finish(key, token, false)))
     }
     fn commit<'a>(
         &'a self,

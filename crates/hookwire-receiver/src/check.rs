@@ -164,7 +164,11 @@ async fn check_with<H: HeaderSource + ?Sized>(
         });
     };
     let key = rekey(verified.as_ref(), key);
-    match opts.store.claim(&key).await {
+    let claimed = match opts.store.claim_now(&key) {
+        Some(r) => r,
+        None => opts.store.claim(&key).await,
+    };
+    match claimed {
         Ok(Claim::Fresh(token)) => Ok(Checked {
             guard: Some(ClaimGuard::new(opts.store.clone(), key.clone(), token)),
             key: Some(key),
@@ -193,9 +197,15 @@ async fn check_with<H: HeaderSource + ?Sized>(
 /// assert_eq!(gate.max_body_len(), 64 * 1024);
 /// ```
 #[derive(Debug, Clone)]
-pub struct Gate {
+pub struct Gate(
+    // One shared allocation: adapters clone the gate for every request, which is then a single
+    // reference-count bump. Builder methods copy on write (they run before the gate is shared).
+    Arc<GateConfig>,
+);
+
+#[derive(Debug, Clone)]
+struct GateConfig {
     store: Arc<dyn IdempotencyStore>,
-    // Shared: adapters clone the gate per request, and a key ring holds MAC states.
     keys: Option<Arc<KeyRing>>,
     verify: VerifyOptions,
     require_key: bool,
@@ -212,14 +222,18 @@ impl Default for Gate {
 impl Gate {
     /// Unsigned, with a default [`hookwire_core::MemoryStore`], required keys and a 1 MiB limit.
     pub fn new() -> Self {
-        Self {
+        Self(Arc::new(GateConfig {
             store: Arc::new(hookwire_core::MemoryStore::new(Default::default())),
             keys: None,
             verify: VerifyOptions::default(),
             require_key: true,
             max_body: crate::body::DEFAULT_MAX_BODY,
             replay: Some(Self::replay_cache(&VerifyOptions::default())),
-        }
+        }))
+    }
+
+    fn config(&mut self) -> &mut GateConfig {
+        Arc::make_mut(&mut self.0)
     }
 
     fn replay_cache(v: &VerifyOptions) -> Arc<crate::ReplayCache> {
@@ -233,41 +247,43 @@ impl Gate {
     /// (see [`crate::ReplayCache`]; default on).
     #[must_use]
     pub fn replay_protection(mut self, on: bool) -> Self {
-        self.replay = on.then(|| Self::replay_cache(&self.verify));
+        let c = self.config();
+        c.replay = on.then(|| Self::replay_cache(&c.verify));
         self
     }
     /// Verifies with one secret (adds it to the key ring).
     #[must_use]
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        Arc::make_mut(self.keys.get_or_insert_with(Default::default))
+        Arc::make_mut(self.config().keys.get_or_insert_with(Default::default))
             .push(hookwire_core::Secret::new(secret));
         self
     }
     /// Verifies with a key ring (rotation: any key may match).
     #[must_use]
     pub fn keys(mut self, keys: KeyRing) -> Self {
-        self.keys = Some(Arc::new(keys));
+        self.config().keys = Some(Arc::new(keys));
         self
     }
     /// Verification options (scheme, tolerance).
     #[must_use]
     pub fn verify_options(mut self, v: VerifyOptions) -> Self {
-        if self.replay.is_some() {
-            self.replay = Some(Self::replay_cache(&v));
+        let c = self.config();
+        if c.replay.is_some() {
+            c.replay = Some(Self::replay_cache(&v));
         }
-        self.verify = v;
+        c.verify = v;
         self
     }
     /// The accepted scheme(s).
     #[must_use]
     pub fn scheme(mut self, s: impl Into<signing::SchemeChoice>) -> Self {
-        self.verify.scheme = s.into();
+        self.config().verify.scheme = s.into();
         self
     }
     /// The idempotency store.
     #[must_use]
     pub fn store(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
-        self.store = store;
+        self.config().store = store;
         self
     }
     /// Uses an in-process [`hookwire_core::MemoryStore`] whose done-key TTL outlives every retry
@@ -289,7 +305,7 @@ impl Gate {
         policy: &hookwire_core::RetryPolicy,
         timeout: std::time::Duration,
     ) -> Self {
-        self.store = Arc::new(hookwire_core::MemoryStore::new(
+        self.config().store = Arc::new(hookwire_core::MemoryStore::new(
             hookwire_core::IdempotencyConfig::for_retry_profile(policy, timeout),
         ));
         self
@@ -297,26 +313,26 @@ impl Gate {
     /// Whether requests without a key are refused (default `true`).
     #[must_use]
     pub fn require_key(mut self, yes: bool) -> Self {
-        self.require_key = yes;
+        self.config().require_key = yes;
         self
     }
     /// Body limit in bytes (default 1 MiB).
     #[must_use]
     pub fn max_body(mut self, n: usize) -> Self {
-        self.max_body = n;
+        self.config().max_body = n;
         self
     }
     /// The body limit.
     pub fn max_body_len(&self) -> usize {
-        self.max_body
+        self.0.max_body
     }
     /// The store.
     pub fn store_ref(&self) -> &Arc<dyn IdempotencyStore> {
-        &self.store
+        &self.0.store
     }
     /// Whether a secret is configured.
     pub fn is_signed(&self) -> bool {
-        self.keys.is_some()
+        self.0.keys.is_some()
     }
 
     /// Runs [`check`] with this configuration.
@@ -325,13 +341,14 @@ impl Gate {
         headers: &H,
         body: &[u8],
     ) -> Result<Checked, Rejection> {
+        let c = &*self.0;
         let opts = CheckOptions {
-            store: &self.store,
-            keys: self.keys.as_deref(),
-            verify: &self.verify,
-            require_key: self.require_key,
+            store: &c.store,
+            keys: c.keys.as_deref(),
+            verify: &c.verify,
+            require_key: c.require_key,
         };
-        let Some(replay) = &self.replay else {
+        let Some(replay) = &c.replay else {
             return check(headers, body, &opts).await;
         };
         check_with(headers, body, &opts, |verified, key| {

@@ -53,7 +53,11 @@ impl ClaimGuard {
         let Some((store, key, token)) = self.claim.take() else {
             return Finalized::Lost;
         };
-        match store.commit(&key, &token).await {
+        let committed = match store.commit_now(&key, &token) {
+            Some(r) => r,
+            None => store.commit(&key, &token).await,
+        };
+        match committed {
             Ok(true) => Finalized::Committed,
             Ok(false) => {
                 tracing::warn!(
@@ -79,7 +83,11 @@ impl ClaimGuard {
 }
 
 async fn release_now(store: &dyn IdempotencyStore, key: &str, token: &FencingToken) -> Finalized {
-    match store.release(key, token).await {
+    let released = match store.release_now(key, token) {
+        Some(r) => r,
+        None => store.release(key, token).await,
+    };
+    match released {
         Ok(true) => Finalized::Released,
         Ok(false) => Finalized::Lost,
         Err(e) => {
@@ -96,8 +104,13 @@ impl Drop for ClaimGuard {
             return;
         };
         tracing::debug!(key, "claim dropped unfinished; releasing");
-        // Memory stores finish synchronously; others need the runtime. Without one the lease
-        // expiry frees the key.
+        if let Some(r) = store.release_now(&key, &token) {
+            if let Err(e) = r {
+                tracing::error!(key, error = %e, "release failed; the key frees when its lease ends");
+            }
+            return;
+        }
+        // Stores that wait on I/O need the runtime. Without one the lease expiry frees the key.
         let mut fut = Box::pin(async move { release_now(&*store, &key, &token).await });
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);

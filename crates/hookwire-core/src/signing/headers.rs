@@ -27,11 +27,32 @@ pub enum HeaderLookup<'a> {
 pub trait HeaderSource {
     /// Looks up `name` (lowercase ASCII).
     fn lookup(&self, name: &str) -> HeaderLookup<'_>;
+
+    /// Which of `names` (lowercase ASCII, at most 32) are present at least once: bit `i` is set
+    /// for `names[i]`. The default looks each one up; sources that can walk their headers once
+    /// override it (scheme detection asks for six names on every request).
+    ///
+    /// ```
+    /// use hookwire_core::signing::HeaderSource;
+    /// let h = [("Stripe-Signature", "t=1,v1=00"), ("X-A", "1")];
+    /// assert_eq!(h.present_mask(&["webhook-signature", "stripe-signature", "x-a"]), 0b110);
+    /// ```
+    fn present_mask(&self, names: &[&str]) -> u32 {
+        names
+            .iter()
+            .take(32)
+            .enumerate()
+            .filter(|(_, n)| self.lookup(n) != HeaderLookup::Absent)
+            .fold(0, |m, (i, _)| m | (1 << i))
+    }
 }
 
 impl<T: HeaderSource + ?Sized> HeaderSource for &T {
     fn lookup(&self, name: &str) -> HeaderLookup<'_> {
         (**self).lookup(name)
+    }
+    fn present_mask(&self, names: &[&str]) -> u32 {
+        (**self).present_mask(names)
     }
 }
 
@@ -122,11 +143,47 @@ impl HeaderSource for http::HeaderMap {
             (Some(_), Some(_)) => HeaderLookup::Many,
         }
     }
+
+    fn present_mask(&self, names: &[&str]) -> u32 {
+        // One walk over the distinct names (already lowercase in a HeaderMap) instead of a hash
+        // and probe per wanted name; the length test rejects almost every pair.
+        let mut mask = 0;
+        for key in self.keys() {
+            let key = key.as_str();
+            for (i, n) in names.iter().take(32).enumerate() {
+                if n.len() == key.len() && *n == key {
+                    mask |= 1 << i;
+                }
+            }
+        }
+        mask
+    }
 }
 
 #[cfg(all(test, feature = "http"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_map_present_mask_matches_lookups() {
+        let mut m = http::HeaderMap::new();
+        m.append("X-Hub-Signature-256", http::HeaderValue::from_static("a"));
+        m.append("x-hub-signature-256", http::HeaderValue::from_static("b"));
+        m.append("content-type", http::HeaderValue::from_static("c"));
+        let names = [
+            "webhook-signature",
+            "x-hub-signature-256",
+            "content-type",
+            "x",
+        ];
+        let by_lookup = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| m.lookup(n) != HeaderLookup::Absent)
+            .fold(0, |acc, (i, _)| acc | (1 << i));
+        assert_eq!(m.present_mask(&names), 0b110);
+        assert_eq!(m.present_mask(&names), by_lookup);
+    }
 
     #[test]
     fn header_map_reports_repeats() {

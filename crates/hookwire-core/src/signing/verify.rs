@@ -53,21 +53,22 @@ pub fn verify<H: HeaderSource + ?Sized>(
     }
 }
 
+/// Signature headers in detection priority order, with the scheme each one means.
+const SIGNATURE_HEADERS: [(&str, Scheme); 6] = [
+    ("webhook-signature", Scheme::Standard),
+    ("svix-signature", Scheme::Standard),
+    ("stripe-signature", Scheme::Stripe),
+    ("x-hub-signature-256", Scheme::Github),
+    ("x-slack-signature", Scheme::Slack),
+    ("x-webhook-signature", Scheme::Hookwire),
+];
+
 fn detect<H: HeaderSource + ?Sized>(h: &H) -> Option<Scheme> {
-    let present = |n: &str| h.lookup(n) != HeaderLookup::Absent;
-    if present("webhook-signature") || present("svix-signature") {
-        Some(Scheme::Standard)
-    } else if present("stripe-signature") {
-        Some(Scheme::Stripe)
-    } else if present("x-hub-signature-256") {
-        Some(Scheme::Github)
-    } else if present("x-slack-signature") {
-        Some(Scheme::Slack)
-    } else if present("x-webhook-signature") {
-        Some(Scheme::Hookwire)
-    } else {
-        None
-    }
+    let names = SIGNATURE_HEADERS.map(|(n, _)| n);
+    let present = h.present_mask(&names);
+    // The lowest set bit is the highest-priority header present.
+    let first = present.trailing_zeros() as usize;
+    SIGNATURE_HEADERS.get(first).map(|(_, s)| *s)
 }
 
 /// One header that must not repeat: `Ok(None)` when absent or empty.
@@ -120,10 +121,37 @@ fn check_window(ts: i64, now: i64, opts: &VerifyOptions) -> Result<(), VerifyErr
     Ok(())
 }
 
+/// Hex digit values (either case); 0xff marks a non-digit.
+const HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+// A table lookup per digit: this runs on every request, and the signature is not secret.
 fn decode_hex32(v: &[u8]) -> Option<Sig> {
+    if v.len() != 64 {
+        return None;
+    }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(v, &mut out).ok()?;
-    Some(out)
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(v.chunks_exact(2)) {
+        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    // Every valid digit is below 16, so any 0xff sets the top bit.
+    (bad < 16).then_some(out)
 }
 
 fn decode_b64_32(v: &[u8]) -> Option<Sig> {
@@ -505,6 +533,28 @@ mod tests {
         let opts = VerifyOptions::new(Scheme::Standard).at(1_700_000_000);
         let ok = verify(&headers, b"{}", &KeyRing::from(secret), &opts);
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn hex_signatures_decode_like_the_hex_crate() {
+        let raw: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();
+        let lower = hex::encode(&raw);
+        assert_eq!(decode_hex32(lower.as_bytes()).unwrap().to_vec(), raw);
+        assert_eq!(
+            decode_hex32(lower.to_uppercase().as_bytes())
+                .unwrap()
+                .to_vec(),
+            raw
+        );
+        assert_eq!(decode_hex32(&lower.as_bytes()[..62]), None);
+        assert_eq!(decode_hex32(format!("{lower}00").as_bytes()), None);
+        for bad in [b'g', b'G', b' ', b'/', b':', b'@', b'`', 0, 0xff] {
+            for at in [0, 1, 31, 63] {
+                let mut v = lower.clone().into_bytes();
+                v[at] = bad;
+                assert_eq!(decode_hex32(&v), None, "{bad} at {at}");
+            }
+        }
     }
 
     #[test]
