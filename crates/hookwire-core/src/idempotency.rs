@@ -322,6 +322,9 @@ impl IdempotencyConfig {
 // keys the table is ~4 MiB, and each claim or eviction touches one line of it.
 const IN_FLIGHT: u64 = 1 << 63;
 
+/// Most committed keys evicted at once when a full store needs room.
+const EVICT_BATCH: usize = 32;
+
 #[derive(Debug)]
 struct Slot {
     key: Arc<str>,
@@ -410,10 +413,11 @@ impl fmt::Debug for Inner {
 
 /// A bounded in-process [`IdempotencyStore`].
 ///
-/// When full it first drops expired keys, then the oldest *committed* keys, then expired leases;
-/// it never evicts a live in-flight claim — a claim that finds no room fails with
-/// [`StoreError::is_full`] (the receiver answers 503, and the sender retries) rather than risking
-/// a duplicate.
+/// When full it first drops expired keys, then the oldest *committed* keys (a batch of up to
+/// 32 at once, one per 1 024 of capacity, so a full store of 100 000 keys may briefly hold 32
+/// fewer), then expired leases; it never evicts a live in-flight claim — a claim that finds no
+/// room fails with [`StoreError::is_full`] (the receiver answers 503, and the sender retries)
+/// rather than risking a duplicate.
 ///
 /// ```
 /// # tokio_test_block_on(async {
@@ -510,8 +514,17 @@ impl MemoryStore {
         let cap = self.config.max_entries;
         Self::gc(inner, now);
         while inner.table.len() >= cap {
-            if let Some(slot) = inner.done.pop_front() {
-                Self::drop_done(inner, &slot);
+            if !inner.done.is_empty() {
+                // Evict a small batch (the oldest commits) rather than one key per claim: each
+                // eviction is a cache miss on a cold slot, and independent misses in one loop
+                // overlap, where one per claim pays the full latency every time.
+                let batch = (cap / 1024).clamp(1, EVICT_BATCH);
+                for _ in 0..batch {
+                    let Some(slot) = inner.done.pop_front() else {
+                        break;
+                    };
+                    Self::drop_done(inner, &slot);
+                }
                 continue;
             }
             // Only in-flight entries remain: drop those whose lease has run out.
@@ -764,7 +777,36 @@ mod tests {
             block_on(s.claim("k3999")).unwrap(),
             Claim::Fresh(_)
         ));
-        assert_eq!(block_on(s.claim("k4001")).unwrap(), Claim::Done);
+        // Capacity 1000 evicts one key at a time: only k4000 made room for k3999.
+        assert!(matches!(
+            block_on(s.claim("k4000")).unwrap(),
+            Claim::Fresh(_)
+        ));
+        assert_eq!(block_on(s.claim("k4002")).unwrap(), Claim::Done);
+    }
+
+    #[test]
+    fn large_stores_evict_the_oldest_commits_in_a_batch() {
+        let s = store(4096, 60_000, 60_000);
+        for i in 0..4096 {
+            let k = format!("k{i}");
+            let t = fresh(&s, &k);
+            assert!(block_on(s.commit(&k, &t)).unwrap());
+        }
+        let _new = fresh(&s, "new");
+        // 4096 / 1024 = 4 oldest commits went at once; the fifth is still done.
+        assert_eq!(s.len(), 4096 - 4 + 1);
+        assert_eq!(block_on(s.claim("k4")).unwrap(), Claim::Done);
+        assert!(matches!(
+            block_on(s.claim("new")).unwrap(),
+            Claim::InFlight { .. }
+        ));
+        for k in ["k0", "k1", "k2", "k3"] {
+            assert!(
+                matches!(block_on(s.claim(k)).unwrap(), Claim::Fresh(_)),
+                "{k}"
+            );
+        }
     }
 
     #[test]
