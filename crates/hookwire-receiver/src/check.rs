@@ -1,5 +1,6 @@
 //! The receiver's primitives: key extraction and `check` (verify, key, claim).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use hookwire_core::signing::{self, HeaderLookup, HeaderSource, Scheme, Verified, VerifyOptions};
@@ -84,22 +85,46 @@ impl Checked {
 ///
 /// Under `standard` the signed `webhook-id` always wins: an unsigned `Idempotency-Key` could be
 /// swapped by someone replaying a captured request inside the window. For `github` (and `body`)
-/// the delivery id is used when no `Idempotency-Key` is sent.
+/// the delivery id is used when no `Idempotency-Key` is sent. Stripe sends neither a delivery id
+/// header nor a key, but every event body carries its id (`"id":"evt_…"`), covered by the
+/// signature; a verified Stripe request without a key is de-duplicated on it, so Stripe's retries
+/// of one event are processed once.
 fn key_for<'h, H: HeaderSource + ?Sized>(
     headers: &'h H,
     verified: Option<&'h Verified>,
-) -> Option<&'h str> {
+    body: &'h [u8],
+) -> Option<Cow<'h, str>> {
     if let Some(v) = verified
         && v.id_is_signed()
     {
-        return v.id.as_deref();
+        return v.id.as_deref().map(Cow::Borrowed);
     }
-    extract_idempotency_key(headers).or_else(|| {
-        verified
-            .filter(|v| matches!(v.scheme, Scheme::Github | Scheme::Body))
-            .and_then(|v| v.id.as_deref())
-            .filter(|id| !id.is_empty())
-    })
+    if let Some(k) = extract_idempotency_key(headers) {
+        return Some(Cow::Borrowed(k));
+    }
+    let v = verified?;
+    match v.scheme {
+        Scheme::Github | Scheme::Body => {
+            v.id.as_deref()
+                .filter(|id| !id.is_empty())
+                .map(Cow::Borrowed)
+        }
+        Scheme::Stripe => stripe_event_id(body),
+        _ => None,
+    }
+}
+
+/// The top-level `id` of a Stripe event body, if it is a non-empty string.
+fn stripe_event_id(body: &[u8]) -> Option<Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow, default)]
+        id: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Event<'_>>(body)
+        .ok()?
+        .id
+        .filter(|id| !id.is_empty())
 }
 
 /// Verifies, extracts the key and claims it, in this order (so spoofed requests never touch the
@@ -152,7 +177,7 @@ async fn check_with<H: HeaderSource + ?Sized>(
         }
         None => None,
     };
-    let Some(key) = key_for(headers, verified.as_ref()) else {
+    let Some(key) = key_for(headers, verified.as_ref(), body) else {
         if opts.require_key {
             return Err(Rejection::missing_key());
         }
@@ -163,7 +188,7 @@ async fn check_with<H: HeaderSource + ?Sized>(
             guard: None,
         });
     };
-    let key = rekey(verified.as_ref(), key);
+    let key = rekey(verified.as_ref(), &key);
     let claimed = match opts.store.claim_now(&key) {
         Some(r) => r,
         None => opts.store.claim(&key).await,

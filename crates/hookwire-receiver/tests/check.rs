@@ -229,6 +229,51 @@ async fn signed_ids_are_keys_for_standard_and_github() {
 }
 
 #[tokio::test]
+async fn stripe_events_are_keyed_by_their_signed_body_id() {
+    let (counter, store) = counting();
+    let keys = KeyRing::from("whsec_stripe");
+    let body = br#"{"object":"event","id":"evt_1","data":{"object":{"id":"in_9"}}}"#;
+    let h = signed(Scheme::Stripe, "whsec_stripe", body, None);
+    let first = run(&store, Some(&keys), &h, body).await.unwrap();
+    assert_eq!(first.key.as_deref(), Some("evt_1"));
+    first.guard.unwrap().commit().await;
+    // Stripe's retry of the same event: answered as a replay.
+    assert!(run(&store, Some(&keys), &h, body).await.unwrap().deduped);
+    // An explicit Idempotency-Key still wins (it is what the sender chose).
+    let h2 = with(h.clone(), "Idempotency-Key", "ik-stripe");
+    let c = run(&store, Some(&keys), &h2, body).await.unwrap();
+    assert_eq!(c.key.as_deref(), Some("ik-stripe"));
+    // No usable id in the body: nothing to de-duplicate on.
+    for body in [
+        &br#"{"object":"event"}"#[..],
+        br#"{"id":""}"#,
+        br#"{"id":7}"#,
+        b"[1]",
+        b"not json",
+    ] {
+        let h = signed(Scheme::Stripe, "whsec_stripe", body, None);
+        let r = run(&store, Some(&keys), &h, body).await.unwrap_err();
+        assert_eq!(
+            r.reason(),
+            "missing-key",
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // A forged body never reaches the store, whatever id it carries.
+    let before = counter.claims.load(Ordering::SeqCst);
+    let forged = br#"{"id":"evt_2"}"#;
+    let r = run(&store, Some(&keys), &h, forged).await.unwrap_err();
+    assert_eq!((r.status(), r.reason()), (401, "bad-signature"));
+    assert_eq!(counter.claims.load(Ordering::SeqCst), before);
+    // An escaped id is decoded like any JSON string.
+    let body = br#"{"id":"evt_\u0033"}"#;
+    let h = signed(Scheme::Stripe, "whsec_stripe", body, None);
+    let c = run(&store, Some(&keys), &h, body).await.unwrap();
+    assert_eq!(c.key.as_deref(), Some("evt_3"));
+}
+
+#[tokio::test]
 async fn release_lets_the_retry_through_and_optional_keys_skip_the_store() {
     let (count, store) = counting();
     let h = vec![("Idempotency-Key".to_owned(), "k".to_owned())];
