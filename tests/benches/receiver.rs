@@ -8,15 +8,16 @@
 //! sides of each ratio with alternating order, and the ratio is the median of per-round ratios.
 //! Any non-2xx answer fails the run: a receiver that refuses requests would look fast.
 //!
-//! - `hmac_floor_vs_bare`: the floor for any receiver that verifies signatures. A bare axum
-//!   handler that only checks the `hookwire` HMAC with the raw `hmac`/`sha2` crates (pre-keyed
-//!   state, constant-time compare), no store, no key handling; `axum_vs_hmac_floor` is the
-//!   adapter against that floor.
-//!
 //! - `*_vs_bare`: `hookwire` scheme with a fresh `Idempotency-Key` per request (set by the wrk
 //!   Lua script; that scheme's key is not signed) and the signature replay cache off (every
 //!   request has the same signature), so every request takes the full path: read with limit,
 //!   verify, claim, handler, commit.
+//! - `hmac_floor_vs_bare`: the floor for any receiver that verifies signatures. A bare axum
+//!   handler that only checks the `hookwire` HMAC with the raw `hmac`/`sha2` crates (pre-keyed
+//!   state, constant-time compare), no store, no key handling; `axum_vs_hmac_floor` is the
+//!   adapter against that floor.
+//! - `memory_store_claim_commit_ns`: one claim + commit of a fresh key in a full 100 000-key
+//!   `MemoryStore`, in-process (the store's share of a request, without the network).
 //! - `axum_vs_node`: `standard` scheme, one signed request replayed. Node verifies it; axum
 //!   verifies it and answers from the idempotency store (the replay path, handler skipped).
 
@@ -124,6 +125,28 @@ fn hmac_floor_server() -> SocketAddr {
         let app = axum::Router::new().route("/webhook", axum::routing::post(h));
         axum::serve(l, app).await.unwrap();
     })
+}
+
+/// Nanoseconds per claim + commit of a fresh key in a full default `MemoryStore` (100 000 keys,
+/// so every claim evicts): the store's share of a request, in-process, through the synchronous
+/// path the adapters take.
+fn memory_store_claim_commit_ns(ops: usize) -> f64 {
+    use hookwire_core::{Claim, IdempotencyStore};
+    let store = MemoryStore::new(Default::default());
+    let fill = hookwire_core::idempotency::DEFAULT_MAX_ENTRIES;
+    let keys: Vec<String> = (0..fill + ops).map(|i| format!("bench-{i:012}")).collect();
+    let run = |keys: &[String]| {
+        for k in keys {
+            let Some(Ok(Claim::Fresh(t))) = store.claim_now(k) else {
+                panic!("fresh key {k} was not claimable");
+            };
+            assert_eq!(store.commit_now(k, &t).map(Result::ok), Some(Some(true)));
+        }
+    };
+    run(&keys[..fill]);
+    let t = std::time::Instant::now();
+    run(&keys[fill..]);
+    t.elapsed().as_nanos() as f64 / ops as f64
 }
 
 /// Pins this process (and every thread it starts later) to CPU 0 so `wrk` can have CPU 1;
@@ -373,6 +396,12 @@ fn main() {
         |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
     );
     report.peer("node", &node_version);
+
+    let store_ops = if quick { 100_000 } else { 1_000_000 };
+    report.figure(
+        "memory_store_claim_commit_ns",
+        memory_store_claim_commit_ns(store_ops),
+    );
 
     let servers = [
         ("axum", axum_server(true), axum_server(false)),
