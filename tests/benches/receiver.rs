@@ -383,11 +383,16 @@ fn serve_for_profiling(servers: &[(&str, SocketAddr, SocketAddr)]) -> ! {
 }
 
 fn main() {
+    let machine_nproc = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let pinned = pin_servers();
     let quick = quick_requested();
     let (rounds, secs) = if quick { (3, 1) } else { (8, 3) };
     let mut report = Report::new("receiver", quick);
     report.rounds(rounds);
+    report.extra("machine_nproc", serde_json::json!(machine_nproc));
+    if pinned {
+        report.note("`nproc` is read after pinning (this process's affinity: 1 CPU); `machine_nproc` is the machine's");
+    }
     let (node_dir, sw_version, express_version) = node_peers();
     report.peer("standardwebhooks (npm)", &sw_version);
     report.peer("express (npm)", &express_version);
