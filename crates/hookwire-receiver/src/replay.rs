@@ -1,9 +1,11 @@
 //! Replay protection for schemes whose idempotency key is not signed.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hashbrown::HashTable;
 use hookwire_core::signing::{HeaderLookup, HeaderSource, Scheme};
 
 /// Default number of signatures remembered.
@@ -24,20 +26,54 @@ pub struct ReplayCache {
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+struct Entry {
+    // Shared with the expiry queue: one allocation per signature, and the queue finds its
+    // entry by pointer.
+    signature: Arc<str>,
+    key: Box<str>,
+}
+
 struct Inner {
-    keys: HashMap<Box<str>, (Box<str>, Instant)>,
-    order: VecDeque<(Instant, Box<str>)>,
+    table: HashTable<Entry>,
+    // Keyed SipHash: signatures come from the network.
+    hasher: RandomState,
+    // First-seen order (and so expiry order, one window for all): (seen at, hash, signature).
+    order: VecDeque<(Instant, u64, Arc<str>)>,
+}
+
+impl Inner {
+    fn forget_oldest(&mut self) {
+        if let Some((_, hash, sig)) = self.order.pop_front()
+            && let Ok(e) = self
+                .table
+                .find_entry(hash, |e| Arc::ptr_eq(&e.signature, &sig))
+        {
+            e.remove();
+        }
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("signatures", &self.table.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReplayCache {
     /// A cache remembering signatures for `window` (the whole timestamp window, past plus
-    /// future), at most `max` of them (the oldest go first).
+    /// future), at most `max` of them (the oldest go first; a full cache of more than 1 024
+    /// drops a small batch of them at once).
     pub fn new(window: Duration, max: usize) -> Self {
         Self {
             window,
             max,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                table: HashTable::new(),
+                hasher: RandomState::new(),
+                order: VecDeque::new(),
+            }),
         }
     }
 
@@ -59,22 +95,38 @@ impl ReplayCache {
     /// when it is new).
     pub fn bind(&self, signature: &str, key: &str) -> String {
         let now = Instant::now();
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((at, _)) = inner.order.front() {
-            if now.duration_since(*at) < self.window && inner.order.len() < self.max.max(1) {
-                break;
-            }
-            if let Some((at, sig)) = inner.order.pop_front()
-                && inner.keys.get(&sig).is_some_and(|(_, t)| *t == at)
-            {
-                inner.keys.remove(&sig);
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        let max = self.max.max(1);
+        while inner
+            .order
+            .front()
+            .is_some_and(|(at, _, _)| now.duration_since(*at) >= self.window)
+        {
+            inner.forget_oldest();
+        }
+        if inner.order.len() >= max {
+            // Full: drop a small batch of the oldest (one per 1 024 of capacity, at most 32).
+            // Each is a miss on a cold slot, and misses in one loop overlap.
+            for _ in 0..(max / 1024).clamp(1, 32) {
+                inner.forget_oldest();
             }
         }
-        if let Some((first, _)) = inner.keys.get(signature) {
-            return first.to_string();
+        let hash = inner.hasher.hash_one(signature);
+        if let Some(e) = inner.table.find(hash, |e| &*e.signature == signature) {
+            return e.key.to_string();
         }
-        inner.keys.insert(signature.into(), (key.into(), now));
-        inner.order.push_back((now, signature.into()));
+        let sig: Arc<str> = Arc::from(signature);
+        let hasher = &inner.hasher;
+        inner.table.insert_unique(
+            hash,
+            Entry {
+                signature: sig.clone(),
+                key: key.into(),
+            },
+            |e| hasher.hash_one(&*e.signature),
+        );
+        inner.order.push_back((now, hash, sig));
         key.to_owned()
     }
 }
@@ -99,7 +151,23 @@ mod tests {
         c.bind("a", "1");
         c.bind("b", "2");
         c.bind("c", "3");
-        assert_eq!(c.inner.lock().unwrap().keys.len(), 2);
+        assert_eq!(c.inner.lock().unwrap().table.len(), 2);
         assert_eq!(c.bind("c", "x"), "3");
+    }
+
+    #[test]
+    fn a_full_large_cache_forgets_its_oldest_in_a_batch() {
+        let c = ReplayCache::new(Duration::from_secs(60), 2048);
+        for i in 0..2048 {
+            assert_eq!(
+                c.bind(&format!("sig{i}"), &format!("k{i}")),
+                format!("k{i}")
+            );
+        }
+        assert_eq!(c.bind("new", "kn"), "kn");
+        // 2048 / 1024 = 2 oldest went; the third is still bound to its first key.
+        assert_eq!(c.inner.lock().unwrap().table.len(), 2048 - 2 + 1);
+        assert_eq!(c.bind("sig2", "other"), "k2");
+        assert_eq!(c.bind("sig0", "again"), "again");
     }
 }
