@@ -183,6 +183,15 @@ mod tests {
             .fold(0, |acc, (i, _)| acc | (1 << i));
         assert_eq!(m.present_mask(&names), 0b110);
         assert_eq!(m.present_mask(&names), by_lookup);
+        // Only the first 32 names fit the mask; later ones are ignored, never a shift overflow.
+        let mut many = vec!["absent"; 32];
+        many.push("content-type");
+        assert_eq!(m.present_mask(&many), 0);
+        let pairs = [("content-type", "c")];
+        assert_eq!(pairs.present_mask(&many), 0);
+        many[31] = "content-type";
+        assert_eq!(m.present_mask(&many), 1 << 31);
+        assert_eq!(pairs.present_mask(&many), 1 << 31);
     }
 
     #[test]
