@@ -87,6 +87,10 @@ async fn release_now(store: &dyn IdempotencyStore, key: &str, token: &FencingTok
         Some(r) => r,
         None => store.release(key, token).await,
     };
+    released_as(key, released)
+}
+
+fn released_as(key: &str, released: Result<bool, hookwire_core::StoreError>) -> Finalized {
     match released {
         Ok(true) => Finalized::Released,
         Ok(false) => Finalized::Lost,
@@ -105,13 +109,11 @@ impl Drop for ClaimGuard {
         };
         tracing::debug!(key, "claim dropped unfinished; releasing");
         if let Some(r) = store.release_now(&key, &token) {
-            if let Err(e) = r {
-                tracing::error!(key, error = %e, "release failed; the key frees when its lease ends");
-            }
+            released_as(&key, r);
             return;
         }
         // Stores that wait on I/O need the runtime. Without one the lease expiry frees the key.
-        let mut fut = Box::pin(async move { release_now(&*store, &key, &token).await });
+        let mut fut = Box::pin(async move { released_as(&key, store.release(&key, &token).await) });
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         if fut.as_mut().poll(&mut cx).is_pending()
