@@ -198,6 +198,19 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Extends the lease of a claim `token` still holds to one full lease from now, for work
+    /// that runs longer than a lease (a slow app behind the receiver). Returns `false` (and
+    /// changes nothing) when `token` no longer holds the key. The default returns `Ok(false)`:
+    /// a store that cannot renew keeps each claim for one lease.
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = (key, token);
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
     /// [`claim`](Self::claim) without a future, for stores that never wait (in-process ones):
     /// `None` (the default) means "call `claim`". Receivers try this first, which spares a boxed
     /// future on every request.
@@ -236,6 +249,13 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         (**self).release(key, token)
+    }
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).renew(key, token)
     }
     fn claim_now(&self, key: &str) -> Option<Result<Claim, StoreError>> {
         (**self).claim_now(key)
@@ -576,37 +596,62 @@ impl MemoryStore {
         Ok(Claim::Fresh(inner.token(id)))
     }
 
+    /// The in-flight claim `token` holds on `key`, with the key's hash.
+    fn held<'i>(
+        inner: &'i mut Inner,
+        key: &str,
+        token: &FencingToken,
+    ) -> Option<(u64, hashbrown::hash_table::OccupiedEntry<'i, Slot>)> {
+        let id = inner.claim_id(token)?;
+        let hash = inner.hasher.hash_one(key);
+        let entry = inner
+            .table
+            .find_entry(hash, |s| s.in_flight() == Some(id) && &*s.key == key)
+            .ok()?;
+        Some((hash, entry))
+    }
+
+    /// Pushes an in-flight claim's lease to one full lease from now.
+    fn renew_at(&self, key: &str, token: &FencingToken, at: Instant) -> bool {
+        let now = self.nanos(at);
+        let mut guard = self.lock();
+        let Some((_, mut entry)) = Self::held(&mut guard, key, token) else {
+            return false;
+        };
+        let slot = entry.get_mut();
+        if slot.until <= now {
+            // Already expired: another request may claim it any moment; renewing now would
+            // resurrect a lease the caller no longer had.
+            return false;
+        }
+        slot.until = Self::later(now, self.config.lease);
+        true
+    }
+
     fn finish(&self, key: &str, token: &FencingToken, commit: bool) -> bool {
         let now = self.nanos(Instant::now());
         let mut guard = self.lock();
-        let inner = &mut *guard;
-        let Some(id) = inner.claim_id(token) else {
-            return false;
-        };
-        let hash = inner.hasher.hash_one(key);
-        let Ok(entry) = inner
-            .table
-            .find_entry(hash, |s| s.in_flight() == Some(id) && &*s.key == key)
-        else {
+        let seq = guard.seq + 1;
+        let until = Self::later(now, self.config.ttl);
+        let Some((hash, entry)) = Self::held(&mut guard, key, token) else {
             return false;
         };
         if !commit {
             entry.remove();
             return true;
         }
-        inner.seq += 1;
-        let seq = inner.seq;
-        let until = Self::later(now, self.config.ttl);
         let slot = entry.into_mut();
         slot.until = until;
         slot.word = seq;
-        let queued = DoneSlot {
+        let key = slot.key.clone();
+        let inner = &mut *guard;
+        inner.seq = seq;
+        inner.done.push_back(DoneSlot {
             seq,
             until,
             hash,
-            key: slot.key.clone(),
-        };
-        inner.done.push_back(queued);
+            key,
+        });
         true
     }
 }
@@ -638,6 +683,17 @@ impl IdempotencyStore for MemoryStore {
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(std::future::ready(Ok(self.finish(key, token, false))))
+    }
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.renew_at(
+            key,
+            token,
+            Instant::now(),
+        ))))
     }
 }
 
@@ -706,6 +762,35 @@ mod tests {
             block_on(s.claim("a")).unwrap(),
             Claim::InFlight { .. }
         ));
+    }
+
+    #[test]
+    fn renew_extends_only_a_live_claim_of_its_own_token() {
+        let s = store(10, 1_000, 60_000);
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let Ok(Claim::Fresh(t)) = s.claim_at("a", t0) else {
+            panic!("fresh claim");
+        };
+        // Renewed at 0.9 s: still in flight at 1.5 s, where the first lease had run out.
+        assert!(s.renew_at("a", &t, t0 + ms(900)));
+        assert!(matches!(
+            s.claim_at("a", t0 + ms(1_500)),
+            Ok(Claim::InFlight { .. })
+        ));
+        // Another token cannot renew it, and an expired lease is not resurrected.
+        let Ok(Claim::Fresh(other)) = s.claim_at("b", t0) else {
+            panic!("fresh claim");
+        };
+        assert!(!s.renew_at("a", &other, t0 + ms(1_000)));
+        assert!(!s.renew_at("a", &t, t0 + ms(2_000)));
+        assert!(matches!(
+            s.claim_at("a", t0 + ms(2_000)),
+            Ok(Claim::Fresh(_))
+        ));
+        // A committed key is no longer a claim to renew.
+        assert!(s.finish("b", &other, true));
+        assert!(!block_on(s.renew("b", &other)).unwrap());
     }
 
     #[test]

@@ -343,6 +343,10 @@ pub struct Verified {
     pub timestamp: Option<i64>,
     /// The event type header, where the scheme has one (`X-GitHub-Event`, `X-Webhook-Event`).
     pub event_type: Option<String>,
+    /// The HMAC that matched, as bytes (`None` for an Ed25519 `v1a` match). However the header
+    /// spelled it (hex case, extra entries, spacing), one signed message has one MAC: replay
+    /// protection keys on these bytes, never on the header text.
+    pub mac: Option<[u8; 32]>,
 }
 
 impl Verified {

@@ -167,14 +167,14 @@ fn decode_b64_32(v: &[u8]) -> Option<Sig> {
 }
 
 /// Runs each usable key's MAC over `parts` and compares it with every candidate signature in
-/// constant time. Returns the index of the first matching key.
+/// constant time. Returns the index of the first matching key and the MAC it produced.
 fn find_key(
     keys: &KeyRing,
     now: i64,
     candidates: &[Sig],
     parts: &[&[u8]],
     mac_of: impl Fn(&super::Secret) -> Option<HmacSha256>,
-) -> Option<usize> {
+) -> Option<(usize, Sig)> {
     for (i, secret) in keys.secrets().iter().enumerate() {
         if !secret.usable_at(now) {
             continue;
@@ -191,7 +191,7 @@ fn find_key(
             hit |= expected.as_slice().ct_eq(c.as_slice());
         }
         if bool::from(hit) {
-            return Some(i);
+            return Some((i, expected.into()));
         }
     }
     None
@@ -200,7 +200,7 @@ fn find_key(
 fn verified(
     scheme: Scheme,
     keys: &KeyRing,
-    idx: usize,
+    (idx, mac): (usize, Option<Sig>),
     id: Option<&[u8]>,
     timestamp: Option<i64>,
     event_type: Option<&[u8]>,
@@ -217,6 +217,7 @@ fn verified(
         id: id.map(text),
         timestamp,
         event_type: event_type.map(text),
+        mac,
     }
 }
 
@@ -315,12 +316,12 @@ fn hex_scheme<H: HeaderSource + ?Sized>(
         Some((raw, _)) => [s.pre, raw, s.mid, body],
         None => [b"", b"", b"", body],
     };
-    let idx = find_key(keys, now, &[candidate], &parts, |k| Some(k.raw_mac()))
+    let (idx, mac) = find_key(keys, now, &[candidate], &parts, |k| Some(k.raw_mac()))
         .ok_or(VerifyError::BadSignature)?;
     Ok(verified(
         s.scheme,
         keys,
-        idx,
+        (idx, Some(mac)),
         id,
         ts.map(|(_, t)| t),
         event_type,
@@ -369,11 +370,18 @@ fn stripe<H: HeaderSource + ?Sized>(
     if sigs.is_empty() {
         return Err(VerifyError::BadSignature);
     }
-    let idx = find_key(keys, now, &sigs, &[raw_ts, b".", body], |k| {
+    let (idx, mac) = find_key(keys, now, &sigs, &[raw_ts, b".", body], |k| {
         Some(k.raw_mac())
     })
     .ok_or(VerifyError::BadSignature)?;
-    Ok(verified(Scheme::Stripe, keys, idx, None, Some(ts), None))
+    Ok(verified(
+        Scheme::Stripe,
+        keys,
+        (idx, Some(mac)),
+        None,
+        Some(ts),
+        None,
+    ))
 }
 
 /// A Standard Webhooks header under its `webhook-` name or its `svix-` alias.
@@ -476,11 +484,12 @@ fn standard<H: HeaderSource + ?Sized>(
         }
     }
     let parts: [&[u8]; 5] = [id, b".", raw_ts, b".", body];
-    if let Some(idx) = find_key(keys, now, v1.as_slice(), &parts, |k| k.standard_mac().ok()) {
+    if let Some((idx, mac)) = find_key(keys, now, v1.as_slice(), &parts, |k| k.standard_mac().ok())
+    {
         return Ok(verified(
             Scheme::Standard,
             keys,
-            idx,
+            (idx, Some(mac)),
             Some(id),
             Some(ts),
             None,
@@ -491,7 +500,7 @@ fn standard<H: HeaderSource + ?Sized>(
         return Ok(verified(
             Scheme::Standard,
             keys,
-            idx,
+            (idx, None),
             Some(id),
             Some(ts),
             None,
@@ -533,6 +542,55 @@ mod tests {
         let opts = VerifyOptions::new(Scheme::Standard).at(1_700_000_000);
         let ok = verify(&headers, b"{}", &KeyRing::from(secret), &opts);
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn every_spelling_of_one_signature_verifies_to_the_same_mac() {
+        let secret = crate::Secret::new("s3cret");
+        let keys = KeyRing::from(secret.clone());
+        let input = crate::signing::SignInput::new(b"{}", 1_700_000_000);
+        let opts = |s: Scheme| VerifyOptions::new(s).at(1_700_000_000);
+        let mac_of = |s: Scheme, h: &[(&str, String)]| {
+            verify(h, b"{}", &keys, &opts(s))
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+                .mac
+        };
+        let signed = |s: Scheme| crate::signing::sign(s, &secret, &input).unwrap_or_default();
+        for (scheme, name) in [
+            (Scheme::Hookwire, "X-Webhook-Signature"),
+            (Scheme::Slack, "X-Slack-Signature"),
+            (Scheme::Github, "X-Hub-Signature-256"),
+        ] {
+            let h = signed(scheme);
+            let pairs: Vec<(&str, String)> = h.iter().map(|(k, v)| (k, v.to_owned())).collect();
+            let upper: Vec<(&str, String)> = pairs
+                .iter()
+                .map(|(k, v)| {
+                    let v = if *k == name {
+                        let (p, hex) = v.split_at(v.len() - 64);
+                        format!("{p}{}", hex.to_uppercase())
+                    } else {
+                        v.clone()
+                    };
+                    (*k, v)
+                })
+                .collect();
+            let mac = mac_of(scheme, &pairs);
+            assert!(mac.is_some());
+            assert_eq!(mac, mac_of(scheme, &upper), "{scheme}");
+        }
+        let h = signed(Scheme::Stripe);
+        let plain = h.get("Stripe-Signature").unwrap_or_default().to_owned();
+        let hex = plain.rsplit('=').next().unwrap_or_default().to_owned();
+        let noisy = format!(
+            "t=1700000000 , v0={hex}, v1={} ,v1={}",
+            "ab".repeat(32),
+            hex.to_uppercase()
+        );
+        assert_eq!(
+            mac_of(Scheme::Stripe, &[("Stripe-Signature", plain)]),
+            mac_of(Scheme::Stripe, &[("Stripe-Signature", noisy)])
+        );
     }
 
     #[test]
