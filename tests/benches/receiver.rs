@@ -156,16 +156,23 @@ fn memory_store_claim_commit_ns(ops: usize) -> f64 {
 fn replay_cache_bind_ns(ops: usize) -> f64 {
     let fill = hookwire_receiver::DEFAULT_REPLAY_ENTRIES;
     let cache = hookwire_receiver::ReplayCache::new(Duration::from_secs(600), fill);
-    // Real signature headers are `sha256=` and 64 hex digits.
-    let sigs: Vec<String> = (0..fill + ops)
+    // A verified `hookwire` request's fingerprint: its 32 MAC bytes and timestamp.
+    let sigs: Vec<hookwire_receiver::Fingerprint> = (0..fill + ops)
         .map(|i| {
-            format!(
-                "sha256={:064x}",
-                (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            )
+            let mut mac = [0u8; 32];
+            mac[..16].copy_from_slice(
+                &(i as u128)
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    .to_be_bytes(),
+            );
+            hookwire_receiver::Fingerprint {
+                scheme: Scheme::Hookwire,
+                mac,
+                timestamp: Some(1_700_000_000),
+            }
         })
         .collect();
-    let run = |sigs: &[String]| {
+    let run = |sigs: &[hookwire_receiver::Fingerprint]| {
         for (i, s) in sigs.iter().enumerate() {
             let key = format!("key-{i}");
             assert_eq!(cache.bind(s, &key), key);

@@ -8,6 +8,7 @@ use hookwire_core::{Claim, IdempotencyStore, KeyRing};
 
 use crate::Rejection;
 use crate::guard::ClaimGuard;
+use crate::replay::{DEFAULT_UNTIMED_REPLAY_HORIZON, Fingerprint, ReplayCache};
 
 /// The request's `Idempotency-Key` (any case): `None` when absent, empty, not valid UTF-8, or
 /// present more than once (ambiguous).
@@ -37,8 +38,9 @@ pub struct CheckOptions<'a> {
     pub keys: Option<&'a KeyRing>,
     /// Scheme, tolerance and clock for verification.
     pub verify: &'a VerifyOptions,
-    /// Refuse requests without a key (400 `missing-key`). When `false`, such requests pass
-    /// without a claim and are never de-duplicated.
+    /// Refuse requests without a key (400 `missing-key`). When `false`, a verified request
+    /// without one is claimed on its signature (one signed message, one key); an unsigned
+    /// receiver lets it pass without a claim.
     pub require_key: bool,
 }
 
@@ -62,7 +64,8 @@ impl<'a> CheckOptions<'a> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Checked {
-    /// The idempotency key (`None` only when keys are optional and none was sent).
+    /// The idempotency key (`None` only when keys are optional and none was sent; such a
+    /// signed request is still claimed, on its signature, see [`ClaimGuard::key`]).
     pub key: Option<String>,
     /// `true` when the key was already processed successfully: answer as a replay and skip the
     /// handler.
@@ -70,7 +73,7 @@ pub struct Checked {
     /// What verification established (`None` for unsigned receivers).
     pub verified: Option<Verified>,
     /// The claim to finalize: commit after success, release after failure (dropping it
-    /// releases). `None` for replays and keyless requests.
+    /// releases). `None` for replays and for keyless requests to an unsigned receiver.
     pub guard: Option<ClaimGuard>,
 }
 
@@ -131,7 +134,9 @@ fn stripe_event_id(body: &[u8]) -> Option<Cow<'_, str>> {
 /// store):
 /// 1. a secret is configured and the body is empty → 400 `empty-body`;
 /// 2. verification fails → 401 `<reason>`;
-/// 3. no key → 400 `missing-key` (the signed id is the key for `standard`/`github`);
+/// 3. a key over [`MAX_KEY_LEN`] → 400 `key-too-long`; no key → 400 `missing-key` (the signed
+///    id is the key for `standard`/`github`), or, when keys are optional, the verified signature
+///    is the key;
 /// 4. claim: in flight elsewhere → 409 `in-flight` with `Retry-After`; done → `deduped`; store
 ///    failure → 503 `store-unavailable`.
 ///
@@ -158,12 +163,18 @@ pub async fn check<H: HeaderSource + ?Sized>(
     check_with(headers, body, opts, |_, key| key.to_owned()).await
 }
 
-/// [`check`] with a hook that may replace the key once verification passed.
+/// Longest idempotency key accepted, in bytes (the `Idempotency-Key` header, GitHub's delivery
+/// id, a Stripe event id): a longer one is refused with 400 `key-too-long`, so keys kept for
+/// the store's TTL stay small whatever a client sends.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// [`check`] with a hook that may replace the key of a request whose key is not signed, given
+/// the fingerprint of its signature.
 async fn check_with<H: HeaderSource + ?Sized>(
     headers: &H,
     body: &[u8],
     opts: &CheckOptions<'_>,
-    rekey: impl FnOnce(Option<&Verified>, &str) -> String,
+    rekey: impl FnOnce(&Fingerprint, &str) -> String,
 ) -> Result<Checked, Rejection> {
     let verified = match opts.keys {
         Some(keys) => {
@@ -177,31 +188,47 @@ async fn check_with<H: HeaderSource + ?Sized>(
         }
         None => None,
     };
-    let Some(key) = key_for(headers, verified.as_ref(), body) else {
-        if opts.require_key {
-            return Err(Rejection::missing_key());
+    let fingerprint = verified.as_ref().and_then(Fingerprint::of);
+    let sent = key_for(headers, verified.as_ref(), body);
+    if sent.as_ref().is_some_and(|k| k.len() > MAX_KEY_LEN) {
+        return Err(Rejection::key_too_long());
+    }
+    let (key, sent) = match (sent, &fingerprint) {
+        (Some(k), Some(fp)) => (rekey(fp, &k), true),
+        (Some(k), None) => (k.into_owned(), true),
+        (None, _) if opts.require_key => return Err(Rejection::missing_key()),
+        // No key and an unsigned one would be optional anyway: the verified signature is the
+        // key, so a captured request stripped of its key is still one message.
+        (None, Some(fp)) => (rekey(fp, &fp.as_key()), false),
+        (None, None) => {
+            return Ok(Checked {
+                key: None,
+                deduped: false,
+                verified,
+                guard: None,
+            });
         }
-        return Ok(Checked {
-            key: None,
-            deduped: false,
-            verified,
-            guard: None,
-        });
     };
-    let key = rekey(verified.as_ref(), &key);
     let claimed = match opts.store.claim_now(&key) {
         Some(r) => r,
         None => opts.store.claim(&key).await,
     };
     match claimed {
-        Ok(Claim::Fresh(token)) => Ok(Checked {
-            guard: Some(ClaimGuard::new(opts.store.clone(), key.clone(), token)),
-            key: Some(key),
-            deduped: false,
-            verified,
-        }),
+        Ok(Claim::Fresh(token)) => {
+            let (guard_key, key) = if sent {
+                (key.clone(), Some(key))
+            } else {
+                (key, None)
+            };
+            Ok(Checked {
+                guard: Some(ClaimGuard::new(opts.store.clone(), guard_key, token)),
+                key,
+                deduped: false,
+                verified,
+            })
+        }
         Ok(Claim::Done) => Ok(Checked {
-            key: Some(key),
+            key: sent.then_some(key),
             deduped: true,
             verified,
             guard: None,
@@ -235,7 +262,32 @@ struct GateConfig {
     verify: VerifyOptions,
     require_key: bool,
     max_body: usize,
-    replay: Option<Arc<crate::ReplayCache>>,
+    replay: Option<Arc<ReplayCaches>>,
+    replay_horizon: std::time::Duration,
+}
+
+/// The two replay caches: one for the timestamp window, one for schemes without a timestamp.
+#[derive(Debug)]
+struct ReplayCaches {
+    timed: ReplayCache,
+    untimed: ReplayCache,
+}
+
+impl ReplayCaches {
+    fn new(v: &VerifyOptions, horizon: std::time::Duration) -> Arc<Self> {
+        let max = crate::replay::DEFAULT_REPLAY_ENTRIES;
+        Arc::new(Self {
+            timed: ReplayCache::new(v.tolerance_past.saturating_add(v.tolerance_future), max),
+            untimed: ReplayCache::new(horizon, max),
+        })
+    }
+
+    fn bind(&self, fp: &Fingerprint, key: &str) -> String {
+        match fp.timestamp {
+            Some(_) => self.timed.bind(fp, key),
+            None => self.untimed.bind(fp, key),
+        }
+    }
 }
 
 impl Default for Gate {
@@ -253,7 +305,11 @@ impl Gate {
             verify: VerifyOptions::default(),
             require_key: true,
             max_body: crate::body::DEFAULT_MAX_BODY,
-            replay: Some(Self::replay_cache(&VerifyOptions::default())),
+            replay: Some(ReplayCaches::new(
+                &VerifyOptions::default(),
+                DEFAULT_UNTIMED_REPLAY_HORIZON,
+            )),
+            replay_horizon: DEFAULT_UNTIMED_REPLAY_HORIZON,
         }))
     }
 
@@ -261,19 +317,27 @@ impl Gate {
         Arc::make_mut(&mut self.0)
     }
 
-    fn replay_cache(v: &VerifyOptions) -> Arc<crate::ReplayCache> {
-        Arc::new(crate::ReplayCache::new(
-            v.tolerance_past.saturating_add(v.tolerance_future),
-            crate::replay::DEFAULT_REPLAY_ENTRIES,
-        ))
-    }
-
-    /// Whether to bind unsigned idempotency keys to their signature for the timestamp window
-    /// (see [`crate::ReplayCache`]; default on).
+    /// Whether to bind unsigned idempotency keys to their signature: for the timestamp window,
+    /// or for [`Gate::replay_horizon`] under `github` and `body`, which sign no timestamp (see
+    /// [`crate::ReplayCache`]; default on).
     #[must_use]
     pub fn replay_protection(mut self, on: bool) -> Self {
         let c = self.config();
-        c.replay = on.then(|| Self::replay_cache(&c.verify));
+        c.replay = on.then(|| ReplayCaches::new(&c.verify, c.replay_horizon));
+        self
+    }
+    /// How long a verified `github` (or `body`) signature stays bound to the delivery id it
+    /// first came with (default 24 h, the store's default done-key TTL): a resend of a captured
+    /// delivery under a new `X-GitHub-Delivery` inside it is a duplicate. Those schemes sign no
+    /// timestamp, so after it a captured delivery verifies again; keep it at least as long as
+    /// the store's TTL.
+    #[must_use]
+    pub fn replay_horizon(mut self, horizon: std::time::Duration) -> Self {
+        let c = self.config();
+        c.replay_horizon = horizon;
+        if c.replay.is_some() {
+            c.replay = Some(ReplayCaches::new(&c.verify, horizon));
+        }
         self
     }
     /// Verifies with one secret (adds it to the key ring).
@@ -294,7 +358,7 @@ impl Gate {
     pub fn verify_options(mut self, v: VerifyOptions) -> Self {
         let c = self.config();
         if c.replay.is_some() {
-            c.replay = Some(Self::replay_cache(&v));
+            c.replay = Some(ReplayCaches::new(&v, c.replay_horizon));
         }
         c.verify = v;
         self
@@ -376,11 +440,6 @@ impl Gate {
         let Some(replay) = &c.replay else {
             return check(headers, body, &opts).await;
         };
-        check_with(headers, body, &opts, |verified, key| {
-            verified
-                .and_then(|v| crate::ReplayCache::signature(v.scheme, headers))
-                .map_or_else(|| key.to_owned(), |sig| replay.bind(sig, key))
-        })
-        .await
+        check_with(headers, body, &opts, |fp, key| replay.bind(fp, key)).await
     }
 }

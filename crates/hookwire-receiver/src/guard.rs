@@ -39,6 +39,22 @@ impl ClaimGuard {
         self.claim.as_ref().map_or("", |(_, k, _)| k.as_str())
     }
 
+    /// Extends the claim to one full lease from now (work that outlives a lease, such as a slow
+    /// app behind `hookwire listen`): `false` when the claim is no longer ours, the store
+    /// cannot renew, or it failed.
+    pub async fn renew(&self) -> bool {
+        let Some((store, key, token)) = &self.claim else {
+            return false;
+        };
+        match store.renew(key, token).await {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "renewing the claim failed");
+                false
+            }
+        }
+    }
+
     /// Commits for a status below 400, releases otherwise (the rule every adapter applies).
     pub async fn finish(self, status: u16) -> Finalized {
         if status < 400 {

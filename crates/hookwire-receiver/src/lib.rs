@@ -61,12 +61,14 @@ pub mod server;
 mod redis_store;
 
 pub use body::{DEFAULT_MAX_BODY, LimitedBody, read_limited};
-pub use check::{CheckOptions, Checked, Gate, check, extract_idempotency_key};
+pub use check::{CheckOptions, Checked, Gate, MAX_KEY_LEN, check, extract_idempotency_key};
 pub use guard::{ClaimGuard, Finalized};
 pub use hookwire_core::{IdempotencyConfig, IdempotencyStore, MemoryStore};
 pub use receiver::{Context, Receiver, ReceiverBuilder, receiver};
 pub use rejection::{REPLAYED_HEADER, Rejection};
-pub use replay::{DEFAULT_REPLAY_ENTRIES, ReplayCache};
+pub use replay::{
+    DEFAULT_REPLAY_ENTRIES, DEFAULT_UNTIMED_REPLAY_HORIZON, Fingerprint, ReplayCache,
+};
 pub use server::Server;
 
 #[cfg(feature = "redis")]

@@ -27,6 +27,13 @@ if redis.call('GET', KEYS[1]) == 'i:' .. ARGV[1] then
 end
 return 0
 ";
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == 'i:' .. ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == 'i:' .. ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -39,7 +46,8 @@ return 0
 ///
 /// A claim is `SET key i:<token> NX PX <lease>`; commit and release are compare-and-set Lua
 /// scripts that act only while the key still holds the caller's token (fencing), so a request
-/// whose lease expired can never commit or delete a newer claim. Committed keys expire after the
+/// whose lease expired can never commit or delete a newer claim; `renew` is the same
+/// compare-and-set around `PEXPIRE <lease>`. Committed keys expire after the
 /// TTL. Keys are `<prefix>:{<key>}`: the hash tag keeps everything about one key on one Redis
 /// Cluster slot; `{`, `}` and `%` in keys are percent-encoded so a key cannot break the tag.
 ///
@@ -62,6 +70,7 @@ pub struct RedisStore {
     claim: redis::Script,
     commit: redis::Script,
     release: redis::Script,
+    renew: redis::Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -91,6 +100,7 @@ impl RedisStore {
             claim: redis::Script::new(CLAIM),
             commit: redis::Script::new(COMMIT),
             release: redis::Script::new(RELEASE),
+            renew: redis::Script::new(RENEW),
         }
     }
 
@@ -143,12 +153,13 @@ impl RedisStore {
         script: &redis::Script,
         key: &str,
         token: &FencingToken,
+        px: Duration,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
         let n: i64 = script
             .key(self.redis_key(key))
             .arg(token.as_str())
-            .arg(millis(self.config.ttl))
+            .arg(millis(px))
             .invoke_async(&mut conn)
             .await
             .map_err(StoreError::unavailable)?;
@@ -189,7 +200,7 @@ impl IdempotencyStore for RedisStore {
         key: &'a str,
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.finish(&self.commit, key, token))
+        Box::pin(self.finish(&self.commit, key, token, self.config.ttl))
     }
 
     fn release<'a>(
@@ -197,7 +208,15 @@ impl IdempotencyStore for RedisStore {
         key: &'a str,
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.finish(&self.release, key, token))
+        Box::pin(self.finish(&self.release, key, token, self.config.ttl))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.finish(&self.renew, key, token, self.config.lease))
     }
 }
 

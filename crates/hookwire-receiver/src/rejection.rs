@@ -47,6 +47,10 @@ impl Rejection {
     pub fn missing_key() -> Self {
         Self::new(400, "missing-key")
     }
+    /// 400 `key-too-long`: the idempotency key is longer than [`crate::MAX_KEY_LEN`] bytes.
+    pub fn key_too_long() -> Self {
+        Self::new(400, "key-too-long")
+    }
     /// 401 with a verification reason.
     pub fn unauthorized(e: hookwire_core::signing::VerifyError) -> Self {
         Self::new(401, e.as_str())

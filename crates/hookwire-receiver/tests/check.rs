@@ -9,7 +9,9 @@ use hookwire_core::signing::{Scheme, SignInput, VerifyOptions, sign};
 use hookwire_core::{
     Claim, FencingToken, IdempotencyStore, KeyRing, MemoryStore, Secret, StoreError,
 };
-use hookwire_receiver::{CheckOptions, Rejection, check, extract_idempotency_key};
+use hookwire_receiver::{
+    CheckOptions, Gate, MAX_KEY_LEN, Rejection, check, extract_idempotency_key,
+};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -293,4 +295,85 @@ async fn release_lets_the_retry_through_and_optional_keys_skip_the_store() {
         .unwrap();
     assert!(c.key.is_none() && c.guard.is_none());
     assert_eq!(count.claims.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn keys_over_the_cap_are_refused_before_the_store() {
+    let (count, store) = counting();
+    let keys = KeyRing::from("s3cret");
+    let h = signed(Scheme::Hookwire, "s3cret", b"{}", None);
+    let ok = run(
+        &store,
+        Some(&keys),
+        &with(h.clone(), "Idempotency-Key", &"k".repeat(MAX_KEY_LEN)),
+        b"{}",
+    )
+    .await;
+    assert!(ok.is_ok());
+    let before = count.claims.load(Ordering::SeqCst);
+    let long = with(h, "Idempotency-Key", &"k".repeat(MAX_KEY_LEN + 1));
+    assert_eq!(
+        run(&store, Some(&keys), &long, b"{}").await.unwrap_err(),
+        Rejection::key_too_long()
+    );
+    let evt = format!(r#"{{"id":"evt_{}"}}"#, "x".repeat(MAX_KEY_LEN));
+    let h = signed(Scheme::Stripe, "s3cret", evt.as_bytes(), None);
+    assert_eq!(
+        run(&store, Some(&keys), &h, evt.as_bytes())
+            .await
+            .unwrap_err()
+            .reason(),
+        "key-too-long"
+    );
+    assert_eq!(count.claims.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn without_a_required_key_a_signed_request_is_claimed_on_its_signature() {
+    let (_, store) = counting();
+    let keys = KeyRing::from("s3cret");
+    let verify = VerifyOptions::default().at(NOW);
+    let mut opts = CheckOptions::new(&store, Some(&keys), &verify);
+    opts.require_key = false;
+    let h = signed(Scheme::Slack, "s3cret", b"{}", None);
+    let first = check(&h, b"{}", &opts).await.unwrap();
+    assert!(first.key.is_none(), "no key was sent");
+    let guard = first.guard.expect("claimed");
+    assert!(guard.key().starts_with("slack:"), "{}", guard.key());
+    guard.commit().await;
+    assert!(check(&h, b"{}", &opts).await.unwrap().deduped);
+}
+
+#[tokio::test]
+async fn the_github_replay_horizon_is_configurable_on_the_gate() {
+    let gate = Gate::new()
+        .secret("s3cret")
+        .verify_options(VerifyOptions::default().at(NOW))
+        .replay_horizon(std::time::Duration::from_millis(300));
+    let h = signed(Scheme::Github, "s3cret", b"{}", Some("d-1"));
+    let c = gate.check(&h, b"{}").await.unwrap();
+    c.guard.unwrap().commit().await;
+    let delivered_as = |id: &str| -> Headers {
+        h.iter()
+            .map(|(k, v)| match k.as_str() {
+                "X-GitHub-Delivery" => (k.clone(), id.to_owned()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect()
+    };
+    let resend = delivered_as("d-2");
+    let again = gate.check(&resend, b"{}").await.unwrap();
+    assert!(again.deduped && again.key.as_deref() == Some("d-1"));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let later = gate.check(&resend, b"{}").await.unwrap();
+    assert!(!later.deduped && later.key.as_deref() == Some("d-2"));
+    // Off means off: only the delivery id de-duplicates.
+    let open = gate.replay_protection(false);
+    assert!(
+        !open
+            .check(&delivered_as("d-3"), b"{}")
+            .await
+            .unwrap()
+            .deduped
+    );
 }

@@ -47,6 +47,13 @@ mod redis {
         ) -> BoxFuture<'a, Result<bool, StoreError>> {
             self.store.release(key, token)
         }
+        fn renew<'a>(
+            &'a self,
+            key: &'a str,
+            token: &'a FencingToken,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.store.renew(key, token)
+        }
     }
 
     fn make(c: IdempotencyConfig) -> Arc<dyn IdempotencyStore> {
@@ -87,6 +94,29 @@ mod redis {
         let ttl = server.command("PTTL tagcheck:{evt%7B1%7D}").unwrap();
         let ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
         assert!((1..=7000).contains(&ms), "pttl {ms}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renew_extends_only_the_holders_live_claim() {
+        let lease = std::time::Duration::from_millis(600);
+        let s = make(IdempotencyConfig::default().with_lease(lease));
+        let hookwire_core::Claim::Fresh(t) = s.claim("k").await.unwrap() else {
+            panic!("fresh")
+        };
+        for _ in 0..3 {
+            tokio::time::sleep(lease / 2).await;
+            assert!(s.renew("k", &t).await.unwrap());
+        }
+        // 900 ms after the claim, past its first lease: still in flight.
+        assert!(matches!(
+            s.claim("k").await.unwrap(),
+            hookwire_core::Claim::InFlight { .. }
+        ));
+        assert!(!s.renew("k", &FencingToken::random()).await.unwrap());
+        assert!(s.commit("k", &t).await.unwrap());
+        assert!(!s.renew("k", &t).await.unwrap(), "a done key is no claim");
+        tokio::time::sleep(lease * 2).await;
+        assert!(!s.renew("gone", &t).await.unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
