@@ -4,13 +4,14 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hookwire_core::signing::{HeaderLookup, HeaderSource, SchemeChoice, VerifyOptions};
 use hookwire_core::{IdempotencyConfig, IdempotencyStore, KeyRing, MemoryStore, Secret};
-use hookwire_receiver::{Gate, REPLAYED_HEADER, Rejection};
+use hookwire_receiver::{ClaimGuard, Gate, REPLAYED_HEADER, Rejection};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -52,13 +53,109 @@ pub(crate) struct Args {
     /// when it fails (5xx or down) the claim is released so the sender's retry is processed.
     #[arg(long)]
     forward_to: Option<String>,
+    /// Seconds the app gets to answer `--forward-to`, response body included (502 after it).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    forward_timeout: u64,
+    /// Seconds a claim lasts before a duplicate may take over; renewed while the app is still
+    /// answering, so a slow app is never called twice for one key.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    lease: u64,
+    /// Seconds a verified GitHub (or body) signature stays bound to its first delivery id: a
+    /// resend under a new delivery id inside it is a duplicate.
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    replay_horizon: u64,
 }
 
 struct Listener {
     gate: Gate,
     path: String,
     forward: Option<Forward>,
-    out: Mutex<std::io::Stdout>,
+    forward_timeout: Duration,
+    lease: Duration,
+    out: Output,
+}
+
+/// Most bytes of output lines waiting for stdout. Beyond it an accepted request is answered
+/// 503 `output-busy` with `Retry-After` (its claim released) instead of blocking: a line never
+/// waits on a slow or stuck stdout inside the runtime. One line is always allowed into an
+/// empty queue, whatever its size.
+pub(crate) const OUTPUT_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// Stdout, written by a thread of its own behind a queue bounded in bytes.
+struct Output {
+    queued: Arc<AtomicUsize>,
+    tx: std::sync::mpsc::Sender<String>,
+}
+
+/// Room for one line in the output queue; given back unless the line is printed.
+struct Slot<'a> {
+    out: &'a Output,
+    // Zero once the line is handed to the writer, which then gives the room back.
+    len: usize,
+}
+
+impl Output {
+    fn start() -> Self {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let q = queued.clone();
+        std::thread::spawn(move || {
+            let out = std::io::stdout();
+            for line in rx {
+                // Write errors (a closed pipe) drop the line; the queue must still drain.
+                let mut out = out.lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+                q.fetch_sub(line.len() + 1, Ordering::AcqRel);
+            }
+        });
+        Self { queued, tx }
+    }
+
+    /// Room for a line of `len` bytes, or `None` when the queue is full.
+    fn reserve(&self, len: usize) -> Option<Slot<'_>> {
+        let len = len + 1;
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q == 0 || q + len <= OUTPUT_QUEUE_BYTES).then_some(q + len)
+            })
+            .ok()?;
+        Some(Slot { out: self, len })
+    }
+
+    /// Waits (at most `limit`) until every queued line is written.
+    async fn drain(&self, limit: Duration) {
+        let end = tokio::time::Instant::now() + limit;
+        while self.queued.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Slot<'_> {
+    fn print(mut self, line: String) {
+        if self.out.tx.send(line).is_ok() {
+            self.len = 0;
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            self.out.queued.fetch_sub(self.len, Ordering::AcqRel);
+        }
+    }
+}
+
+/// 503 `output-busy` with `Retry-After: 1`: stdout cannot keep up.
+fn output_busy() -> Response<Full<Bytes>> {
+    let mut r = Rejection::new(503, "output-busy").to_response();
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    r
 }
 
 struct Forward {
@@ -100,7 +197,7 @@ pub(crate) fn run(a: Args) -> ExitCode {
         Ok(f) => f,
         Err(e) => return usage_error(e),
     };
-    let config = IdempotencyConfig::default();
+    let config = IdempotencyConfig::default().with_lease(Duration::from_secs(a.lease));
     let store: Arc<dyn IdempotencyStore> = match &a.redis {
         Some(url) => match hookwire_receiver::RedisStore::open(url, config) {
             Ok(s) => Arc::new(s),
@@ -114,12 +211,15 @@ pub(crate) fn run(a: Args) -> ExitCode {
         .verify_options(VerifyOptions::new(scheme).tolerance(Duration::from_secs(a.tolerance)))
         .store(store)
         .require_key(a.require_idempotency_key)
+        .replay_horizon(Duration::from_secs(a.replay_horizon))
         .max_body(a.max_body);
     let listener = Arc::new(Listener {
         gate,
         path: a.path,
         forward,
-        out: Mutex::new(std::io::stdout()),
+        forward_timeout: Duration::from_secs(a.forward_timeout),
+        lease: Duration::from_secs(a.lease),
+        out: Output::start(),
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,8 +242,9 @@ async fn serve(l: Arc<Listener>, addr: SocketAddr) -> ExitCode {
     };
     let bound = tcp.local_addr().unwrap_or(addr);
     let path = l.path.clone();
+    let handler = l.clone();
     let server = match hookwire_receiver::server::serve_with(tcp, move |req| {
-        let l = l.clone();
+        let l = handler.clone();
         async move { l.handle(req).await }
     }) {
         Ok(s) => s,
@@ -155,6 +256,9 @@ async fn serve(l: Arc<Listener>, addr: SocketAddr) -> ExitCode {
     let signal = shutdown_signal();
     eprintln!("listening on http://{bound}{path}");
     server.shutdown_on(signal).await;
+    // Every request is answered; let the lines of the last ones reach stdout (bounded: a
+    // stdout nobody reads must not keep the process alive).
+    l.out.drain(Duration::from_secs(2)).await;
     ExitCode::SUCCESS
 }
 
@@ -221,28 +325,43 @@ impl Listener {
             Err(r) => return r.to_response(),
         };
         let line = Self::line(&parts.headers, &body, &checked);
+        // Room for the line first: a request whose line could not be printed is refused (and
+        // its claim released) before anything is processed.
+        let Some(slot) = self.out.reserve(line.len()) else {
+            if let Some(g) = checked.guard {
+                g.release().await;
+            }
+            return output_busy();
+        };
         if checked.deduped {
-            self.print(&line);
+            slot.print(line);
             return reply(StatusCode::NO_CONTENT, Bytes::new(), true);
         }
         let (status, resp_body) = match &self.forward {
-            Some(f) => match forward(f, &parts.headers, body).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "forward failed; releasing the claim");
-                    if let Some(g) = checked.guard {
-                        g.release().await;
+            Some(f) => {
+                let call = forward(f, &parts.headers, body, self.forward_timeout);
+                let answer = match &checked.guard {
+                    Some(g) => renewing(g, self.lease, call).await,
+                    None => call.await,
+                };
+                match answer {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "forward failed; releasing the claim");
+                        if let Some(g) = checked.guard {
+                            g.release().await;
+                        }
+                        return Rejection::new(502, "forward-failed").to_response();
                     }
-                    return Rejection::new(502, "forward-failed").to_response();
                 }
-            },
+            }
             None => (StatusCode::NO_CONTENT, Bytes::new()),
         };
         if let Some(g) = checked.guard {
             g.finish(status.as_u16()).await;
         }
         if status.as_u16() < 400 {
-            self.print(&line);
+            slot.print(line);
         }
         reply(status, resp_body, false)
     }
@@ -279,13 +398,33 @@ impl Listener {
         })
         .to_string()
     }
+}
 
-    fn print(&self, line: &str) {
-        // One write per line under the lock: concurrent requests never interleave.
-        let out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = out.lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+/// Runs `work` while renewing `guard`'s claim every third of a lease, so a duplicate arriving
+/// while the app is still answering gets 409 instead of calling the app a second time.
+async fn renewing<T>(
+    guard: &ClaimGuard,
+    lease: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let period = (lease / 3).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewable = true;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick(), if renewable => {
+                if !guard.renew().await {
+                    renewable = false;
+                    tracing::warn!(
+                        key = guard.key(),
+                        "could not renew the claim; a duplicate may reach the app after the lease"
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -299,25 +438,34 @@ const HOP: [&str; 6] = [
     "upgrade",
 ];
 
+/// Sends the request to the app and reads its answer, status and body, within `timeout`.
 async fn forward(
     f: &Forward,
     headers: &http::HeaderMap,
     body: Bytes,
+    timeout: Duration,
 ) -> Result<(StatusCode, Bytes), String> {
-    let stream = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(&f.addr),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
+    tokio::time::timeout(timeout, forward_once(f, headers, body))
+        .await
+        .map_err(|_| format!("the app did not answer within {timeout:?}"))?
+}
+
+async fn forward_once(
+    f: &Forward,
+    headers: &http::HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let stream = tokio::net::TcpStream::connect(&f.addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
+    // Dropped with this future on timeout: the connection to a stuck app is closed.
+    let conn = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
-    });
+    }));
     let mut req = Request::post(f.path.as_str()).header(http::header::HOST, f.host.as_str());
     for (k, v) in headers {
         if !HOP.contains(&k.as_str()) {
@@ -325,15 +473,22 @@ async fn forward(
         }
     }
     let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), send.send_request(req))
-        .await
-        .map_err(|_| "the app timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let body = http_body_util::Limited::new(resp.into_body(), 1024 * 1024)
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
+    drop(conn);
     Ok((status, body))
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

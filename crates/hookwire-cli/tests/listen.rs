@@ -22,10 +22,21 @@ struct Listen {
     addr: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    // Held open and never read (`start_unread`): a stdout pipe nobody drains.
+    _unread: Option<std::process::ChildStdout>,
 }
 
 impl Listen {
     fn start(extra: &[&str]) -> Listen {
+        Self::start_with(extra, true)
+    }
+
+    /// A listener whose stdout is a pipe nobody reads.
+    fn start_unread(extra: &[&str]) -> Listen {
+        Self::start_with(extra, false)
+    }
+
+    fn start_with(extra: &[&str], read_stdout: bool) -> Listen {
         let mut child = Command::new(BIN)
             .args(["listen", "--secret", SECRET, "--addr", "127.0.0.1:0"])
             .args(extra)
@@ -47,7 +58,17 @@ impl Listen {
             let _ = err.read_to_string(&mut sink);
         });
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = BufReader::new(child.stdout.take().unwrap());
+        let stdout = child.stdout.take().unwrap();
+        if !read_stdout {
+            return Listen {
+                child,
+                addr,
+                lines,
+                reader: None,
+                _unread: Some(stdout),
+            };
+        }
+        let out = BufReader::new(stdout);
         let l = lines.clone();
         let reader = std::thread::spawn(move || {
             for line in out.lines().map_while(Result::ok) {
@@ -59,6 +80,7 @@ impl Listen {
             addr,
             lines,
             reader: Some(reader),
+            _unread: None,
         }
     }
 
@@ -189,7 +211,8 @@ fn accepts_prints_dedupes_and_refuses() {
         (413, r#"{"error":"body-too-large"}"#)
     );
     assert_eq!(c.post("/other", &signed(body, "k4"), body).status, 404);
-    // Without --require-idempotency-key a keyless request is accepted (never de-duplicated).
+    // Without --require-idempotency-key a keyless request is accepted (claimed on its
+    // signature, see `a_captured_request_without_its_key_is_processed_once`).
     let mut keyless = signed(b"plain text", "x");
     keyless.pop();
     assert_eq!(c.post("/webhook", &keyless, b"plain text").status, 204);
@@ -584,4 +607,340 @@ fn node_peers() -> std::path::PathBuf {
         assert!(st.success(), "npm install of the peer libraries failed");
     }
     dir
+}
+
+/// Headers of `scheme` signed now over `body` with the listener's secret.
+fn signed_as(scheme: Scheme, body: &[u8], id: Option<&str>) -> Vec<(String, String)> {
+    let now = hookwire_core::time::unix_now();
+    let mut input = SignInput::new(body, now);
+    if let Some(id) = id {
+        input = input.id(id);
+    }
+    sign(scheme, &Secret::new(SECRET), &input).unwrap().to_vec()
+}
+
+/// `headers` with `name` (any case) set to `value`, or removed for `None`.
+fn with(headers: &[(String, String)], name: &str, value: Option<&str>) -> Vec<(String, String)> {
+    let mut h: Vec<_> = headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
+        .cloned()
+        .collect();
+    if let Some(v) = value {
+        h.push((name.to_owned(), v.to_owned()));
+    }
+    h
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> &'h str {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .unwrap()
+}
+
+fn is_replay(r: &Resp) -> bool {
+    r.status == 204 && r.headers.get("idempotent-replayed").map(String::as_str) == Some("true")
+}
+
+/// Issue 14: one captured request, re-spelled (uppercase hex, an extra `v0=` entry, spaces)
+/// and sent with a new `Idempotency-Key` each time, is processed once under every scheme whose
+/// key is not signed.
+#[test]
+fn a_captured_request_respelled_with_new_keys_is_processed_once() {
+    let l = Listen::start(&[]);
+    let mut c = Conn::open(l.addr);
+    let upper_hex = |v: &str| {
+        let (prefix, hex) = v.split_at(v.len() - 64);
+        format!("{prefix}{}", hex.to_uppercase())
+    };
+    for (scheme, sig_header) in [
+        (Scheme::Hookwire, "X-Webhook-Signature"),
+        (Scheme::Slack, "X-Slack-Signature"),
+        (Scheme::Stripe, "Stripe-Signature"),
+    ] {
+        let body = format!(r#"{{"scheme":"{scheme}"}}"#);
+        let original = with(
+            &signed_as(scheme, body.as_bytes(), None),
+            "Idempotency-Key",
+            Some(&format!("{scheme}-orig")),
+        );
+        let r = c.post("/webhook", &original, body.as_bytes());
+        assert!(r.status == 204 && !is_replay(&r), "{scheme}: {}", r.status);
+        let sig = header(&original, sig_header).to_owned();
+        let mut spellings = vec![upper_hex(&sig)];
+        if scheme == Scheme::Stripe {
+            let (t, v1) = sig.split_once(',').unwrap();
+            spellings.push(format!("{t}, v0={}, {v1}", "ab".repeat(32)));
+            spellings.push(format!(" {t} ,  {} ", upper_hex(v1)));
+        }
+        for (i, spelled) in spellings.iter().enumerate() {
+            let h = with(&original, sig_header, Some(spelled));
+            let h = with(
+                &h,
+                "Idempotency-Key",
+                Some(&format!("{scheme}-attacker-{i}")),
+            );
+            let r = c.post("/webhook", &h, body.as_bytes());
+            assert!(
+                is_replay(&r),
+                "{scheme} {spelled:?}: {} {}",
+                r.status,
+                r.body
+            );
+        }
+    }
+    let lines = l.stop();
+    let fresh: Vec<_> = lines.iter().filter(|l| l["deduped"] == false).collect();
+    assert_eq!(fresh.len(), 3, "one processing per scheme: {lines:?}");
+}
+
+/// Issue 14: with keys optional (the default), a captured request with its key header removed
+/// is de-duplicated on its verified signature, and so is a keyless request replayed as is.
+#[test]
+fn a_captured_request_without_its_key_is_processed_once() {
+    let l = Listen::start(&[]);
+    let mut c = Conn::open(l.addr);
+    let body = br#"{"n":"keyed"}"#;
+    let keyed = signed(body, "k-original");
+    assert!(!is_replay(&c.post("/webhook", &keyed, body)));
+    let stripped = with(&keyed, "Idempotency-Key", None);
+    for _ in 0..3 {
+        let r = c.post("/webhook", &stripped, body);
+        assert!(is_replay(&r), "{} {}", r.status, r.body);
+    }
+    let body = br#"{"n":"keyless"}"#;
+    let keyless = signed_as(Scheme::Slack, body, None);
+    let r = c.post("/webhook", &keyless, body);
+    assert!(r.status == 204 && !is_replay(&r), "{}", r.status);
+    for _ in 0..3 {
+        assert!(is_replay(&c.post("/webhook", &keyless, body)));
+    }
+    // The same message with a key added later is the same message.
+    let r = c.post(
+        "/webhook",
+        &with(&keyless, "Idempotency-Key", Some("late")),
+        body,
+    );
+    assert!(is_replay(&r));
+    let lines = l.stop();
+    let fresh = lines.iter().filter(|l| l["deduped"] == false).count();
+    assert_eq!(fresh, 2, "{lines:?}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 14: an idempotency key over 255 bytes is refused with 400 `key-too-long`, so 1 000
+/// requests with 60 KB keys leave the process's memory where it was (before, each one stayed
+/// in the store for a day).
+#[test]
+fn over_long_idempotency_keys_are_refused_and_memory_stays_bounded() {
+    let l = Listen::start(&["--scheme", "github"]);
+    let mut c = Conn::open(l.addr);
+    let body = br#"{"zen":"keep it small"}"#;
+    let h = signed_as(Scheme::Github, body, Some("d-1"));
+    let r = c.post(
+        "/webhook",
+        &with(&h, "Idempotency-Key", Some(&"k".repeat(255))),
+        body,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    for (name, value) in [
+        ("Idempotency-Key", "k".repeat(256)),
+        ("X-GitHub-Delivery", "d".repeat(256)),
+    ] {
+        let r = c.post("/webhook", &with(&h, name, Some(&value)), body);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (400, r#"{"error":"key-too-long"}"#),
+            "{name}"
+        );
+    }
+    let before = rss_kib(l.child.id());
+    for i in 0..1000 {
+        let key = format!("{i:06}{}", "x".repeat(60_000));
+        let r = c.post("/webhook", &with(&h, "Idempotency-Key", Some(&key)), body);
+        assert_eq!(r.status, 400);
+    }
+    let grown = rss_kib(l.child.id()).saturating_sub(before);
+    assert!(grown < 30 * 1024, "RSS grew by {grown} KiB");
+    assert_eq!(l.stop().len(), 1);
+}
+
+/// Issue 14: GitHub signs neither a timestamp nor `X-GitHub-Delivery`; a verified signature is
+/// bound to its first delivery id for `--replay-horizon`, so a resend under a new delivery id
+/// is a duplicate inside it (and only a new delivery after it).
+#[test]
+fn a_github_delivery_resent_under_a_new_delivery_id_is_a_duplicate() {
+    let l = Listen::start(&["--replay-horizon", "2"]);
+    let mut c = Conn::open(l.addr);
+    let body = br#"{"action":"opened"}"#;
+    let h = signed_as(Scheme::Github, body, Some("d-first"));
+    assert!(!is_replay(&c.post("/webhook", &h, body)));
+    for id in ["d-second", "d-third"] {
+        let r = c.post("/webhook", &with(&h, "X-GitHub-Delivery", Some(id)), body);
+        assert!(is_replay(&r), "{id}: {} {}", r.status, r.body);
+    }
+    let r = c.post("/webhook", &with(&h, "X-GitHub-Delivery", None), body);
+    assert!(is_replay(&r), "without a delivery id: {}", r.status);
+    std::thread::sleep(Duration::from_millis(2_300));
+    let r = c.post(
+        "/webhook",
+        &with(&h, "X-GitHub-Delivery", Some("d-later")),
+        body,
+    );
+    assert!(
+        r.status == 204 && !is_replay(&r),
+        "the horizon is configurable"
+    );
+    let lines = l.stop();
+    assert_eq!(lines[0]["key"], "d-first");
+    assert!(
+        lines[1..3]
+            .iter()
+            .all(|l| l["key"] == "d-first" && l["deduped"] == true)
+    );
+    assert_eq!(lines[3]["deduped"], true);
+}
+
+/// An app for `--forward-to` that handles each request on its own thread with `answer`
+/// (given the request head) and counts the requests.
+fn app_with(
+    answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(conn) = conn else { continue };
+            let (s, answer) = (s.clone(), answer.clone());
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn);
+                let mut head = String::new();
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; len];
+                if r.read_exact(&mut body).is_err() {
+                    return;
+                }
+                s.lock().unwrap().push(head.clone());
+                answer(&head, r.get_mut());
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Issue 14: a slow app keeps its claim (renewed while it answers), so a duplicate arriving
+/// after the lease gets 409 instead of reaching the app a second time.
+#[test]
+fn a_slow_app_is_called_once_per_key_while_its_claim_is_renewed() {
+    let (app_addr, seen) = app_with(|_, s| {
+        std::thread::sleep(Duration::from_millis(3_500));
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    });
+    let url = format!("http://{app_addr}/hooks");
+    let l = Listen::start(&["--forward-to", &url, "--lease", "1"]);
+    let body = br#"{"slow":true}"#;
+    let h = signed(body, "slow-1");
+    let addr = l.addr;
+    let first = {
+        let h = h.clone();
+        std::thread::spawn(move || Conn::open(addr).post("/webhook", &h, body).status)
+    };
+    for wait in [1_500, 1_000] {
+        std::thread::sleep(Duration::from_millis(wait));
+        let r = Conn::open(addr).post("/webhook", &h, body);
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert!(r.headers.contains_key("retry-after"));
+    }
+    assert_eq!(first.join().unwrap(), 200);
+    assert!(is_replay(&Conn::open(addr).post("/webhook", &h, body)));
+    assert_eq!(seen.lock().unwrap().len(), 1, "the app was called once");
+    l.stop();
+}
+
+/// Issue 14: reading the app's response body is bounded by `--forward-timeout`: an app that
+/// sends its head and stalls its body gets the request answered 502 and the claim released.
+#[test]
+fn an_app_that_stalls_its_response_body_is_a_502_after_the_forward_timeout() {
+    let (app_addr, seen) = app_with(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nok");
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let url = format!("http://{app_addr}/hooks");
+    let l = Listen::start(&["--forward-to", &url, "--forward-timeout", "1"]);
+    let mut c = Conn::open(l.addr);
+    let body = br#"{"stall":true}"#;
+    let started = std::time::Instant::now();
+    let r = c.post("/webhook", &signed(body, "stall-1"), body);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (502, r#"{"error":"forward-failed"}"#)
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let r = c.post("/webhook", &signed(body, "stall-1"), body);
+    assert_eq!(r.status, 502, "released: the retry reached the app again");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert!(l.stop().is_empty());
+}
+
+/// Issue 14: with stdout a pipe nobody reads, `listen` keeps answering: refusals at once, and
+/// accepted requests 503 `output-busy` with `Retry-After` (claim released) once the output
+/// queue is full, instead of every connection hanging on a blocked write.
+#[test]
+fn a_stdout_nobody_reads_never_blocks_answers() {
+    let l = Listen::start_unread(&[]);
+    let mut c = Conn::open(l.addr);
+    let pad = "x".repeat(32 * 1024);
+    let mut busy = None;
+    for i in 0..200 {
+        let body = format!(r#"{{"i":{i},"pad":"{pad}"}}"#);
+        let key = format!("out-{i}");
+        let r = c.post("/webhook", &signed(body.as_bytes(), &key), body.as_bytes());
+        match r.status {
+            204 => {}
+            503 => {
+                assert_eq!(r.body, r#"{"error":"output-busy"}"#);
+                assert_eq!(r.headers.get("retry-after").map(String::as_str), Some("1"));
+                busy = Some((key, body));
+                break;
+            }
+            s => panic!("request {i}: {s} {}", r.body),
+        }
+    }
+    let (key, body) = busy.expect("the output queue filled up within 200 requests");
+    // Not claimed: the retry is refused the same way, never a 409 or a replay.
+    let r = c.post("/webhook", &signed(body.as_bytes(), &key), body.as_bytes());
+    assert_eq!(r.status, 503);
+    let mut bad = signed(b"{}", "bad");
+    bad[0].1 = format!("sha256={}", "0".repeat(64));
+    let r = Conn::open(l.addr).post("/webhook", &bad, b"{}");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (401, r#"{"error":"bad-signature"}"#)
+    );
+    let long = signed(b"{}", &"k".repeat(300));
+    let r = Conn::open(l.addr).post("/webhook", &long, b"{}");
+    assert_eq!(r.status, 400);
 }
