@@ -135,8 +135,8 @@ fn stripe_event_id(body: &[u8]) -> Option<Cow<'_, str>> {
 /// 1. a secret is configured and the body is empty → 400 `empty-body`;
 /// 2. verification fails → 401 `<reason>`;
 /// 3. a key over [`MAX_KEY_LEN`] → 400 `key-too-long`; no key → 400 `missing-key` (the signed
-///    id is the key for `standard`/`github`), or, when keys are optional, the verified signature
-///    is the key;
+///    id is the key for `standard`, the unsigned delivery id for `github`), or, when keys are
+///    optional, the verified signature is the key;
 /// 4. claim: in flight elsewhere → 409 `in-flight` with `Retry-After`; done → `deduped`; store
 ///    failure → 503 `store-unavailable`.
 ///
