@@ -361,6 +361,21 @@ async fn every_reason_and_status(target: Target) {
     assert_eq!(r.header("idempotent-replayed"), Some("true"), "{target:?}");
     assert_eq!(probe.processed(), vec!["msg_1:e1".to_owned()], "{target:?}");
 
+    // Issue 14: the same signed message re-spelled (uppercase hex) under a new unsigned key is
+    // a replay of the first, on every adapter.
+    let body2 = ev("e2");
+    let r = post(a, &signed(Scheme::Hookwire, &body2, t, "k-orig"), &body2).await;
+    assert_eq!(r.status, 204, "{target:?} hookwire delivery: {r:?}");
+    let mut respelled = signed(Scheme::Hookwire, &body2, t, "k-attacker");
+    let hex = respelled[0].1.trim_start_matches("sha256=").to_uppercase();
+    respelled[0].1 = format!("sha256={hex}");
+    let r = post(a, &respelled, &body2).await;
+    assert_eq!(
+        r.header("idempotent-replayed"),
+        Some("true"),
+        "{target:?}: {r:?}"
+    );
+
     let stale = signed(Scheme::Hookwire, &body, t - 600, "k-stale");
     let future = signed(Scheme::Hookwire, &body, t + 600, "k-future");
     let mut bad_sig = signed(Scheme::Hookwire, &body, t, "k-bad");
@@ -377,6 +392,7 @@ async fn every_reason_and_status(target: Target) {
     let big_h = signed(Scheme::Hookwire, big.as_bytes(), t, "k-big");
     let empty_h = signed(Scheme::Hookwire, b"", t, "k-empty");
     let no_sig = vec![("Idempotency-Key".to_owned(), "k-nosig".to_owned())];
+    let long_key = signed(Scheme::Hookwire, &body, t, &"k".repeat(256));
 
     let cases: Vec<(&str, &Headers, &[u8], u16, &str)> = vec![
         ("empty body", &empty_h, b"", 400, "empty-body"),
@@ -387,6 +403,7 @@ async fn every_reason_and_status(target: Target) {
         ("bad signature", &bad_sig, &body, 401, "bad-signature"),
         ("repeated header", &dup_ts, &body, 401, "malformed-header"),
         ("no key", &no_key, &body, 400, "missing-key"),
+        ("key too long", &long_key, &body, 400, "key-too-long"),
         ("too large", &big_h, big.as_bytes(), 413, "body-too-large"),
     ];
     for (what, h, b, status, reason) in cases {
@@ -405,8 +422,8 @@ async fn every_reason_and_status(target: Target) {
     }
     assert_eq!(
         probe.calls.load(Ordering::SeqCst),
-        1,
-        "{target:?}: refused requests never reach the handler"
+        2,
+        "{target:?}: refused requests and replays never reach the handler"
     );
     (run.stop)().await;
 }
