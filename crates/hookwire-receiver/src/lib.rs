@@ -2,7 +2,8 @@
 //! idempotency (claim → commit | release), a typed receiver, and stores.
 //!
 //! - **Primitives**: [`extract_idempotency_key`], [`check`] (empty body → 400 `empty-body`,
-//!   verification → 401 `<reason>`, no key → 400 `missing-key`, then the claim), and
+//!   verification → 401 `<reason>`, a key over [`MAX_KEY_LEN`] → 400 `key-too-long`, no key →
+//!   400 `missing-key`, then the claim), and
 //!   [`read_limited`] (a body limit enforced while reading).
 //! - **Two-phase idempotency**: [`check`] returns a [`ClaimGuard`]; commit it after success,
 //!   release it after failure (dropping it releases), so a failed delivery's retry is processed.
