@@ -483,3 +483,53 @@ async fn dropping_publish_does_not_cut_deliveries_off() {
         "the delivery finished and was logged: {log:?}"
     );
 }
+
+#[tokio::test]
+async fn every_special_purpose_range_is_refused_at_registration_and_when_connecting() {
+    use hookwire_webhook_sender::{HyperClient, Outcome, Webhook};
+    let sink = Sink::always(200).await;
+    let port = sink.addr.port();
+    // Ranges of the IANA special-purpose registries the guard used to let through, and
+    // IPv4-in-IPv6 forms of the loopback sink.
+    let urls = [
+        format!("http://[64:ff9b:1::7f00:1]:{port}/hook"),
+        format!("http://[64:ff9b:1::808:808]:{port}/hook"),
+        format!("http://[2001:2::1]:{port}/hook"),
+        format!("http://[2001:3::1]:{port}/hook"),
+        format!("http://[2001:20::1]:{port}/hook"),
+        format!("http://[2620:4f:8000::1]:{port}/hook"),
+        format!("http://[3fff::1]:{port}/hook"),
+        format!("http://[100:0:0:1::1]:{port}/hook"),
+        format!("http://192.31.196.1:{port}/hook"),
+        format!("http://192.52.193.1:{port}/hook"),
+        format!("http://192.88.99.1:{port}/hook"),
+        format!("http://192.175.48.1:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        format!("http://[64:ff9b::7f00:1]:{port}/hook"),
+        format!("http://[::127.0.0.1]:{port}/hook"),
+        format!("http://[2002:7f00:1::1]:{port}/hook"),
+    ];
+    let disp = Dispatcher::builder().retry(fast(2)).build();
+    for url in &urls {
+        let err = disp.register(sub("x", url, &["*"])).await.unwrap_err();
+        assert_eq!(err.kind(), DispatchErrorKind::InvalidSubscription, "{url}");
+    }
+    // The connector applies the same table: refused before any connection, permanently.
+    let client = Arc::new(HyperClient::with_policy(SsrfPolicy::default()));
+    for url in &urls {
+        let hook = Webhook::builder()
+            .url(url.clone())
+            .client(client.clone())
+            .build()
+            .unwrap();
+        let d = hook
+            .deliver_with_retry(&Event::new("x", serde_json::Value::Null), &fast(2))
+            .await;
+        let Outcome::Blocked(e) = &d.outcome else {
+            panic!("{url}: {:?}", d.outcome);
+        };
+        assert_eq!(d.attempts, 1, "{url}");
+        assert!(e.to_string().contains("forbidden"), "{url}: {e}");
+    }
+    assert_eq!(sink.count(), 0);
+}
