@@ -533,3 +533,78 @@ async fn every_special_purpose_range_is_refused_at_registration_and_when_connect
     }
     assert_eq!(sink.count(), 0);
 }
+
+/// A hostile endpoint: every request gets `429 Too Many Requests` with `Retry-After: 3600`.
+async fn throttling_sink() -> Sink {
+    Sink::start(|_, _| Reply::status(429).header("retry-after", "3600")).await
+}
+
+#[tokio::test]
+async fn endpoints_waiting_for_a_retry_hold_no_concurrency_slot() {
+    let hostile = throttling_sink().await;
+    let good = Sink::always(200).await;
+    // Default concurrency (64); a policy whose own delay is long (60 s), so only releasing the
+    // slot while sleeping lets other subscriptions through.
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(RetryPolicy::new(1).with_backoff(Backoff::fixed(Duration::from_secs(60))))
+        .build();
+    for i in 0..64 {
+        disp.register(sub(&format!("flood-{i}"), &hostile.url(), &["flood.*"]))
+            .await
+            .unwrap();
+    }
+    disp.register(sub("good", &good.url(), &["order.*"]))
+        .await
+        .unwrap();
+    let flood = {
+        let disp = disp.clone();
+        tokio::spawn(async move {
+            disp.publish(&Event::new("flood.now", serde_json::Value::Null))
+                .await
+        })
+    };
+    // Every one of the 64 slots has made its first attempt and is now waiting for the retry.
+    let t = Instant::now();
+    while hostile.count() < 64 {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", hostile.count());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        disp.publish(&Event::new("order.created", serde_json::Value::Null)),
+    )
+    .await
+    .expect("the other subscription is delivered while 64 endpoints wait for their retry")
+    .unwrap();
+    assert!(report.records[0].success);
+    assert_eq!(good.count(), 1);
+    assert!(!flood.is_finished());
+    flood.abort();
+}
+
+#[tokio::test]
+async fn retry_after_is_capped_by_the_policys_longest_delay() {
+    let hostile = throttling_sink().await;
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(2).with_backoff(Backoff::fixed(Duration::from_millis(200))))
+        .build();
+    disp.register(sub("s", &hostile.url(), &["*"]))
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(20),
+        disp.publish(&Event::new("x", serde_json::Value::Null)),
+    )
+    .await
+    .expect("Retry-After: 3600 is not honoured beyond the policy's 200 ms")
+    .unwrap();
+    let rec = &report.records[0];
+    assert_eq!((rec.success, rec.status, rec.attempts), (false, 429, 3));
+    let hits = hostile.hits();
+    for w in hits.windows(2) {
+        // The backoff (200 ms) still applies: the cap does not shorten the policy's own delay.
+        assert!(w[1].at - w[0].at >= Duration::from_millis(190));
+    }
+}
