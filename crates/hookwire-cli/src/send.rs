@@ -49,7 +49,8 @@ pub(crate) struct Args {
     /// Retries after the first attempt.
     #[arg(long, default_value_t = 3)]
     retries: u32,
-    /// Base of the exponential backoff, milliseconds (±20 % jitter, capped at 60 s).
+    /// Base of the exponential backoff, milliseconds (±20 % jitter, capped at 60 s); a
+    /// `Retry-After` is honoured up to the longest delay this backoff reaches.
     #[arg(long, default_value_t = 500)]
     backoff_ms: u64,
     /// Extra header `Name: value` (repeatable); wins over derived headers.
@@ -104,11 +105,14 @@ pub(crate) fn run(a: Args) -> ExitCode {
         Ok(h) => h,
         Err(e) => return usage_error(e),
     };
-    let policy = RetryPolicy::new(a.retries).with_backoff(
-        Backoff::exponential(Duration::from_millis(a.backoff_ms))
-            .with_max(Duration::from_secs(60))
-            .with_jitter(Jitter::Proportional(0.2)),
-    );
+    // A receiver's `Retry-After` cannot make the command sleep longer than its own backoff would.
+    let policy = RetryPolicy::new(a.retries)
+        .with_backoff(
+            Backoff::exponential(Duration::from_millis(a.backoff_ms))
+                .with_max(Duration::from_secs(60))
+                .with_jitter(Jitter::Proportional(0.2)),
+        )
+        .cap_retry_after_at_max_delay();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

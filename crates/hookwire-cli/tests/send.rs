@@ -62,10 +62,11 @@ fn sink(statuses: &'static [u16]) -> (String, Arc<Mutex<Vec<Hit>>>) {
                 g.len() - 1
             };
             let status = statuses[n.min(statuses.len() - 1)];
-            let extra = if status == 302 {
-                "location: http://127.0.0.1:1/\r\n"
-            } else {
-                ""
+            let extra = match status {
+                302 => "location: http://127.0.0.1:1/\r\n",
+                // A hostile receiver asking for an hour's pause.
+                429 => "retry-after: 3600\r\n",
+                _ => "",
             };
             let mut w = s;
             let _ = write!(
@@ -217,6 +218,38 @@ fn exhausted_retries_print_the_last_status_or_error() {
         out.starts_with("failed: ") && out.contains("failed: connect"),
         "{out}"
     );
+}
+
+#[test]
+fn retry_after_does_not_outlast_the_backoff() {
+    let (url, hits) = sink(&[429]);
+    let mut child = Command::new(BIN)
+        .args(["send", &url, "--secret", "s", "--retries", "2"])
+        .args(["--backoff-ms", "10"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The backoff's longest delay is 20 ms (+20 %): `Retry-After: 3600` is honoured up to that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`hookwire send` slept for Retry-After: 3600");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!((status.code(), out.trim_end()), (Some(4), "failed: 429"));
+    assert_eq!(hits.lock().unwrap().len(), 3);
 }
 
 #[test]

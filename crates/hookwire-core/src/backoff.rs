@@ -203,6 +203,34 @@ impl Backoff {
         };
         d.max(self.min)
     }
+
+    /// The largest delay jitter can produce over retries `0..retries` (zero for no retries).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookwire_core::Backoff;
+    /// let s = Duration::from_secs(1);
+    /// assert_eq!(Backoff::exponential(s).max_upper_bound(3), 4 * s);
+    /// assert_eq!(Backoff::schedule(vec![5 * s, 60 * s, 2 * s]).max_upper_bound(9), 60 * s);
+    /// ```
+    pub fn max_upper_bound(&self, retries: u32) -> Duration {
+        let Some(last) = retries.checked_sub(1) else {
+            return Duration::ZERO;
+        };
+        match &self.kind {
+            // A schedule may go down again; past its end the last entry repeats.
+            Kind::Schedule(list) => {
+                let n = u32::try_from(list.len()).unwrap_or(u32::MAX).min(retries);
+                (0..n)
+                    .map(|r| self.upper_bound(r))
+                    .max()
+                    .unwrap_or_else(|| self.upper_bound(0))
+            }
+            // Fixed, linear and exponential never decrease (the cap and the jitter factor are
+            // the same for every retry).
+            _ => self.upper_bound(last),
+        }
+    }
 }
 
 /// When to retry and when to give up.
@@ -349,6 +377,39 @@ impl RetryPolicy {
         }
     }
 
+    /// The longest delay the backoff itself can ask for over this policy's retries (jitter
+    /// included); `None` without a backoff.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = hookwire_core::RetryPolicy::default();
+    /// // 1 s, 2 s, 4 s, each +20 % at most.
+    /// assert_eq!(p.max_delay(), Some(Duration::from_millis(4800)));
+    /// assert_eq!(hookwire_core::RetryPolicy::new(3).max_delay(), None);
+    /// ```
+    pub fn max_delay(&self) -> Option<Duration> {
+        self.backoff
+            .as_ref()
+            .map(|b| b.max_upper_bound(self.max_retries))
+    }
+
+    /// This policy with `Retry-After` also capped by [`RetryPolicy::max_delay`]: a server cannot
+    /// make a delivery wait longer than the policy's own longest delay. Unchanged without a
+    /// backoff.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = hookwire_core::RetryPolicy::default().cap_retry_after_at_max_delay();
+    /// assert_eq!(p.delay_after(0, Some(Duration::from_secs(3600))), Duration::from_millis(4800));
+    /// ```
+    #[must_use]
+    pub fn cap_retry_after_at_max_delay(mut self) -> Self {
+        if let Some(d) = self.max_delay() {
+            self.max_retry_after = self.max_retry_after.min(d);
+        }
+        self
+    }
+
     /// Sum of the nominal (un-jittered) delays over every retry.
     pub fn delay_nominal_sum(&self) -> Duration {
         let Some(b) = &self.backoff else {
@@ -406,6 +467,33 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn retry_after_is_capped_by_the_longest_delay_of_the_policy() {
+        // A schedule that goes down again, repeated past its end, with ±20 %.
+        let p = RetryPolicy::new(5).with_backoff(
+            Backoff::schedule(vec![100 * MS, 900 * MS, 300 * MS])
+                .with_jitter(Jitter::Proportional(0.2)),
+        );
+        assert_eq!(p.max_delay(), Some(1080 * MS));
+        let capped = p.clone().cap_retry_after_at_max_delay();
+        assert_eq!(capped.max_retry_after, 1080 * MS);
+        assert_eq!(
+            capped.delay_after(0, Some(Duration::from_secs(3600))),
+            1080 * MS
+        );
+        // Linear grows with every retry; no retries means no delay at all.
+        let l = Backoff::linear(100 * MS);
+        assert_eq!(l.max_upper_bound(4), 400 * MS);
+        assert_eq!(l.max_upper_bound(0), Duration::ZERO);
+        // A smaller explicit clamp stays; no backoff leaves the clamp alone.
+        let small = p
+            .with_max_retry_after(50 * MS)
+            .cap_retry_after_at_max_delay();
+        assert_eq!(small.max_retry_after, 50 * MS);
+        let none = RetryPolicy::new(2).cap_retry_after_at_max_delay();
+        assert_eq!(none.max_retry_after, Duration::from_secs(3600));
+    }
 
     #[test]
     fn reference_backoff_cases() {

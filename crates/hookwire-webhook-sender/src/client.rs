@@ -36,6 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::h1::RawConn;
+use crate::interim::{MAX_HEAD, Meter, Metered, too_many_interim};
 use crate::ssrf::{SsrfPolicy, strip_brackets};
 
 /// The most response-body bytes read from any response; beyond it the rest is dropped with the
@@ -242,15 +243,17 @@ impl tower_service::Service<Uri> for GuardedConnector {
 type H1 = http1::SendRequest<Full<Bytes>>;
 type H2 = http2::SendRequest<Full<Bytes>>;
 
-/// A fresh connection: HTTP/1.1, or HTTP/2 when the server chose it by ALPN.
+/// A fresh connection: HTTP/1.1, or HTTP/2 when the server chose it by ALPN; each with the
+/// [`Meter`] that bounds interim responses on it.
 enum Conn {
-    H1(H1),
-    H2(H2),
+    H1(H1, Arc<Meter>),
+    H2(H2, Arc<Meter>),
 }
 
 #[derive(Debug)]
 struct Idle {
     tx: H1,
+    meter: Arc<Meter>,
     since: Instant,
 }
 
@@ -397,7 +400,7 @@ struct Inner {
     guard: GuardedConnector,
     https: Option<HttpsConnector<GuardedConnector>>,
     idle: Mutex<PoolMap<Vec<Idle>>>,
-    h2: Mutex<PoolMap<H2>>,
+    h2: Mutex<PoolMap<(H2, Arc<Meter>)>>,
     raw: Mutex<PoolMap<Vec<(RawConn, Instant)>>>,
     policy: Arc<SsrfPolicy>,
     title_case: bool,
@@ -492,18 +495,18 @@ impl HyperClient {
         &self.inner.policy
     }
 
-    fn checkout(&self, key: &PoolKey) -> Option<H1> {
+    fn checkout(&self, key: &PoolKey) -> Option<(H1, Arc<Meter>)> {
         let mut idle = lock(&self.inner.idle);
         let list = idle.get_mut(key)?;
         while let Some(i) = list.pop() {
             if !i.tx.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
-                return Some(i.tx);
+                return Some((i.tx, i.meter));
             }
         }
         None
     }
 
-    fn checkin(&self, key: PoolKey, tx: H1) {
+    fn checkin(&self, key: PoolKey, tx: H1, meter: Arc<Meter>) {
         if tx.is_closed() {
             return;
         }
@@ -512,6 +515,7 @@ impl HyperClient {
         if list.len() < MAX_IDLE_PER_HOST {
             list.push(Idle {
                 tx,
+                meter,
                 since: Instant::now(),
             });
         }
@@ -588,10 +592,10 @@ impl HyperClient {
     }
 
     /// The shared HTTP/2 connection to `key`, if one is open.
-    fn h2_checkout(&self, key: &PoolKey) -> Option<H2> {
+    fn h2_checkout(&self, key: &PoolKey) -> Option<(H2, Arc<Meter>)> {
         let mut h2 = lock(&self.inner.h2);
         match h2.get(key) {
-            Some(tx) if !tx.is_closed() => Some(tx.clone()),
+            Some((tx, meter)) if !tx.is_closed() => Some((tx.clone(), Arc::clone(meter))),
             Some(_) => {
                 h2.remove(key);
                 None
@@ -627,19 +631,25 @@ impl HyperClient {
         } else {
             TransportErrorKind::Io
         };
+        let meter = Arc::new(Meter::default());
+        // Header blocks (interim or final) are held to the same size as on the lean path.
+        let head_cap = u32::try_from(MAX_HEAD).unwrap_or(u32::MAX);
         if io.connected().is_negotiated_h2() {
             let (tx, conn) = http2::Builder::new(TokioExecutor::new())
-                .handshake(io)
+                .max_header_list_size(head_cap)
+                .handshake(Metered::h2(io, Arc::clone(&meter)))
                 .await
                 .map_err(|e| TransportError::new(kind, e.to_string()))?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            return Ok(Conn::H2(tx));
+            return Ok(Conn::H2(tx, meter));
         }
         let (tx, conn) = http1::Builder::new()
             .title_case_headers(self.inner.title_case)
-            .handshake(io)
+            // Every head (interim or final) ≤ `MAX_HEAD`, as on the lean path.
+            .max_header_size(MAX_HEAD)
+            .handshake(Metered::h1(io, Arc::clone(&meter)))
             .await
             .map_err(|e| TransportError::new(kind, e.to_string()))?;
         tokio::spawn(async move {
@@ -647,11 +657,11 @@ impl HyperClient {
             // has already been reported to the request that was in flight, if any.
             let _ = conn.await;
         });
-        Ok(Conn::H1(tx))
+        Ok(Conn::H1(tx, meter))
     }
 
     async fn send_h2(
-        mut tx: H2,
+        (mut tx, meter): (H2, Arc<Meter>),
         mut req: Request<Full<Bytes>>,
         uri: &Uri,
         added_host: bool,
@@ -661,12 +671,10 @@ impl HyperClient {
         if added_host {
             req.headers_mut().remove(http::header::HOST);
         }
-        tx.ready()
-            .await
-            .map_err(|e| TransportError::new(TransportErrorKind::Io, e.to_string()))?;
+        tx.ready().await.map_err(|e| hyper_error(&meter, &e))?;
         tx.send_request(req)
             .await
-            .map_err(|e| TransportError::new(TransportErrorKind::Io, e.to_string()))
+            .map_err(|e| hyper_error(&meter, &e))
     }
 
     async fn send_inner(&self, req: Request<Bytes>) -> Result<ClientResponse, TransportError> {
@@ -691,9 +699,9 @@ impl HyperClient {
         let mut req = Request::from_parts(parts, Full::new(body));
         // HTTP/2 is only negotiated over TLS, so plain http skips the shared-connection lookup.
         if key.0 == Scheme::HTTPS
-            && let Some(tx) = self.h2_checkout(&key)
+            && let Some(h2) = self.h2_checkout(&key)
         {
-            let resp = Box::pin(Self::send_h2(tx, req, &uri, false)).await?;
+            let resp = Box::pin(Self::send_h2(h2, req, &uri, false)).await?;
             return finish(resp).await.map(|(r, _)| r);
         }
         // Origin-form request target for HTTP/1.1 (`/path?query`), with a Host header.
@@ -716,18 +724,19 @@ impl HyperClient {
         // request back when it was not sent, and then another connection is tried at once
         // (Svix's "insta-retry" of stale keep-alive connections).
         let mut fresh = false;
-        let (resp, tx) = loop {
-            let mut tx = match self.checkout(&key) {
-                Some(tx) => tx,
+        let (resp, tx, meter) = loop {
+            let (mut tx, meter) = match self.checkout(&key) {
+                Some(c) => c,
                 None => {
                     fresh = true;
                     // Boxed: connecting is rare with keep-alive, and keeping its large state out of
                     // this future makes every pooled request cheaper to start.
                     match Box::pin(self.connect(&uri)).await? {
-                        Conn::H1(tx) => tx,
-                        Conn::H2(tx) => {
-                            lock(&self.inner.h2).insert(key.clone(), tx.clone());
-                            let resp = Box::pin(Self::send_h2(tx, req, &uri, added_host)).await?;
+                        Conn::H1(tx, meter) => (tx, meter),
+                        Conn::H2(tx, meter) => {
+                            let h2 = (tx, meter);
+                            lock(&self.inner.h2).insert(key.clone(), h2.clone());
+                            let resp = Box::pin(Self::send_h2(h2, req, &uri, added_host)).await?;
                             return finish(resp).await.map(|(r, _)| r);
                         }
                     }
@@ -742,25 +751,29 @@ impl HyperClient {
                 }
                 continue;
             }
+            meter.watch(&mut req);
             match tx.try_send_request(req).await {
-                Ok(r) => break (r, tx),
+                // Interim heads parsed from one buffer with the final head never reach a read
+                // that could refuse them: judged here, and the connection is dropped.
+                Ok(_) if meter.exceeded() => {
+                    return Err(TransportError::new(
+                        TransportErrorKind::Io,
+                        too_many_interim(),
+                    ));
+                }
+                Ok(r) => break (r, tx, meter),
                 Err(mut e) => match e.take_message() {
                     Some(back) if !fresh => {
                         req = back;
                         continue;
                     }
-                    _ => {
-                        return Err(TransportError::new(
-                            TransportErrorKind::Io,
-                            e.into_error().to_string(),
-                        ));
-                    }
+                    _ => return Err(hyper_error(&meter, &e.into_error())),
                 },
             }
         };
         let (r, complete) = finish(resp).await?;
         if complete {
-            self.checkin(key, tx);
+            self.checkin(key, tx, meter);
         }
         Ok(r)
     }
@@ -824,6 +837,17 @@ async fn finish(resp: Response<Incoming>) -> Result<(ClientResponse, bool), Tran
         },
         complete,
     ))
+}
+
+/// A request that hyper failed: the interim-response limit when that is what ended the
+/// connection (hyper's own message would only say "connection error").
+fn hyper_error(meter: &Meter, e: &hyper::Error) -> TransportError {
+    let message = if meter.exceeded() {
+        too_many_interim()
+    } else {
+        e.to_string()
+    };
+    TransportError::new(TransportErrorKind::Io, message)
 }
 
 fn connect_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> TransportError {

@@ -16,8 +16,12 @@ use tokio::net::TcpStream;
 
 use crate::client::{ClientResponse, MAX_RESPONSE_BODY, TransportError, TransportErrorKind};
 
-/// Largest response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
+/// Largest response head accepted; interim (1xx) heads count toward it too, so the bytes read
+/// before the final status line and headers are bounded whatever the server sends.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Most interim (1xx) responses read before the final one (RFC 9110 allows any number; real
+/// servers send one `100 Continue` or a `103 Early Hints` or two).
+pub(crate) const MAX_INTERIM: usize = 4;
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 100;
 /// Longest chunk-size or trailer line accepted.
@@ -87,8 +91,9 @@ impl RawConn {
                 retry_fresh: pooled,
             })?;
         let mut any = false;
+        let mut interim = Interim::default();
         loop {
-            if let Some((status, map, close)) = self.parse_head()? {
+            if let Some((status, map, close)) = self.parse_head(&mut interim)? {
                 let (body, complete) = self.read_body(method, status, &map).await?;
                 let reusable = complete && !close && self.rbuf.is_empty();
                 return Ok((ClientResponse::new(status, map, body), reusable));
@@ -115,25 +120,30 @@ impl RawConn {
         }
     }
 
-    /// Parses a final response head from the buffer, skipping interim 1xx responses; `None`
+    /// Parses a final response head from the buffer, skipping at most [`MAX_INTERIM`] interim
+    /// 1xx responses (`interim` carries the count and the bytes they took across calls); `None`
     /// when more bytes are needed. Synchronous on purpose: the header array stays out of the
     /// exchange future, which is moved into a box for every request.
-    fn parse_head(&mut self) -> Result<Option<(StatusCode, HeaderMap, bool)>, ExchangeError> {
+    fn parse_head(
+        &mut self,
+        interim: &mut Interim,
+    ) -> Result<Option<(StatusCode, HeaderMap, bool)>, ExchangeError> {
         loop {
             let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut hdrs);
             let head_len = match resp.parse(&self.rbuf) {
                 Ok(httparse::Status::Complete(n)) => n,
                 Ok(httparse::Status::Partial) => {
-                    if self.rbuf.len() > MAX_HEAD {
+                    if interim.bytes + self.rbuf.len() > MAX_HEAD {
                         return Err(io_err("response head too large"));
                     }
                     return Ok(None);
                 }
                 Err(e) => return Err(io_err(format!("invalid response: {e}"))),
             };
-            // The cap holds whether the head came in one read or many.
-            if head_len > MAX_HEAD {
+            // The cap holds whether the head came in one read or many, and covers the interim
+            // heads before it.
+            if interim.bytes + head_len > MAX_HEAD {
                 return Err(io_err("response head too large"));
             }
             let code = resp.code.unwrap_or(0);
@@ -143,7 +153,13 @@ impl RawConn {
                 if status == StatusCode::SWITCHING_PROTOCOLS {
                     return Err(io_err("unexpected 101 Switching Protocols"));
                 }
-                // Interim responses (100 Continue, 103 Early Hints) precede the real one.
+                // Interim responses (100 Continue, 103 Early Hints) precede the real one; a
+                // server streaming them without end would otherwise be read until the timeout.
+                interim.count += 1;
+                if interim.count > MAX_INTERIM {
+                    return Err(io_err(too_many_interim()));
+                }
+                interim.bytes += head_len;
                 self.rbuf.advance(head_len);
                 continue;
             }
@@ -324,6 +340,19 @@ impl RawConn {
             self.rbuf.advance(size + 2);
         }
     }
+}
+
+/// Interim responses seen so far in one exchange.
+#[derive(Debug, Default)]
+struct Interim {
+    count: usize,
+    bytes: usize,
+}
+
+/// The error text when a server sends more than [`MAX_INTERIM`] interim responses (shared by
+/// every HTTP path of the client).
+pub(crate) fn too_many_interim() -> String {
+    format!("more than {MAX_INTERIM} interim (1xx) responses before the final one")
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {

@@ -86,6 +86,7 @@ mod client;
 mod delivery;
 mod dispatcher;
 mod h1;
+mod interim;
 pub mod ssrf;
 mod webhook;
 

@@ -97,8 +97,9 @@ impl fmt::Display for IpNet {
     }
 }
 
-/// IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) addresses are judged as the
-/// IPv4 address they carry, so `[::ffff:127.0.0.1]` cannot sneak past an IPv4 rule.
+/// For the allow-list: IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`)
+/// addresses match as the IPv4 address they carry (`allow("127.0.0.1")` lets
+/// `[::ffff:127.0.0.1]` through too).
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
@@ -123,72 +124,317 @@ pub(crate) fn strip_brackets(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-/// Whether `ip` is in a range no user-registered webhook may reach: loopback, private, link-local,
-/// CGNAT, multicast, broadcast, unspecified, documentation, benchmarking and reserved ranges, and
-/// their IPv6 equivalents (ULA, link-local, site-local, discard, 6to4, Teredo, SRv6, NAT64 of a
-/// blocked IPv4).
+/// How the guard judges addresses in one block of [`SPECIAL_PURPOSE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rule {
+    /// No user-registered webhook may connect here.
+    Forbid,
+    /// Ordinary, globally routed unicast.
+    Allow,
+    /// The block carries an IPv4 address in its last 32 bits (IPv4-mapped, IPv4-compatible,
+    /// NAT64 well-known prefix): judged as that IPv4 address.
+    EmbedsIpv4,
+}
+
+/// One row of the guard's table: a block, its registry name, and how it is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecialBlock {
+    /// The block.
+    pub net: IpNet,
+    /// Its name in the IANA registry it comes from.
+    pub name: &'static str,
+    /// The verdict for addresses whose most specific block this is.
+    pub rule: Rule,
+}
+
+const fn v4(
+    a: u8,
+    b: u8,
+    c: u8,
+    d: u8,
+    prefix: u8,
+    name: &'static str,
+    rule: Rule,
+) -> SpecialBlock {
+    SpecialBlock {
+        net: IpNet {
+            addr: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+            prefix,
+        },
+        name,
+        rule,
+    }
+}
+
+const fn v6(s: [u16; 8], prefix: u8, name: &'static str, rule: Rule) -> SpecialBlock {
+    SpecialBlock {
+        net: IpNet {
+            addr: IpAddr::V6(Ipv6Addr::new(
+                s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+            )),
+            prefix,
+        },
+        name,
+        rule,
+    }
+}
+
+use Rule::{Allow, EmbedsIpv4, Forbid};
+
+/// The guard's whole decision table: every row of the IANA IPv4 and IPv6 Special-Purpose Address
+/// Registries, plus multicast, the IPv6 blocks the IANA IPv6 address-space registry keeps
+/// reserved or deprecated, and two defaults (`0.0.0.0/0` allowed; for IPv6 only global unicast
+/// `2000::/3` is allowed). An address is judged by the **most specific** row containing it.
+///
+/// Every registry row is forbidden, including the few the registry marks globally reachable
+/// (PCP/TURN anycast, AS112, AMT): none of them is a webhook receiver. 6to4 and Teredo are
+/// forbidden outright rather than judged by the IPv4 address they embed: a packet to them goes
+/// to a relay, not to that address.
+pub const SPECIAL_PURPOSE: &[SpecialBlock] = &[
+    v4(0, 0, 0, 0, 0, "IPv4 unicast (default)", Allow),
+    v4(0, 0, 0, 0, 8, "\"This network\"", Forbid),
+    v4(0, 0, 0, 0, 32, "\"This host on this network\"", Forbid),
+    v4(10, 0, 0, 0, 8, "Private-Use", Forbid),
+    v4(100, 64, 0, 0, 10, "Shared Address Space", Forbid),
+    v4(127, 0, 0, 0, 8, "Loopback", Forbid),
+    v4(169, 254, 0, 0, 16, "Link Local", Forbid),
+    v4(172, 16, 0, 0, 12, "Private-Use", Forbid),
+    v4(192, 0, 0, 0, 24, "IETF Protocol Assignments", Forbid),
+    v4(192, 0, 0, 0, 29, "IPv4 Service Continuity Prefix", Forbid),
+    v4(192, 0, 0, 8, 32, "IPv4 dummy address", Forbid),
+    v4(192, 0, 0, 9, 32, "Port Control Protocol Anycast", Forbid),
+    v4(
+        192,
+        0,
+        0,
+        10,
+        32,
+        "Traversal Using Relays around NAT Anycast",
+        Forbid,
+    ),
+    v4(192, 0, 0, 170, 32, "NAT64/DNS64 Discovery", Forbid),
+    v4(192, 0, 0, 171, 32, "NAT64/DNS64 Discovery", Forbid),
+    v4(192, 0, 2, 0, 24, "Documentation (TEST-NET-1)", Forbid),
+    v4(192, 31, 196, 0, 24, "AS112-v4", Forbid),
+    v4(192, 52, 193, 0, 24, "AMT", Forbid),
+    v4(
+        192,
+        88,
+        99,
+        0,
+        24,
+        "Deprecated (6to4 Relay Anycast)",
+        Forbid,
+    ),
+    v4(192, 168, 0, 0, 16, "Private-Use", Forbid),
+    v4(
+        192,
+        175,
+        48,
+        0,
+        24,
+        "Direct Delegation AS112 Service",
+        Forbid,
+    ),
+    v4(198, 18, 0, 0, 15, "Benchmarking", Forbid),
+    v4(198, 51, 100, 0, 24, "Documentation (TEST-NET-2)", Forbid),
+    v4(203, 0, 113, 0, 24, "Documentation (TEST-NET-3)", Forbid),
+    v4(
+        224,
+        0,
+        0,
+        0,
+        4,
+        "Multicast (IPv4 Multicast Address Space Registry)",
+        Forbid,
+    ),
+    v4(240, 0, 0, 0, 4, "Reserved", Forbid),
+    v4(255, 255, 255, 255, 32, "Limited Broadcast", Forbid),
+    v6(
+        [0; 8],
+        0,
+        "not global unicast (IPv6 Address Space: reserved or unassigned)",
+        Forbid,
+    ),
+    v6(
+        [0x2000, 0, 0, 0, 0, 0, 0, 0],
+        3,
+        "Global Unicast (default)",
+        Allow,
+    ),
+    v6([0; 8], 8, "Reserved by IETF (IPv6 Address Space)", Forbid),
+    v6([0; 8], 128, "Unspecified Address", Forbid),
+    v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "Loopback Address", Forbid),
+    v6(
+        [0; 8],
+        96,
+        "IPv4-compatible (deprecated, RFC 4291)",
+        EmbedsIpv4,
+    ),
+    v6(
+        [0, 0, 0, 0, 0, 0xffff, 0, 0],
+        96,
+        "IPv4-mapped Address",
+        EmbedsIpv4,
+    ),
+    v6(
+        [0x64, 0xff9b, 0, 0, 0, 0, 0, 0],
+        96,
+        "IPv4-IPv6 Translat.",
+        EmbedsIpv4,
+    ),
+    v6(
+        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+        48,
+        "IPv4-IPv6 Translat. (local-use)",
+        Forbid,
+    ),
+    v6(
+        [0x100, 0, 0, 0, 0, 0, 0, 0],
+        64,
+        "Discard-Only Address Block",
+        Forbid,
+    ),
+    v6(
+        [0x100, 0, 0, 1, 0, 0, 0, 0],
+        64,
+        "Dummy IPv6 Prefix",
+        Forbid,
+    ),
+    v6(
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        23,
+        "IETF Protocol Assignments",
+        Forbid,
+    ),
+    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "TEREDO", Forbid),
+    v6(
+        [0x2001, 1, 0, 0, 0, 0, 0, 1],
+        128,
+        "Port Control Protocol Anycast",
+        Forbid,
+    ),
+    v6(
+        [0x2001, 1, 0, 0, 0, 0, 0, 2],
+        128,
+        "Traversal Using Relays around NAT Anycast",
+        Forbid,
+    ),
+    v6(
+        [0x2001, 1, 0, 0, 0, 0, 0, 3],
+        128,
+        "DNS-SD Service Registration Protocol Anycast",
+        Forbid,
+    ),
+    v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48, "Benchmarking", Forbid),
+    v6([0x2001, 3, 0, 0, 0, 0, 0, 0], 32, "AMT", Forbid),
+    v6([0x2001, 4, 0x112, 0, 0, 0, 0, 0], 48, "AS112-v6", Forbid),
+    v6(
+        [0x2001, 0x10, 0, 0, 0, 0, 0, 0],
+        28,
+        "Deprecated (previously ORCHID)",
+        Forbid,
+    ),
+    v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28, "ORCHIDv2", Forbid),
+    v6(
+        [0x2001, 0x30, 0, 0, 0, 0, 0, 0],
+        28,
+        "Drone Remote ID Protocol Entity Tags (DETs) Prefix",
+        Forbid,
+    ),
+    v6(
+        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
+        32,
+        "Documentation",
+        Forbid,
+    ),
+    v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16, "6to4", Forbid),
+    v6(
+        [0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0],
+        48,
+        "Direct Delegation AS112 Service",
+        Forbid,
+    ),
+    v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "Documentation", Forbid),
+    v6(
+        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
+        16,
+        "Segment Routing (SRv6) SIDs",
+        Forbid,
+    ),
+    v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "Unique-Local", Forbid),
+    v6(
+        [0xfe80, 0, 0, 0, 0, 0, 0, 0],
+        10,
+        "Link-Local Unicast",
+        Forbid,
+    ),
+    v6(
+        [0xfec0, 0, 0, 0, 0, 0, 0, 0],
+        10,
+        "Site-Local (deprecated, IPv6 Address Space)",
+        Forbid,
+    ),
+    v6(
+        [0xff00, 0, 0, 0, 0, 0, 0, 0],
+        8,
+        "Multicast (IPv6 Address Space)",
+        Forbid,
+    ),
+];
+
+/// The most specific row of [`SPECIAL_PURPOSE`] that contains `ip` (compared as written: an
+/// IPv4-mapped address is found in its IPv6 row).
+///
+/// ```
+/// use hookwire_webhook_sender::ssrf::{block_of, Rule};
+/// assert_eq!(block_of("64:ff9b:1::808:808".parse().unwrap()).name, "IPv4-IPv6 Translat. (local-use)");
+/// assert_eq!(block_of("8.8.8.8".parse().unwrap()).rule, Rule::Allow);
+/// ```
+pub fn block_of(ip: IpAddr) -> &'static SpecialBlock {
+    let mut best = &SPECIAL_PURPOSE[0]; // ok: the table is a non-empty constant
+    let mut best_prefix = None;
+    for b in SPECIAL_PURPOSE {
+        let inside = match (b.net.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), b.net.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), b.net.prefix),
+            _ => false,
+        };
+        if inside && best_prefix.is_none_or(|p| b.net.prefix > p) {
+            best = b;
+            best_prefix = Some(b.net.prefix);
+        }
+    }
+    best
+}
+
+/// Whether `ip` is in a range no user-registered webhook may reach: its most specific row in
+/// [`SPECIAL_PURPOSE`] forbids it, or embeds an IPv4 address whose own row forbids it.
 ///
 /// ```
 /// use hookwire_webhook_sender::ssrf::is_forbidden;
-/// for ip in ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "::ffff:10.0.0.1", "fd00::1", "0.0.0.0"] {
+/// for ip in ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "::ffff:10.0.0.1", "fd00::1", "0.0.0.0", "2001:2::1"] {
 ///     assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
 /// }
 /// assert!(!is_forbidden("93.184.216.34".parse().unwrap()));
 /// assert!(!is_forbidden("2606:2800:220:1::1".parse().unwrap()));
+/// assert!(!is_forbidden("64:ff9b::93.184.216.34".parse().unwrap()));
 /// ```
 pub fn is_forbidden(ip: IpAddr) -> bool {
-    match canonical(ip) {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => forbidden_v6(v6),
+    match block_of(ip).rule {
+        Rule::Forbid => true,
+        Rule::Allow => false,
+        Rule::EmbedsIpv4 => match ip {
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                let v4 = IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+                block_of(v4).rule != Rule::Allow
+            }
+            // IPv4 rows never embed; fail closed should one ever be declared so.
+            IpAddr::V4(_) => true,
+        },
     }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || a == 0 // "this network"
-        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
-        || a >= 240 // reserved 240/4 (and broadcast)
-}
-
-fn forbidden_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
-        return true;
-    }
-    match s[0] {
-        0xfc00..=0xfdff => return true, // unique local fc00::/7
-        0xfe80..=0xfebf => return true, // link-local fe80::/10
-        0xfec0..=0xfeff => return true, // site-local (deprecated) fec0::/10
-        0x2002 => return true,          // 6to4 embeds an arbitrary IPv4
-        0x5f00 => return true,          // SRv6 SIDs 5f00::/16
-        _ => {}
-    }
-    if s[0] == 0x2001 && s[1] == 0 {
-        return true; // Teredo 2001::/32
-    }
-    if s[0] == 0x2001 && s[1] == 0x0db8 {
-        return true; // documentation
-    }
-    if s[0] == 0x0100 && s[1..4] == [0, 0, 0] {
-        return true; // discard-only 100::/64
-    }
-    if s[0] == 0x64 && s[1] == 0xff9b {
-        // NAT64 64:ff9b::/96 carries an IPv4 address: allowed only when that one is.
-        let o = ip.octets();
-        return forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
-    }
-    // Everything else inside ::/8 that is not one of the cases above (IPv4-compatible forms are
-    // already mapped by `canonical`) is reserved.
-    s[0] & 0xff00 == 0
 }
 
 /// Which addresses outbound connections may use.
@@ -298,52 +544,283 @@ mod tests {
         s.parse().unwrap()
     }
 
+    // Every row of [`SPECIAL_PURPOSE`]: addresses inside it (judged by that row) and, where
+    // meaningful, the addresses just outside it (judged by the enclosing row). The embedding
+    // rows are tested with every IPv4 case below.
+    /// A row's CIDR, addresses inside it, and addresses just outside it with their verdict
+    /// (`true` = forbidden).
+    type Row = (
+        &'static str,
+        &'static [&'static str],
+        &'static [(&'static str, bool)],
+    );
+
+    const ROWS: &[Row] = &[
+        ("0.0.0.0/0", &["8.8.8.8", "1.0.0.0", "223.255.255.255"], &[]),
+        (
+            "0.0.0.0/8",
+            &["0.1.2.3", "0.255.255.255"],
+            &[("1.0.0.0", false)],
+        ),
+        ("0.0.0.0/32", &["0.0.0.0"], &[]),
+        (
+            "10.0.0.0/8",
+            &["10.0.0.0", "10.255.255.255"],
+            &[("9.255.255.255", false), ("11.0.0.0", false)],
+        ),
+        (
+            "100.64.0.0/10",
+            &["100.64.0.0", "100.127.255.255"],
+            &[("100.63.255.255", false), ("100.128.0.0", false)],
+        ),
+        (
+            "127.0.0.0/8",
+            &["127.0.0.1", "127.255.255.255"],
+            &[("126.255.255.255", false), ("128.0.0.0", false)],
+        ),
+        (
+            "169.254.0.0/16",
+            &["169.254.169.254"],
+            &[("169.253.255.255", false), ("169.255.0.0", false)],
+        ),
+        (
+            "172.16.0.0/12",
+            &["172.16.0.0", "172.31.255.255"],
+            &[("172.15.255.255", false), ("172.32.0.0", false)],
+        ),
+        (
+            "192.0.0.0/24",
+            &["192.0.0.100", "192.0.0.255"],
+            &[("191.255.255.255", false), ("192.0.1.0", false)],
+        ),
+        ("192.0.0.0/29", &["192.0.0.0", "192.0.0.7"], &[]),
+        ("192.0.0.8/32", &["192.0.0.8"], &[]),
+        ("192.0.0.9/32", &["192.0.0.9"], &[]),
+        ("192.0.0.10/32", &["192.0.0.10"], &[]),
+        ("192.0.0.170/32", &["192.0.0.170"], &[]),
+        ("192.0.0.171/32", &["192.0.0.171"], &[]),
+        (
+            "192.0.2.0/24",
+            &["192.0.2.1"],
+            &[("192.0.1.255", false), ("192.0.3.0", false)],
+        ),
+        (
+            "192.31.196.0/24",
+            &["192.31.196.1"],
+            &[("192.31.195.255", false), ("192.31.197.0", false)],
+        ),
+        (
+            "192.52.193.0/24",
+            &["192.52.193.1"],
+            &[("192.52.192.255", false), ("192.52.194.0", false)],
+        ),
+        (
+            "192.88.99.0/24",
+            &["192.88.99.1"],
+            &[("192.88.98.255", false), ("192.88.100.0", false)],
+        ),
+        (
+            "192.168.0.0/16",
+            &["192.168.1.1"],
+            &[("192.167.255.255", false), ("192.169.0.0", false)],
+        ),
+        (
+            "192.175.48.0/24",
+            &["192.175.48.1"],
+            &[("192.175.47.255", false), ("192.175.49.0", false)],
+        ),
+        (
+            "198.18.0.0/15",
+            &["198.18.0.1", "198.19.255.255"],
+            &[("198.17.255.255", false), ("198.20.0.0", false)],
+        ),
+        (
+            "198.51.100.0/24",
+            &["198.51.100.1"],
+            &[("198.51.99.255", false), ("198.51.101.0", false)],
+        ),
+        (
+            "203.0.113.0/24",
+            &["203.0.113.1"],
+            &[("203.0.112.255", false), ("203.0.114.0", false)],
+        ),
+        (
+            "224.0.0.0/4",
+            &["224.0.0.1", "239.255.255.255"],
+            &[("223.255.255.255", false)],
+        ),
+        ("240.0.0.0/4", &["240.0.0.1", "255.255.255.254"], &[]),
+        ("255.255.255.255/32", &["255.255.255.255"], &[]),
+        (
+            "::/0",
+            &[
+                "4000::1",
+                "1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "200::1",
+            ],
+            &[],
+        ),
+        (
+            "2000::/3",
+            &["2606:4700::1111", "2000::", "3fff:1000::"],
+            &[
+                ("1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true),
+                ("4000::", true),
+            ],
+        ),
+        (
+            "::/8",
+            &["::1:0:0:1", "ff:ffff::"],
+            &[("100:0:0:2::", true)],
+        ),
+        ("::/128", &["::"], &[]),
+        ("::1/128", &["::1"], &[]),
+        ("::/96", &[], &[]),
+        ("::ffff:0:0/96", &[], &[]),
+        ("64:ff9b::/96", &[], &[]),
+        (
+            "64:ff9b:1::/48",
+            &["64:ff9b:1::808:808", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff"],
+            &[],
+        ),
+        ("100::/64", &["100::1"], &[]),
+        ("100:0:0:1::/64", &["100:0:0:1::1"], &[]),
+        (
+            "2001::/23",
+            &["2001:1::4", "2001:1ff:ffff::"],
+            &[
+                ("2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+                ("2001:200::", false),
+            ],
+        ),
+        (
+            "2001::/32",
+            &["2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2"],
+            &[],
+        ),
+        ("2001:1::1/128", &["2001:1::1"], &[]),
+        ("2001:1::2/128", &["2001:1::2"], &[]),
+        ("2001:1::3/128", &["2001:1::3"], &[]),
+        ("2001:2::/48", &["2001:2::1", "2001:2:0:ffff::"], &[]),
+        ("2001:3::/32", &["2001:3::1"], &[]),
+        ("2001:4:112::/48", &["2001:4:112::1"], &[]),
+        ("2001:10::/28", &["2001:10::1"], &[]),
+        ("2001:20::/28", &["2001:2f::1"], &[]),
+        ("2001:30::/28", &["2001:30::1"], &[]),
+        (
+            "2001:db8::/32",
+            &["2001:db8::1"],
+            &[
+                ("2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", false),
+                ("2001:db9::", false),
+            ],
+        ),
+        (
+            "2002::/16",
+            &["2002:7f00:1::", "2002:808:808::1"],
+            &[
+                ("2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+                ("2003::", false),
+            ],
+        ),
+        (
+            "2620:4f:8000::/48",
+            &["2620:4f:8000::1"],
+            &[
+                ("2620:4f:7fff:ffff:ffff:ffff:ffff:ffff", false),
+                ("2620:4f:8001::", false),
+            ],
+        ),
+        (
+            "3fff::/20",
+            &["3fff::1", "3fff:fff:ffff::"],
+            &[
+                ("3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+                ("3fff:1000::", false),
+            ],
+        ),
+        ("5f00::/16", &["5f00::1"], &[]),
+        ("fc00::/7", &["fc00::1", "fdff::1"], &[]),
+        ("fe80::/10", &["fe80::1", "febf::1"], &[]),
+        ("fec0::/10", &["fec0::1", "feff::1"], &[]),
+        ("ff00::/8", &["ff02::1"], &[]),
+    ];
+
     #[test]
-    fn every_forbidden_family_is_blocked() {
-        for s in [
-            "127.0.0.1",
-            "127.255.255.254",
-            "10.0.0.1",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.1.2.3",
-            "224.0.0.1",
-            "255.255.255.255",
-            "198.18.0.1",
-            "192.0.0.1",
-            "240.0.0.1",
-            "::",
-            "::1",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "::127.0.0.1",
-            "fc00::1",
-            "fe80::1",
-            "ff02::1",
-            "2002:7f00:1::",
-            "2001::1",
-            "64:ff9b::a00:1",
-            "100::1",
-        ] {
-            assert!(is_forbidden(ip(s)), "{s} should be forbidden");
+    fn every_row_of_the_table_is_tested_address_by_address() {
+        let listed: Vec<IpNet> = ROWS.iter().map(|(n, _, _)| n.parse().unwrap()).collect();
+        for b in SPECIAL_PURPOSE {
+            assert!(
+                listed.contains(&b.net),
+                "row {} ({}) has no test",
+                b.net,
+                b.name
+            );
+        }
+        assert_eq!(listed.len(), SPECIAL_PURPOSE.len());
+        for (net, inside, outside) in ROWS {
+            let net: IpNet = net.parse().unwrap();
+            let row = SPECIAL_PURPOSE.iter().find(|b| b.net == net).unwrap();
+            for a in *inside {
+                let a = ip(a);
+                assert_eq!(block_of(a).net, net, "{a} is judged by the row {net}");
+                assert_eq!(
+                    is_forbidden(a),
+                    row.rule == Rule::Forbid,
+                    "{a} in {net} ({})",
+                    row.name
+                );
+            }
+            for (a, forbidden) in *outside {
+                let a = ip(a);
+                assert_ne!(block_of(a).net, net, "{a} is outside {net}");
+                // Just outside a forbidden row, the enclosing allowed row decides, and vice versa.
+                assert_eq!(is_forbidden(a), *forbidden, "{a} just outside {net}");
+            }
         }
     }
 
+    /// IPv4 addresses from every IPv4 row, with their verdict.
+    fn v4_cases() -> Vec<(Ipv4Addr, bool)> {
+        let mut cases = Vec::new();
+        for (net, inside, outside) in ROWS {
+            let net: IpNet = net.parse().unwrap();
+            if !matches!(net.addr, IpAddr::V4(_)) {
+                continue;
+            }
+            for a in *inside {
+                cases.push((a.parse().unwrap(), is_forbidden(ip(a))));
+            }
+            for (a, forbidden) in *outside {
+                cases.push((a.parse().unwrap(), *forbidden));
+            }
+        }
+        cases
+    }
+
     #[test]
-    fn public_addresses_pass_including_nat64_of_public_v4() {
-        for s in [
-            "8.8.8.8",
-            "1.1.1.1",
-            "172.32.0.1",
-            "100.128.0.1",
-            "2606:4700::1111",
-            "64:ff9b::808:808",
-            "::ffff:8.8.8.8",
-        ] {
-            assert!(!is_forbidden(ip(s)), "{s} should be allowed");
+    fn ipv4_carried_in_ipv6_is_judged_by_the_ipv4_table() {
+        for (v4, forbidden) in v4_cases() {
+            let [a, b, c, d] = v4.octets();
+            let (hi, lo) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+            let mapped = IpAddr::V6(v4.to_ipv6_mapped());
+            let nat64 = IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo));
+            assert_eq!(is_forbidden(mapped), forbidden, "{mapped}");
+            assert_eq!(is_forbidden(nat64), forbidden, "{nat64}");
+            // IPv4-compatible `::a.b.c.d` (`::` and `::1` are their own rows).
+            if u32::from(v4) > 1 {
+                let compat = IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, hi, lo));
+                assert_eq!(is_forbidden(compat), forbidden, "{compat}");
+            }
+            // 6to4, Teredo (server and obfuscated client address) and the NAT64 local-use
+            // prefix are forbidden whatever they carry.
+            for v6 in [
+                Ipv6Addr::new(0x2002, hi, lo, 0, 0, 0, 0, 1),
+                Ipv6Addr::new(0x2001, 0, hi, lo, 0, 0, !hi, !lo),
+                Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, hi, lo),
+            ] {
+                assert!(is_forbidden(IpAddr::V6(v6)), "{v6}");
+            }
         }
     }
 

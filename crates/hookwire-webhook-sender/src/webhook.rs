@@ -648,12 +648,30 @@ impl Webhook {
     /// `block_on_error` is false. Every attempt is a `tracing` span `webhook.attempt` with url,
     /// attempt, status and duration.
     pub async fn deliver_prepared(&self, p: &Prepared, policy: &RetryPolicy) -> Delivery {
+        self.deliver_prepared_gated(p, policy, || std::future::ready(()))
+            .await
+    }
+
+    /// [`Webhook::deliver_prepared`], holding what `gate` yields (the dispatcher's concurrency
+    /// permit) during each attempt only: a delivery sleeping until its retry holds nothing.
+    pub(crate) async fn deliver_prepared_gated<G, F, Fut>(
+        &self,
+        p: &Prepared,
+        policy: &RetryPolicy,
+        mut gate: F,
+    ) -> Delivery
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = G>,
+    {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let headers = p.headers.clone();
+            let held = gate().await;
             let (r, span) = self.traced_attempt(p, headers, attempt).await;
+            drop(held);
             let err = match r {
                 Ok(sent) => {
                     return Delivery::new(

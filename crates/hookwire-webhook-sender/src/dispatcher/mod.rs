@@ -164,7 +164,9 @@ impl DispatcherBuilder {
         self.client = Some(client);
         self
     }
-    /// The retry policy of each delivery (default [`RetryPolicy::default`]).
+    /// The retry policy of each delivery (default [`RetryPolicy::default`]). A server's
+    /// `Retry-After` is honoured up to the policy's longest own delay
+    /// ([`RetryPolicy::cap_retry_after_at_max_delay`]), in-process and durable alike.
     #[must_use]
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
@@ -225,7 +227,8 @@ impl DispatcherBuilder {
                 store: self.store,
                 client,
                 ssrf: self.ssrf,
-                policy: self.policy,
+                // A server's `Retry-After` never exceeds the policy's own longest delay.
+                policy: self.policy.cap_retry_after_at_max_delay(),
                 timeout: self.timeout,
                 sem: Arc::new(Semaphore::new(self.concurrency)),
                 log: log::DeliveryLog::new(self.log_capacity),
@@ -696,13 +699,20 @@ impl Dispatcher {
         if let Some(b) = &e.bucket {
             b.take().await;
         }
-        // Closed semaphores do not happen (it is never closed); a failure only skips the bound.
-        let _permit = self.inner.sem.acquire().await.ok();
         let span =
             tracing::info_span!("webhook.delivery", subscription = %e.sub.id, event = %event.id);
         let d = async {
             match e.hook.prepare_with_body(event, body.clone()) {
-                Ok(p) => e.hook.deliver_prepared(&p, &self.inner.policy).await,
+                // A concurrency permit per attempt, not per delivery: endpoints that answer
+                // `429 Retry-After` must not hold every slot while they sleep. Closed semaphores
+                // do not happen (it is never closed); a failure only skips the bound.
+                Ok(p) => {
+                    e.hook
+                        .deliver_prepared_gated(&p, &self.inner.policy, || async {
+                            self.inner.sem.acquire().await.ok()
+                        })
+                        .await
+                }
                 Err(err) => crate::Delivery::unsent(err),
             }
         }

@@ -483,3 +483,128 @@ async fn dropping_publish_does_not_cut_deliveries_off() {
         "the delivery finished and was logged: {log:?}"
     );
 }
+
+#[tokio::test]
+async fn every_special_purpose_range_is_refused_at_registration_and_when_connecting() {
+    use hookwire_webhook_sender::{HyperClient, Outcome, Webhook};
+    let sink = Sink::always(200).await;
+    let port = sink.addr.port();
+    // Ranges of the IANA special-purpose registries the guard used to let through, and
+    // IPv4-in-IPv6 forms of the loopback sink.
+    let urls = [
+        format!("http://[64:ff9b:1::7f00:1]:{port}/hook"),
+        format!("http://[64:ff9b:1::808:808]:{port}/hook"),
+        format!("http://[2001:2::1]:{port}/hook"),
+        format!("http://[2001:3::1]:{port}/hook"),
+        format!("http://[2001:20::1]:{port}/hook"),
+        format!("http://[2620:4f:8000::1]:{port}/hook"),
+        format!("http://[3fff::1]:{port}/hook"),
+        format!("http://[100:0:0:1::1]:{port}/hook"),
+        format!("http://192.31.196.1:{port}/hook"),
+        format!("http://192.52.193.1:{port}/hook"),
+        format!("http://192.88.99.1:{port}/hook"),
+        format!("http://192.175.48.1:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        format!("http://[64:ff9b::7f00:1]:{port}/hook"),
+        format!("http://[::127.0.0.1]:{port}/hook"),
+        format!("http://[2002:7f00:1::1]:{port}/hook"),
+    ];
+    let disp = Dispatcher::builder().retry(fast(2)).build();
+    for url in &urls {
+        let err = disp.register(sub("x", url, &["*"])).await.unwrap_err();
+        assert_eq!(err.kind(), DispatchErrorKind::InvalidSubscription, "{url}");
+    }
+    // The connector applies the same table: refused before any connection, permanently.
+    let client = Arc::new(HyperClient::with_policy(SsrfPolicy::default()));
+    for url in &urls {
+        let hook = Webhook::builder()
+            .url(url.clone())
+            .client(client.clone())
+            .build()
+            .unwrap();
+        let d = hook
+            .deliver_with_retry(&Event::new("x", serde_json::Value::Null), &fast(2))
+            .await;
+        let Outcome::Blocked(e) = &d.outcome else {
+            panic!("{url}: {:?}", d.outcome);
+        };
+        assert_eq!(d.attempts, 1, "{url}");
+        assert!(e.to_string().contains("forbidden"), "{url}: {e}");
+    }
+    assert_eq!(sink.count(), 0);
+}
+
+/// A hostile endpoint: every request gets `429 Too Many Requests` with `Retry-After: 3600`.
+async fn throttling_sink() -> Sink {
+    Sink::start(|_, _| Reply::status(429).header("retry-after", "3600")).await
+}
+
+#[tokio::test]
+async fn endpoints_waiting_for_a_retry_hold_no_concurrency_slot() {
+    let hostile = throttling_sink().await;
+    let good = Sink::always(200).await;
+    // Default concurrency (64); a policy whose own delay is long (60 s), so only releasing the
+    // slot while sleeping lets other subscriptions through.
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(RetryPolicy::new(1).with_backoff(Backoff::fixed(Duration::from_secs(60))))
+        .build();
+    for i in 0..64 {
+        disp.register(sub(&format!("flood-{i}"), &hostile.url(), &["flood.*"]))
+            .await
+            .unwrap();
+    }
+    disp.register(sub("good", &good.url(), &["order.*"]))
+        .await
+        .unwrap();
+    let flood = {
+        let disp = disp.clone();
+        tokio::spawn(async move {
+            disp.publish(&Event::new("flood.now", serde_json::Value::Null))
+                .await
+        })
+    };
+    // Every one of the 64 slots has made its first attempt and is now waiting for the retry.
+    let t = Instant::now();
+    while hostile.count() < 64 {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", hostile.count());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        disp.publish(&Event::new("order.created", serde_json::Value::Null)),
+    )
+    .await
+    .expect("the other subscription is delivered while 64 endpoints wait for their retry")
+    .unwrap();
+    assert!(report.records[0].success);
+    assert_eq!(good.count(), 1);
+    assert!(!flood.is_finished());
+    flood.abort();
+}
+
+#[tokio::test]
+async fn retry_after_is_capped_by_the_policys_longest_delay() {
+    let hostile = throttling_sink().await;
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(2).with_backoff(Backoff::fixed(Duration::from_millis(200))))
+        .build();
+    disp.register(sub("s", &hostile.url(), &["*"]))
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(20),
+        disp.publish(&Event::new("x", serde_json::Value::Null)),
+    )
+    .await
+    .expect("Retry-After: 3600 is not honoured beyond the policy's 200 ms")
+    .unwrap();
+    let rec = &report.records[0];
+    assert_eq!((rec.success, rec.status, rec.attempts), (false, 429, 3));
+    let hits = hostile.hits();
+    for w in hits.windows(2) {
+        // The backoff (200 ms) still applies: the cap does not shorten the policy's own delay.
+        assert!(w[1].at - w[0].at >= Duration::from_millis(190));
+    }
+}

@@ -308,3 +308,123 @@ async fn plain_http_through_hyper_when_the_lean_exchange_is_off() {
         "hyper keeps the connection alive too"
     );
 }
+
+/// The sender over the lean exchange, or over hyper (`lean_http(false)`).
+fn hook_via(addr: SocketAddr, lean: bool, timeout: Duration) -> Webhook {
+    let client = hookwire_webhook_sender::HyperClient::builder()
+        .lean_http(lean)
+        .build()
+        .unwrap();
+    Webhook::builder()
+        .url(format!("http://{addr}/in"))
+        .client(Arc::new(client))
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// A hostile endpoint: reads the request, then writes `100 Continue` heads without end.
+/// Returns its address and the bytes it managed to write (the socket buffers included).
+async fn endless_continue() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let w = Arc::clone(&written);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let w = Arc::clone(&w);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_request(&mut s, &mut buf).await.is_none() {
+                    return;
+                }
+                let block = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(2048);
+                while s.write_all(&block).await.is_ok() {
+                    w.fetch_add(block.len(), Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, written)
+}
+
+#[tokio::test]
+async fn an_endless_stream_of_100_continue_is_cut_off_on_both_http_paths() {
+    for lean in [true, false] {
+        let (addr, written) = endless_continue().await;
+        let e = hook_via(addr, lean, Duration::from_secs(20))
+            .deliver(&ev())
+            .await
+            .unwrap_err();
+        assert!(e.is_retryable(), "lean={lean}: {e}");
+        assert!(
+            e.to_string().contains("interim (1xx) responses"),
+            "lean={lean}: not cut off by the interim limit: {e}"
+        );
+        // The sender stopped reading: the server's writes stall once the socket buffers are full
+        // (a few MiB on loopback) and fail when the connection closes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let n = written.load(Ordering::SeqCst);
+        assert!(n < 32 << 20, "lean={lean}: the server wrote {n} bytes");
+    }
+}
+
+#[tokio::test]
+async fn up_to_four_interim_responses_are_skipped_and_a_fifth_is_refused() {
+    const FOUR: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
+    const FIVE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
+    for lean in [true, false] {
+        let s = raw(vec![(FOUR, false)]).await;
+        let h = hook_via(s.addr, lean, Duration::from_secs(5));
+        for _ in 0..2 {
+            assert_eq!(h.deliver(&ev()).await.unwrap().status, 202, "lean={lean}");
+        }
+        assert_eq!(s.conns.load(Ordering::SeqCst), 1, "lean={lean}: reused");
+        let s = raw(vec![(FIVE, false)]).await;
+        let e = hook_via(s.addr, lean, Duration::from_secs(5))
+            .deliver(&ev())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("more than 4 interim"),
+            "lean={lean}: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn interim_heads_count_toward_the_response_head_limit() {
+    // Two 40 KiB Early Hints and a small final head: each fits 64 KiB, together they do not.
+    let hint = format!(
+        "HTTP/1.1 103 Early Hints\r\nlink: <{}>\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    let reply = format!("{hint}{hint}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    let s = raw(vec![(
+        Box::leak(reply.into_bytes().into_boxed_slice()),
+        false,
+    )])
+    .await;
+    let e = hook(s.addr).deliver(&ev()).await.unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+
+    // Through hyper each head is held to 64 KiB: one 70 KiB Early Hints is refused.
+    let hint = format!(
+        "HTTP/1.1 103 Early Hints\r\nlink: <{}>\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let reply = format!("{hint}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    let s = raw(vec![(
+        Box::leak(reply.into_bytes().into_boxed_slice()),
+        false,
+    )])
+    .await;
+    let r = hook_via(s.addr, false, Duration::from_secs(5))
+        .deliver(&ev())
+        .await;
+    let e = r.expect_err("a 70 KiB interim head through hyper");
+    assert!(e.is_retryable() && e.status() == 0, "{e}");
+}

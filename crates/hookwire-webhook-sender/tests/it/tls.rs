@@ -99,7 +99,8 @@ struct TlsSink {
     conns: Arc<AtomicUsize>,
 }
 
-async fn tls_sink() -> TlsSink {
+/// A rustls acceptor for 127.0.0.1 offering h2 and http/1.1, and the CA that signed it.
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, Vec<u8>) {
     let dir = hookwire_testkit::temp_dir("tls");
     let (ca, leaf, key) = certificates(&dir);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&leaf)
@@ -115,7 +116,11 @@ async fn tls_sink() -> TlsSink {
     .with_single_cert(certs, key)
     .unwrap();
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    (tokio_rustls::TlsAcceptor::from(Arc::new(cfg)), ca)
+}
+
+async fn tls_sink() -> TlsSink {
+    let (acceptor, ca) = tls_acceptor();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/hook", l.local_addr().unwrap());
     let versions: Arc<Mutex<Vec<(http::Version, http::HeaderMap, Bytes)>>> = Arc::default();
@@ -241,4 +246,87 @@ async fn an_untrusted_certificate_is_a_retryable_failure() {
     assert_eq!(e.status(), 0);
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
     assert!(sink.versions.lock().unwrap().is_empty());
+}
+
+/// A hostile HTTP/2 endpoint: answers each request with `interim` `100 Continue` HEADERS frames,
+/// then a 200. Returns its URL and CA.
+async fn interim_h2_sink(interim: usize) -> (String, Vec<u8>) {
+    let (acceptor, ca) = tls_acceptor();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        for _ in 0..interim {
+                            let hint = http::Response::builder().status(100).body(()).unwrap();
+                            if respond.send_informational(hint).is_err() {
+                                return;
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                        let _ = respond.send_response(http::Response::new(()), true);
+                    });
+                }
+            });
+        }
+    });
+    (url, ca)
+}
+
+fn hook_for(url: &str, ca: &[u8]) -> Webhook {
+    let client = HyperClient::builder()
+        .add_root_certificates_pem(ca)
+        .build()
+        .unwrap();
+    Webhook::builder()
+        .url(url)
+        .client(Arc::new(client))
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_http2_endpoint_streaming_interim_responses_is_cut_off() {
+    let (url, ca) = interim_h2_sink(10_000_000).await;
+    let e = hook_for(&url, &ca)
+        .deliver(&Event::new("x", serde_json::Value::Null))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(
+        e.to_string().contains("interim (1xx) responses"),
+        "not cut off by the interim limit: {e}"
+    );
+}
+
+#[tokio::test]
+async fn four_interim_responses_over_http2_are_skipped_and_a_fifth_is_refused() {
+    let (url, ca) = interim_h2_sink(4).await;
+    let hook = hook_for(&url, &ca);
+    for _ in 0..3 {
+        let sent = hook
+            .deliver(&Event::new("x", serde_json::Value::Null))
+            .await
+            .unwrap();
+        assert_eq!(sent.status, 200);
+    }
+    let (url, ca) = interim_h2_sink(5).await;
+    let e = hook_for(&url, &ca)
+        .deliver(&Event::new("x", serde_json::Value::Null))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("more than 4 interim"), "{e}");
 }
