@@ -179,6 +179,25 @@ fn duration_of(v: &Value) -> Result<Option<Duration>, JobsError> {
     Ok(u64::try_from(n).ok().map(Duration::from_millis))
 }
 
+/// Jobs sent by a script as a flat array: id, data, attempts, stalled, created per job.
+fn leased_jobs(v: Value) -> Result<Vec<LeasedJob>, JobsError> {
+    array(v)?
+        .chunks(5)
+        .map(|j| {
+            let [id, data, att, stall, created] = j else {
+                return Err(bad("job fields"));
+            };
+            Ok(LeasedJob::new(
+                string(id)?,
+                string(data)?,
+                u32_of(att)?,
+                u32_of(stall)?,
+                u64_of(created)?,
+            ))
+        })
+        .collect()
+}
+
 fn record(id: &str, v: Value) -> Result<Option<JobRecord>, JobsError> {
     let f = array(v)?;
     let state = match f.first().map(string).transpose()?.as_deref() {
@@ -313,18 +332,7 @@ where
             let [jobs, stale, next_due, limited] =
                 <[Value; 4]>::try_from(out).map_err(|_| bad("claim reply"))?;
             let mut c = Claimed::default();
-            for j in array(jobs)?.chunks(5) {
-                let [id, data, att, stall, created] = j else {
-                    return Err(bad("claimed job"));
-                };
-                c.jobs.push(LeasedJob::new(
-                    string(id)?,
-                    string(data)?,
-                    u32_of(att)?,
-                    u32_of(stall)?,
-                    u64_of(created)?,
-                ));
-            }
+            c.jobs = leased_jobs(jobs)?;
             c.stale_acks = strings(stale)?;
             c.next_delayed_in = duration_of(&next_due)?;
             c.rate_limited_for = duration_of(&limited)?;
@@ -398,11 +406,12 @@ where
             let keys = self.keys(queue)?;
             let args = vec![arg(max_stalled), arg(u8::from(dead_letter))];
             let out = array(self.run(&scripts::RECOVER, &keys, args).await?)?;
-            let [requeued, failed] =
-                <[Value; 2]>::try_from(out).map_err(|_| bad("recover reply"))?;
+            let [requeued, failed, jobs] =
+                <[Value; 3]>::try_from(out).map_err(|_| bad("recover reply"))?;
             let mut r = Recovered::default();
             r.requeued = strings(requeued)?;
             r.failed = strings(failed)?;
+            r.jobs = leased_jobs(jobs)?;
             Ok(r)
         })
     }

@@ -42,7 +42,7 @@ macro_rules! jobs_conformance {
             raw_json_and_bad_input, many_due_at_once, no_duplicates_under_load,
             task_queue_deduplicates, counts_per_state, panicking_handler_is_retried,
             stats_handler_requires_the_token, progress_is_stored_and_emitted,
-            repeat_runs_each_slot_once
+            repeat_runs_each_slot_once, stall_limit_failure_emits_failed_event
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1252,4 +1252,59 @@ pub async fn repeat_runs_each_slot_once(b: Backend) {
         .await
         .expect_err("rate 0");
     assert_eq!(err.kind(), ErrorKind::Invalid);
+}
+
+/// Issue 14: a job failed by the stall limit emits its `failed` event (with data, the stall
+/// error and the dead-letter flag), like a job failed by its handler.
+pub async fn stall_limit_failure_emits_failed_event(b: Backend) {
+    let q = queue();
+    b.add(
+        &q,
+        vec![NewJob::new(r#"{"n":5}"#).with_options(&DispatchOptions::new().job_id("gone"))],
+    )
+    .await
+    .expect("add");
+    b.claim(
+        &q,
+        ClaimRequest::new("vanished", vec![], 1, Duration::from_millis(100)),
+    )
+    .await
+    .expect("claim");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let runs = Runs::default();
+    let jobs = Jobs::builder_shared(b.clone())
+        .defaults(quick_defaults())
+        .job(
+            counting(&q, &runs)
+                .max_stalled(0)
+                .lease(Duration::from_millis(100))
+                .dead_letter_queue(),
+        )
+        .on_event(move |e| {
+            let _ = tx.send(e.clone());
+        })
+        .start()
+        .await
+        .expect("start");
+    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a failed event within 5 s")
+        .expect("event");
+    assert_eq!(e.id, "gone");
+    assert_eq!(e.data, r#"{"n":5}"#);
+    assert_eq!(e.to_event().name, format!("job.{q}.failed"));
+    assert_eq!(
+        e.kind,
+        EventKind::Failed {
+            error: "job stalled more than 0 times".into(),
+            dead_lettered: true
+        }
+    );
+    assert_eq!(state(&b, &q, "gone").await, Some(JobState::Dead));
+    assert_eq!(
+        runs.distinct(),
+        0,
+        "a job failed by the stall limit never runs"
+    );
+    jobs.shutdown().await;
 }

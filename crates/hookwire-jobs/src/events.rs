@@ -43,7 +43,8 @@ pub struct JobEvent {
     pub id: String,
     /// The payload (raw JSON).
     pub data: String,
-    /// Attempts made, including this one.
+    /// Attempts made, including this one (for a job failed by the stall limit: the finished
+    /// attempts, as in its record; a stalled run is not counted).
     pub attempts_made: u32,
     /// What happened.
     #[serde(flatten)]

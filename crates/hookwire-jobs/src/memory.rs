@@ -484,6 +484,13 @@ impl JobBackend for MemoryBackend {
                 };
                 j.lease = None;
                 j.stalled += 1;
+                out.jobs.push(LeasedJob::new(
+                    id.clone(),
+                    j.data.clone(),
+                    j.attempts,
+                    j.stalled,
+                    j.created,
+                ));
                 if j.stalled > max_stalled {
                     j.error = Some(format!("job stalled more than {max_stalled} times"));
                     let state = if dead_letter {

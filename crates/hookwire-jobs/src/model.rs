@@ -311,7 +311,7 @@ impl DispatchOptions {
 }
 
 /// A job handed to a worker under a lease.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeasedJob {
     /// The job id.
@@ -459,6 +459,10 @@ pub struct Recovered {
     pub requeued: Vec<String>,
     /// Jobs that stalled more than `max_stalled` times, failed.
     pub failed: Vec<String>,
+    /// Every job of `requeued` and `failed` as it stood once recovered (data, attempts, stall
+    /// count), so the runtime can emit its events even when retention already removed a failed
+    /// job's record.
+    pub jobs: Vec<LeasedJob>,
 }
 
 /// Job counts of one queue.

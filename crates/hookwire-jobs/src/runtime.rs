@@ -17,7 +17,7 @@ use crate::error::{ErrorKind, JobsError};
 use crate::events::{EventKind, JobEvent, Listener};
 use crate::model::{
     Ack, Added, ClaimRequest, Claimed, Counts, DispatchOptions, JobRecord, LeasedJob, MAX_BULK,
-    NewJob, Outcome, Retention, validate_queue_name,
+    NewJob, Outcome, Recovered, Retention, validate_queue_name,
 };
 use crate::repeat::Repeat;
 
@@ -630,17 +630,13 @@ impl Worker {
             // Periodic lease work, inline: both are single backend calls.
             if now >= next_stall && !stopping {
                 next_stall = now + stall_every;
-                match backend
-                    .recover_stalled(&queue, self.max_stalled, self.def.dead_letter)
-                    .await
-                {
-                    Ok(r) if !r.requeued.is_empty() || !r.failed.is_empty() => {
-                        tracing::info!(queue = %queue, requeued = r.requeued.len(), failed = r.failed.len(), "recovered stalled jobs");
-                        want_more = true;
-                    }
-                    // A cheap safety net: one claim per stalled check even when no wake-up came.
-                    Ok(_) => want_more = true,
-                    Err(e) => tracing::warn!(queue = %queue, error = %e, "stalled check failed"),
+                // Finished jobs must be recorded before this worker looks for expired leases:
+                // after an outage longer than the lease, its own finished jobs have expired
+                // leases too, and recovering them would run them again (issue 14).
+                if let Err(e) = self.flush_acks(&mut acks, &mut running).await {
+                    tracing::warn!(queue = %queue, error = %e, "ack flush failed; stalled check postponed");
+                } else {
+                    self.check_stalled(&mut want_more).await;
                 }
             }
             if now >= next_renew {
@@ -765,6 +761,67 @@ impl Worker {
         }
         waker.abort();
         set.shutdown().await;
+    }
+
+    /// Records every buffered ack (in chunks of [`crate::MAX_CLAIM`], claiming nothing). On
+    /// error the unsent acks stay buffered for the next round.
+    async fn flush_acks(
+        &self,
+        acks: &mut Vec<Ack>,
+        running: &mut HashMap<String, Running>,
+    ) -> Result<(), JobsError> {
+        while !acks.is_empty() {
+            let n = acks.len().min(crate::MAX_CLAIM);
+            let req = ClaimRequest::new(self.token.clone(), acks[..n].to_vec(), 0, self.lease);
+            let c = self.inner.backend.claim(&self.def.name, req).await?;
+            let sent: Vec<Ack> = acks.drain(..n).collect();
+            self.after_claim(&c, sent, running);
+        }
+        Ok(())
+    }
+
+    /// One stalled-job check; sets `want_more` so the loop claims at least once per check even
+    /// when no wake-up came (a cheap safety net).
+    async fn check_stalled(&self, want_more: &mut bool) {
+        let queue = &self.def.name;
+        match self
+            .inner
+            .backend
+            .recover_stalled(queue, self.max_stalled, self.def.dead_letter)
+            .await
+        {
+            Ok(r) => {
+                if !r.requeued.is_empty() || !r.failed.is_empty() {
+                    tracing::info!(queue = %queue, requeued = r.requeued.len(), failed = r.failed.len(), "recovered stalled jobs");
+                }
+                *want_more = true;
+                if self.inner.events_wanted() {
+                    self.emit_recovered(&r);
+                }
+            }
+            Err(e) => tracing::warn!(queue = %queue, error = %e, "stalled check failed"),
+        }
+    }
+
+    /// A job failed by the stall limit fails like any other: it gets its `failed` event
+    /// (issue 14), emitted by the one worker whose check recovered it.
+    fn emit_recovered(&self, r: &Recovered) {
+        for job in &r.jobs {
+            if !r.failed.contains(&job.id) {
+                continue;
+            }
+            let error = format!("job stalled more than {} times", self.max_stalled);
+            self.inner.emit(JobEvent {
+                name: self.def.name.clone(),
+                id: job.id.clone(),
+                data: job.data.clone(),
+                attempts_made: job.attempts_made,
+                kind: EventKind::Failed {
+                    error,
+                    dead_lettered: self.def.dead_letter,
+                },
+            });
+        }
     }
 
     fn collect(
