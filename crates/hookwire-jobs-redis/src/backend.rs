@@ -7,12 +7,13 @@ use std::time::Duration;
 use hookwire_core::BoxFuture;
 use hookwire_jobs::{
     Added, ClaimRequest, Claimed, Counts, JobBackend, JobRecord, JobState, JobsError, LeasedJob,
-    MAX_BULK, MAX_CLAIM, NewJob, Outcome, Recovered, validate_queue_name,
+    MAX_BULK, MAX_CLAIM, MAX_CLEAN, NewJob, Outcome, Recovered, validate_clean_state,
+    validate_queue_name,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Value};
 
-use crate::keys::{MARK, keys};
+use crate::keys::{MARK, PAUSED, keys};
 use crate::scripts;
 use crate::value::{array, bad, int, opt_string, string, strings, u32_of, u64_of};
 
@@ -66,6 +67,8 @@ fn backend_err(e: redis::RedisError) -> JobsError {
 
 /// Timeouts for command connections: long enough for a 1000-job script on a busy server.
 pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Jobs one drain script call deletes; a drain repeats calls until a short batch.
+const DRAIN_BATCH: u64 = 1000;
 /// The longest blocking wait; the response timeout of blocking connections is above it.
 pub(crate) const BLOCK_MAX: Duration = Duration::from_secs(5);
 
@@ -461,6 +464,66 @@ where
             let args = ids.unwrap_or_default().iter().map(arg).collect();
             let n = int(&self.run(&scripts::REDRIVE, &keys, args).await?)?;
             Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            self.run(&scripts::PAUSE, &keys, vec![arg(u8::from(paused))])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn is_paused<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<bool, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let mut conn = self.conn.clone();
+            let v: Value = redis::cmd("EXISTS")
+                .arg(&keys[PAUSED])
+                .query_async(&mut conn)
+                .await
+                .map_err(backend_err)?;
+            Ok(int(&v)? == 1)
+        })
+    }
+
+    fn drain<'a>(&'a self, queue: &'a str, delayed: bool) -> BoxFuture<'a, Result<u64, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let mut total = 0;
+            loop {
+                let args = vec![arg(u8::from(delayed)), arg(DRAIN_BATCH)];
+                let n = u64_of(&self.run(&scripts::DRAIN, &keys, args).await?)?;
+                total += n;
+                if n < DRAIN_BATCH {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+
+    fn clean<'a>(
+        &'a self,
+        queue: &'a str,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            validate_clean_state(state)?;
+            let limit = limit.min(MAX_CLEAN);
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let args = vec![arg(state.as_str()), arg(ms(older_than)), arg(limit)];
+            strings(self.run(&scripts::CLEAN, &keys, args).await?)
         })
     }
 }

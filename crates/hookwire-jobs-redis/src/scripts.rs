@@ -28,3 +28,6 @@ script!(GET, "get.lua");
 script!(DEAD, "dead.lua");
 script!(REDRIVE, "redrive.lua");
 script!(PROGRESS, "progress.lua");
+script!(PAUSE, "pause.lua");
+script!(DRAIN, "drain.lua");
+script!(CLEAN, "clean.lua");

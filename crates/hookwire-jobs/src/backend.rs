@@ -6,8 +6,17 @@ use std::time::Duration;
 
 use hookwire_core::BoxFuture;
 
-use crate::error::JobsError;
-use crate::model::{Added, ClaimRequest, Claimed, Counts, JobRecord, NewJob, Recovered};
+use crate::error::{ErrorKind, JobsError};
+use crate::model::{Added, ClaimRequest, Claimed, Counts, JobRecord, JobState, NewJob, Recovered};
+
+fn unsupported<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, Result<T, JobsError>> {
+    Box::pin(async move {
+        Err(JobsError::new(
+            ErrorKind::Unsupported,
+            format!("this backend does not implement {what}"),
+        ))
+    })
+}
 
 /// A job store with leases. Every method is one atomic state transition: a crash between two
 /// calls can delay a job, never lose or duplicate its record.
@@ -95,4 +104,48 @@ pub trait JobBackend: Send + Sync + fmt::Debug + 'static {
         queue: &'a str,
         ids: Option<Vec<String>>,
     ) -> BoxFuture<'a, Result<usize, JobsError>>;
+
+    /// Pauses (`true`) or resumes (`false`) a queue for every worker of every process: while
+    /// paused, [`JobBackend::claim`] still records acks and promotes due jobs but leases
+    /// nothing, and no wake-up is sent; resuming wakes the waiting workers. Idempotent.
+    ///
+    /// Provided so older third-party backends keep compiling; it fails with
+    /// [`ErrorKind::Unsupported`].
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        let _ = (queue, paused);
+        unsupported("pause")
+    }
+
+    /// Whether the queue is paused. Provided: fails with [`ErrorKind::Unsupported`].
+    fn is_paused<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let _ = queue;
+        unsupported("pause")
+    }
+
+    /// Deletes every waiting job (and every delayed one when `delayed`) with its record; leased
+    /// and finished jobs stay. Returns how many were deleted. Provided: fails with
+    /// [`ErrorKind::Unsupported`].
+    fn drain<'a>(&'a self, queue: &'a str, delayed: bool) -> BoxFuture<'a, Result<u64, JobsError>> {
+        let _ = (queue, delayed);
+        unsupported("drain")
+    }
+
+    /// Deletes up to `limit` (at most [`crate::MAX_CLEAN`]) jobs in `state` — completed, failed
+    /// or dead — that finished more than `older_than` ago, oldest first, with their records;
+    /// returns their ids. Other states are refused with [`ErrorKind::Invalid`]. Provided: fails
+    /// with [`ErrorKind::Unsupported`].
+    fn clean<'a>(
+        &'a self,
+        queue: &'a str,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
+        let _ = (queue, state, older_than, limit);
+        unsupported("clean")
+    }
 }

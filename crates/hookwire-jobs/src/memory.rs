@@ -11,7 +11,7 @@ use crate::backend::JobBackend;
 use crate::error::JobsError;
 use crate::model::{
     Ack, Added, ClaimRequest, Claimed, Counts, JobRecord, JobState, LeasedJob, MAX_BULK, MAX_CLAIM,
-    NewJob, Outcome, Recovered, Retention, clip_error, ms,
+    MAX_CLEAN, NewJob, Outcome, Recovered, Retention, clip_error, ms,
 };
 
 /// In-process job storage with leases, delays, priorities, a rate limit, retention and a DLQ.
@@ -69,6 +69,8 @@ struct Queue {
     dead: BTreeSet<(u64, u64, String)>,
     /// Fixed-window limiter: (window start ms, jobs started in it).
     limiter: (u64, u32),
+    /// Paused: claims lease nothing and send no wake-up.
+    paused: bool,
     notify: Arc<Notify>,
 }
 
@@ -82,6 +84,14 @@ impl Queue {
             j.state = JobState::Waiting;
             j.due = None;
             self.wait.insert((j.priority, j.seq, id.to_owned()));
+            self.wake();
+        }
+    }
+
+    /// Wakes one waiting worker, unless the queue is paused (a woken worker would claim
+    /// nothing and pass the wake-up on, forever).
+    fn wake(&self) {
+        if !self.paused {
             self.notify.notify_one();
         }
     }
@@ -94,7 +104,7 @@ impl Queue {
             self.delayed.insert((due, j.seq, id.to_owned()));
             // A new earliest due time: wake a waiter so it recomputes its sleep.
             if earliest.is_none_or(|e| due < e) {
-                self.notify.notify_one();
+                self.wake();
             }
         }
     }
@@ -330,7 +340,7 @@ impl MemoryBackend {
                 }
             }
             q.promote(now);
-            let mut n = req.max.min(MAX_CLAIM);
+            let mut n = if q.paused { 0 } else { req.max.min(MAX_CLAIM) };
             if let Some(rl) = req.rate_limit {
                 // A window opens with its first start (as the Redis key is created by the first
                 // INCRBY), so an idle period never shortens the next window.
@@ -376,7 +386,7 @@ impl MemoryBackend {
             }
             // Work is left: wake another waiter (the chain that lets N workers share a burst).
             if !q.wait.is_empty() {
-                q.notify.notify_one();
+                q.wake();
             }
             out.next_delayed_in = q
                 .delayed
@@ -581,5 +591,82 @@ impl JobBackend for MemoryBackend {
             n
         });
         Box::pin(async move { Ok(n) })
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        let r = crate::validate_queue_name(queue).map(|()| {
+            self.with_queue(queue, |q| {
+                q.paused = paused;
+                let work = !q.wait.is_empty() || !q.delayed.is_empty();
+                if !paused && work {
+                    q.wake();
+                }
+            });
+        });
+        Box::pin(async move { r })
+    }
+
+    fn is_paused<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let r = self.with_queue(queue, |q| q.paused);
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn drain<'a>(&'a self, queue: &'a str, delayed: bool) -> BoxFuture<'a, Result<u64, JobsError>> {
+        let n = self.with_queue(queue, |q| {
+            let mut ids: Vec<String> = std::mem::take(&mut q.wait)
+                .into_iter()
+                .map(|(_, _, id)| id)
+                .collect();
+            if delayed {
+                ids.extend(
+                    std::mem::take(&mut q.delayed)
+                        .into_iter()
+                        .map(|(_, _, id)| id),
+                );
+            }
+            for id in &ids {
+                q.jobs.remove(id);
+            }
+            ids.len() as u64
+        });
+        Box::pin(async move { Ok(n) })
+    }
+
+    fn clean<'a>(
+        &'a self,
+        queue: &'a str,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
+        let r = crate::validate_clean_state(state).map(|()| {
+            let cutoff = now_ms().saturating_sub(ms(older_than));
+            self.with_queue(queue, |q| {
+                let set = match state {
+                    JobState::Completed => &mut q.completed,
+                    JobState::Failed => &mut q.failed,
+                    _ => &mut q.dead,
+                };
+                let mut out = Vec::new();
+                while out.len() < limit.min(MAX_CLEAN) {
+                    match set.first() {
+                        Some((finished, ..)) if *finished <= cutoff => {}
+                        _ => break,
+                    }
+                    if let Some((_, _, id)) = set.pop_first() {
+                        out.push(id);
+                    }
+                }
+                for id in &out {
+                    q.jobs.remove(id);
+                }
+                out
+            })
+        });
+        Box::pin(async move { r })
     }
 }

@@ -25,6 +25,8 @@ pub const MAX_BULK: usize = 1000;
 pub const MAX_CLAIM: usize = 1000;
 /// Largest progress value (raw JSON), in bytes.
 pub const MAX_PROGRESS: usize = 4096;
+/// Most jobs one clean call deletes (clean again for more).
+pub const MAX_CLEAN: usize = 1000;
 /// Longest stored error text, in bytes (longer texts are cut on a char boundary).
 pub const MAX_ERROR_TEXT: usize = 4096;
 
@@ -528,6 +530,29 @@ pub enum JobState {
     Dead,
 }
 
+impl JobState {
+    /// The lowercase name (`waiting`, `completed`…), as serialized.
+    ///
+    /// ```
+    /// assert_eq!(hookwire_jobs::JobState::Dead.as_str(), "dead");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Delayed => "delayed",
+            Self::Active => "active",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// True for the states a job ends in: completed, failed, dead.
+    pub const fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Dead)
+    }
+}
+
 /// Everything stored about one job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -579,4 +604,23 @@ impl JobRecord {
 pub(crate) fn ms(d: Duration) -> u64 {
     let m = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if m == 0 && !d.is_zero() { 1 } else { m }
+}
+
+/// Checks that jobs in `state` can be cleaned by age: only finished states (completed, failed,
+/// dead) can; waiting and delayed jobs are removed with a drain, leased ones never.
+///
+/// ```
+/// use hookwire_jobs::{JobState, validate_clean_state};
+/// assert!(validate_clean_state(JobState::Completed).is_ok());
+/// assert!(validate_clean_state(JobState::Active).is_err());
+/// ```
+pub fn validate_clean_state(state: JobState) -> Result<(), JobsError> {
+    if state.is_finished() {
+        return Ok(());
+    }
+    Err(JobsError::invalid(format!(
+        "only completed, failed and dead jobs can be cleaned by age, not {} ones \
+         (a drain removes waiting and delayed jobs)",
+        state.as_str()
+    )))
 }

@@ -19,6 +19,7 @@ use crate::model::{
     Ack, Added, ClaimRequest, Claimed, Counts, DispatchOptions, JobRecord, LeasedJob, MAX_BULK,
     NewJob, Outcome, Recovered, Retention, validate_queue_name,
 };
+use crate::queue::QueueHandle;
 use crate::repeat::Repeat;
 
 /// Runtime-wide defaults for what a [`JobDef`] or a dispatch leaves unset.
@@ -121,9 +122,11 @@ impl JobsBuilder {
 
     /// Validates the definitions and starts one worker loop per definition.
     ///
-    /// Errors: an invalid or duplicate job name, a rate limit of 0.
+    /// Errors: an invalid or duplicate job name, a rate limit of 0, a dead-letter queue name that
+    /// is invalid, a job name, or used twice.
     pub async fn start(self) -> Result<Jobs, JobsError> {
         let mut names = HashMap::new();
+        let dead_letter_names = dead_letter_names(&self.defs)?;
         for d in &self.defs {
             validate_queue_name(&d.name)?;
             if d.rate_limit.is_some_and(|r| r.max == 0) {
@@ -152,6 +155,7 @@ impl JobsBuilder {
             backend: self.backend,
             defaults: self.defaults,
             names,
+            dead_letter_names,
             events,
             listener_tx,
             shutdown,
@@ -176,11 +180,38 @@ impl JobsBuilder {
     }
 }
 
+/// Custom dead-letter queue names → their job's name, checked: valid, not a job name, unique.
+fn dead_letter_names(defs: &[JobDef]) -> Result<HashMap<String, String>, JobsError> {
+    let mut out = HashMap::new();
+    for d in defs {
+        let Some(dlq) = &d.dead_letter_name else {
+            continue;
+        };
+        validate_queue_name(dlq).map_err(|e| {
+            JobsError::invalid(format!("job {:?}: dead-letter queue name: {e}", d.name))
+        })?;
+        if defs.iter().any(|o| o.name == *dlq) {
+            return Err(JobsError::invalid(format!(
+                "job {:?}: dead-letter queue name {dlq:?} is a job name",
+                d.name
+            )));
+        }
+        if out.insert(dlq.clone(), d.name.clone()).is_some() {
+            return Err(JobsError::invalid(format!(
+                "dead-letter queue name {dlq:?} is used by two jobs"
+            )));
+        }
+    }
+    Ok(out)
+}
+
 struct Inner {
     backend: Arc<dyn JobBackend>,
     defaults: Defaults,
     /// Registered names → dead-letter flag.
     names: HashMap<String, bool>,
+    /// Custom dead-letter queue names → job names.
+    dead_letter_names: HashMap<String, String>,
     events: broadcast::Sender<JobEvent>,
     listener_tx: Option<tokio::sync::mpsc::UnboundedSender<JobEvent>>,
     shutdown: watch::Sender<bool>,
@@ -366,24 +397,48 @@ impl Jobs {
         self.inner.backend.get(name, id).await
     }
 
-    /// Dead-lettered jobs of `name`, oldest first.
+    /// The job name whose DLQ `name` addresses: a custom dead-letter queue name resolves to its
+    /// job, anything else is the job name itself.
+    fn dead_letter_owner<'a>(&'a self, name: &'a str) -> Result<&'a str, JobsError> {
+        validate_queue_name(name)?;
+        Ok(self
+            .inner
+            .dead_letter_names
+            .get(name)
+            .map_or(name, String::as_str))
+    }
+
+    /// Dead-lettered jobs of `name` (a job name or its custom dead-letter queue name), oldest
+    /// first.
     pub async fn dead_letters(
         &self,
         name: &str,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<JobRecord>, JobsError> {
-        validate_queue_name(name)?;
+        let queue = self.dead_letter_owner(name)?;
         self.inner
             .backend
-            .dead_letters(name, offset, limit.min(1000))
+            .dead_letters(queue, offset, limit.min(1000))
             .await
     }
 
-    /// Moves dead-lettered jobs back to waiting (attempts reset); `None` re-drives up to 1000.
+    /// Moves dead-lettered jobs of `name` (a job name or its custom dead-letter queue name)
+    /// back to waiting (attempts reset); `None` re-drives up to 1000.
     pub async fn redrive(&self, name: &str, ids: Option<Vec<String>>) -> Result<usize, JobsError> {
+        let queue = self.dead_letter_owner(name)?;
+        self.inner.backend.redrive(queue, ids).await
+    }
+
+    /// A handle on the queue `name` (registered here or not): pause, resume, drain, clean.
+    ///
+    /// Errors: an invalid queue name.
+    pub fn queue(&self, name: &str) -> Result<QueueHandle, JobsError> {
         validate_queue_name(name)?;
-        self.inner.backend.redrive(name, ids).await
+        Ok(QueueHandle::new(
+            self.inner.backend.clone(),
+            name.to_owned(),
+        ))
     }
 
     /// A receiver of completed / failed events (lagging receivers lose the oldest events).
@@ -803,23 +858,27 @@ impl Worker {
         }
     }
 
-    /// A job failed by the stall limit fails like any other: it gets its `failed` event
-    /// (issue 14), emitted by the one worker whose check recovered it.
+    /// Events of a stalled check, emitted by the one worker whose check recovered the jobs:
+    /// `stalled` for a job put back to waiting; `failed` for one failed by the stall limit,
+    /// like any other failure (issue 14).
     fn emit_recovered(&self, r: &Recovered) {
         for job in &r.jobs {
-            if !r.failed.contains(&job.id) {
-                continue;
-            }
-            let error = format!("job stalled more than {} times", self.max_stalled);
+            let kind = if r.failed.contains(&job.id) {
+                EventKind::Failed {
+                    error: format!("job stalled more than {} times", self.max_stalled),
+                    dead_lettered: self.def.dead_letter,
+                }
+            } else {
+                EventKind::Stalled {
+                    stalled: job.stalled,
+                }
+            };
             self.inner.emit(JobEvent {
                 name: self.def.name.clone(),
                 id: job.id.clone(),
                 data: job.data.clone(),
                 attempts_made: job.attempts_made,
-                kind: EventKind::Failed {
-                    error,
-                    dead_lettered: self.def.dead_letter,
-                },
+                kind,
             });
         }
     }

@@ -16,12 +16,26 @@ use hookwire_testkit::RedisServer;
 const CHILD_ENV: &str = "HOOKWIRE_JOBS_FAULT_CHILD";
 
 /// Kills the worker process when the test ends, even on a failed assertion.
-struct KillOnDrop(std::process::Child);
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Re-executes this test binary to run only `test` (a child worker) with `env` set to
+/// `"<redis url> <queue>"`, its stdout piped to the caller.
+pub(crate) fn spawn_child(test: &str, env: &str, server: &RedisServer, queue: &str) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(std::env::current_exe().expect("exe"))
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(env, format!("{} {queue}", server.url()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker process"),
+    )
 }
 
 fn defaults(lease_ms: u64) -> Defaults {
@@ -93,20 +107,7 @@ async fn child_worker_process() {
 async fn worker_killed_mid_job_is_recovered_and_completes_once() {
     let server = RedisServer::start().expect("redis-server");
     let queue = "fault-kill";
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe().expect("exe"))
-            .args([
-                "--exact",
-                "fault::child_worker_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, format!("{} {queue}", server.url()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn worker process"),
-    );
+    let mut child = spawn_child("fault::child_worker_process", CHILD_ENV, &server, queue);
     let backend: Arc<dyn JobBackend> =
         Arc::new(RedisBackend::connect(&server.url()).await.expect("connect"));
     let producer = Jobs::builder_shared(backend.clone())

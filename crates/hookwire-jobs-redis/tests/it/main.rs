@@ -20,3 +20,4 @@ mod conformance {
 mod cluster;
 mod fault;
 mod idle;
+mod pause;
