@@ -7,8 +7,8 @@ use std::time::Duration;
 use hookwire_core::BoxFuture;
 use hookwire_jobs::{
     Added, ClaimRequest, Claimed, Counts, JobBackend, JobRecord, JobState, JobsError, LeasedJob,
-    MAX_BULK, MAX_CLAIM, MAX_CLEAN, NewJob, Outcome, Recovered, validate_clean_state,
-    validate_queue_name,
+    MAX_BULK, MAX_CLAIM, MAX_CLEAN, NewJob, Outcome, Recovered, StoredSchedule, TickOutcome,
+    validate_clean_state, validate_queue_name,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Value};
@@ -524,6 +524,96 @@ where
             }
             let args = vec![arg(state.as_str()), arg(ms(older_than)), arg(limit)];
             strings(self.run(&scripts::CLEAN, &keys, args).await?)
+        })
+    }
+
+    fn save_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        spec: String,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            self.run(
+                &scripts::SCHEDULE_SAVE,
+                &keys,
+                vec![arg(id), spec.into_bytes()],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn schedules<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredSchedule>, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let out = array(self.run(&scripts::SCHEDULE_LIST, &keys, Vec::new()).await?)?;
+            out.chunks(4)
+                .map(|c| {
+                    let [id, spec, runs, last] = c else {
+                        return Err(bad("schedule fields"));
+                    };
+                    let last = u64::try_from(int(last)?).ok();
+                    Ok(StoredSchedule::new(
+                        string(id)?,
+                        string(spec)?,
+                        u32_of(runs)?,
+                        last,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn remove_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let n = int(&self
+                .run(&scripts::SCHEDULE_REMOVE, &keys, vec![arg(id)])
+                .await?)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn enqueue_tick<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        tick_ms: u64,
+        limit: Option<u32>,
+        job: NewJob,
+    ) -> BoxFuture<'a, Result<TickOutcome, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            job.validate()?;
+            let job_id = job
+                .id
+                .ok_or_else(|| JobsError::invalid("a tick job needs an id"))?;
+            let args = vec![
+                arg(id),
+                arg(tick_ms),
+                arg(limit.unwrap_or(0)),
+                job_id.into_bytes(),
+                job.data.into_bytes(),
+                arg(job.priority),
+                arg(job.remove_on_complete.encode()),
+                arg(job.remove_on_fail.encode()),
+            ];
+            match string(&self.run(&scripts::TICK, &keys, args).await?)?.as_str() {
+                "enqueued" => Ok(TickOutcome::Enqueued),
+                "done" => Ok(TickOutcome::AlreadyEnqueued),
+                "limit" => Ok(TickOutcome::LimitReached),
+                "removed" => Ok(TickOutcome::Removed),
+                _ => Err(bad("tick reply")),
+            }
         })
     }
 }

@@ -31,3 +31,7 @@ script!(PROGRESS, "progress.lua");
 script!(PAUSE, "pause.lua");
 script!(DRAIN, "drain.lua");
 script!(CLEAN, "clean.lua");
+script!(SCHEDULE_SAVE, "schedule_save.lua");
+script!(SCHEDULE_LIST, "schedule_list.lua");
+script!(SCHEDULE_REMOVE, "schedule_remove.lua");
+script!(TICK, "tick.lua");

@@ -7,7 +7,10 @@ use std::time::Duration;
 use hookwire_core::BoxFuture;
 
 use crate::error::{ErrorKind, JobsError};
-use crate::model::{Added, ClaimRequest, Claimed, Counts, JobRecord, JobState, NewJob, Recovered};
+use crate::model::{
+    Added, ClaimRequest, Claimed, Counts, JobRecord, JobState, NewJob, Recovered, StoredSchedule,
+    TickOutcome,
+};
 
 fn unsupported<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, Result<T, JobsError>> {
     Box::pin(async move {
@@ -147,5 +150,54 @@ pub trait JobBackend: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
         let _ = (queue, state, older_than, limit);
         unsupported("clean")
+    }
+
+    /// Stores (or replaces) the description `spec` of schedule `id` of job `queue`, keeping its
+    /// run count and last tick. Provided: fails with [`ErrorKind::Unsupported`].
+    fn save_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        spec: String,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        let _ = (queue, id, spec);
+        unsupported("schedules")
+    }
+
+    /// The schedules stored for job `queue`. Provided: fails with [`ErrorKind::Unsupported`].
+    fn schedules<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredSchedule>, JobsError>> {
+        let _ = queue;
+        unsupported("schedules")
+    }
+
+    /// Deletes schedule `id` of job `queue` with its run count; returns whether it existed.
+    /// Provided: fails with [`ErrorKind::Unsupported`].
+    fn remove_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let _ = (queue, id);
+        unsupported("schedules")
+    }
+
+    /// In one atomic step: if schedule `id` is stored, `tick_ms` is later than its last tick
+    /// and its run count is below `limit`, records the tick, counts a run and stores `job`
+    /// (runnable now; an existing job id is not stored again). Many runtimes may call this for
+    /// the same tick: exactly one gets [`TickOutcome::Enqueued`]. Provided: fails with
+    /// [`ErrorKind::Unsupported`].
+    fn enqueue_tick<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        tick_ms: u64,
+        limit: Option<u32>,
+        job: NewJob,
+    ) -> BoxFuture<'a, Result<TickOutcome, JobsError>> {
+        let _ = (queue, id, tick_ms, limit, job);
+        unsupported("schedules")
     }
 }

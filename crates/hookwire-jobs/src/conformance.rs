@@ -15,7 +15,7 @@ use hookwire_core::{Backoff, NonRetryableError, QueuedTask, TaskQueue};
 
 use crate::{
     Ack, ClaimRequest, Defaults, DispatchOptions, ErrorKind, EventKind, JobBackend, JobDef,
-    JobMeta, JobState, Jobs, MAX_PAYLOAD, NewJob, Outcome, Repeat, Retention,
+    JobMeta, JobState, Jobs, MAX_PAYLOAD, NewJob, Outcome, Repeat, Retention, Schedule,
 };
 
 /// A shared backend handle as the suite takes it.
@@ -46,7 +46,8 @@ macro_rules! jobs_conformance {
             pause_holds_for_every_worker_until_resumed,
             drain_deletes_waiting_and_optionally_delayed_jobs,
             clean_deletes_old_finished_jobs_by_state, custom_dead_letter_queue_name,
-            stalled_event_is_emitted_once_per_recovery
+            stalled_event_is_emitted_once_per_recovery,
+            schedule_enqueues_each_tick_once_across_runtimes, schedules_are_listed_and_removed
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1643,4 +1644,109 @@ pub async fn stalled_event_is_emitted_once_per_recovery(b: Backend) {
     for j in runtimes {
         j.shutdown().await;
     }
+}
+
+fn every_second(q: &str) -> crate::ScheduleBuilder {
+    Schedule::builder("every-second", q, "* * * * * *")
+        .timezone("UTC")
+        .data(&7)
+}
+
+/// Two runtimes declaring one schedule: each tick is enqueued once (the stored run count equals
+/// the jobs run), tick job ids carry the tick, and the run limit holds across both.
+pub async fn schedule_enqueues_each_tick_once_across_runtimes(b: Backend) {
+    let q = queue();
+    let runs = Runs::default();
+    let mut runtimes = Vec::new();
+    for _ in 0..2 {
+        let s = every_second(&q).limit(3).build().expect("schedule");
+        let jobs = Jobs::builder_shared(b.clone())
+            .defaults(quick_defaults())
+            .job(counting(&q, &runs))
+            .schedule(s)
+            .start()
+            .await
+            .expect("start");
+        runtimes.push(jobs);
+    }
+    eventually(Duration::from_secs(8), "three ticks run", || async {
+        b.counts(&q).await.expect("counts").completed == 3
+    })
+    .await;
+    // Two more ticks pass: the limit stops both runtimes.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let c = b.counts(&q).await.expect("counts");
+    assert_eq!((c.completed, c.waiting, c.active), (3, 0, 0));
+    assert_eq!(runs.distinct(), 3);
+    assert_eq!(runs.duplicates(), 0);
+    let listed = runtimes[0].schedules(&q).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].runs, 3, "a tick was enqueued by both runtimes");
+    let last = listed[0].last_tick_ms.expect("last tick");
+    assert_eq!(last % 1000, 0, "ticks fall on whole seconds");
+    let rec = b
+        .get(&q, &format!("sched:every-second:{last}"))
+        .await
+        .expect("get")
+        .expect("the last tick's job");
+    assert_eq!((rec.state, rec.data.as_str()), (JobState::Completed, "7"));
+    for j in runtimes {
+        j.shutdown().await;
+    }
+}
+
+/// Schedules are listed with their options and count; removing one stops every runtime
+/// declaring it.
+pub async fn schedules_are_listed_and_removed(b: Backend) {
+    let q = queue();
+    let runs = Runs::default();
+    let s = every_second(&q).build().expect("schedule");
+    let jobs = start_with(&b, counting(&q, &runs), s).await;
+    eventually(Duration::from_secs(5), "a tick ran", || async {
+        runs.distinct() >= 1
+    })
+    .await;
+    let listed = jobs.schedules(&q).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    let info = &listed[0];
+    assert_eq!(
+        (info.id.as_str(), info.cron.as_str(), info.timezone.as_str()),
+        ("every-second", "* * * * * *", "UTC")
+    );
+    assert_eq!(
+        (info.limit, info.start_at_ms, info.end_at_ms),
+        (None, None, None)
+    );
+    assert!(info.runs >= 1);
+    assert!(
+        jobs.remove_schedule(&q, "every-second")
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !jobs
+            .remove_schedule(&q, "every-second")
+            .await
+            .expect("remove")
+    );
+    assert!(jobs.schedules(&q).await.expect("list").is_empty());
+    let total = |c: crate::Counts| c.completed + c.waiting + c.active + c.delayed;
+    let before = total(b.counts(&q).await.expect("counts"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        total(b.counts(&q).await.expect("counts")),
+        before,
+        "a removed schedule enqueued a tick"
+    );
+    jobs.shutdown().await;
+}
+
+async fn start_with(b: &Backend, def: JobDef, s: Schedule) -> Jobs {
+    Jobs::builder_shared(b.clone())
+        .defaults(quick_defaults())
+        .job(def)
+        .schedule(s)
+        .start()
+        .await
+        .expect("start")
 }

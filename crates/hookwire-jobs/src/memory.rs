@@ -11,7 +11,7 @@ use crate::backend::JobBackend;
 use crate::error::JobsError;
 use crate::model::{
     Ack, Added, ClaimRequest, Claimed, Counts, JobRecord, JobState, LeasedJob, MAX_BULK, MAX_CLAIM,
-    MAX_CLEAN, NewJob, Outcome, Recovered, Retention, clip_error, ms,
+    MAX_CLEAN, NewJob, Outcome, Recovered, Retention, StoredSchedule, TickOutcome, clip_error, ms,
 };
 
 /// In-process job storage with leases, delays, priorities, a rate limit, retention and a DLQ.
@@ -71,6 +71,8 @@ struct Queue {
     limiter: (u64, u32),
     /// Paused: claims lease nothing and send no wake-up.
     paused: bool,
+    /// Schedules: id → (spec, runs, last tick).
+    schedules: HashMap<String, (String, u32, Option<u64>)>,
     notify: Arc<Notify>,
 }
 
@@ -213,6 +215,42 @@ impl Queue {
         }
     }
 
+    /// Stores one validated job (not again when its id exists).
+    fn insert(&mut self, j: NewJob, now: u64) -> Added {
+        self.seq += 1;
+        let id = j.id.clone().unwrap_or_else(|| self.seq.to_string());
+        if self.jobs.contains_key(&id) {
+            return Added::new(id, false);
+        }
+        self.jobs.insert(
+            id.clone(),
+            Stored {
+                data: j.data,
+                priority: j.priority,
+                seq: self.seq,
+                created: now,
+                attempts: 0,
+                stalled: 0,
+                remove_on_complete: j.remove_on_complete,
+                remove_on_fail: j.remove_on_fail,
+                state: JobState::Waiting,
+                finished: None,
+                result: None,
+                error: None,
+                progress: None,
+                lease: None,
+                fin_key: None,
+                due: None,
+            },
+        );
+        if j.delay.is_zero() {
+            self.enqueue_wait(&id);
+        } else {
+            self.enqueue_delayed(&id, now.saturating_add(ms(j.delay)));
+        }
+        Added::new(id, true)
+    }
+
     fn record(&self, id: &str) -> Option<JobRecord> {
         let j = self.jobs.get(id)?;
         let mut r = JobRecord::new(id, j.state, j.data.clone());
@@ -289,43 +327,7 @@ impl MemoryBackend {
         }
         let now = now_ms();
         Ok(self.with_queue(queue, |q| {
-            let mut out = Vec::with_capacity(jobs.len());
-            for j in jobs {
-                q.seq += 1;
-                let id = j.id.clone().unwrap_or_else(|| q.seq.to_string());
-                if q.jobs.contains_key(&id) {
-                    out.push(Added::new(id, false));
-                    continue;
-                }
-                q.jobs.insert(
-                    id.clone(),
-                    Stored {
-                        data: j.data,
-                        priority: j.priority,
-                        seq: q.seq,
-                        created: now,
-                        attempts: 0,
-                        stalled: 0,
-                        remove_on_complete: j.remove_on_complete,
-                        remove_on_fail: j.remove_on_fail,
-                        state: JobState::Waiting,
-                        finished: None,
-                        result: None,
-                        error: None,
-                        progress: None,
-                        lease: None,
-                        fin_key: None,
-                        due: None,
-                    },
-                );
-                if j.delay.is_zero() {
-                    q.enqueue_wait(&id);
-                } else {
-                    q.enqueue_delayed(&id, now.saturating_add(ms(j.delay)));
-                }
-                out.push(Added::new(id, true));
-            }
-            out
+            jobs.into_iter().map(|j| q.insert(j, now)).collect()
         }))
     }
 
@@ -665,6 +667,69 @@ impl JobBackend for MemoryBackend {
                     q.jobs.remove(id);
                 }
                 out
+            })
+        });
+        Box::pin(async move { r })
+    }
+
+    fn save_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        spec: String,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        self.with_queue(queue, |q| {
+            q.schedules.entry(id.to_owned()).or_default().0 = spec;
+        });
+        Box::pin(async move { Ok(()) })
+    }
+
+    fn schedules<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredSchedule>, JobsError>> {
+        let out = self.with_queue(queue, |q| {
+            q.schedules
+                .iter()
+                .map(|(id, (spec, runs, last))| StoredSchedule::new(id, spec, *runs, *last))
+                .collect()
+        });
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn remove_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let existed = self.with_queue(queue, |q| q.schedules.remove(id).is_some());
+        Box::pin(async move { Ok(existed) })
+    }
+
+    fn enqueue_tick<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        tick_ms: u64,
+        limit: Option<u32>,
+        job: NewJob,
+    ) -> BoxFuture<'a, Result<TickOutcome, JobsError>> {
+        let r = job.validate().map(|()| {
+            let now = now_ms();
+            self.with_queue(queue, |q| {
+                let Some((_, runs, last)) = q.schedules.get_mut(id) else {
+                    return TickOutcome::Removed;
+                };
+                if last.is_some_and(|l| tick_ms <= l) {
+                    return TickOutcome::AlreadyEnqueued;
+                }
+                if limit.is_some_and(|l| *runs >= l) {
+                    return TickOutcome::LimitReached;
+                }
+                *runs += 1;
+                *last = Some(tick_ms);
+                q.insert(job, now);
+                TickOutcome::Enqueued
             })
         });
         Box::pin(async move { r })

@@ -624,3 +624,48 @@ pub fn validate_clean_state(state: JobState) -> Result<(), JobsError> {
         state.as_str()
     )))
 }
+
+/// What [`crate::JobBackend::enqueue_tick`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TickOutcome {
+    /// This call enqueued the tick's job.
+    Enqueued,
+    /// The tick (or a later one) was already enqueued, by this or another runtime.
+    AlreadyEnqueued,
+    /// The schedule reached its run limit: nothing enqueued, now or later.
+    LimitReached,
+    /// The schedule is not stored (it was removed): nothing enqueued.
+    Removed,
+}
+
+/// A schedule as a backend stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredSchedule {
+    /// The schedule id.
+    pub id: String,
+    /// The runtime's description of the schedule (JSON).
+    pub spec: String,
+    /// Ticks enqueued so far.
+    pub runs: u32,
+    /// The last enqueued tick (Unix ms).
+    pub last_tick_ms: Option<u64>,
+}
+
+impl StoredSchedule {
+    /// Builds a stored schedule (for backend implementations).
+    pub fn new(
+        id: impl Into<String>,
+        spec: impl Into<String>,
+        runs: u32,
+        last_tick_ms: Option<u64>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            spec: spec.into(),
+            runs,
+            last_tick_ms,
+        }
+    }
+}

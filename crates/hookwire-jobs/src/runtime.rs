@@ -21,6 +21,7 @@ use crate::model::{
 };
 use crate::queue::QueueHandle;
 use crate::repeat::Repeat;
+use crate::schedule::{Schedule, ScheduleInfo};
 
 /// Runtime-wide defaults for what a [`JobDef`] or a dispatch leaves unset.
 ///
@@ -76,6 +77,7 @@ pub struct JobsBuilder {
     defaults: Defaults,
     listeners: Vec<Listener>,
     repeats: Vec<Repeat>,
+    schedules: Vec<Schedule>,
 }
 
 impl fmt::Debug for JobsBuilder {
@@ -86,6 +88,7 @@ impl fmt::Debug for JobsBuilder {
             .field("defaults", &self.defaults)
             .field("listeners", &self.listeners.len())
             .field("repeats", &self.repeats)
+            .field("schedules", &self.schedules)
             .finish()
     }
 }
@@ -117,6 +120,15 @@ impl JobsBuilder {
     #[must_use]
     pub fn repeat(mut self, r: Repeat) -> Self {
         self.repeats.push(r);
+        self
+    }
+
+    /// Enqueues a job at every tick of `s` from this runtime (see [`Schedule`]); several
+    /// runtimes may declare the same schedule: each tick is still enqueued once. Starting stores
+    /// the schedule, so a removed schedule comes back with the next runtime that declares it.
+    #[must_use]
+    pub fn schedule(mut self, s: Schedule) -> Self {
+        self.schedules.push(s);
         self
     }
 
@@ -170,6 +182,16 @@ impl JobsBuilder {
         for r in self.repeats {
             let rx = jobs.inner.shutdown.subscribe();
             handles.push(tokio::spawn(crate::repeat::run(jobs.clone(), r, rx)));
+        }
+        for s in self.schedules {
+            let rx = jobs.inner.shutdown.subscribe();
+            let backend = jobs.inner.backend.clone();
+            handles.push(tokio::spawn(crate::schedule::run(
+                jobs.clone(),
+                backend,
+                s,
+                rx,
+            )));
         }
         *jobs
             .inner
@@ -278,6 +300,7 @@ impl Jobs {
             defaults: Defaults::default(),
             listeners: Vec::new(),
             repeats: Vec::new(),
+            schedules: Vec::new(),
         }
     }
 
@@ -287,10 +310,30 @@ impl Jobs {
     }
 
     fn new_job(&self, data: String, opts: &DispatchOptions) -> NewJob {
+        self.new_job_raw(data).with_options(opts)
+    }
+
+    /// A job with the runtime's retention defaults.
+    pub(crate) fn new_job_raw(&self, data: String) -> NewJob {
         let mut j = NewJob::new(data);
         j.remove_on_complete = self.inner.defaults.remove_on_complete;
         j.remove_on_fail = self.inner.defaults.remove_on_fail;
-        j.with_options(opts)
+        j
+    }
+
+    /// The schedules stored for job `name` (declared by any runtime on this backend).
+    pub async fn schedules(&self, name: &str) -> Result<Vec<ScheduleInfo>, JobsError> {
+        validate_queue_name(name)?;
+        let stored = self.inner.backend.schedules(name).await?;
+        stored.into_iter().map(ScheduleInfo::from_stored).collect()
+    }
+
+    /// Deletes schedule `id` of job `name` with its run count: runtimes declaring it stop at
+    /// their next tick. Returns whether it existed. A runtime that declares it and starts later
+    /// stores it again (fresh count).
+    pub async fn remove_schedule(&self, name: &str, id: &str) -> Result<bool, JobsError> {
+        validate_queue_name(name)?;
+        self.inner.backend.remove_schedule(name, id).await
     }
 
     fn check_open(&self) -> Result<(), JobsError> {
