@@ -21,3 +21,4 @@ mod cluster;
 mod fault;
 mod idle;
 mod pause;
+mod schedule;
