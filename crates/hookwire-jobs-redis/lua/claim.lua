@@ -108,8 +108,10 @@ if #due > 0 then
   if #wait > 0 then redis.call('ZADD', K_WAIT, unpack(wait)) end
 end
 
--- 3. the global rate limit: a fixed window opened by its first start
+-- 3. the global rate limit: a fixed window opened by its first start (a paused queue leases
+--    nothing, so it starts nothing either)
 local n = max
+if n > 0 and paused() then n = 0 end
 local limited = -1
 if rate_max > 0 and n > 0 then
   local used = tonumber(redis.call('GET', K_LIMIT) or '0')

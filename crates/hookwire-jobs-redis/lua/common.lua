@@ -1,11 +1,14 @@
 -- Shared by every script (prepended at build time). KEYS, in this order, all under one hash
 -- tag `{queue}`: 1 seq, 2 wait, 3 delayed, 4 active, 5 lease, 6 data, 7 meta, 8 att, 9 stall,
--- 10 err, 11 res, 12 fin, 13 completed, 14 failed, 15 dead, 16 mark, 17 limit, 18 prog.
+-- 10 err, 11 res, 12 fin, 13 completed, 14 failed, 15 dead, 16 mark, 17 limit, 18 prog,
+-- 19 paused (exists while the queue is paused), 20 sched (schedule id → spec), 21 schedlast
+-- (id → last enqueued tick ms), 22 schedruns (id → ticks enqueued).
 -- meta value: "priority|seq|created_ms|remove_on_complete|remove_on_fail".
 local K_SEQ, K_WAIT, K_DELAYED, K_ACTIVE, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_DATA, K_META, K_ATT, K_STALL, K_ERR = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local K_RES, K_FIN, K_COMPLETED, K_FAILED, K_DEAD = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local K_MARK, K_LIMIT, K_PROG = KEYS[16], KEYS[17], KEYS[18]
+local K_MARK, K_LIMIT, K_PROG, K_PAUSED = KEYS[16], KEYS[17], KEYS[18], KEYS[19]
+local K_SCHED, K_SCHED_LAST, K_SCHED_RUNS = KEYS[20], KEYS[21], KEYS[22]
 
 local SEQ_SPAN = 8589934592 -- 2^33: score = priority * 2^33 + seq, exact in a double
 
@@ -29,7 +32,14 @@ local function wait_score(m)
   return int(p * SEQ_SPAN + (s % SEQ_SPAN))
 end
 
+local function paused()
+  return redis.call('EXISTS', K_PAUSED) == 1
+end
+
+-- Wakes one blocked worker. Not while paused: a woken worker would claim nothing and hand the
+-- wake-up on, forever; resuming wakes them instead.
 local function mark()
+  if paused() then return end
   if redis.call('LLEN', K_MARK) == 0 then
     redis.call('RPUSH', K_MARK, '1')
   end

@@ -1,15 +1,23 @@
--- ARGV: max_stalled, dead_letter (1/0). Returns { requeued ids, failed ids }.
+-- ARGV: max_stalled, dead_letter (1/0). Returns { requeued ids, failed ids, jobs } where jobs is
+-- flat (id, data, attempts, stalled, created) for every recovered job, read before retention can
+-- remove a failed job's record.
 local now = now_ms()
 local max_stalled, dead = tonumber(ARGV[1]), ARGV[2] == '1'
 local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', int(now), 'LIMIT', 0, 1000)
-local requeued, failed = {}, {}
-if #expired == 0 then return { requeued, failed } end
+local requeued, failed, jobs = {}, {}, {}
+if #expired == 0 then return { requeued, failed, jobs } end
 redis.call('ZREM', K_ACTIVE, unpack(expired))
 redis.call('HDEL', K_LEASE, unpack(expired))
 for _, id in ipairs(expired) do
   local m = redis.call('HGET', K_META, id)
   if m then
     local stalled = redis.call('HINCRBY', K_STALL, id, 1)
+    local _, _, created = parse_meta(m)
+    jobs[#jobs + 1] = id
+    jobs[#jobs + 1] = redis.call('HGET', K_DATA, id) or 'null'
+    jobs[#jobs + 1] = tonumber(redis.call('HGET', K_ATT, id) or '0')
+    jobs[#jobs + 1] = stalled
+    jobs[#jobs + 1] = created
     if stalled > max_stalled then
       redis.call('HSET', K_ERR, id, 'job stalled more than ' .. max_stalled .. ' times')
       redis.call('HSET', K_FIN, id, int(now))
@@ -27,4 +35,4 @@ for _, id in ipairs(expired) do
   end
 end
 if #requeued > 0 then mark() end
-return { requeued, failed }
+return { requeued, failed, jobs }

@@ -7,12 +7,13 @@ use std::time::Duration;
 use hookwire_core::BoxFuture;
 use hookwire_jobs::{
     Added, ClaimRequest, Claimed, Counts, JobBackend, JobRecord, JobState, JobsError, LeasedJob,
-    MAX_BULK, MAX_CLAIM, NewJob, Outcome, Recovered, validate_queue_name,
+    MAX_BULK, MAX_CLAIM, MAX_CLEAN, NewJob, Outcome, Recovered, StoredSchedule, TickOutcome,
+    validate_clean_state, validate_queue_name,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Value};
 
-use crate::keys::{MARK, keys};
+use crate::keys::{MARK, PAUSED, keys};
 use crate::scripts;
 use crate::value::{array, bad, int, opt_string, string, strings, u32_of, u64_of};
 
@@ -66,6 +67,8 @@ fn backend_err(e: redis::RedisError) -> JobsError {
 
 /// Timeouts for command connections: long enough for a 1000-job script on a busy server.
 pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Jobs one drain script call deletes; a drain repeats calls until a short batch.
+const DRAIN_BATCH: u64 = 1000;
 /// The longest blocking wait; the response timeout of blocking connections is above it.
 pub(crate) const BLOCK_MAX: Duration = Duration::from_secs(5);
 
@@ -177,6 +180,25 @@ fn ms(d: Duration) -> u64 {
 fn duration_of(v: &Value) -> Result<Option<Duration>, JobsError> {
     let n = int(v)?;
     Ok(u64::try_from(n).ok().map(Duration::from_millis))
+}
+
+/// Jobs sent by a script as a flat array: id, data, attempts, stalled, created per job.
+fn leased_jobs(v: Value) -> Result<Vec<LeasedJob>, JobsError> {
+    array(v)?
+        .chunks(5)
+        .map(|j| {
+            let [id, data, att, stall, created] = j else {
+                return Err(bad("job fields"));
+            };
+            Ok(LeasedJob::new(
+                string(id)?,
+                string(data)?,
+                u32_of(att)?,
+                u32_of(stall)?,
+                u64_of(created)?,
+            ))
+        })
+        .collect()
 }
 
 fn record(id: &str, v: Value) -> Result<Option<JobRecord>, JobsError> {
@@ -313,18 +335,7 @@ where
             let [jobs, stale, next_due, limited] =
                 <[Value; 4]>::try_from(out).map_err(|_| bad("claim reply"))?;
             let mut c = Claimed::default();
-            for j in array(jobs)?.chunks(5) {
-                let [id, data, att, stall, created] = j else {
-                    return Err(bad("claimed job"));
-                };
-                c.jobs.push(LeasedJob::new(
-                    string(id)?,
-                    string(data)?,
-                    u32_of(att)?,
-                    u32_of(stall)?,
-                    u64_of(created)?,
-                ));
-            }
+            c.jobs = leased_jobs(jobs)?;
             c.stale_acks = strings(stale)?;
             c.next_delayed_in = duration_of(&next_due)?;
             c.rate_limited_for = duration_of(&limited)?;
@@ -398,11 +409,12 @@ where
             let keys = self.keys(queue)?;
             let args = vec![arg(max_stalled), arg(u8::from(dead_letter))];
             let out = array(self.run(&scripts::RECOVER, &keys, args).await?)?;
-            let [requeued, failed] =
-                <[Value; 2]>::try_from(out).map_err(|_| bad("recover reply"))?;
+            let [requeued, failed, jobs] =
+                <[Value; 3]>::try_from(out).map_err(|_| bad("recover reply"))?;
             let mut r = Recovered::default();
             r.requeued = strings(requeued)?;
             r.failed = strings(failed)?;
+            r.jobs = leased_jobs(jobs)?;
             Ok(r)
         })
     }
@@ -452,6 +464,156 @@ where
             let args = ids.unwrap_or_default().iter().map(arg).collect();
             let n = int(&self.run(&scripts::REDRIVE, &keys, args).await?)?;
             Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            self.run(&scripts::PAUSE, &keys, vec![arg(u8::from(paused))])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn is_paused<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<bool, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let mut conn = self.conn.clone();
+            let v: Value = redis::cmd("EXISTS")
+                .arg(&keys[PAUSED])
+                .query_async(&mut conn)
+                .await
+                .map_err(backend_err)?;
+            Ok(int(&v)? == 1)
+        })
+    }
+
+    fn drain<'a>(&'a self, queue: &'a str, delayed: bool) -> BoxFuture<'a, Result<u64, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let mut total = 0;
+            loop {
+                let args = vec![arg(u8::from(delayed)), arg(DRAIN_BATCH)];
+                let n = u64_of(&self.run(&scripts::DRAIN, &keys, args).await?)?;
+                total += n;
+                if n < DRAIN_BATCH {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+
+    fn clean<'a>(
+        &'a self,
+        queue: &'a str,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            validate_clean_state(state)?;
+            let limit = limit.min(MAX_CLEAN);
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let args = vec![arg(state.as_str()), arg(ms(older_than)), arg(limit)];
+            strings(self.run(&scripts::CLEAN, &keys, args).await?)
+        })
+    }
+
+    fn save_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        spec: String,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            self.run(
+                &scripts::SCHEDULE_SAVE,
+                &keys,
+                vec![arg(id), spec.into_bytes()],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn schedules<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredSchedule>, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let out = array(self.run(&scripts::SCHEDULE_LIST, &keys, Vec::new()).await?)?;
+            out.chunks(4)
+                .map(|c| {
+                    let [id, spec, runs, last] = c else {
+                        return Err(bad("schedule fields"));
+                    };
+                    let last = u64::try_from(int(last)?).ok();
+                    Ok(StoredSchedule::new(
+                        string(id)?,
+                        string(spec)?,
+                        u32_of(runs)?,
+                        last,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn remove_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            let n = int(&self
+                .run(&scripts::SCHEDULE_REMOVE, &keys, vec![arg(id)])
+                .await?)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn enqueue_tick<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        tick_ms: u64,
+        limit: Option<u32>,
+        job: NewJob,
+    ) -> BoxFuture<'a, Result<TickOutcome, JobsError>> {
+        Box::pin(async move {
+            let keys = self.keys(queue)?;
+            job.validate()?;
+            let job_id = job
+                .id
+                .ok_or_else(|| JobsError::invalid("a tick job needs an id"))?;
+            let args = vec![
+                arg(id),
+                arg(tick_ms),
+                arg(limit.unwrap_or(0)),
+                job_id.into_bytes(),
+                job.data.into_bytes(),
+                arg(job.priority),
+                arg(job.remove_on_complete.encode()),
+                arg(job.remove_on_fail.encode()),
+            ];
+            match string(&self.run(&scripts::TICK, &keys, args).await?)?.as_str() {
+                "enqueued" => Ok(TickOutcome::Enqueued),
+                "done" => Ok(TickOutcome::AlreadyEnqueued),
+                "limit" => Ok(TickOutcome::LimitReached),
+                "removed" => Ok(TickOutcome::Removed),
+                _ => Err(bad("tick reply")),
+            }
         })
     }
 }

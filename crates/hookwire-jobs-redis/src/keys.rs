@@ -2,7 +2,7 @@
 //! Cluster slot and every script touches one slot only.
 
 /// Key suffixes in the order the scripts expect them as `KEYS[1..]` (see `lua/common.lua`).
-const SUFFIXES: [&str; 18] = [
+const SUFFIXES: [&str; 22] = [
     "seq",
     "wait",
     "delayed",
@@ -21,10 +21,16 @@ const SUFFIXES: [&str; 18] = [
     "mark",
     "limit",
     "prog",
+    "paused",
+    "sched",
+    "schedlast",
+    "schedruns",
 ];
 
 /// Index of the wake-up marker list in [`keys`].
 pub(crate) const MARK: usize = 15;
+/// Index of the pause flag in [`keys`].
+pub(crate) const PAUSED: usize = 18;
 
 /// The keys of `queue` under `prefix`: `<prefix>{<queue>}:<suffix>`.
 ///
@@ -43,8 +49,9 @@ mod tests {
     #[test]
     fn every_key_carries_the_queue_hash_tag() {
         let k = keys("hw:", "send-email");
-        assert_eq!(k.len(), 18);
+        assert_eq!(k.len(), 22);
         assert!(k.iter().all(|k| k.starts_with("hw:{send-email}:")));
         assert_eq!(k[MARK], "hw:{send-email}:mark");
+        assert_eq!(k[PAUSED], "hw:{send-email}:paused");
     }
 }

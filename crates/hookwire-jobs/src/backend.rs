@@ -6,8 +6,20 @@ use std::time::Duration;
 
 use hookwire_core::BoxFuture;
 
-use crate::error::JobsError;
-use crate::model::{Added, ClaimRequest, Claimed, Counts, JobRecord, NewJob, Recovered};
+use crate::error::{ErrorKind, JobsError};
+use crate::model::{
+    Added, ClaimRequest, Claimed, Counts, JobRecord, JobState, NewJob, Recovered, StoredSchedule,
+    TickOutcome,
+};
+
+fn unsupported<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, Result<T, JobsError>> {
+    Box::pin(async move {
+        Err(JobsError::new(
+            ErrorKind::Unsupported,
+            format!("this backend does not implement {what}"),
+        ))
+    })
+}
 
 /// A job store with leases. Every method is one atomic state transition: a crash between two
 /// calls can delay a job, never lose or duplicate its record.
@@ -95,4 +107,97 @@ pub trait JobBackend: Send + Sync + fmt::Debug + 'static {
         queue: &'a str,
         ids: Option<Vec<String>>,
     ) -> BoxFuture<'a, Result<usize, JobsError>>;
+
+    /// Pauses (`true`) or resumes (`false`) a queue for every worker of every process: while
+    /// paused, [`JobBackend::claim`] still records acks and promotes due jobs but leases
+    /// nothing, and no wake-up is sent; resuming wakes the waiting workers. Idempotent.
+    ///
+    /// Provided so older third-party backends keep compiling; it fails with
+    /// [`ErrorKind::Unsupported`].
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        let _ = (queue, paused);
+        unsupported("pause")
+    }
+
+    /// Whether the queue is paused. Provided: fails with [`ErrorKind::Unsupported`].
+    fn is_paused<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let _ = queue;
+        unsupported("pause")
+    }
+
+    /// Deletes every waiting job (and every delayed one when `delayed`) with its record; leased
+    /// and finished jobs stay. Returns how many were deleted. Provided: fails with
+    /// [`ErrorKind::Unsupported`].
+    fn drain<'a>(&'a self, queue: &'a str, delayed: bool) -> BoxFuture<'a, Result<u64, JobsError>> {
+        let _ = (queue, delayed);
+        unsupported("drain")
+    }
+
+    /// Deletes up to `limit` (at most [`crate::MAX_CLEAN`]) jobs in `state` — completed, failed
+    /// or dead — that finished more than `older_than` ago, oldest first, with their records;
+    /// returns their ids. Other states are refused with [`ErrorKind::Invalid`]. Provided: fails
+    /// with [`ErrorKind::Unsupported`].
+    fn clean<'a>(
+        &'a self,
+        queue: &'a str,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
+        let _ = (queue, state, older_than, limit);
+        unsupported("clean")
+    }
+
+    /// Stores (or replaces) the description `spec` of schedule `id` of job `queue`, keeping its
+    /// run count and last tick. Provided: fails with [`ErrorKind::Unsupported`].
+    fn save_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        spec: String,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        let _ = (queue, id, spec);
+        unsupported("schedules")
+    }
+
+    /// The schedules stored for job `queue`. Provided: fails with [`ErrorKind::Unsupported`].
+    fn schedules<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredSchedule>, JobsError>> {
+        let _ = queue;
+        unsupported("schedules")
+    }
+
+    /// Deletes schedule `id` of job `queue` with its run count; returns whether it existed.
+    /// Provided: fails with [`ErrorKind::Unsupported`].
+    fn remove_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let _ = (queue, id);
+        unsupported("schedules")
+    }
+
+    /// In one atomic step: if schedule `id` is stored, `tick_ms` is later than its last tick
+    /// and its run count is below `limit`, records the tick, counts a run and stores `job`
+    /// (runnable now; an existing job id is not stored again). Many runtimes may call this for
+    /// the same tick: exactly one gets [`TickOutcome::Enqueued`]. Provided: fails with
+    /// [`ErrorKind::Unsupported`].
+    fn enqueue_tick<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        tick_ms: u64,
+        limit: Option<u32>,
+        job: NewJob,
+    ) -> BoxFuture<'a, Result<TickOutcome, JobsError>> {
+        let _ = (queue, id, tick_ms, limit, job);
+        unsupported("schedules")
+    }
 }

@@ -15,7 +15,7 @@ use hookwire_core::{Backoff, NonRetryableError, QueuedTask, TaskQueue};
 
 use crate::{
     Ack, ClaimRequest, Defaults, DispatchOptions, ErrorKind, EventKind, JobBackend, JobDef,
-    JobMeta, JobState, Jobs, MAX_PAYLOAD, NewJob, Outcome, Repeat, Retention,
+    JobMeta, JobState, Jobs, MAX_PAYLOAD, NewJob, Outcome, Repeat, Retention, Schedule,
 };
 
 /// A shared backend handle as the suite takes it.
@@ -42,7 +42,12 @@ macro_rules! jobs_conformance {
             raw_json_and_bad_input, many_due_at_once, no_duplicates_under_load,
             task_queue_deduplicates, counts_per_state, panicking_handler_is_retried,
             stats_handler_requires_the_token, progress_is_stored_and_emitted,
-            repeat_runs_each_slot_once
+            repeat_runs_each_slot_once, stall_limit_failure_emits_failed_event,
+            pause_holds_for_every_worker_until_resumed,
+            drain_deletes_waiting_and_optionally_delayed_jobs,
+            clean_deletes_old_finished_jobs_by_state, custom_dead_letter_queue_name,
+            stalled_event_is_emitted_once_per_recovery,
+            schedule_enqueues_each_tick_once_across_runtimes, schedules_are_listed_and_removed
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -445,12 +450,12 @@ pub async fn timeout_drops_the_future(b: Backend) {
     jobs.shutdown().await;
 }
 
-/// The DLQ keeps data, error, attempts and timestamps; re-drive runs the job again.
-pub async fn dead_letter_contents_and_redrive(b: Backend) {
-    let q = queue();
+/// A job that fails with `downstream 503` until the returned flag is set, then returns its
+/// payload.
+fn failing_until_healed(q: &str) -> (JobDef, Arc<AtomicUsize>) {
     let heal = Arc::new(AtomicUsize::new(0));
     let h = heal.clone();
-    let def = JobDef::new(&q, move |v: serde_json::Value, _| {
+    let def = JobDef::new(q, move |v: serde_json::Value, _| {
         let ok = h.load(Ordering::SeqCst) > 0;
         async move {
             if ok {
@@ -459,9 +464,15 @@ pub async fn dead_letter_contents_and_redrive(b: Backend) {
                 Err(std::io::Error::other("downstream 503"))
             }
         }
-    })
-    .retries(1)
-    .dead_letter_queue();
+    });
+    (def, heal)
+}
+
+/// The DLQ keeps data, error, attempts and timestamps; re-drive runs the job again.
+pub async fn dead_letter_contents_and_redrive(b: Backend) {
+    let q = queue();
+    let (def, heal) = failing_until_healed(&q);
+    let def = def.retries(1).dead_letter_queue();
     let jobs = start(&b, def).await;
     let id = jobs
         .dispatch(&q, &serde_json::json!({"order": 7}), DispatchOptions::new())
@@ -1252,4 +1263,490 @@ pub async fn repeat_runs_each_slot_once(b: Backend) {
         .await
         .expect_err("rate 0");
     assert_eq!(err.kind(), ErrorKind::Invalid);
+}
+
+/// Issue 14: a job failed by the stall limit emits its `failed` event (with data, the stall
+/// error and the dead-letter flag), like a job failed by its handler.
+pub async fn stall_limit_failure_emits_failed_event(b: Backend) {
+    let q = queue();
+    b.add(
+        &q,
+        vec![NewJob::new(r#"{"n":5}"#).with_options(&DispatchOptions::new().job_id("gone"))],
+    )
+    .await
+    .expect("add");
+    b.claim(
+        &q,
+        ClaimRequest::new("vanished", vec![], 1, Duration::from_millis(100)),
+    )
+    .await
+    .expect("claim");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let runs = Runs::default();
+    let jobs = Jobs::builder_shared(b.clone())
+        .defaults(quick_defaults())
+        .job(
+            counting(&q, &runs)
+                .max_stalled(0)
+                .lease(Duration::from_millis(100))
+                .dead_letter_queue(),
+        )
+        .on_event(move |e| {
+            let _ = tx.send(e.clone());
+        })
+        .start()
+        .await
+        .expect("start");
+    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a failed event within 5 s")
+        .expect("event");
+    assert_eq!(e.id, "gone");
+    assert_eq!(e.data, r#"{"n":5}"#);
+    assert_eq!(e.to_event().name, format!("job.{q}.failed"));
+    assert_eq!(
+        e.kind,
+        EventKind::Failed {
+            error: "job stalled more than 0 times".into(),
+            dead_lettered: true
+        }
+    );
+    assert_eq!(state(&b, &q, "gone").await, Some(JobState::Dead));
+    assert_eq!(
+        runs.distinct(),
+        0,
+        "a job failed by the stall limit never runs"
+    );
+    jobs.shutdown().await;
+}
+
+/// A paused queue hands no job to any worker (several runtimes, several safety-net claims, a
+/// delayed job coming due); a running job still finishes and is recorded; resuming runs the
+/// backlog once.
+pub async fn pause_holds_for_every_worker_until_resumed(b: Backend) {
+    let q = queue();
+    let runs = Runs::default();
+    let mk = || {
+        let r = runs.clone();
+        JobDef::new(&q, move |ms: u64, m: JobMeta| {
+            r.hit(&m.id);
+            async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, std::io::Error>(())
+            }
+        })
+        .concurrency(4)
+        // A stalled check, and with it a safety-net claim, every 100 ms on each runtime.
+        .lease(Duration::from_millis(200))
+    };
+    let one = start(&b, mk()).await;
+    let two = start(&b, mk()).await;
+    let running = one
+        .dispatch(&q, &400u64, DispatchOptions::new())
+        .await
+        .expect("dispatch")
+        .id;
+    eventually(Duration::from_secs(5), "job running", || async {
+        runs.distinct() == 1
+    })
+    .await;
+    let handle = one.queue(&q).expect("queue");
+    assert!(!handle.is_paused().await.expect("is_paused"));
+    handle.pause().await.expect("pause");
+    handle.pause().await.expect("pause is idempotent");
+    assert!(
+        two.queue(&q)
+            .expect("queue")
+            .is_paused()
+            .await
+            .expect("is_paused"),
+        "the pause is visible to every runtime"
+    );
+    for i in 0..10u64 {
+        two.dispatch(&q, &i, DispatchOptions::new())
+            .await
+            .expect("dispatch");
+    }
+    one.dispatch(
+        &q,
+        &0u64,
+        DispatchOptions::new().delay(Duration::from_millis(100)),
+    )
+    .await
+    .expect("dispatch");
+    eventually(
+        Duration::from_secs(5),
+        "the running job finished while paused",
+        || async { state(&b, &q, &running).await == Some(JobState::Completed) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(runs.distinct(), 1, "a paused queue handed out a job");
+    let c = b.counts(&q).await.expect("counts");
+    assert_eq!((c.waiting, c.active, c.completed), (11, 0, 1));
+    handle.resume().await.expect("resume");
+    assert!(!handle.is_paused().await.expect("is_paused"));
+    eventually(Duration::from_secs(5), "backlog completed", || async {
+        b.counts(&q).await.expect("counts").completed == 12
+    })
+    .await;
+    assert_eq!(runs.distinct(), 12);
+    assert_eq!(runs.duplicates(), 0);
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+/// A drain deletes the waiting jobs (all of them, past one backend batch) and, when asked, the
+/// delayed ones, with their records; leased jobs stay.
+pub async fn drain_deletes_waiting_and_optionally_delayed_jobs(b: Backend) {
+    let q = queue();
+    let jobs = Jobs::builder_shared(b.clone())
+        .start()
+        .await
+        .expect("start");
+    let waiting: Vec<(String, DispatchOptions)> = (0..2500)
+        .map(|i| {
+            (
+                "1".to_owned(),
+                DispatchOptions::new().job_id(format!("w-{i}")),
+            )
+        })
+        .collect();
+    jobs.dispatch_bulk(&q, waiting).await.expect("bulk");
+    for i in 0..3 {
+        let o = DispatchOptions::new()
+            .job_id(format!("d-{i}"))
+            .delay(Duration::from_secs(60));
+        jobs.dispatch(&q, &i, o).await.expect("dispatch");
+    }
+    let c = b
+        .claim(
+            &q,
+            ClaimRequest::new("t", vec![], 1, Duration::from_secs(30)),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(c.jobs[0].id, "w-0");
+    let h = jobs.queue(&q).expect("queue");
+    assert_eq!(h.drain(false).await.expect("drain"), 2499);
+    let c = h.counts().await.expect("counts");
+    assert_eq!((c.waiting, c.delayed, c.active), (0, 3, 1));
+    assert!(
+        b.get(&q, "w-7").await.expect("get").is_none(),
+        "record kept"
+    );
+    let again = jobs
+        .dispatch(&q, &1, DispatchOptions::new().job_id("w-7"))
+        .await
+        .expect("dispatch");
+    assert!(again.created, "a drained job id is free again");
+    assert_eq!(h.drain(true).await.expect("drain"), 4);
+    let c = h.counts().await.expect("counts");
+    assert_eq!((c.waiting, c.delayed, c.active), (0, 0, 1));
+    assert_eq!(state(&b, &q, "w-0").await, Some(JobState::Active));
+    assert_eq!(h.drain(true).await.expect("drain"), 0);
+    jobs.shutdown().await;
+}
+
+/// Leases `id` and records `outcome` for it, straight on the backend.
+async fn finish(b: &Backend, q: &str, id: &str, outcome: Outcome) {
+    b.add(
+        q,
+        vec![NewJob::new("1").with_options(&DispatchOptions::new().job_id(id))],
+    )
+    .await
+    .expect("add");
+    let c = b
+        .claim(
+            q,
+            ClaimRequest::new("t", vec![], 1, Duration::from_secs(30)),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(c.jobs.len(), 1);
+    let c = b
+        .claim(
+            q,
+            ClaimRequest::new("t", vec![Ack::new(id, outcome)], 0, Duration::from_secs(30)),
+        )
+        .await
+        .expect("ack");
+    assert!(c.stale_acks.is_empty());
+}
+
+/// Clean deletes finished jobs of one state that finished longer ago than the age given, oldest
+/// first, up to the limit; unfinished states are refused.
+pub async fn clean_deletes_old_finished_jobs_by_state(b: Backend) {
+    let q = queue();
+    let done = || Outcome::Completed { result: "1".into() };
+    let failed = |dead_letter| Outcome::Failed {
+        error: "x".into(),
+        dead_letter,
+    };
+    finish(&b, &q, "c1", done()).await;
+    finish(&b, &q, "c2", done()).await;
+    finish(&b, &q, "f1", failed(false)).await;
+    finish(&b, &q, "x1", failed(true)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    finish(&b, &q, "c3", done()).await;
+    let jobs = Jobs::builder_shared(b.clone())
+        .start()
+        .await
+        .expect("start");
+    let h = jobs.queue(&q).expect("queue");
+    let age = Duration::from_millis(200);
+    let mut old = h
+        .clean(JobState::Completed, age, 1000)
+        .await
+        .expect("clean");
+    old.sort();
+    assert_eq!(old, ["c1", "c2"]);
+    assert!(b.get(&q, "c1").await.expect("get").is_none());
+    assert_eq!(state(&b, &q, "c3").await, Some(JobState::Completed));
+    assert_eq!(
+        h.clean(JobState::Completed, Duration::ZERO, 0)
+            .await
+            .expect("clean"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        h.clean(JobState::Completed, Duration::ZERO, 1)
+            .await
+            .expect("clean"),
+        ["c3"]
+    );
+    assert_eq!(
+        h.clean(JobState::Failed, age, 10).await.expect("clean"),
+        ["f1"]
+    );
+    assert_eq!(
+        h.clean(JobState::Dead, age, 10).await.expect("clean"),
+        ["x1"]
+    );
+    let c = h.counts().await.expect("counts");
+    assert_eq!((c.completed, c.failed, c.dead), (0, 0, 0));
+    for s in [JobState::Waiting, JobState::Delayed, JobState::Active] {
+        let e = h.clean(s, age, 10).await.expect_err("unfinished state");
+        assert_eq!(e.kind(), ErrorKind::Invalid);
+    }
+    jobs.shutdown().await;
+}
+
+/// A custom dead-letter queue name lists and re-drives the job's DLQ; bad, clashing or shared
+/// names are refused by `start`.
+pub async fn custom_dead_letter_queue_name(b: Backend) {
+    let q = queue();
+    let dlq = format!("{q}-dead");
+    let (def, heal) = failing_until_healed(&q);
+    let def = def.retries(0).dead_letter_queue_named(&dlq);
+    assert_eq!(def.dead_letter_queue_name(), Some(dlq.as_str()));
+    let jobs = start(&b, def.clone()).await;
+    let id = jobs
+        .dispatch(&q, &7u32, DispatchOptions::new())
+        .await
+        .expect("dispatch")
+        .id;
+    eventually(Duration::from_secs(5), "dead-lettered", || async {
+        b.counts(&q).await.expect("counts").dead == 1
+    })
+    .await;
+    let by_dlq = jobs.dead_letters(&dlq, 0, 10).await.expect("list");
+    assert_eq!(by_dlq.len(), 1);
+    assert_eq!(by_dlq[0].id, id);
+    assert_eq!(by_dlq, jobs.dead_letters(&q, 0, 10).await.expect("list"));
+    heal.store(1, Ordering::SeqCst);
+    assert_eq!(jobs.redrive(&dlq, None).await.expect("redrive"), 1);
+    eventually(Duration::from_secs(5), "re-driven job done", || async {
+        state(&b, &q, &id).await == Some(JobState::Completed)
+    })
+    .await;
+    jobs.shutdown().await;
+
+    let other = JobDef::new(format!("{q}-other"), |_: u32, _| async {
+        Ok::<_, std::io::Error>(())
+    });
+    let refused = [
+        vec![def.clone().dead_letter_queue_named("has space")],
+        vec![
+            def.clone().dead_letter_queue_named(other.name()),
+            other.clone(),
+        ],
+        vec![def.clone(), other.clone().dead_letter_queue_named(&dlq)],
+    ];
+    for defs in refused {
+        let mut builder = Jobs::builder_shared(b.clone());
+        for d in defs {
+            builder = builder.job(d);
+        }
+        let e = builder.start().await.expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    }
+}
+
+/// A job recovered from a vanished worker emits one `stalled` event (from whichever runtime's
+/// check recovered it), then runs once and completes.
+pub async fn stalled_event_is_emitted_once_per_recovery(b: Backend) {
+    let q = queue();
+    b.add(
+        &q,
+        vec![NewJob::new("3").with_options(&DispatchOptions::new().job_id("st"))],
+    )
+    .await
+    .expect("add");
+    b.claim(
+        &q,
+        ClaimRequest::new("vanished", vec![], 1, Duration::from_millis(100)),
+    )
+    .await
+    .expect("claim");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let runs = Runs::default();
+    let mut runtimes = Vec::new();
+    for _ in 0..2 {
+        let ev = events.clone();
+        let jobs = Jobs::builder_shared(b.clone())
+            .defaults(quick_defaults())
+            .job(counting(&q, &runs).lease(Duration::from_millis(100)))
+            .on_event(move |e| ev.lock().expect("lock").push(e.clone()))
+            .start()
+            .await
+            .expect("start");
+        runtimes.push(jobs);
+    }
+    eventually(
+        Duration::from_secs(5),
+        "recovered job completed",
+        || async { state(&b, &q, "st").await == Some(JobState::Completed) },
+    )
+    .await;
+    // Several more stalled checks on both runtimes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kinds: Vec<EventKind> = events
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|e| e.id == "st")
+        .map(|e| e.kind.clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Stalled { stalled: 1 },
+            EventKind::Completed {
+                result: "null".into()
+            }
+        ]
+    );
+    let e = events.lock().expect("lock")[0].clone();
+    assert_eq!((e.data.as_str(), e.attempts_made), ("3", 0));
+    assert_eq!(e.to_event().name, format!("job.{q}.stalled"));
+    assert_eq!(runs.duplicates(), 0);
+    for j in runtimes {
+        j.shutdown().await;
+    }
+}
+
+fn every_second(q: &str) -> crate::ScheduleBuilder {
+    Schedule::builder("every-second", q, "* * * * * *")
+        .timezone("UTC")
+        .data(&7)
+}
+
+/// Two runtimes declaring one schedule: each tick is enqueued once (the stored run count equals
+/// the jobs run), tick job ids carry the tick, and the run limit holds across both.
+pub async fn schedule_enqueues_each_tick_once_across_runtimes(b: Backend) {
+    let q = queue();
+    let runs = Runs::default();
+    let mut runtimes = Vec::new();
+    for _ in 0..2 {
+        let s = every_second(&q).limit(3).build().expect("schedule");
+        let jobs = Jobs::builder_shared(b.clone())
+            .defaults(quick_defaults())
+            .job(counting(&q, &runs))
+            .schedule(s)
+            .start()
+            .await
+            .expect("start");
+        runtimes.push(jobs);
+    }
+    eventually(Duration::from_secs(8), "three ticks run", || async {
+        b.counts(&q).await.expect("counts").completed == 3
+    })
+    .await;
+    // Two more ticks pass: the limit stops both runtimes.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let c = b.counts(&q).await.expect("counts");
+    assert_eq!((c.completed, c.waiting, c.active), (3, 0, 0));
+    assert_eq!(runs.distinct(), 3);
+    assert_eq!(runs.duplicates(), 0);
+    let listed = runtimes[0].schedules(&q).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].runs, 3, "a tick was enqueued by both runtimes");
+    let last = listed[0].last_tick_ms.expect("last tick");
+    assert_eq!(last % 1000, 0, "ticks fall on whole seconds");
+    let rec = b
+        .get(&q, &format!("sched:every-second:{last}"))
+        .await
+        .expect("get")
+        .expect("the last tick's job");
+    assert_eq!((rec.state, rec.data.as_str()), (JobState::Completed, "7"));
+    for j in runtimes {
+        j.shutdown().await;
+    }
+}
+
+/// Schedules are listed with their options and count; removing one stops every runtime
+/// declaring it.
+pub async fn schedules_are_listed_and_removed(b: Backend) {
+    let q = queue();
+    let runs = Runs::default();
+    let s = every_second(&q).build().expect("schedule");
+    let jobs = start_with(&b, counting(&q, &runs), s).await;
+    eventually(Duration::from_secs(5), "a tick ran", || async {
+        runs.distinct() >= 1
+    })
+    .await;
+    let listed = jobs.schedules(&q).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    let info = &listed[0];
+    assert_eq!(
+        (info.id.as_str(), info.cron.as_str(), info.timezone.as_str()),
+        ("every-second", "* * * * * *", "UTC")
+    );
+    assert_eq!(
+        (info.limit, info.start_at_ms, info.end_at_ms),
+        (None, None, None)
+    );
+    assert!(info.runs >= 1);
+    assert!(
+        jobs.remove_schedule(&q, "every-second")
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !jobs
+            .remove_schedule(&q, "every-second")
+            .await
+            .expect("remove")
+    );
+    assert!(jobs.schedules(&q).await.expect("list").is_empty());
+    let total = |c: crate::Counts| c.completed + c.waiting + c.active + c.delayed;
+    let before = total(b.counts(&q).await.expect("counts"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        total(b.counts(&q).await.expect("counts")),
+        before,
+        "a removed schedule enqueued a tick"
+    );
+    jobs.shutdown().await;
+}
+
+async fn start_with(b: &Backend, def: JobDef, s: Schedule) -> Jobs {
+    Jobs::builder_shared(b.clone())
+        .defaults(quick_defaults())
+        .job(def)
+        .schedule(s)
+        .start()
+        .await
+        .expect("start")
 }

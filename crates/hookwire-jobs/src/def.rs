@@ -109,6 +109,7 @@ pub struct JobDef {
     pub(crate) concurrency: usize,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) dead_letter: bool,
+    pub(crate) dead_letter_name: Option<String>,
     pub(crate) lease: Option<Duration>,
     pub(crate) max_stalled: Option<u32>,
     pub(crate) batch: usize,
@@ -123,6 +124,7 @@ impl fmt::Debug for JobDef {
             .field("concurrency", &self.concurrency)
             .field("rate_limit", &self.rate_limit)
             .field("dead_letter", &self.dead_letter)
+            .field("dead_letter_name", &self.dead_letter_name)
             .finish_non_exhaustive()
     }
 }
@@ -182,6 +184,7 @@ impl JobDef {
             concurrency: 1,
             rate_limit: None,
             dead_letter: false,
+            dead_letter_name: None,
             lease: None,
             max_stalled: None,
             batch: 50,
@@ -257,6 +260,31 @@ impl JobDef {
     pub fn dead_letter_queue(mut self) -> Self {
         self.dead_letter = true;
         self
+    }
+    /// Like [`JobDef::dead_letter_queue`], under a name of its own (e.g. `send-email-dead`):
+    /// [`crate::Jobs::dead_letters`] and [`crate::Jobs::redrive`] accept it as well as the
+    /// job's name. The entries stay with the job's queue (one atomic move, one Redis Cluster
+    /// slot), so the name addresses one job's DLQ; two jobs cannot share it.
+    ///
+    /// The name follows the queue-name rules and may not be a registered job name;
+    /// [`crate::JobsBuilder::start`] reports a bad or duplicate name.
+    ///
+    /// ```
+    /// let def = hookwire_jobs::JobDef::new("send-email", |_: String, _| async {
+    ///     Ok::<_, std::io::Error>(())
+    /// })
+    /// .dead_letter_queue_named("send-email-dead");
+    /// assert_eq!(def.dead_letter_queue_name(), Some("send-email-dead"));
+    /// ```
+    #[must_use]
+    pub fn dead_letter_queue_named(mut self, name: impl Into<String>) -> Self {
+        self.dead_letter = true;
+        self.dead_letter_name = Some(name.into());
+        self
+    }
+    /// The dead-letter queue's own name, when one was given.
+    pub fn dead_letter_queue_name(&self) -> Option<&str> {
+        self.dead_letter_name.as_deref()
     }
     /// Lease length: a worker silent for this long is presumed dead and its jobs recovered.
     /// Renewed every third of it while the job runs.

@@ -17,6 +17,9 @@ pub enum ErrorKind {
     UnknownJob,
     /// The runtime is shutting down or already stopped.
     Shutdown,
+    /// The backend does not implement this operation (a third-party backend written before it
+    /// existed).
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -32,6 +35,7 @@ impl ErrorKind {
             Self::Serialize => "serialize",
             Self::UnknownJob => "unknown_job",
             Self::Shutdown => "shutdown",
+            Self::Unsupported => "unsupported",
         }
     }
 }

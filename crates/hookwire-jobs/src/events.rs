@@ -24,6 +24,12 @@ pub enum EventKind {
         /// The reported progress (raw JSON).
         progress: String,
     },
+    /// The job's worker stopped renewing its lease (died, or stalled longer than the lease)
+    /// and the stalled check put the job back to waiting; it will run again.
+    Stalled {
+        /// Times the job has been recovered so far, this one included.
+        stalled: u32,
+    },
     /// The job failed for good (retries exhausted, non-retryable error, or too many stalls).
     Failed {
         /// The last error.
@@ -43,7 +49,8 @@ pub struct JobEvent {
     pub id: String,
     /// The payload (raw JSON).
     pub data: String,
-    /// Attempts made, including this one.
+    /// Attempts made, including this one (for a job failed by the stall limit: the finished
+    /// attempts, as in its record; a stalled run is not counted).
     pub attempts_made: u32,
     /// What happened.
     #[serde(flatten)]
@@ -51,18 +58,20 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
-    /// `job.<name>.completed`, `job.<name>.progress` or `job.<name>.failed`.
+    /// `job.<name>.completed`, `job.<name>.progress`, `job.<name>.stalled` or
+    /// `job.<name>.failed`.
     pub fn event_name(&self) -> String {
         let k = match self.kind {
             EventKind::Completed { .. } => "completed",
             EventKind::Progress { .. } => "progress",
+            EventKind::Stalled { .. } => "stalled",
             EventKind::Failed { .. } => "failed",
         };
         format!("job.{}.{k}", self.name)
     }
 
     /// As a core [`hookwire_core::Event`] (for the sender, SSE or WebSocket bus); the payload is
-    /// `{ id, data, attempts_made, result | progress | error, dead_lettered }`.
+    /// `{ id, data, attempts_made, result | progress | stalled | error, dead_lettered }`.
     pub fn to_event(&self) -> hookwire_core::Event {
         let raw = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
         let mut v = serde_json::json!({
@@ -73,6 +82,7 @@ impl JobEvent {
         match &self.kind {
             EventKind::Completed { result } => v["result"] = raw(result),
             EventKind::Progress { progress } => v["progress"] = raw(progress),
+            EventKind::Stalled { stalled } => v["stalled"] = serde_json::Value::from(*stalled),
             EventKind::Failed {
                 error,
                 dead_lettered,

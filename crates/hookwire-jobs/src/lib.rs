@@ -48,6 +48,10 @@
 //! - **Stats** per name ([`Jobs::stats`]), also as a token-protected JSON handler
 //!   ([`StatsHandler`]); **events** ([`JobEvent`]) via [`JobsBuilder::on_event`] or
 //!   [`Jobs::subscribe`].
+//! - **Queues** as a whole: [`Jobs::queue`] gives a [`QueueHandle`] to pause and resume a
+//!   queue for every worker of every process, drain its backlog and clean old finished jobs.
+//! - **Schedules**: [`Schedule`] enqueues a job at every tick of a cron expression (5 or 6
+//!   fields) in an explicit time zone, daylight-saving safe, once per tick across runtimes.
 //! - [`Jobs`] implements [`hookwire_core::TaskQueue`] for the sender's durable mode.
 //!
 //! # Features
@@ -65,8 +69,10 @@ mod error;
 mod events;
 mod memory;
 mod model;
+mod queue;
 mod repeat;
 mod runtime;
+mod schedule;
 
 pub use backend::JobBackend;
 pub use def::{Job, JobDef, JobMeta};
@@ -75,9 +81,11 @@ pub use events::{EventKind, JobEvent, StatsHandler};
 pub use memory::MemoryBackend;
 pub use model::{
     Ack, Added, ClaimRequest, Claimed, Counts, DEFAULT_PRIORITY, DispatchOptions, JobRecord,
-    JobState, LeasedJob, MAX_BULK, MAX_CLAIM, MAX_ERROR_TEXT, MAX_JOB_ID, MAX_PAYLOAD,
+    JobState, LeasedJob, MAX_BULK, MAX_CLAIM, MAX_CLEAN, MAX_ERROR_TEXT, MAX_JOB_ID, MAX_PAYLOAD,
     MAX_PRIORITY, MAX_PROGRESS, MAX_QUEUE_NAME, NewJob, Outcome, RateLimit, Recovered, Retention,
-    validate_job_id, validate_queue_name,
+    StoredSchedule, TickOutcome, validate_clean_state, validate_job_id, validate_queue_name,
 };
+pub use queue::QueueHandle;
 pub use repeat::{MIN_REPEAT, Repeat};
 pub use runtime::{Defaults, Jobs, JobsBuilder, Progress};
+pub use schedule::{MAX_SCHEDULE_ID, Schedule, ScheduleBuilder, ScheduleInfo};

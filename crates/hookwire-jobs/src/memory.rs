@@ -11,7 +11,7 @@ use crate::backend::JobBackend;
 use crate::error::JobsError;
 use crate::model::{
     Ack, Added, ClaimRequest, Claimed, Counts, JobRecord, JobState, LeasedJob, MAX_BULK, MAX_CLAIM,
-    NewJob, Outcome, Recovered, Retention, clip_error, ms,
+    MAX_CLEAN, NewJob, Outcome, Recovered, Retention, StoredSchedule, TickOutcome, clip_error, ms,
 };
 
 /// In-process job storage with leases, delays, priorities, a rate limit, retention and a DLQ.
@@ -69,6 +69,10 @@ struct Queue {
     dead: BTreeSet<(u64, u64, String)>,
     /// Fixed-window limiter: (window start ms, jobs started in it).
     limiter: (u64, u32),
+    /// Paused: claims lease nothing and send no wake-up.
+    paused: bool,
+    /// Schedules: id → (spec, runs, last tick).
+    schedules: HashMap<String, (String, u32, Option<u64>)>,
     notify: Arc<Notify>,
 }
 
@@ -82,6 +86,14 @@ impl Queue {
             j.state = JobState::Waiting;
             j.due = None;
             self.wait.insert((j.priority, j.seq, id.to_owned()));
+            self.wake();
+        }
+    }
+
+    /// Wakes one waiting worker, unless the queue is paused (a woken worker would claim
+    /// nothing and pass the wake-up on, forever).
+    fn wake(&self) {
+        if !self.paused {
             self.notify.notify_one();
         }
     }
@@ -94,7 +106,7 @@ impl Queue {
             self.delayed.insert((due, j.seq, id.to_owned()));
             // A new earliest due time: wake a waiter so it recomputes its sleep.
             if earliest.is_none_or(|e| due < e) {
-                self.notify.notify_one();
+                self.wake();
             }
         }
     }
@@ -203,6 +215,42 @@ impl Queue {
         }
     }
 
+    /// Stores one validated job (not again when its id exists).
+    fn insert(&mut self, j: NewJob, now: u64) -> Added {
+        self.seq += 1;
+        let id = j.id.clone().unwrap_or_else(|| self.seq.to_string());
+        if self.jobs.contains_key(&id) {
+            return Added::new(id, false);
+        }
+        self.jobs.insert(
+            id.clone(),
+            Stored {
+                data: j.data,
+                priority: j.priority,
+                seq: self.seq,
+                created: now,
+                attempts: 0,
+                stalled: 0,
+                remove_on_complete: j.remove_on_complete,
+                remove_on_fail: j.remove_on_fail,
+                state: JobState::Waiting,
+                finished: None,
+                result: None,
+                error: None,
+                progress: None,
+                lease: None,
+                fin_key: None,
+                due: None,
+            },
+        );
+        if j.delay.is_zero() {
+            self.enqueue_wait(&id);
+        } else {
+            self.enqueue_delayed(&id, now.saturating_add(ms(j.delay)));
+        }
+        Added::new(id, true)
+    }
+
     fn record(&self, id: &str) -> Option<JobRecord> {
         let j = self.jobs.get(id)?;
         let mut r = JobRecord::new(id, j.state, j.data.clone());
@@ -279,43 +327,7 @@ impl MemoryBackend {
         }
         let now = now_ms();
         Ok(self.with_queue(queue, |q| {
-            let mut out = Vec::with_capacity(jobs.len());
-            for j in jobs {
-                q.seq += 1;
-                let id = j.id.clone().unwrap_or_else(|| q.seq.to_string());
-                if q.jobs.contains_key(&id) {
-                    out.push(Added::new(id, false));
-                    continue;
-                }
-                q.jobs.insert(
-                    id.clone(),
-                    Stored {
-                        data: j.data,
-                        priority: j.priority,
-                        seq: q.seq,
-                        created: now,
-                        attempts: 0,
-                        stalled: 0,
-                        remove_on_complete: j.remove_on_complete,
-                        remove_on_fail: j.remove_on_fail,
-                        state: JobState::Waiting,
-                        finished: None,
-                        result: None,
-                        error: None,
-                        progress: None,
-                        lease: None,
-                        fin_key: None,
-                        due: None,
-                    },
-                );
-                if j.delay.is_zero() {
-                    q.enqueue_wait(&id);
-                } else {
-                    q.enqueue_delayed(&id, now.saturating_add(ms(j.delay)));
-                }
-                out.push(Added::new(id, true));
-            }
-            out
+            jobs.into_iter().map(|j| q.insert(j, now)).collect()
         }))
     }
 
@@ -330,7 +342,7 @@ impl MemoryBackend {
                 }
             }
             q.promote(now);
-            let mut n = req.max.min(MAX_CLAIM);
+            let mut n = if q.paused { 0 } else { req.max.min(MAX_CLAIM) };
             if let Some(rl) = req.rate_limit {
                 // A window opens with its first start (as the Redis key is created by the first
                 // INCRBY), so an idle period never shortens the next window.
@@ -376,7 +388,7 @@ impl MemoryBackend {
             }
             // Work is left: wake another waiter (the chain that lets N workers share a burst).
             if !q.wait.is_empty() {
-                q.notify.notify_one();
+                q.wake();
             }
             out.next_delayed_in = q
                 .delayed
@@ -484,6 +496,13 @@ impl JobBackend for MemoryBackend {
                 };
                 j.lease = None;
                 j.stalled += 1;
+                out.jobs.push(LeasedJob::new(
+                    id.clone(),
+                    j.data.clone(),
+                    j.attempts,
+                    j.stalled,
+                    j.created,
+                ));
                 if j.stalled > max_stalled {
                     j.error = Some(format!("job stalled more than {max_stalled} times"));
                     let state = if dead_letter {
@@ -574,5 +593,145 @@ impl JobBackend for MemoryBackend {
             n
         });
         Box::pin(async move { Ok(n) })
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        let r = crate::validate_queue_name(queue).map(|()| {
+            self.with_queue(queue, |q| {
+                q.paused = paused;
+                let work = !q.wait.is_empty() || !q.delayed.is_empty();
+                if !paused && work {
+                    q.wake();
+                }
+            });
+        });
+        Box::pin(async move { r })
+    }
+
+    fn is_paused<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let r = self.with_queue(queue, |q| q.paused);
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn drain<'a>(&'a self, queue: &'a str, delayed: bool) -> BoxFuture<'a, Result<u64, JobsError>> {
+        let n = self.with_queue(queue, |q| {
+            let mut ids: Vec<String> = std::mem::take(&mut q.wait)
+                .into_iter()
+                .map(|(_, _, id)| id)
+                .collect();
+            if delayed {
+                ids.extend(
+                    std::mem::take(&mut q.delayed)
+                        .into_iter()
+                        .map(|(_, _, id)| id),
+                );
+            }
+            for id in &ids {
+                q.jobs.remove(id);
+            }
+            ids.len() as u64
+        });
+        Box::pin(async move { Ok(n) })
+    }
+
+    fn clean<'a>(
+        &'a self,
+        queue: &'a str,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
+        let r = crate::validate_clean_state(state).map(|()| {
+            let cutoff = now_ms().saturating_sub(ms(older_than));
+            self.with_queue(queue, |q| {
+                let set = match state {
+                    JobState::Completed => &mut q.completed,
+                    JobState::Failed => &mut q.failed,
+                    _ => &mut q.dead,
+                };
+                let mut out = Vec::new();
+                while out.len() < limit.min(MAX_CLEAN) {
+                    match set.first() {
+                        Some((finished, ..)) if *finished <= cutoff => {}
+                        _ => break,
+                    }
+                    if let Some((_, _, id)) = set.pop_first() {
+                        out.push(id);
+                    }
+                }
+                for id in &out {
+                    q.jobs.remove(id);
+                }
+                out
+            })
+        });
+        Box::pin(async move { r })
+    }
+
+    fn save_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        spec: String,
+    ) -> BoxFuture<'a, Result<(), JobsError>> {
+        self.with_queue(queue, |q| {
+            q.schedules.entry(id.to_owned()).or_default().0 = spec;
+        });
+        Box::pin(async move { Ok(()) })
+    }
+
+    fn schedules<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredSchedule>, JobsError>> {
+        let out = self.with_queue(queue, |q| {
+            q.schedules
+                .iter()
+                .map(|(id, (spec, runs, last))| StoredSchedule::new(id, spec, *runs, *last))
+                .collect()
+        });
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn remove_schedule<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+        let existed = self.with_queue(queue, |q| q.schedules.remove(id).is_some());
+        Box::pin(async move { Ok(existed) })
+    }
+
+    fn enqueue_tick<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        tick_ms: u64,
+        limit: Option<u32>,
+        job: NewJob,
+    ) -> BoxFuture<'a, Result<TickOutcome, JobsError>> {
+        let r = job.validate().map(|()| {
+            let now = now_ms();
+            self.with_queue(queue, |q| {
+                let Some((_, runs, last)) = q.schedules.get_mut(id) else {
+                    return TickOutcome::Removed;
+                };
+                if last.is_some_and(|l| tick_ms <= l) {
+                    return TickOutcome::AlreadyEnqueued;
+                }
+                if limit.is_some_and(|l| *runs >= l) {
+                    return TickOutcome::LimitReached;
+                }
+                *runs += 1;
+                *last = Some(tick_ms);
+                q.insert(job, now);
+                TickOutcome::Enqueued
+            })
+        });
+        Box::pin(async move { r })
     }
 }

@@ -25,6 +25,8 @@ pub const MAX_BULK: usize = 1000;
 pub const MAX_CLAIM: usize = 1000;
 /// Largest progress value (raw JSON), in bytes.
 pub const MAX_PROGRESS: usize = 4096;
+/// Most jobs one clean call deletes (clean again for more).
+pub const MAX_CLEAN: usize = 1000;
 /// Longest stored error text, in bytes (longer texts are cut on a char boundary).
 pub const MAX_ERROR_TEXT: usize = 4096;
 
@@ -311,7 +313,7 @@ impl DispatchOptions {
 }
 
 /// A job handed to a worker under a lease.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeasedJob {
     /// The job id.
@@ -459,6 +461,10 @@ pub struct Recovered {
     pub requeued: Vec<String>,
     /// Jobs that stalled more than `max_stalled` times, failed.
     pub failed: Vec<String>,
+    /// Every job of `requeued` and `failed` as it stood once recovered (data, attempts, stall
+    /// count), so the runtime can emit its events even when retention already removed a failed
+    /// job's record.
+    pub jobs: Vec<LeasedJob>,
 }
 
 /// Job counts of one queue.
@@ -524,6 +530,29 @@ pub enum JobState {
     Dead,
 }
 
+impl JobState {
+    /// The lowercase name (`waiting`, `completed`…), as serialized.
+    ///
+    /// ```
+    /// assert_eq!(hookwire_jobs::JobState::Dead.as_str(), "dead");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Delayed => "delayed",
+            Self::Active => "active",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// True for the states a job ends in: completed, failed, dead.
+    pub const fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Dead)
+    }
+}
+
 /// Everything stored about one job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -575,4 +604,68 @@ impl JobRecord {
 pub(crate) fn ms(d: Duration) -> u64 {
     let m = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if m == 0 && !d.is_zero() { 1 } else { m }
+}
+
+/// Checks that jobs in `state` can be cleaned by age: only finished states (completed, failed,
+/// dead) can; waiting and delayed jobs are removed with a drain, leased ones never.
+///
+/// ```
+/// use hookwire_jobs::{JobState, validate_clean_state};
+/// assert!(validate_clean_state(JobState::Completed).is_ok());
+/// assert!(validate_clean_state(JobState::Active).is_err());
+/// ```
+pub fn validate_clean_state(state: JobState) -> Result<(), JobsError> {
+    if state.is_finished() {
+        return Ok(());
+    }
+    Err(JobsError::invalid(format!(
+        "only completed, failed and dead jobs can be cleaned by age, not {} ones \
+         (a drain removes waiting and delayed jobs)",
+        state.as_str()
+    )))
+}
+
+/// What [`crate::JobBackend::enqueue_tick`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TickOutcome {
+    /// This call enqueued the tick's job.
+    Enqueued,
+    /// The tick (or a later one) was already enqueued, by this or another runtime.
+    AlreadyEnqueued,
+    /// The schedule reached its run limit: nothing enqueued, now or later.
+    LimitReached,
+    /// The schedule is not stored (it was removed): nothing enqueued.
+    Removed,
+}
+
+/// A schedule as a backend stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredSchedule {
+    /// The schedule id.
+    pub id: String,
+    /// The runtime's description of the schedule (JSON).
+    pub spec: String,
+    /// Ticks enqueued so far.
+    pub runs: u32,
+    /// The last enqueued tick (Unix ms).
+    pub last_tick_ms: Option<u64>,
+}
+
+impl StoredSchedule {
+    /// Builds a stored schedule (for backend implementations).
+    pub fn new(
+        id: impl Into<String>,
+        spec: impl Into<String>,
+        runs: u32,
+        last_tick_ms: Option<u64>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            spec: spec.into(),
+            runs,
+            last_tick_ms,
+        }
+    }
 }

@@ -17,9 +17,11 @@ use crate::error::{ErrorKind, JobsError};
 use crate::events::{EventKind, JobEvent, Listener};
 use crate::model::{
     Ack, Added, ClaimRequest, Claimed, Counts, DispatchOptions, JobRecord, LeasedJob, MAX_BULK,
-    NewJob, Outcome, Retention, validate_queue_name,
+    NewJob, Outcome, Recovered, Retention, validate_queue_name,
 };
+use crate::queue::QueueHandle;
 use crate::repeat::Repeat;
+use crate::schedule::{Schedule, ScheduleInfo};
 
 /// Runtime-wide defaults for what a [`JobDef`] or a dispatch leaves unset.
 ///
@@ -75,6 +77,7 @@ pub struct JobsBuilder {
     defaults: Defaults,
     listeners: Vec<Listener>,
     repeats: Vec<Repeat>,
+    schedules: Vec<Schedule>,
 }
 
 impl fmt::Debug for JobsBuilder {
@@ -85,6 +88,7 @@ impl fmt::Debug for JobsBuilder {
             .field("defaults", &self.defaults)
             .field("listeners", &self.listeners.len())
             .field("repeats", &self.repeats)
+            .field("schedules", &self.schedules)
             .finish()
     }
 }
@@ -119,11 +123,22 @@ impl JobsBuilder {
         self
     }
 
+    /// Enqueues a job at every tick of `s` from this runtime (see [`Schedule`]); several
+    /// runtimes may declare the same schedule: each tick is still enqueued once. Starting stores
+    /// the schedule, so a removed schedule comes back with the next runtime that declares it.
+    #[must_use]
+    pub fn schedule(mut self, s: Schedule) -> Self {
+        self.schedules.push(s);
+        self
+    }
+
     /// Validates the definitions and starts one worker loop per definition.
     ///
-    /// Errors: an invalid or duplicate job name, a rate limit of 0.
+    /// Errors: an invalid or duplicate job name, a rate limit of 0, a dead-letter queue name that
+    /// is invalid, a job name, or used twice.
     pub async fn start(self) -> Result<Jobs, JobsError> {
         let mut names = HashMap::new();
+        let dead_letter_names = dead_letter_names(&self.defs)?;
         for d in &self.defs {
             validate_queue_name(&d.name)?;
             if d.rate_limit.is_some_and(|r| r.max == 0) {
@@ -152,6 +167,7 @@ impl JobsBuilder {
             backend: self.backend,
             defaults: self.defaults,
             names,
+            dead_letter_names,
             events,
             listener_tx,
             shutdown,
@@ -167,6 +183,16 @@ impl JobsBuilder {
             let rx = jobs.inner.shutdown.subscribe();
             handles.push(tokio::spawn(crate::repeat::run(jobs.clone(), r, rx)));
         }
+        for s in self.schedules {
+            let rx = jobs.inner.shutdown.subscribe();
+            let backend = jobs.inner.backend.clone();
+            handles.push(tokio::spawn(crate::schedule::run(
+                jobs.clone(),
+                backend,
+                s,
+                rx,
+            )));
+        }
         *jobs
             .inner
             .workers
@@ -176,11 +202,38 @@ impl JobsBuilder {
     }
 }
 
+/// Custom dead-letter queue names → their job's name, checked: valid, not a job name, unique.
+fn dead_letter_names(defs: &[JobDef]) -> Result<HashMap<String, String>, JobsError> {
+    let mut out = HashMap::new();
+    for d in defs {
+        let Some(dlq) = &d.dead_letter_name else {
+            continue;
+        };
+        validate_queue_name(dlq).map_err(|e| {
+            JobsError::invalid(format!("job {:?}: dead-letter queue name: {e}", d.name))
+        })?;
+        if defs.iter().any(|o| o.name == *dlq) {
+            return Err(JobsError::invalid(format!(
+                "job {:?}: dead-letter queue name {dlq:?} is a job name",
+                d.name
+            )));
+        }
+        if out.insert(dlq.clone(), d.name.clone()).is_some() {
+            return Err(JobsError::invalid(format!(
+                "dead-letter queue name {dlq:?} is used by two jobs"
+            )));
+        }
+    }
+    Ok(out)
+}
+
 struct Inner {
     backend: Arc<dyn JobBackend>,
     defaults: Defaults,
     /// Registered names → dead-letter flag.
     names: HashMap<String, bool>,
+    /// Custom dead-letter queue names → job names.
+    dead_letter_names: HashMap<String, String>,
     events: broadcast::Sender<JobEvent>,
     listener_tx: Option<tokio::sync::mpsc::UnboundedSender<JobEvent>>,
     shutdown: watch::Sender<bool>,
@@ -247,6 +300,7 @@ impl Jobs {
             defaults: Defaults::default(),
             listeners: Vec::new(),
             repeats: Vec::new(),
+            schedules: Vec::new(),
         }
     }
 
@@ -256,10 +310,30 @@ impl Jobs {
     }
 
     fn new_job(&self, data: String, opts: &DispatchOptions) -> NewJob {
+        self.new_job_raw(data).with_options(opts)
+    }
+
+    /// A job with the runtime's retention defaults.
+    pub(crate) fn new_job_raw(&self, data: String) -> NewJob {
         let mut j = NewJob::new(data);
         j.remove_on_complete = self.inner.defaults.remove_on_complete;
         j.remove_on_fail = self.inner.defaults.remove_on_fail;
-        j.with_options(opts)
+        j
+    }
+
+    /// The schedules stored for job `name` (declared by any runtime on this backend).
+    pub async fn schedules(&self, name: &str) -> Result<Vec<ScheduleInfo>, JobsError> {
+        validate_queue_name(name)?;
+        let stored = self.inner.backend.schedules(name).await?;
+        stored.into_iter().map(ScheduleInfo::from_stored).collect()
+    }
+
+    /// Deletes schedule `id` of job `name` with its run count: runtimes declaring it stop at
+    /// their next tick. Returns whether it existed. A runtime that declares it and starts later
+    /// stores it again (fresh count).
+    pub async fn remove_schedule(&self, name: &str, id: &str) -> Result<bool, JobsError> {
+        validate_queue_name(name)?;
+        self.inner.backend.remove_schedule(name, id).await
     }
 
     fn check_open(&self) -> Result<(), JobsError> {
@@ -366,24 +440,48 @@ impl Jobs {
         self.inner.backend.get(name, id).await
     }
 
-    /// Dead-lettered jobs of `name`, oldest first.
+    /// The job name whose DLQ `name` addresses: a custom dead-letter queue name resolves to its
+    /// job, anything else is the job name itself.
+    fn dead_letter_owner<'a>(&'a self, name: &'a str) -> Result<&'a str, JobsError> {
+        validate_queue_name(name)?;
+        Ok(self
+            .inner
+            .dead_letter_names
+            .get(name)
+            .map_or(name, String::as_str))
+    }
+
+    /// Dead-lettered jobs of `name` (a job name or its custom dead-letter queue name), oldest
+    /// first.
     pub async fn dead_letters(
         &self,
         name: &str,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<JobRecord>, JobsError> {
-        validate_queue_name(name)?;
+        let queue = self.dead_letter_owner(name)?;
         self.inner
             .backend
-            .dead_letters(name, offset, limit.min(1000))
+            .dead_letters(queue, offset, limit.min(1000))
             .await
     }
 
-    /// Moves dead-lettered jobs back to waiting (attempts reset); `None` re-drives up to 1000.
+    /// Moves dead-lettered jobs of `name` (a job name or its custom dead-letter queue name)
+    /// back to waiting (attempts reset); `None` re-drives up to 1000.
     pub async fn redrive(&self, name: &str, ids: Option<Vec<String>>) -> Result<usize, JobsError> {
+        let queue = self.dead_letter_owner(name)?;
+        self.inner.backend.redrive(queue, ids).await
+    }
+
+    /// A handle on the queue `name` (registered here or not): pause, resume, drain, clean.
+    ///
+    /// Errors: an invalid queue name.
+    pub fn queue(&self, name: &str) -> Result<QueueHandle, JobsError> {
         validate_queue_name(name)?;
-        self.inner.backend.redrive(name, ids).await
+        Ok(QueueHandle::new(
+            self.inner.backend.clone(),
+            name.to_owned(),
+        ))
     }
 
     /// A receiver of completed / failed events (lagging receivers lose the oldest events).
@@ -630,17 +728,13 @@ impl Worker {
             // Periodic lease work, inline: both are single backend calls.
             if now >= next_stall && !stopping {
                 next_stall = now + stall_every;
-                match backend
-                    .recover_stalled(&queue, self.max_stalled, self.def.dead_letter)
-                    .await
-                {
-                    Ok(r) if !r.requeued.is_empty() || !r.failed.is_empty() => {
-                        tracing::info!(queue = %queue, requeued = r.requeued.len(), failed = r.failed.len(), "recovered stalled jobs");
-                        want_more = true;
-                    }
-                    // A cheap safety net: one claim per stalled check even when no wake-up came.
-                    Ok(_) => want_more = true,
-                    Err(e) => tracing::warn!(queue = %queue, error = %e, "stalled check failed"),
+                // Finished jobs must be recorded before this worker looks for expired leases:
+                // after an outage longer than the lease, its own finished jobs have expired
+                // leases too, and recovering them would run them again (issue 14).
+                if let Err(e) = self.flush_acks(&mut acks, &mut running).await {
+                    tracing::warn!(queue = %queue, error = %e, "ack flush failed; stalled check postponed");
+                } else {
+                    self.check_stalled(&mut want_more).await;
                 }
             }
             if now >= next_renew {
@@ -765,6 +859,71 @@ impl Worker {
         }
         waker.abort();
         set.shutdown().await;
+    }
+
+    /// Records every buffered ack (in chunks of [`crate::MAX_CLAIM`], claiming nothing). On
+    /// error the unsent acks stay buffered for the next round.
+    async fn flush_acks(
+        &self,
+        acks: &mut Vec<Ack>,
+        running: &mut HashMap<String, Running>,
+    ) -> Result<(), JobsError> {
+        while !acks.is_empty() {
+            let n = acks.len().min(crate::MAX_CLAIM);
+            let req = ClaimRequest::new(self.token.clone(), acks[..n].to_vec(), 0, self.lease);
+            let c = self.inner.backend.claim(&self.def.name, req).await?;
+            let sent: Vec<Ack> = acks.drain(..n).collect();
+            self.after_claim(&c, sent, running);
+        }
+        Ok(())
+    }
+
+    /// One stalled-job check; sets `want_more` so the loop claims at least once per check even
+    /// when no wake-up came (a cheap safety net).
+    async fn check_stalled(&self, want_more: &mut bool) {
+        let queue = &self.def.name;
+        match self
+            .inner
+            .backend
+            .recover_stalled(queue, self.max_stalled, self.def.dead_letter)
+            .await
+        {
+            Ok(r) => {
+                if !r.requeued.is_empty() || !r.failed.is_empty() {
+                    tracing::info!(queue = %queue, requeued = r.requeued.len(), failed = r.failed.len(), "recovered stalled jobs");
+                }
+                *want_more = true;
+                if self.inner.events_wanted() {
+                    self.emit_recovered(&r);
+                }
+            }
+            Err(e) => tracing::warn!(queue = %queue, error = %e, "stalled check failed"),
+        }
+    }
+
+    /// Events of a stalled check, emitted by the one worker whose check recovered the jobs:
+    /// `stalled` for a job put back to waiting; `failed` for one failed by the stall limit,
+    /// like any other failure (issue 14).
+    fn emit_recovered(&self, r: &Recovered) {
+        for job in &r.jobs {
+            let kind = if r.failed.contains(&job.id) {
+                EventKind::Failed {
+                    error: format!("job stalled more than {} times", self.max_stalled),
+                    dead_lettered: self.def.dead_letter,
+                }
+            } else {
+                EventKind::Stalled {
+                    stalled: job.stalled,
+                }
+            };
+            self.inner.emit(JobEvent {
+                name: self.def.name.clone(),
+                id: job.id.clone(),
+                data: job.data.clone(),
+                attempts_made: job.attempts_made,
+                kind,
+            });
+        }
     }
 
     fn collect(

@@ -16,12 +16,26 @@ use hookwire_testkit::RedisServer;
 const CHILD_ENV: &str = "HOOKWIRE_JOBS_FAULT_CHILD";
 
 /// Kills the worker process when the test ends, even on a failed assertion.
-struct KillOnDrop(std::process::Child);
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Re-executes this test binary to run only `test` (a child worker) with `env` set to
+/// `"<redis url> <queue>"`, its stdout piped to the caller.
+pub(crate) fn spawn_child(test: &str, env: &str, server: &RedisServer, queue: &str) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(std::env::current_exe().expect("exe"))
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(env, format!("{} {queue}", server.url()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker process"),
+    )
 }
 
 fn defaults(lease_ms: u64) -> Defaults {
@@ -93,20 +107,7 @@ async fn child_worker_process() {
 async fn worker_killed_mid_job_is_recovered_and_completes_once() {
     let server = RedisServer::start().expect("redis-server");
     let queue = "fault-kill";
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe().expect("exe"))
-            .args([
-                "--exact",
-                "fault::child_worker_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, format!("{} {queue}", server.url()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn worker process"),
-    );
+    let mut child = spawn_child("fault::child_worker_process", CHILD_ENV, &server, queue);
     let backend: Arc<dyn JobBackend> =
         Arc::new(RedisBackend::connect(&server.url()).await.expect("connect"));
     let producer = Jobs::builder_shared(backend.clone())
@@ -277,5 +278,73 @@ async fn redis_unreachable_dispatch_errors_workers_reconnect() {
     )
     .await;
     assert_eq!(runs.distinct(), stored.len());
+    jobs.shutdown().await;
+}
+
+/// Issue 14 (17): a job that finished while Redis was down longer than the lease is acked before
+/// the worker's own stalled check runs, so it is not re-queued and run a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_buffered_during_an_outage_are_flushed_before_the_stalled_check() {
+    let mut server = RedisServer::builder().aof().start().expect("redis-server");
+    let queue = "fault-ack-outage";
+    let backend: Arc<dyn JobBackend> =
+        Arc::new(RedisBackend::connect(&server.url()).await.expect("connect"));
+    let runs = Runs::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (r, g) = (runs.clone(), gate.clone());
+    let def = JobDef::new(queue, move |_: u32, m: JobMeta| {
+        r.hit(&m.id);
+        let g = g.clone();
+        async move {
+            // The first run waits for the outage; a second run (the defect) finishes at once.
+            if m.stalled == 0 {
+                let _permit = g.acquire().await;
+            }
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    let jobs = Jobs::builder_shared(backend.clone())
+        .defaults(defaults(300))
+        .job(def)
+        .start()
+        .await
+        .expect("start");
+    let id = jobs
+        .dispatch(queue, &1u32, DispatchOptions::new().job_id("done-offline"))
+        .await
+        .expect("dispatch")
+        .id;
+    eventually(Duration::from_secs(5), "job running", || async {
+        runs.distinct() == 1
+    })
+    .await;
+    server.kill();
+    // The handler finishes while Redis is gone: its ack can only be buffered.
+    gate.add_permits(1);
+    // Far longer than the lease (300 ms): on return the job's lease has expired in Redis, and
+    // the worker's reconnect backoff has grown to seconds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.restart().expect("restart");
+    // Heal the shared connection at once (its first command after the restart fails), so the
+    // worker's next round finds Redis answering whichever command it sends first.
+    eventually(Duration::from_secs(5), "Redis answers again", || async {
+        backend.counts(queue).await.is_ok()
+    })
+    .await;
+    eventually(Duration::from_secs(15), "job completed", || async {
+        backend
+            .get(queue, &id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|j| j.state == JobState::Completed)
+    })
+    .await;
+    // Give a wrongly re-queued copy time to run.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let rec = backend.get(queue, &id).await.expect("get").expect("job");
+    assert_eq!(runs.duplicates(), 0, "the finished job ran again");
+    assert_eq!(rec.stalled, 0, "the finished job was recovered as stalled");
+    assert_eq!(rec.attempts_made, 1);
     jobs.shutdown().await;
 }

@@ -20,3 +20,5 @@ mod conformance {
 mod cluster;
 mod fault;
 mod idle;
+mod pause;
+mod schedule;
