@@ -24,6 +24,14 @@ pub enum ErrorKind {
     Config,
     /// The bus or relay is shutting down or already stopped.
     Shutdown,
+    /// An event is larger than the configured maximum (bytes of its JSON form).
+    TooLarge,
+    /// The registry rejected the event's payload (mode `reject`).
+    Schema,
+    /// The transport cannot do this (a group subscription on Redis pub/sub).
+    Unsupported,
+    /// The item asked for does not exist (a dead letter already redriven or discarded).
+    NotFound,
 }
 
 impl ErrorKind {
@@ -39,6 +47,10 @@ impl ErrorKind {
             Self::Serialize => "serialize",
             Self::Config => "config",
             Self::Shutdown => "shutdown",
+            Self::TooLarge => "too_large",
+            Self::Schema => "schema",
+            Self::Unsupported => "unsupported",
+            Self::NotFound => "not_found",
         }
     }
 }
@@ -77,6 +89,10 @@ impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, msg.into())
     }
+    /// A configuration problem reported by `build()`.
+    pub(crate) fn config(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, msg.into())
+    }
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -88,6 +104,14 @@ impl Error {
     /// True when the input broke a stated limit or rule.
     pub fn is_invalid(&self) -> bool {
         self.inner.kind == ErrorKind::Invalid
+    }
+    /// True when an event broke the size limit.
+    pub fn is_too_large(&self) -> bool {
+        self.inner.kind == ErrorKind::TooLarge
+    }
+    /// True when the registry rejected the payload.
+    pub fn is_schema(&self) -> bool {
+        self.inner.kind == ErrorKind::Schema
     }
     /// True when the bus or relay is stopped.
     pub fn is_shutdown(&self) -> bool {
