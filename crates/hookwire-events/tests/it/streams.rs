@@ -671,3 +671,119 @@ async fn bad_options_fail_build_and_subscribing_with_redis_down_fails() {
             .is_transport()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_keeps_its_entry_and_another_node_does_not_take_it_over() {
+    let server = redis();
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut buses = Vec::new();
+    let mut subs = Vec::new();
+    for n in 0..2 {
+        let bus = node(&server, &format!("n{n}")).await;
+        let c = calls.clone();
+        subs.push(
+            bus.subscribe(Group::at_end("g"), "*", move |_e: Event| {
+                c.fetch_add(1, Ordering::SeqCst);
+                async {
+                    // Longer than claim_idle (1 s): only the keep-alive keeps it here.
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
+                    Ok::<(), HandlerError>(())
+                }
+            })
+            .await
+            .unwrap(),
+        );
+        buses.push(bus);
+    }
+    buses[0].publish(Event::new("a", json!(1))).await.unwrap();
+    let mut r = raw(&server).await;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let (mut r, calls) = (r.clone(), calls.clone());
+            async move { pending(&mut r, "g").await == 0 && calls.load(Ordering::SeqCst) > 0 }
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(pending(&mut r, "g").await, 0);
+    for b in &buses {
+        b.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_turns_10000_forced_redeliveries_into_10000_effects() {
+    let server = redis();
+    let bus = node(&server, "n1").await;
+    let inbox = Arc::new(hookwire_events::Inbox::new(
+        hookwire_core::MemoryStore::new(hookwire_core::IdempotencyConfig::default()),
+    ));
+    let effects = Arc::new(AtomicU64::new(0));
+    let deliveries: Seen = Arc::default();
+    let (i, f, d) = (inbox.clone(), effects.clone(), deliveries.clone());
+    let _sub = bus
+        .subscribe(Group::at_end("billing"), "*", move |e: Event| {
+            let (i, f, d) = (i.clone(), f.clone(), d.clone());
+            async move {
+                i.once("billing", &e, || async {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, HandlerError>(())
+                })
+                .await?;
+                // The effect is done but the first delivery fails: every event comes back.
+                let n = {
+                    let mut d = d.lock().unwrap();
+                    let n = d.entry(e.id).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                if n == 1 {
+                    return Err::<(), HandlerError>("lost the ack".into());
+                }
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+    for chunk in events(10_000, "pay").chunks(1000) {
+        bus.publish_many(chunk.to_vec()).await.unwrap();
+    }
+    let done = eventually(Duration::from_secs(60), || async {
+        let d = deliveries.lock().unwrap();
+        d.len() == 10_000 && d.values().all(|&n| n >= 2)
+    })
+    .await;
+    assert!(done);
+    assert_eq!(effects.load(Ordering::SeqCst), 10_000);
+    bus.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_subscription_stops_receiving() {
+    let server = redis();
+    let bus = node(&server, "n1").await;
+    let seen: Seen = Arc::default();
+    let sub = bus
+        .subscribe(Group::at_end("g"), "*", counting(&seen))
+        .await
+        .unwrap();
+    let cast = bus.broadcast("*", counting(&seen)).await.unwrap();
+    bus.publish(Event::new("a", json!(1)).with_id("before"))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            seen.lock().unwrap().get("before") == Some(&2)
+        })
+        .await
+    );
+    drop(sub);
+    drop(cast);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bus.publish(Event::new("a", json!(2)).with_id("after"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!seen.lock().unwrap().contains_key("after"));
+}
