@@ -48,6 +48,7 @@ struct Ack {
 struct Consumer<C> {
     shared: Arc<Shared<C>>,
     group: String,
+    start: Start,
     spec: SubSpec,
     /// Entries dispatched to a lane and not yet acknowledged or parked.
     inflight: Mutex<HashSet<String>>,
@@ -104,6 +105,7 @@ where
         budget: Arc::new(Semaphore::new(spec.delivery.max_in_flight)),
         shared,
         group,
+        start,
         spec,
         inflight: Mutex::new(HashSet::new()),
         lanes: Mutex::new(HashMap::new()),
@@ -126,8 +128,10 @@ where
     async fn run(self: Arc<Self>, rx: mpsc::UnboundedReceiver<Ack>) {
         let acker = tokio::spawn(self.clone().acker(rx));
         let sweeper = tokio::spawn(self.clone().sweeper());
+        let keeper = tokio::spawn(self.clone().keeper());
         self.read_loop().await;
         let _ = sweeper.await;
+        let _ = keeper.await;
         // Lanes see the stop: the handler calls running now finish, nothing new starts.
         let mut lanes = std::mem::take(&mut *lock(&self.lane_tasks));
         while lanes.join_next().await.is_some() {}
@@ -182,6 +186,13 @@ where
             match res {
                 Err(e) => {
                     tracing::warn!(group = %self.group, error = %e, "event read failed; resuming from pending entries");
+                    if e.code() == Some("NOGROUP") {
+                        // The stream or group vanished (a Redis restart without persistence,
+                        // a manual delete): create it again where the subscription said.
+                        if let Err(e) = create_group(&self.shared, &self.group, self.start).await {
+                            tracing::warn!(group = %self.group, error = %e, "cannot recreate the group");
+                        }
+                    }
                     conn = None;
                     pending = Some("0".to_owned());
                     failures += 1;
@@ -428,15 +439,26 @@ where
         }
     }
 
-    /// Keeps this node's in-flight entries fresh and takes over entries idle too long, at
-    /// start-up and every `claim_idle / 2`.
+    /// Keeps this node's in-flight entries fresh every `claim_idle / 4`, on its own timer so a
+    /// long sweep cannot delay it.
+    async fn keeper(self: Arc<Self>) {
+        let mut stop = self.stop.clone();
+        let every = (self.shared.cfg.claim_idle / 4).max(Duration::from_millis(25));
+        loop {
+            if sleep_or_stop(&mut stop, every).await {
+                return;
+            }
+            if let Err(e) = self.keep_alive().await {
+                tracing::warn!(group = %self.group, error = %e, "keep-alive of in-flight entries failed");
+            }
+        }
+    }
+
+    /// Takes over entries idle too long, at start-up and every `claim_idle / 2`.
     async fn sweeper(self: Arc<Self>) {
         let mut stop = self.stop.clone();
         let every = (self.shared.cfg.claim_idle / 2).max(Duration::from_millis(50));
         loop {
-            if let Err(e) = self.keep_alive().await {
-                tracing::warn!(group = %self.group, error = %e, "keep-alive of in-flight entries failed");
-            }
             if let Err(e) = self.sweep().await {
                 tracing::warn!(group = %self.group, error = %e, "recovery sweep failed");
             }

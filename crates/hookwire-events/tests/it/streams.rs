@@ -55,7 +55,12 @@ async fn three_nodes_share_a_group_once_and_every_node_sees_every_broadcast() {
     let mut buses = Vec::new();
     let mut subs = Vec::new();
     for n in 0..3 {
-        let bus = node(&server, &format!("node-{n}")).await;
+        // Nothing fails or stalls here, so no entry may be taken over: with the default claim
+        // idle time a CPU-starved test machine cannot cause a legitimate duplicate either.
+        let t = streams(&server, &format!("node-{n}"))
+            .await
+            .claim_idle(Duration::from_secs(30));
+        let bus = fast(t).build().unwrap();
         subs.push(
             bus.subscribe(Group::at_end("billing"), "order.*", counting(&group))
                 .await
@@ -786,4 +791,46 @@ async fn a_dropped_subscription_stops_receiving() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!seen.lock().unwrap().contains_key("after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_recreates_its_group_after_redis_lost_its_data() {
+    let mut server = redis();
+    let bus = node(&server, "n1").await;
+    let seen: Seen = Arc::default();
+    let _sub = bus
+        .subscribe(Group::from_beginning("g"), "*", counting(&seen))
+        .await
+        .unwrap();
+    bus.publish(Event::new("a", json!(1)).with_id("one"))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            seen.lock().unwrap().contains_key("one")
+        })
+        .await
+    );
+    // No persistence: the stream and the group are gone after the restart.
+    server.restart().unwrap();
+    let mut published = false;
+    for _ in 0..100 {
+        if bus
+            .publish(Event::new("a", json!(2)).with_id("two"))
+            .await
+            .is_ok()
+        {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(published);
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            seen.lock().unwrap().contains_key("two")
+        })
+        .await
+    );
+    bus.shutdown().await;
 }
