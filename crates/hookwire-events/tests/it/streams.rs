@@ -101,11 +101,11 @@ async fn every_publish_either_fails_or_is_delivered_when_redis_stops_mid_run() {
         .await
         .unwrap();
     let (mut ok, mut failed) = (Vec::new(), 0);
-    for i in 0..600 {
-        if i == 200 {
+    for i in 0..400 {
+        if i == 150 {
             server.kill();
         }
-        if i == 400 {
+        if i == 200 {
             server.restart().unwrap();
         }
         let e = Event::new("tick", json!(i)).with_id(format!("t{i}"));
@@ -122,7 +122,7 @@ async fn every_publish_either_fails_or_is_delivered_when_redis_stops_mid_run() {
         failed > 0,
         "Redis was down, some publishes must have failed"
     );
-    assert!(ok.len() >= 400, "only {} published", ok.len());
+    assert!(ok.len() >= 300, "only {} published", ok.len());
     let delivered = eventually(Duration::from_secs(30), || async {
         let s = seen.lock().unwrap();
         ok.iter().all(|id| s.contains_key(id))
