@@ -244,7 +244,9 @@ where
         if !name.is_some_and(|n| self.spec.pattern.matches(n)) {
             return self.skip(e.id);
         }
-        if lock(&self.inflight).contains(&e.id) {
+        // Claimed here, before any await: the pending re-read and the recovery sweep may both
+        // hand over the same entry, and only one of them may dispatch it.
+        if !lock(&self.inflight).insert(e.id.clone()) {
             return;
         }
         let event: Event = match e.field(b"e").map(serde_json::from_slice) {
@@ -258,19 +260,23 @@ where
                 if let Err(err) = self.fail(&e.id, vec![why], true).await {
                     tracing::warn!(error = %err, "cannot park an unreadable entry; it stays pending");
                 }
+                lock(&self.inflight).remove(&e.id);
                 return;
             }
         };
         let mut stop = self.stop.clone();
         let permit = tokio::select! {
-            p = self.budget.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            () = stopped(&mut stop) => return,
+            p = self.budget.clone().acquire_owned() => p.ok(),
+            () = stopped(&mut stop) => None,
+        };
+        let Some(permit) = permit else {
+            lock(&self.inflight).remove(&e.id);
+            return;
         };
         let key = match e.field(b"k") {
             Some(k) => String::from_utf8_lossy(k).into_owned(),
             None => format!("\0{}", e.id),
         };
-        lock(&self.inflight).insert(e.id.clone());
         let item = Item {
             id: e.id,
             event,

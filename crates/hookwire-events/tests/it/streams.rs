@@ -834,3 +834,47 @@ async fn a_consumer_recreates_its_group_after_redis_lost_its_data() {
     );
     bus.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_entry_is_parked_with_its_bytes_and_does_not_stop_the_rest() {
+    let server = redis();
+    let bus = node(&server, "n1").await;
+    let seen: Seen = Arc::default();
+    let _sub = bus
+        .subscribe(Group::at_end("g"), "*", counting(&seen))
+        .await
+        .unwrap();
+    let mut r = raw(&server).await;
+    let _: String = redis::cmd("XADD")
+        .arg(STREAM)
+        .arg("*")
+        .arg("e")
+        .arg("{not json")
+        .arg("t")
+        .arg("a")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    bus.publish(Event::new("a", json!(1)).with_id("fine"))
+        .await
+        .unwrap();
+    let dl = bus.dead_letters();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            dl.list(5).await.unwrap().len() == 1
+        })
+        .await
+    );
+    let d = dl.list(5).await.unwrap().remove(0);
+    assert_eq!(d.event_bytes, b"{not json");
+    assert_eq!(d.event.name, "$malformed");
+    assert!(d.failures[0].chain[0].starts_with("malformed event"));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            seen.lock().unwrap().contains_key("fine")
+        })
+        .await
+    );
+    assert_eq!(pending(&mut r, "g").await, 0);
+    bus.shutdown().await;
+}
