@@ -489,6 +489,38 @@ where
         Ok(())
     }
 
+    /// How often each of `claimed` (now pending with this consumer) was handed to a consumer.
+    async fn deliveries(&self, claimed: &[Entry]) -> Result<HashMap<String, u64>> {
+        let (Some(first), Some(last)) = (claimed.first(), claimed.last()) else {
+            return Ok(HashMap::new());
+        };
+        let bound = claimed.len() + lock(&self.inflight).len();
+        let v: Value = self
+            .shared
+            .query(
+                redis::cmd("XPENDING")
+                    .arg(&self.shared.keys.stream)
+                    .arg(&self.group)
+                    .arg(&first.id)
+                    .arg(&last.id)
+                    .arg(bound)
+                    .arg(&self.shared.cfg.node_id),
+            )
+            .await?;
+        Ok(array(v)
+            .into_iter()
+            .filter_map(|row| {
+                let mut f = array(row).into_iter();
+                let id = string(f.next()?)?;
+                let n = match f.nth(2)? {
+                    Value::Int(n) => u64::try_from(n).ok()?,
+                    _ => return None,
+                };
+                Some((id, n))
+            })
+            .collect())
+    }
+
     /// One full `XAUTOCLAIM` pass: follows the cursor until it wraps to `0-0`.
     async fn sweep(self: &Arc<Self>) -> Result<()> {
         let mut cursor = "0-0".to_owned();
@@ -523,7 +555,21 @@ where
             if !claimed.is_empty() {
                 tracing::info!(group = %self.group, n = claimed.len(), "took over entries left by a silent consumer");
             }
+            let handed = self.deliveries(&claimed).await?;
+            let max = u64::from(self.spec.delivery.max_deliveries);
             for e in claimed {
+                let n = handed.get(&e.id).copied().unwrap_or(0);
+                // Handed out this often without an outcome: the entry takes its consumer down
+                // (a crash, an OOM kill, a stall) before the handler can fail. Park it.
+                let mine = lock(&self.inflight).contains(&e.id);
+                if n > max && !mine {
+                    let why = format!(
+                        "handed to a consumer {n} times without an outcome (the consumer died or stalled each time)"
+                    );
+                    tracing::error!(group = %self.group, id = %e.id, "{why}");
+                    self.fail(&e.id, vec![why], true).await?;
+                    continue;
+                }
                 self.dispatch(e).await;
             }
             if next == "0-0" {

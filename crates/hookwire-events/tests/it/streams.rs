@@ -878,3 +878,79 @@ async fn an_unreadable_entry_is_parked_with_its_bytes_and_does_not_stop_the_rest
     assert_eq!(pending(&mut r, "g").await, 0);
     bus.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_keeps_killing_its_consumer_is_parked_after_max_deliveries() {
+    let server = redis();
+    let mut r = raw(&server).await;
+    create_group(&mut r, STREAM, "g").await;
+    let publisher = node(&server, "publisher").await;
+    publisher
+        .publish(Event::new("a", json!(1)).with_id("killer"))
+        .await
+        .unwrap();
+    publisher
+        .publish(Event::new("a", json!(2)).with_id("victim"))
+        .await
+        .unwrap();
+    read_and_die(&server, "g", "crashed").await;
+    // Four more consumers took "killer" over and died too (each takeover is a delivery).
+    let ids: Vec<Vec<redis::Value>> = redis::cmd("XPENDING")
+        .arg(STREAM)
+        .arg("g")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let killer = match &ids[0][0] {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    for n in 0..4 {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(STREAM)
+            .arg("g")
+            .arg(format!("crashed-{n}"))
+            .arg(0)
+            .arg(&killer)
+            .query_async(&mut r)
+            .await
+            .unwrap();
+    }
+    let seen: Seen = Arc::default();
+    let bus = fast(streams(&server, "survivor").await)
+        .max_deliveries(5)
+        .build()
+        .unwrap();
+    let _sub = bus
+        .subscribe(Group::at_end("g"), "*", counting(&seen))
+        .await
+        .unwrap();
+    let dl = bus.dead_letters();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            dl.list(5).await.unwrap().len() == 1
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            seen.lock().unwrap().contains_key("victim")
+        })
+        .await
+    );
+    let d = dl.list(5).await.unwrap().remove(0);
+    assert_eq!(d.event.id, "killer");
+    assert!(
+        d.failures[0].chain[0].contains("6 times"),
+        "{:?}",
+        d.failures
+    );
+    assert!(
+        !seen.lock().unwrap().contains_key("killer"),
+        "the handler never ran it again"
+    );
+    bus.shutdown().await;
+}
