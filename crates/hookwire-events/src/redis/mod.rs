@@ -187,7 +187,7 @@ where
 
     /// This node's consumer name (default `$HOSTNAME`, else random per process). Keep it
     /// stable across restarts so a node re-reads its own pending entries; never give two live
-    /// nodes the same id.
+    /// nodes the same id (set it when several processes share a host).
     #[must_use]
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
         self.cfg.node_id = id.into();
