@@ -468,6 +468,9 @@ where
             if let Err(e) = self.sweep().await {
                 tracing::warn!(group = %self.group, error = %e, "recovery sweep failed");
             }
+            if let Err(e) = self.forget_gone_consumers().await {
+                tracing::warn!(group = %self.group, error = %e, "cleaning up gone consumers failed");
+            }
             if sleep_or_stop(&mut stop, every).await {
                 return;
             }
@@ -485,6 +488,49 @@ where
                 .arg(chunk)
                 .arg("JUSTID");
             let _: Value = self.shared.query(&cmd).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes consumers of the group that hold nothing and were silent for `4 × claim_idle`
+    /// (processes that ended under a random node id). A live consumer touches Redis at least
+    /// every second, and one deleted anyway is recreated by its next read with nothing lost.
+    async fn forget_gone_consumers(&self) -> Result<()> {
+        let v: Value = self
+            .shared
+            .query(
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(&self.shared.keys.stream)
+                    .arg(&self.group),
+            )
+            .await?;
+        let gone_after = (self.shared.cfg.claim_idle * 4).as_millis() as i64;
+        for c in array(v) {
+            let (mut name, mut pending, mut idle) = (None, -1i64, 0i64);
+            let mut f = array(c).into_iter();
+            while let (Some(k), Some(v)) = (f.next(), f.next()) {
+                match (string(k).as_deref(), v) {
+                    (Some("name"), v) => name = string(v),
+                    (Some("pending"), Value::Int(n)) => pending = n,
+                    (Some("idle"), Value::Int(n)) => idle = n,
+                    _ => {}
+                }
+            }
+            let Some(name) = name else { continue };
+            if name != self.shared.cfg.node_id && pending == 0 && idle > gone_after {
+                let _: i64 = self
+                    .shared
+                    .query(
+                        redis::cmd("XGROUP")
+                            .arg("DELCONSUMER")
+                            .arg(&self.shared.keys.stream)
+                            .arg(&self.group)
+                            .arg(&name),
+                    )
+                    .await?;
+                tracing::info!(group = %self.group, consumer = %name, "forgot a gone consumer");
+            }
         }
         Ok(())
     }

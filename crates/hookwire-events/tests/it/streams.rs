@@ -954,3 +954,46 @@ async fn an_entry_that_keeps_killing_its_consumer_is_parked_after_max_deliveries
     );
     bus.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_that_are_gone_and_hold_nothing_are_forgotten() {
+    let server = redis();
+    let mut r = raw(&server).await;
+    create_group(&mut r, STREAM, "g").await;
+    // A process that ran under a random id and ended with nothing pending.
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(STREAM)
+        .arg("g")
+        .arg("node_old")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let bus = node(&server, "n1").await;
+    let _sub = bus
+        .subscribe(Group::at_end("g"), "*", counting(&Seen::default()))
+        .await
+        .unwrap();
+    let consumers = || {
+        let mut r = r.clone();
+        async move {
+            let v: Vec<redis::Value> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(STREAM)
+                .arg("g")
+                .query_async(&mut r)
+                .await
+                .unwrap();
+            format!("{v:?}")
+        }
+    };
+    // claim_idle is 1 s: gone after 4 s of silence; the live node stays.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !consumers().await.contains("node_old")
+        })
+        .await
+    );
+    assert!(consumers().await.contains("n1"));
+    bus.shutdown().await;
+}
