@@ -102,6 +102,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hookwire-ws",
         &["hookwire-core", "hookwire-sse", "hookwire-patch"],
     ),
+    ("hookwire-events", &["hookwire-core"]),
     ("hookwire-testkit", &["hookwire-core"]),
 ];
 

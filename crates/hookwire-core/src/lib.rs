@@ -56,7 +56,7 @@ pub use error::{
     Disposition, HttpError, NonRetryableError, NonRetryableHttpError, RetryableHttpError,
     classify_http_status, try_ok,
 };
-pub use event::{Event, EventMeta};
+pub use event::{EnvelopeError, Event, EventMeta};
 pub use idempotency::{
     BoxFuture, Claim, FencingToken, IdempotencyConfig, IdempotencyStore, MemoryStore, StoreError,
 };

@@ -1,0 +1,120 @@
+//! A broadcast subscription on Redis Streams: a plain `XREAD` cursor kept by this node, starting
+//! at the stream's end when the subscription starts.
+
+use std::sync::Arc;
+
+use hookwire_core::Event;
+use redis::Value;
+use redis::aio::ConnectionLike;
+
+use super::value::{entries, read_reply};
+use super::{BLOCK, POLL, Shared};
+use crate::error::Result;
+use crate::runner::Outcome;
+use crate::transport::{Control, SubSpec, sleep_or_stop, stopped};
+
+/// Reads the current last id (so the subscription starts at "now") and starts the reader.
+pub(crate) async fn start<C>(shared: Arc<Shared<C>>, spec: SubSpec) -> Result<Arc<Control>>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let last: Value = shared
+        .query(
+            redis::cmd("XREVRANGE")
+                .arg(&shared.keys.stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1),
+        )
+        .await?;
+    let cursor = entries(last)
+        .into_iter()
+        .next()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id);
+    let (control, stop) = Control::new();
+    control.set_task(tokio::spawn(run(shared, spec, cursor, stop)));
+    Ok(control)
+}
+
+async fn run<C>(
+    shared: Arc<Shared<C>>,
+    spec: SubSpec,
+    mut cursor: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let mut conn: Option<(C, bool)> = None;
+    let mut failures = 0u32;
+    let backoff = hookwire_core::Backoff::exponential(std::time::Duration::from_millis(100))
+        .with_max(std::time::Duration::from_secs(5));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let (c, blocking) = match &mut conn {
+            Some(c) => c,
+            None => match shared.reader().await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "broadcast reader cannot connect");
+                    failures += 1;
+                    if sleep_or_stop(&mut stop, backoff.delay(failures - 1)).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(shared.cfg.read_batch);
+        if *blocking {
+            cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&shared.keys.stream).arg(&cursor);
+        let res: redis::RedisResult<Value> = tokio::select! {
+            r = cmd.query_async(c) => r,
+            () = stopped(&mut stop) => return,
+        };
+        let batch = match res {
+            Ok(v) => {
+                failures = 0;
+                read_reply(v)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "broadcast read failed; resuming from the last id read");
+                conn = None;
+                failures += 1;
+                if sleep_or_stop(&mut stop, backoff.delay(failures - 1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if batch.is_empty() && !*blocking && sleep_or_stop(&mut stop, POLL).await {
+            return;
+        }
+        for e in batch {
+            cursor.clone_from(&e.id);
+            // Redriven dead letters are addressed to one group only.
+            if e.field(b"g").is_some() {
+                continue;
+            }
+            let name = e.field(b"t").and_then(|t| std::str::from_utf8(t).ok());
+            if !name.is_some_and(|n| spec.pattern.matches(n)) {
+                continue;
+            }
+            let Some(Ok(event)) = e.field(b"e").map(serde_json::from_slice::<Event>) else {
+                tracing::error!(id = %e.id, "broadcast skipped an unreadable entry");
+                continue;
+            };
+            match spec.runner.run(event).await {
+                Outcome::Done => {}
+                Outcome::Retry(c) | Outcome::Dead(c) => {
+                    tracing::warn!(id = %e.id, error = ?c, "broadcast handler failed");
+                }
+            }
+        }
+    }
+}
