@@ -120,6 +120,24 @@ impl Authorize for Public {
     }
 }
 
+/// The hook of a configuration that never chose one: refuses every stream with 401 (fail
+/// closed, like the WebSocket gateway without an authenticator) and says why once in the log.
+#[derive(Debug, Clone, Copy, Default)]
+struct Unchosen;
+
+impl Authorize for Unchosen {
+    fn authorize(&self, _req: &RequestInfo<'_>) -> Result<Access, StatusCode> {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::error!(
+                "hookwire-sse: no authorization hook chosen, every stream answers 401; \
+                 call SseConfig::auth(hook), or SseConfig::auth(Public) for public streams"
+            );
+        });
+        Err(StatusCode::UNAUTHORIZED)
+    }
+}
+
 impl<'a> RequestInfo<'a> {
     /// Describes a request for the hook.
     pub fn new(stream: &'a str, headers: &'a HeaderMap, query: Option<&'a str>) -> Self {
@@ -142,7 +160,9 @@ pub struct SseConfig {
     /// Random extra reconnect delay per connection, so a restart does not cause a reconnect
     /// storm (default 3 s).
     pub retry_jitter: Duration,
-    /// The authorization hook (default [`Public`]).
+    /// The authorization hook. There is no silent default: until one is chosen with
+    /// [`SseConfig::auth`] (a hook, or [`Public`] for public streams), every stream and state
+    /// request answers 401.
     pub auth: Arc<dyn Authorize>,
 }
 
@@ -162,7 +182,7 @@ impl Default for SseConfig {
             keep_alive: Duration::from_secs(15),
             retry: Duration::from_secs(1),
             retry_jitter: Duration::from_secs(3),
-            auth: Arc::new(Public),
+            auth: Arc::new(Unchosen),
         }
     }
 }
@@ -442,7 +462,8 @@ pub fn status_response(status: StatusCode) -> Response<ResponseBody> {
 /// use hookwire_sse::{BroadcastChannel, http::{SseApp, SseConfig}};
 /// # async fn run() -> std::io::Result<()> {
 /// let channel: BroadcastChannel = BroadcastChannel::new();
-/// let app = SseApp::new(channel, SseConfig::default());
+/// // An explicit authentication choice: without `.auth(…)` every stream answers 401.
+/// let app = SseApp::new(channel, SseConfig::default().auth(hookwire_sse::http::Public));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// hookwire_sse::http::serve(listener, app).await
 /// # }

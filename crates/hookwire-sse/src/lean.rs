@@ -35,11 +35,11 @@ const MAX_HEADERS: usize = 32;
 /// The lean acceptor for one channel.
 ///
 /// ```no_run
-/// use hookwire_sse::{BroadcastChannel, http::SseConfig, lean::LeanAcceptor};
+/// use hookwire_sse::{BroadcastChannel, http::{Public, SseConfig}, lean::LeanAcceptor};
 /// # async fn run() -> std::io::Result<()> {
 /// let channel: BroadcastChannel = BroadcastChannel::new();
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
-/// LeanAcceptor::new(channel, SseConfig::default()).serve(listener).await
+/// LeanAcceptor::new(channel, SseConfig::default().auth(Public)).serve(listener).await
 /// # }
 /// ```
 pub struct LeanAcceptor<S = serde_json::Value> {
