@@ -693,9 +693,11 @@ pub fn state_response<S: BroadcastState>(
     }
 }
 
-/// Serves `app` over plain hyper HTTP/1.1 on `listener` until the task is dropped. Sets
-/// `TCP_NODELAY` on every connection. Accept errors (e.g. out of file descriptors) are
-/// logged and retried after a short pause instead of ending the server.
+/// Serves `app` over plain hyper HTTP/1.1 on `listener` until the task is dropped, under the
+/// default [`ServerLimits`](crate::server::ServerLimits) (header-read and idle timeout, body
+/// timeout, connection cap). Sets `TCP_NODELAY` on every connection. Accept errors (e.g. out
+/// of file descriptors) are logged and retried after a short pause instead of ending the
+/// server.
 pub async fn serve<S: BroadcastState>(
     listener: tokio::net::TcpListener,
     app: SseApp<S>,
@@ -723,37 +725,41 @@ where
         + Sync
         + 'static,
 {
-    loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let r = handler(
-                        req.method(),
-                        req.uri().path(),
-                        req.uri().query(),
-                        req.headers(),
-                    );
-                    std::future::ready(Ok::<_, Infallible>(r))
-                });
-            let io = hyper_util::rt::TokioIo::new(tcp);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await
-            {
-                tracing::debug!(error = %e, "connection ended");
-            }
-        });
-    }
+    serve_fn_with(
+        listener,
+        crate::server::ServerLimits::default(),
+        handler,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// Like [`serve_fn`] with explicit limits, stopping gracefully once `shutdown` completes (end
+/// the streams in it, e.g. with [`BroadcastChannel::shutdown`]). Request bodies are never read.
+pub async fn serve_fn_with<F, G>(
+    listener: tokio::net::TcpListener,
+    limits: crate::server::ServerLimits,
+    handler: F,
+    shutdown: G,
+) -> std::io::Result<()>
+where
+    F: Fn(&Method, &str, Option<&str>, &HeaderMap) -> Response<ResponseBody>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    G: std::future::Future<Output = ()>,
+{
+    let svc = hyper::service::service_fn(move |req: http::Request<crate::server::TimedBody>| {
+        let r = handler(
+            req.method(),
+            req.uri().path(),
+            req.uri().query(),
+            req.headers(),
+        );
+        std::future::ready(Ok::<_, Infallible>(r))
+    });
+    crate::server::serve_service(listener, limits, svc, shutdown).await
 }
 
 #[cfg(test)]

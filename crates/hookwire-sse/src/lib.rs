@@ -32,6 +32,8 @@
 //! - [`EventBroadcast`]: application events with pattern filters (`order.*`).
 //! - [`http`]: the SSE response body for hyper/axum, resume parsing, the browser client.
 //! - [`lean`]: an opt-in acceptor costing ~2 KiB per idle subscriber.
+//! - [`server`]: the hyper accept loop with a header-read timeout, a body timeout, a
+//!   connection cap and graceful shutdown ([`server::ServerLimits`]).
 //!
 //! # Features
 //! | Name | Description | Default? |
@@ -55,6 +57,7 @@ pub mod http;
 pub mod lean;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod server;
 
 pub use apply::{ApplyError, apply_patch_message, state_version};
 pub use cache::{DEFAULT_CACHE_SIZE, StateCache};

@@ -333,15 +333,21 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     report_listening(addr);
     let shutdown_channel = channel.clone();
     let shutdown_ws = ws.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    // hookwire-sse's accept loop: header-read and idle timeouts, a body timeout and a
+    // connection cap below the open-file limit (docs/hookwire-cli.md), WebSocket upgrades.
+    hookwire_sse::server::serve_service(
+        listener,
+        hookwire_sse::server::ServerLimits::default(),
+        hyper_util::service::TowerToHyperService::new(app),
+        async move {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!(target: "hookwire::demo", "shutting down");
             // Open streams would keep the server waiting forever: end them (browsers reconnect).
-            shutdown_channel.disconnect(STREAM);
+            shutdown_channel.shutdown();
             shutdown_ws.close_all();
-        })
-        .await?;
+        },
+    )
+    .await?;
     generator.abort();
     jobs.shutdown().await;
     Ok(())
