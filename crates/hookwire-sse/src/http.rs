@@ -604,6 +604,9 @@ impl<S: BroadcastState> SseApp<S> {
     ) -> Option<Box<dyn Send + Sync>> {
         let (tracker, key) = self.presence.as_ref()?;
         let id = access.identity.as_ref()?;
+        // Past the tracker's per-stream cap the stream is served without presence (and
+        // without a guard: only a counted connection may be removed).
+        let came_online = tracker.try_add(stream, id)?;
         let guard = PresenceGuard {
             channel: self.channel.clone(),
             tracker: Arc::clone(tracker),
@@ -611,7 +614,7 @@ impl<S: BroadcastState> SseApp<S> {
             stream: stream.to_owned(),
             id: id.clone(),
         };
-        if tracker.add(stream, id) {
+        if came_online {
             guard.announce();
         }
         Some(Box::new(guard))

@@ -67,7 +67,7 @@ pub use channel::{
 };
 pub use events::{EventBroadcast, EventFilter, FilterError, MAX_FILTER_PATTERNS};
 pub use frame::{Frame, FrameKind};
-pub use presence::PresenceTracker;
+pub use presence::{DEFAULT_MAX_PRESENCE_PER_STREAM, PresenceTracker};
 pub use queue::{DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, QueueLimits, Subscription};
 
 /// Locks a mutex, recovering from poisoning: every critical section here leaves its data
