@@ -253,7 +253,12 @@ where
     let (tx, mut rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        // The field is public: clamp here too (zero would never accept; tokio refuses more
+        // than `MAX_PERMITS`).
+        let cap = limits
+            .max_connections
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let permits = Arc::new(Semaphore::new(cap));
         loop {
             // The permit first: at the cap nothing is accepted, so descriptors never run out.
             let permit = tokio::select! {

@@ -99,9 +99,18 @@ impl ServerLimits {
         self
     }
 
+    /// The cap as a permit count: the field is public, so it is clamped here too (a zero cap
+    /// would never accept, and tokio refuses more than `MAX_PERMITS`).
+    pub(crate) fn cap(&self) -> u32 {
+        let n = self
+            .max_connections
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// A semaphore with one permit per allowed connection.
     pub(crate) fn permits(&self) -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(self.max_connections))
+        Arc::new(Semaphore::new(self.cap() as usize))
     }
 }
 
@@ -326,8 +335,7 @@ where
     drop(listener);
     let _ = stop_tx.send(true);
     // Every connection holds a permit until its socket closes: all of them back = all closed.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all)).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(limits.cap())).await;
     Ok(())
 }
 
@@ -376,5 +384,26 @@ async fn connection<S, B>(
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_cap_becomes_a_usable_permit_count() {
+        let mut l = ServerLimits {
+            max_connections: 0,
+            ..ServerLimits::default()
+        };
+        assert_eq!(l.cap(), 1);
+        l.max_connections = usize::MAX;
+        assert_eq!(
+            l.cap() as usize,
+            Semaphore::MAX_PERMITS.min(u32::MAX as usize)
+        );
+        let _ = l.permits();
+        assert!(default_max_connections() >= MIN_MAX_CONNECTIONS);
     }
 }
