@@ -218,7 +218,9 @@ async fn a_frame_far_over_the_limit_still_closes_cleanly_with_1009() {
     assert!(eventually(|| gw.rooms().client_count() == 0).await);
 }
 
-/// The same in headless Chromium: the page's `close` event reports 1009 and `wasClean`.
+/// The same in headless Chromium: the page's `close` event reports 1009 (before: 1006).
+/// `wasClean` is not asserted: whether Chromium counts a close that arrives while it is still
+/// sending the oversized message as clean depends on how far its send got (under load: not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_sees_close_1009_for_a_frame_far_over_the_limit() {
     let gw = WsGateway::builder()
@@ -244,8 +246,6 @@ async fn chromium_sees_close_1009_for_a_frame_far_over_the_limit() {
     page.wait_for("window.wsClose !== null", Duration::from_secs(20))
         .await
         .unwrap();
-    assert_eq!(
-        page.eval("window.wsClose").await.unwrap(),
-        serde_json::json!({"code": 1009, "clean": true})
-    );
+    let close = page.eval("window.wsClose").await.unwrap();
+    assert_eq!(close["code"], 1009, "{close}");
 }
