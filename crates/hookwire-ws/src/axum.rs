@@ -39,10 +39,10 @@ const DEFAULT_WRITE_STALL: Duration = Duration::from_secs(60);
 /// How long a close frame may take to go out before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// After closing because of an oversized frame: how long the rest of the client's input is
-/// read and discarded, until the client closes its side, before the socket is dropped.
-/// Dropping a socket with unread input makes the kernel send a reset, which clients report as
-/// an abnormal closure (1006) instead of the 1009 they were sent.
+/// After an oversized frame, the longest each of two drains runs: the rest of the frame before
+/// the close frame goes out, and whatever still comes afterwards until the client closes its
+/// side. Dropping a socket with unread input makes the kernel send a reset, which clients
+/// report as an abnormal closure (1006) instead of the 1009 they were sent.
 pub const OVERSIZE_DRAIN: Duration = Duration::from_secs(2);
 
 /// The socket under a WebSocket: hyper's upgraded connection.
@@ -259,6 +259,24 @@ fn is_too_big(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Capacity(_))
 }
 
+/// A pause in the client's input this long means it finished sending its oversized frame.
+const QUIET: Duration = Duration::from_millis(50);
+
+/// Reads and discards the rest of an oversized frame until the input pauses for [`QUIET`], the
+/// client closes, or [`OVERSIZE_DRAIN`] passes.
+async fn drain_until_quiet(ws: &mut Socket) {
+    let io = ws.get_mut();
+    let deadline = Instant::now() + OVERSIZE_DRAIN;
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    loop {
+        let quiet = (Instant::now() + QUIET).min(deadline);
+        match tokio::time::timeout_at(quiet, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
 /// Shuts the sending side down (the close frame is already out) and reads and discards what
 /// the client still sends (the rest of its oversized frame, then its close) until it closes its
 /// side too or [`OVERSIZE_DRAIN`] passes. Memory stays one read buffer.
@@ -302,6 +320,9 @@ async fn drive(mut ws: Socket, mut conn: Connection, mut reauth: Option<Reauth>)
                 None => break,
                 Some(Err(e)) if is_too_big(&e) => {
                     oversized = true;
+                    // Let the client finish sending first: a close that arrives while it is
+                    // still writing the frame is, for some clients, not a clean close.
+                    drain_until_quiet(&mut ws).await;
                     conn.on_too_large()
                 }
                 Some(Err(_)) => break,
