@@ -211,12 +211,12 @@ async fn the_page_updates_live_shows_presence_and_survives_a_forced_resync() {
     page.wait_for("document.querySelectorAll('#orders tr').length > 0", t)
         .await
         .unwrap();
-    let rows = page
-        .eval("document.querySelectorAll('#orders tr').length")
+    // Both in one evaluation: a patch arriving between two would make them differ.
+    let both = page
+        .eval("[document.querySelectorAll('#orders tr').length, demo.state.orders.length]")
         .await
         .unwrap();
-    let orders = page.eval("demo.state.orders.length").await.unwrap();
-    assert_eq!(rows, orders);
+    assert_eq!(both[0], both[1], "rows on screen vs orders in the state");
 
     // Presence: this tab is online, and so is a second viewer while its stream is open.
     page.wait_for("(demo.state.online || []).includes('ann@acme')", t)
@@ -320,4 +320,63 @@ async fn two_demos_on_one_redis_share_the_board() {
     // Every update processed once: the shared counter equals the version.
     let s = state(a.addr);
     assert_eq!(s["processed"].as_u64(), s["_v"].as_u64(), "{s}");
+}
+
+/// Presence is bounded: past 100 users on the board further ones are served without appearing
+/// in the roster (each join republishes the roster to every viewer); leaving frees a place.
+#[test]
+fn presence_is_bounded_per_stream() {
+    let demo = Demo::start(&[]);
+    let mut streams = Vec::new();
+    for i in 0..120 {
+        let mut s = TcpStream::connect(demo.addr).unwrap();
+        write!(
+            s,
+            "GET /events/board?user=u{i}@acme HTTP/1.1\r\nHost: {}\r\n\r\n",
+            demo.addr
+        )
+        .unwrap();
+        streams.push(s);
+    }
+    let online = |addr| {
+        state(addr)["online"]
+            .as_array()
+            .map_or(0, std::vec::Vec::len)
+    };
+    eventually(Duration::from_secs(20), "100 users online", || {
+        online(demo.addr) == 100
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(online(demo.addr), 100, "the roster grew past its bound");
+    // Every stream is still served: the 120th gets its snapshot.
+    let mut last = streams.pop().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = last.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    drop(streams.remove(0));
+    eventually(Duration::from_secs(20), "a freed place", || {
+        !state(demo.addr)["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "u0@acme")
+    });
+}
+
+/// `POST /demo/resync` (a refetch by every viewer) is rate limited: one per second, the rest
+/// get 429 with `Retry-After`.
+#[test]
+fn resync_is_rate_limited() {
+    let demo = Demo::start(&[]);
+    assert_eq!(http(demo.addr, "POST", "/demo/resync", &[]).0, 204);
+    let (status, head, _) = http(demo.addr, "POST", "/demo/resync", &[]);
+    assert_eq!(status, 429);
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(http(demo.addr, "POST", "/demo/resync", &[]).0, 204);
 }

@@ -152,7 +152,7 @@ async fn async_server(mode: &str) {
     ch.publish(STREAM, snapshot_state(0), vec![]).unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     reply(&format!("PORT {}", l.local_addr().unwrap().port()));
-    let cfg = SseConfig::default();
+    let cfg = SseConfig::default().auth(hookwire_sse::http::Public);
     let bare_live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (bare_tx, _) = tokio::sync::broadcast::channel::<String>(1024);
     match mode {

@@ -9,6 +9,15 @@
 //   const board = live("board", (state) => render(state));
 //   // board.state, board.version, board.close()
 
+const own = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
+
+// Every key is plain data, as in the Rust client: `out[k] = v` would run the `__proto__`
+// setter (the key silently vanishes and the object's prototype changes), and `base[k]` would
+// read inherited members such as `constructor`.
+function setKey(o, k, v) {
+  Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+}
+
 /** Deep merge: objects merge, null deletes, everything else replaces. */
 export function patch(original, p) {
   if (p === null || p === undefined || typeof p !== "object" || Array.isArray(p)) {
@@ -19,8 +28,8 @@ export function patch(original, p) {
   const out = { ...base };
   for (const [k, v] of Object.entries(p)) {
     if (v === null || v === undefined) delete out[k];
-    else if (typeof v === "object" && !Array.isArray(v)) out[k] = patch(base[k], v);
-    else out[k] = v;
+    else if (typeof v === "object" && !Array.isArray(v)) setKey(out, k, patch(own(base, k) ? base[k] : undefined, v));
+    else setKey(out, k, v);
   }
   return out;
 }

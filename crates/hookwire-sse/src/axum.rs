@@ -2,10 +2,10 @@
 //! of its responses.
 //!
 //! ```no_run
-//! use hookwire_sse::{BroadcastChannel, http::{SseApp, SseConfig}};
+//! use hookwire_sse::{BroadcastChannel, http::{Public, SseApp, SseConfig}};
 //! # async fn run() {
 //! let channel: BroadcastChannel = BroadcastChannel::new();
-//! let app = axum::Router::new().merge(hookwire_sse::axum::router(SseApp::new(channel, SseConfig::default())));
+//! let app = axum::Router::new().merge(hookwire_sse::axum::router(SseApp::new(channel, SseConfig::default().auth(Public))));
 //! # let _: axum::Router = app;
 //! # }
 //! ```

@@ -251,6 +251,8 @@ struct Inner<S> {
     next_id: AtomicU64,
     counters: Counters,
     keep_alive: OnceLock<()>,
+    // Set under the `streams` lock, so no subscription slips in after `shutdown` drained them.
+    shut: std::sync::atomic::AtomicBool,
 }
 
 impl<S: Send + Sync + 'static> Unsubscribe for Inner<S> {
@@ -345,6 +347,7 @@ impl<S: BroadcastState> BroadcastChannel<S> {
                 next_id: AtomicU64::new(1),
                 counters: Counters::default(),
                 keep_alive: OnceLock::new(),
+                shut: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -507,6 +510,22 @@ impl<S: BroadcastState> BroadcastChannel<S> {
         }
     }
 
+    /// Ends every subscription of every stream, and every later one at once: for a graceful
+    /// shutdown, whose server waits for open responses (an SSE stream never ends by itself).
+    /// Publishing still updates the cache; nothing is delivered.
+    pub fn shutdown(&self) {
+        let drained: Vec<Arc<StreamSubs>> = {
+            let mut streams = crate::lock(&self.inner.streams);
+            self.inner.shut.store(true, Ordering::Release);
+            streams.drain().map(|(_, s)| s).collect()
+        };
+        for s in drained {
+            for sub in crate::lock(&s.subs).drain(..) {
+                sub.close();
+            }
+        }
+    }
+
     /// Subscribes to `stream`; the first frame is the cached snapshot, if any.
     pub fn subscribe(&self, stream: &str) -> Subscription {
         self.subscribe_from(stream, None)
@@ -523,11 +542,14 @@ impl<S: BroadcastState> BroadcastChannel<S> {
             shared.preload(e.resume(last));
         }
         let key: Arc<str> = Arc::from(stream);
-        let subs = {
-            let mut streams = crate::lock(&self.inner.streams);
-            Arc::clone(streams.entry(Arc::clone(&key)).or_default())
-        };
-        crate::lock(&subs.subs).push(Arc::clone(&shared));
+        let mut streams = crate::lock(&self.inner.streams);
+        if self.inner.shut.load(Ordering::Acquire) {
+            shared.close();
+        } else {
+            let subs = Arc::clone(streams.entry(Arc::clone(&key)).or_default());
+            crate::lock(&subs.subs).push(Arc::clone(&shared));
+        }
+        drop(streams);
         drop(cache);
         let owner: Weak<Inner<S>> = Arc::downgrade(&self.inner);
         let owner: Weak<dyn Unsubscribe> = owner;

@@ -95,6 +95,7 @@ struct Published {
 struct State {
     subs: Vec<(Arc<SubShared>, EventFilter)>,
     history: VecDeque<Published>,
+    shut: bool,
 }
 
 struct EvInner {
@@ -167,6 +168,7 @@ impl EventBroadcast {
                 state: Mutex::new(State {
                     subs: Vec::new(),
                     history: VecDeque::new(),
+                    shut: false,
                 }),
                 seq: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
@@ -224,7 +226,11 @@ impl EventBroadcast {
                 shared.preload([Frame::resync()]);
             }
         }
-        st.subs.push((Arc::clone(&shared), filter));
+        if st.shut {
+            shared.close();
+        } else {
+            st.subs.push((Arc::clone(&shared), filter));
+        }
         drop(st);
         let owner: Weak<EvInner> = Arc::downgrade(&self.inner);
         let owner: Weak<dyn Unsubscribe> = owner;
@@ -232,6 +238,20 @@ impl EventBroadcast {
             shared,
             key: Arc::from(""),
             owner,
+        }
+    }
+
+    /// Ends every subscription, and every later one at once: for a graceful shutdown, whose
+    /// server waits for open responses (an SSE stream never ends by itself). Publishing still
+    /// fills the history; nothing is delivered.
+    pub fn shutdown(&self) {
+        let subs = {
+            let mut st = crate::lock(&self.inner.state);
+            st.shut = true;
+            std::mem::take(&mut st.subs)
+        };
+        for (s, _) in subs {
+            s.close();
         }
     }
 

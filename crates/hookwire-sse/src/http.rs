@@ -120,6 +120,24 @@ impl Authorize for Public {
     }
 }
 
+/// The hook of a configuration that never chose one: refuses every stream with 401 (fail
+/// closed, like the WebSocket gateway without an authenticator) and says why once in the log.
+#[derive(Debug, Clone, Copy, Default)]
+struct Unchosen;
+
+impl Authorize for Unchosen {
+    fn authorize(&self, _req: &RequestInfo<'_>) -> Result<Access, StatusCode> {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::error!(
+                "hookwire-sse: no authorization hook chosen, every stream answers 401; \
+                 call SseConfig::auth(hook), or SseConfig::auth(Public) for public streams"
+            );
+        });
+        Err(StatusCode::UNAUTHORIZED)
+    }
+}
+
 impl<'a> RequestInfo<'a> {
     /// Describes a request for the hook.
     pub fn new(stream: &'a str, headers: &'a HeaderMap, query: Option<&'a str>) -> Self {
@@ -142,7 +160,9 @@ pub struct SseConfig {
     /// Random extra reconnect delay per connection, so a restart does not cause a reconnect
     /// storm (default 3 s).
     pub retry_jitter: Duration,
-    /// The authorization hook (default [`Public`]).
+    /// The authorization hook. There is no silent default: until one is chosen with
+    /// [`SseConfig::auth`] (a hook, or [`Public`] for public streams), every stream and state
+    /// request answers 401.
     pub auth: Arc<dyn Authorize>,
 }
 
@@ -162,7 +182,7 @@ impl Default for SseConfig {
             keep_alive: Duration::from_secs(15),
             retry: Duration::from_secs(1),
             retry_jitter: Duration::from_secs(3),
-            auth: Arc::new(Public),
+            auth: Arc::new(Unchosen),
         }
     }
 }
@@ -442,7 +462,8 @@ pub fn status_response(status: StatusCode) -> Response<ResponseBody> {
 /// use hookwire_sse::{BroadcastChannel, http::{SseApp, SseConfig}};
 /// # async fn run() -> std::io::Result<()> {
 /// let channel: BroadcastChannel = BroadcastChannel::new();
-/// let app = SseApp::new(channel, SseConfig::default());
+/// // An explicit authentication choice: without `.auth(…)` every stream answers 401.
+/// let app = SseApp::new(channel, SseConfig::default().auth(hookwire_sse::http::Public));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// hookwire_sse::http::serve(listener, app).await
 /// # }
@@ -583,6 +604,9 @@ impl<S: BroadcastState> SseApp<S> {
     ) -> Option<Box<dyn Send + Sync>> {
         let (tracker, key) = self.presence.as_ref()?;
         let id = access.identity.as_ref()?;
+        // Past the tracker's per-stream cap the stream is served without presence (and
+        // without a guard: only a counted connection may be removed).
+        let came_online = tracker.try_add(stream, id)?;
         let guard = PresenceGuard {
             channel: self.channel.clone(),
             tracker: Arc::clone(tracker),
@@ -590,7 +614,7 @@ impl<S: BroadcastState> SseApp<S> {
             stream: stream.to_owned(),
             id: id.clone(),
         };
-        if tracker.add(stream, id) {
+        if came_online {
             guard.announce();
         }
         Some(Box::new(guard))
@@ -672,9 +696,11 @@ pub fn state_response<S: BroadcastState>(
     }
 }
 
-/// Serves `app` over plain hyper HTTP/1.1 on `listener` until the task is dropped. Sets
-/// `TCP_NODELAY` on every connection. Accept errors (e.g. out of file descriptors) are
-/// logged and retried after a short pause instead of ending the server.
+/// Serves `app` over plain hyper HTTP/1.1 on `listener` until the task is dropped, under the
+/// default [`ServerLimits`](crate::server::ServerLimits) (header-read and idle timeout, body
+/// timeout, connection cap). Sets `TCP_NODELAY` on every connection. Accept errors (e.g. out
+/// of file descriptors) are logged and retried after a short pause instead of ending the
+/// server.
 pub async fn serve<S: BroadcastState>(
     listener: tokio::net::TcpListener,
     app: SseApp<S>,
@@ -702,37 +728,41 @@ where
         + Sync
         + 'static,
 {
-    loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let r = handler(
-                        req.method(),
-                        req.uri().path(),
-                        req.uri().query(),
-                        req.headers(),
-                    );
-                    std::future::ready(Ok::<_, Infallible>(r))
-                });
-            let io = hyper_util::rt::TokioIo::new(tcp);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await
-            {
-                tracing::debug!(error = %e, "connection ended");
-            }
-        });
-    }
+    serve_fn_with(
+        listener,
+        crate::server::ServerLimits::default(),
+        handler,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// Like [`serve_fn`] with explicit limits, stopping gracefully once `shutdown` completes (end
+/// the streams in it, e.g. with [`BroadcastChannel::shutdown`]). Request bodies are never read.
+pub async fn serve_fn_with<F, G>(
+    listener: tokio::net::TcpListener,
+    limits: crate::server::ServerLimits,
+    handler: F,
+    shutdown: G,
+) -> std::io::Result<()>
+where
+    F: Fn(&Method, &str, Option<&str>, &HeaderMap) -> Response<ResponseBody>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    G: std::future::Future<Output = ()>,
+{
+    let svc = hyper::service::service_fn(move |req: http::Request<crate::server::TimedBody>| {
+        let r = handler(
+            req.method(),
+            req.uri().path(),
+            req.uri().query(),
+            req.headers(),
+        );
+        std::future::ready(Ok::<_, Infallible>(r))
+    });
+    crate::server::serve_service(listener, limits, svc, shutdown).await
 }
 
 #[cfg(test)]

@@ -10,13 +10,16 @@
 //!
 //! Every drain writes all queued frames with one vectored write. Routes: `GET /events/<s>`
 //! and `GET /state/<s>` (the latter answered with `Connection: close`); anything else is
-//! 404/405. Limits: request head ≤ [`MAX_HEAD`] bytes and ≤ 32 headers (else 431), at most
-//! [`LeanAcceptor::max_subscribers`] streams at once (else 503).
+//! 404/405. Limits: request head ≤ [`MAX_HEAD`] bytes and ≤ 32 headers (else 431), sent
+//! within [`ServerLimits::header_read_timeout`] (else the connection is closed), at most
+//! [`LeanAcceptor::max_subscribers`] streams at once (else 503) and at most
+//! [`ServerLimits::max_connections`] connections of any kind (above it the acceptor stops
+//! accepting until one closes). Request bodies are never read; there is no keep-alive (one
+//! request per connection), so no idle timeout either.
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::channel::{BroadcastChannel, BroadcastState};
 use crate::frame::Frame;
 use crate::http::{RequestInfo, SSE_HEADERS, SseApp, SseConfig, last_event_id, valid_stream_name};
+use crate::server::ServerLimits;
 
 /// Largest accepted request head, in bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -35,15 +39,16 @@ const MAX_HEADERS: usize = 32;
 /// The lean acceptor for one channel.
 ///
 /// ```no_run
-/// use hookwire_sse::{BroadcastChannel, http::SseConfig, lean::LeanAcceptor};
+/// use hookwire_sse::{BroadcastChannel, http::{Public, SseConfig}, lean::LeanAcceptor};
 /// # async fn run() -> std::io::Result<()> {
 /// let channel: BroadcastChannel = BroadcastChannel::new();
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
-/// LeanAcceptor::new(channel, SseConfig::default()).serve(listener).await
+/// LeanAcceptor::new(channel, SseConfig::default().auth(Public)).serve(listener).await
 /// # }
 /// ```
 pub struct LeanAcceptor<S = serde_json::Value> {
     app: SseApp<S>,
+    limits: ServerLimits,
     max_subscribers: usize,
     live: Arc<AtomicUsize>,
 }
@@ -51,6 +56,7 @@ pub struct LeanAcceptor<S = serde_json::Value> {
 impl<S> std::fmt::Debug for LeanAcceptor<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeanAcceptor")
+            .field("limits", &self.limits)
             .field("max_subscribers", &self.max_subscribers)
             .field("live", &self.live.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -67,6 +73,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
     pub fn from_app(app: SseApp<S>) -> Self {
         Self {
             app,
+            limits: ServerLimits::default(),
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             live: Arc::new(AtomicUsize::new(0)),
         }
@@ -80,31 +87,40 @@ impl<S: BroadcastState> LeanAcceptor<S> {
         self
     }
 
+    /// Sets the header-read timeout and the connection cap (the body timeout does not apply:
+    /// bodies are never read). Raise `max_connections` together with `ulimit -n`.
+    #[must_use]
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Accepts connections until the task is dropped. Accept errors (e.g. out of file
     /// descriptors) are logged and retried after a short pause.
     pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
         let this = Arc::new(self);
-        loop {
-            let tcp = match listener.accept().await {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lean accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        let permits = this.limits.permits();
+        let mut never = std::pin::pin!(std::future::pending::<()>());
+        while let Some((tcp, permit)) = crate::server::accept(&listener, &permits, &mut never).await
+        {
             let this = Arc::clone(&this);
             tokio::spawn(async move {
-                if let Err(e) = this.connection(tcp).await {
+                if let Err(e) = this.connection(tcp, permit).await {
                     tracing::debug!(error = %e, "lean connection ended");
                 }
             });
         }
+        Ok(())
     }
 
-    async fn connection(&self, mut tcp: TcpStream) -> io::Result<()> {
-        let _ = tcp.set_nodelay(true);
-        let Some(head) = read_head(&mut tcp).await? else {
+    async fn connection(
+        &self,
+        mut tcp: TcpStream,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> io::Result<()> {
+        let head = tokio::time::timeout(self.limits.header_read_timeout, read_head(&mut tcp)).await;
+        let Ok(Some(head)) = head.unwrap_or(Ok(None)) else {
+            // Closed early, answered already, or too slow: the connection (and its permit) goes.
             return Ok(());
         };
         let sub = match self.route(&head) {
@@ -150,6 +166,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
             }
             drop(guard);
             drop(presence);
+            drop(permit);
         });
         Ok(())
     }

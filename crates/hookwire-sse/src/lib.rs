@@ -32,6 +32,8 @@
 //! - [`EventBroadcast`]: application events with pattern filters (`order.*`).
 //! - [`http`]: the SSE response body for hyper/axum, resume parsing, the browser client.
 //! - [`lean`]: an opt-in acceptor costing ~2 KiB per idle subscriber.
+//! - [`server`]: the hyper accept loop with a header-read timeout, a body timeout, a
+//!   connection cap and graceful shutdown ([`server::ServerLimits`]).
 //!
 //! # Features
 //! | Name | Description | Default? |
@@ -55,6 +57,7 @@ pub mod http;
 pub mod lean;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod server;
 
 pub use apply::{ApplyError, apply_patch_message, state_version};
 pub use cache::{DEFAULT_CACHE_SIZE, StateCache};
@@ -64,7 +67,7 @@ pub use channel::{
 };
 pub use events::{EventBroadcast, EventFilter, FilterError, MAX_FILTER_PATTERNS};
 pub use frame::{Frame, FrameKind};
-pub use presence::PresenceTracker;
+pub use presence::{DEFAULT_MAX_PRESENCE_PER_STREAM, PresenceTracker};
 pub use queue::{DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, QueueLimits, Subscription};
 
 /// Locks a mutex, recovering from poisoning: every critical section here leaves its data

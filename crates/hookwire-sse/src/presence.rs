@@ -30,26 +30,74 @@ struct StreamPresence {
 /// assert!(!p.is_online("board", "ann"));
 /// assert_eq!(p.online("board"), ["bob"]);
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PresenceTracker {
     streams: Mutex<HashMap<String, StreamPresence>>,
+    max_per_stream: usize,
+}
+
+/// Default cap on identities online per stream ([`PresenceTracker::max_per_stream`]): every
+/// change publishes the whole roster, so an unbounded roster is unbounded work per join.
+pub const DEFAULT_MAX_PRESENCE_PER_STREAM: usize = 1_000;
+
+impl Default for PresenceTracker {
+    fn default() -> Self {
+        Self {
+            streams: Mutex::new(HashMap::new()),
+            max_per_stream: DEFAULT_MAX_PRESENCE_PER_STREAM,
+        }
+    }
 }
 
 impl PresenceTracker {
-    /// An empty tracker.
+    /// An empty tracker (at most [`DEFAULT_MAX_PRESENCE_PER_STREAM`] identities per stream).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// One more connection of `id` on `stream`. Returns true when `id` just came online.
+    /// Caps the identities online per stream (at least 1). A further identity is not
+    /// counted ([`try_add`](Self::try_add) answers `None`; its stream is still served, it just
+    /// does not appear in the roster); more connections of an identity already online always
+    /// count.
+    ///
+    /// ```
+    /// let p = hookwire_sse::PresenceTracker::new().max_per_stream(2);
+    /// assert_eq!(p.try_add("s", "ann"), Some(true));
+    /// assert_eq!(p.try_add("s", "bob"), Some(true));
+    /// assert_eq!(p.try_add("s", "eve"), None);
+    /// assert_eq!(p.try_add("s", "ann"), Some(false), "a second tab of someone online");
+    /// assert_eq!(p.online("s"), ["ann", "bob"]);
+    /// ```
+    #[must_use]
+    pub fn max_per_stream(mut self, n: usize) -> Self {
+        self.max_per_stream = n.max(1);
+        self
+    }
+
+    /// One more connection of `id` on `stream`. Returns true when `id` just came online. Past
+    /// the per-stream cap a new identity is not counted (and false is returned); use
+    /// [`try_add`](Self::try_add) to tell the two apart.
     pub fn add(&self, stream: &str, id: &str) -> bool {
+        self.try_add(stream, id).unwrap_or(false)
+    }
+
+    /// Like [`add`](Self::add), but `None` when `id` was not counted because `stream` already
+    /// has the maximum of identities online; only a counted connection may be
+    /// [`remove`](Self::remove)d.
+    pub fn try_add(&self, stream: &str, id: &str) -> Option<bool> {
         let mut g = crate::lock(&self.streams);
+        if let Some(s) = g.get(stream)
+            && s.ids.len() >= self.max_per_stream
+            && !s.ids.contains_key(id)
+        {
+            return None;
+        }
         let s = g.entry(stream.to_owned()).or_default();
         s.seq += 1;
         let seq = s.seq;
         let e = s.ids.entry(id.to_owned()).or_insert((seq, 0));
         e.1 = e.1.saturating_add(1);
-        e.1 == 1
+        Some(e.1 == 1)
     }
 
     /// One connection of `id` on `stream` fewer. Unknown streams and identities are a no-op.

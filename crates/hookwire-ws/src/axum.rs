@@ -7,14 +7,20 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes};
 
 use crate::{
     AuthRequest, Close, Connection, ExposeStats, KillSignal, Outbound, Outcome, WsGateway,
@@ -32,6 +38,15 @@ const DEFAULT_WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// How long a close frame may take to go out before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// After an oversized frame, the longest each of two drains runs: the rest of the frame before
+/// the close frame goes out, and whatever still comes afterwards until the client closes its
+/// side. Dropping a socket with unread input makes the kernel send a reset, which clients
+/// report as an abnormal closure (1006) instead of the 1009 they were sent.
+pub const OVERSIZE_DRAIN: Duration = Duration::from_secs(2);
+
+/// The socket under a WebSocket: hyper's upgraded connection.
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// A router serving the gateway's WebSocket route and, unless stats are off, its stats route.
 ///
@@ -65,6 +80,10 @@ pub(crate) fn unauthorized() -> Response {
 }
 
 /// The upgrade handler: authenticate, then upgrade with the gateway's frame limits.
+///
+/// axum's extractor validates the handshake (its rejections answer malformed requests), but
+/// the socket is set up here on hyper's upgraded connection itself: after an oversized frame
+/// the connection must keep reading raw bytes, which axum's `WebSocket` cannot.
 pub async fn upgrade(State(gw): State<WsGateway>, req: Request) -> Response {
     let (mut parts, _body) = req.into_parts();
     let Some(identity) = gw
@@ -73,21 +92,52 @@ pub async fn upgrade(State(gw): State<WsGateway>, req: Request) -> Response {
     else {
         return unauthorized();
     };
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
+    let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+    if let Err(rejection) = WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        return rejection.into_response();
+    }
+    let (Some(on_upgrade), Some(key)) = (on_upgrade, parts.headers.get(header::SEC_WEBSOCKET_KEY))
+    else {
+        // HTTP/2 extended CONNECT passes axum's checks but has no key: not served here.
+        return StatusCode::UPGRADE_REQUIRED.into_response();
     };
+    let accept = accept_key(key.as_bytes());
     let max = gw.max_message_bytes();
-    ws.read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            // Credentials are kept only when they will be re-checked.
-            let reauth = gw
-                .reauth_interval()
-                .map(|p| Reauth::new(gw.clone(), parts.uri, parts.headers, p));
-            drive(socket, gw.connect(identity), reauth)
-        })
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        // Credentials are kept only when they will be re-checked.
+        let reauth = gw
+            .reauth_interval()
+            .map(|p| Reauth::new(gw.clone(), parts.uri, parts.headers, p));
+        drive(socket, gw.connect(identity), reauth).await;
+    });
+    let mut r = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    r
+}
+
+/// `Sec-WebSocket-Accept` for a client's key (RFC 6455 §4.2.2).
+fn accept_key(key: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut sha1 = sha1::Sha1::default();
+    sha1.update(key);
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(sha1.finalize());
+    // ok: base64 output is always a valid header value
+    HeaderValue::from_str(&b64).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// The stats handler (`GET <path>/stats`).
@@ -125,7 +175,7 @@ fn text(b: Bytes) -> Result<Message, Stop> {
 /// never reads would otherwise park its driver in a blocked write forever, where neither its
 /// queue (replies do not go through it) nor the heartbeat (checked between writes) can reach it.
 async fn write(
-    ws: &mut WebSocket,
+    ws: &mut Socket,
     frames: impl IntoIterator<Item = Bytes>,
     kill: &KillSignal,
     stall: Duration,
@@ -205,20 +255,46 @@ async fn tick(hb: &mut Option<Interval>) {
     }
 }
 
-fn is_too_big(e: &axum::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = src {
-        if let Some(tungstenite::Error::Capacity(_)) = s.downcast_ref::<tungstenite::Error>() {
-            return true;
+fn is_too_big(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Capacity(_))
+}
+
+/// A pause in the client's input this long means it finished sending its oversized frame.
+const QUIET: Duration = Duration::from_millis(50);
+
+/// Reads and discards the rest of an oversized frame until the input pauses for [`QUIET`], the
+/// client closes, or [`OVERSIZE_DRAIN`] passes.
+async fn drain_until_quiet(ws: &mut Socket) {
+    let io = ws.get_mut();
+    let deadline = Instant::now() + OVERSIZE_DRAIN;
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    loop {
+        let quiet = (Instant::now() + QUIET).min(deadline);
+        match tokio::time::timeout_at(quiet, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
-        src = s.source();
     }
-    false
+}
+
+/// Shuts the sending side down (the close frame is already out) and reads and discards what
+/// the client still sends (the rest of its oversized frame, then its close) until it closes its
+/// side too or [`OVERSIZE_DRAIN`] passes. Memory stays one read buffer.
+async fn drain_and_shut(ws: &mut Socket) {
+    let io = ws.get_mut();
+    let deadline = Instant::now() + OVERSIZE_DRAIN;
+    let _ = tokio::time::timeout_at(deadline, io.shutdown()).await;
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
 
 /// Runs one connection until the peer leaves or it is closed; dropping `conn` at the end
 /// removes the client from its rooms.
-async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reauth>) {
+async fn drive(mut ws: Socket, mut conn: Connection, mut reauth: Option<Reauth>) {
     let kill = conn.kill_signal();
     let mut hb = conn.heartbeat_interval().map(timer);
     // Twice the heartbeat period: as long as the heartbeat would take to drop a silent client.
@@ -226,20 +302,29 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
         .heartbeat_interval()
         .map_or(DEFAULT_WRITE_STALL, |p| p.saturating_mul(2));
     let mut stop = write(&mut ws, [conn.hello()], &kill, stall).await.err();
+    // Set once the input stream is unusable after an oversized frame: what is left of it is
+    // drained raw after the close frame.
+    let mut oversized = false;
     while stop.is_none() {
         let outcome: Outcome = tokio::select! {
-            msg = ws.recv() => match msg {
+            msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => conn.on_text(t.as_str()),
                 Some(Ok(Message::Binary(b))) => conn.on_binary(b.len()),
                 // tungstenite answers protocol pings itself; protocol pongs carry no meaning here.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Close(_))) => {
                     // tungstenite queued the close reply; flush it so the handshake completes.
                     let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
                     break;
                 }
                 None => break,
-                Some(Err(e)) if is_too_big(&e) => conn.on_too_large(),
+                Some(Err(e)) if is_too_big(&e) => {
+                    oversized = true;
+                    // Let the client finish sending first: a close that arrives while it is
+                    // still writing the frame is, for some clients, not a clean close.
+                    drain_until_quiet(&mut ws).await;
+                    conn.on_too_large()
+                }
                 Some(Err(_)) => break,
             },
             next = conn.next_outbound() => {
@@ -275,10 +360,13 @@ async fn drive(mut ws: WebSocket, mut conn: Connection, mut reauth: Option<Reaut
     }
     if let Some(Stop::Close(c)) = stop {
         let frame = CloseFrame {
-            code: c.code,
+            code: CloseCode::from(c.code),
             reason: Utf8Bytes::from_static(c.reason),
         };
-        let _ = tokio::time::timeout(CLOSE_GRACE, ws.send(Message::Close(Some(frame)))).await;
+        let sent = tokio::time::timeout(CLOSE_GRACE, ws.send(Message::Close(Some(frame)))).await;
+        if oversized && matches!(sent, Ok(Ok(()))) {
+            drain_and_shut(&mut ws).await;
+        }
     }
     drop(conn);
 }

@@ -323,6 +323,20 @@ impl EventGateway {
         self.inner.ws.as_ref().map_or(0, |ws| ws.publish(e))
     }
 
+    /// Ends every open stream of both sides, for a graceful shutdown (e.g. in axum's
+    /// `with_graceful_shutdown`): WebSocket clients are closed with 1001, every SSE state stream
+    /// and `/events` stream ends, and streams opened afterwards end at once. Without it an
+    /// open SSE response keeps a gracefully stopping server waiting forever.
+    pub fn shutdown(&self) {
+        if let Some(ws) = &self.inner.ws {
+            ws.close_all();
+        }
+        if let Some(sse) = &self.inner.sse {
+            sse.app.channel().shutdown();
+            sse.events.shutdown();
+        }
+    }
+
     /// The routes of both sides: the WebSocket route and its stats (see [`crate::axum::router`]),
     /// `GET /events`, `/events/{stream}`, `/state/{stream}` and the SSE browser client.
     pub fn router<S>(&self) -> Router<S>

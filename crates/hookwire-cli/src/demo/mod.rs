@@ -40,6 +40,12 @@ const STREAM: &str = "board";
 const APPLY_JOB: &str = "demo.board.apply";
 /// Longest accepted identity for presence (`?user=`): the roster is shown to every viewer.
 const MAX_USER_LEN: usize = 64;
+/// Most users shown online on the board; further ones are served without presence (every
+/// join republishes the roster to every viewer).
+const MAX_PRESENCE: usize = 100;
+/// `POST /demo/resync` makes every viewer refetch the state: at most one per this period, the
+/// rest get 429.
+const RESYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Run the end-to-end demo: sender → receiver → job → board → SSE and WebSocket.
 #[derive(Debug, clap::Args)]
@@ -206,7 +212,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
                 .map_err(|e| format!("redis (board): {e}"))?;
         }
     }
-    let presence = Arc::new(PresenceTracker::new());
+    let presence = Arc::new(PresenceTracker::new().max_per_stream(MAX_PRESENCE));
     let sse = SseApp::new(
         channel.clone(),
         SseConfig::default().auth(presence_identity),
@@ -306,6 +312,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         .await?;
 
     let resync_channel = channel.clone();
+    let last_resync = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok" }))
@@ -313,8 +320,17 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
             "/demo/resync",
             post(move || {
                 let ch = resync_channel.clone();
+                let last = Arc::clone(&last_resync);
                 async move {
                     // Demo control: tell every browser to refetch, as after a queue overflow.
+                    // Each one costs a refetch per viewer, so it is rate limited.
+                    if !due(&last, RESYNC_EVERY) {
+                        return (
+                            axum::http::StatusCode::TOO_MANY_REQUESTS,
+                            [(axum::http::header::RETRY_AFTER, "1")],
+                        )
+                            .into_response();
+                    }
                     ch.resync(STREAM);
                     axum::http::StatusCode::NO_CONTENT.into_response()
                 }
@@ -333,15 +349,21 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     report_listening(addr);
     let shutdown_channel = channel.clone();
     let shutdown_ws = ws.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    // hookwire-sse's accept loop: header-read and idle timeouts, a body timeout and a
+    // connection cap below the open-file limit (docs/hookwire-cli.md), WebSocket upgrades.
+    hookwire_sse::server::serve_service(
+        listener,
+        hookwire_sse::server::ServerLimits::default(),
+        hyper_util::service::TowerToHyperService::new(app),
+        async move {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!(target: "hookwire::demo", "shutting down");
             // Open streams would keep the server waiting forever: end them (browsers reconnect).
-            shutdown_channel.disconnect(STREAM);
+            shutdown_channel.shutdown();
             shutdown_ws.close_all();
-        })
-        .await?;
+        },
+    )
+    .await?;
     generator.abort();
     jobs.shutdown().await;
     Ok(())
@@ -365,6 +387,19 @@ fn presence_identity(req: &RequestInfo<'_>) -> Result<Access, axum::http::Status
         }
         _ => Access::all(),
     })
+}
+
+/// Whether the period since the last accepted call has passed; if so, records this one.
+fn due(last: &std::sync::Mutex<Option<std::time::Instant>>, every: Duration) -> bool {
+    let mut g = last
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = std::time::Instant::now();
+    if g.is_some_and(|t| now.duration_since(t) < every) {
+        return false;
+    }
+    *g = Some(now);
+    true
 }
 
 /// Emits one event per interval through the dispatcher; each delivery runs in its own task so a

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hookwire_sse::http::{ResponseBody, SseApp, SseConfig};
+use hookwire_sse::http::{Public, ResponseBody, SseApp, SseConfig};
 use hookwire_sse::{BroadcastChannel, apply_patch_message};
 use hookwire_testkit::browser::Chromium;
 use serde_json::{Value, json};
@@ -48,7 +48,9 @@ async fn browser_client_follows_the_board() {
     let ch: BroadcastChannel = BroadcastChannel::new();
     ch.publish("board", json!({"_v": 0, "orders": {}}), vec![])
         .unwrap();
-    let cfg = SseConfig::default().retry(Duration::from_millis(200), Duration::ZERO);
+    let cfg = SseConfig::default()
+        .auth(Public)
+        .retry(Duration::from_millis(200), Duration::ZERO);
     let addr = start(SseApp::new(ch.clone(), cfg)).await;
     let page = Chromium::open(&format!("http://{addr}/"))
         .await
@@ -154,6 +156,65 @@ async fn browser_client_follows_the_board() {
         ))
         .await
         .unwrap();
+    for (i, (msg, cached)) in cases.iter().enumerate() {
+        let want = match apply_patch_message(msg, cached.as_ref()) {
+            Ok(s) => json!({"ok": s}),
+            Err(e) => json!({"err": e.as_str()}),
+        };
+        assert_eq!(got[i], want, "case {i}: {msg} on {cached:?}");
+    }
+}
+
+/// Keys that name members of JavaScript objects (`__proto__`, `constructor`, …) are plain data
+/// in both clients: the browser once dropped `__proto__` silently while Rust kept it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_applies_object_member_keys_like_the_rust_client() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    ch.publish("board", json!({"_v": 0}), vec![]).unwrap();
+    let addr = start(SseApp::new(ch, SseConfig::default().auth(Public))).await;
+    let page = Chromium::open(&format!("http://{addr}/"))
+        .await
+        .expect("chromium");
+    page.wait_for("typeof window.applyPatchMessage === 'function'", WAIT)
+        .await
+        .unwrap();
+    let mut cases = Vec::new();
+    for key in [
+        "__proto__",
+        "constructor",
+        "prototype",
+        "toString",
+        "hasOwnProperty",
+        "valueOf",
+        "__defineGetter__",
+    ] {
+        let base = json!({"_v": 1, key: {"kept": 1}, "other": 1});
+        let empty = json!({"_v": 1});
+        cases.push((json!({"2": {key: {"x": 1}}}), Some(base.clone())));
+        cases.push((json!({"2": {key: {"x": 1}}}), Some(empty.clone())));
+        cases.push((json!({"2": {key: 5}}), Some(empty.clone())));
+        cases.push((json!({"2": {key: "s"}}), Some(base.clone())));
+        cases.push((json!({"2": {key: null}}), Some(base.clone())));
+        cases.push((json!({"2": {key: {"kept": null}}}), Some(base.clone())));
+        cases.push((
+            json!({"2": {"n": {key: {"deep": [1]}}}}),
+            Some(empty.clone()),
+        ));
+        cases.push((json!({"0": {key: {"a": 1}}}), None));
+        cases.push((
+            json!({"1": {key: {"who": 1}}, "_overlay": true}),
+            Some(base),
+        ));
+    }
+    // JSON.parse, not a JS literal: in a literal `"__proto__": …` sets the prototype.
+    let literal = serde_json::to_string(&serde_json::to_string(&cases).unwrap()).unwrap();
+    let got = page
+        .eval(&format!(
+            "JSON.stringify(JSON.parse({literal}).map(([m, c]) => {{ const r = applyPatchMessage(m, c); return r.ok ? {{ok: r.state}} : {{err: r.reason}}; }}))"
+        ))
+        .await
+        .unwrap();
+    let got: Value = serde_json::from_str(got.as_str().expect("a JSON string")).unwrap();
     for (i, (msg, cached)) in cases.iter().enumerate() {
         let want = match apply_patch_message(msg, cached.as_ref()) {
             Ok(s) => json!({"ok": s}),

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hookwire_sse::http::{Access, RequestInfo, SseApp, SseConfig};
+use hookwire_sse::http::{Access, Public, RequestInfo, SseApp, SseConfig};
 use hookwire_sse::{BroadcastChannel, ChannelConfig, EventBroadcast, QueueLimits};
 use serde_json::{Value, json};
 
@@ -92,7 +92,7 @@ pub(crate) async fn resume_gets_exactly_the_missed_patches(
 #[tokio::test]
 async fn hyper_snapshot_patches_resume() {
     let ch: BroadcastChannel = BroadcastChannel::new();
-    let addr = start(SseApp::new(ch.clone(), SseConfig::default())).await;
+    let addr = start(SseApp::new(ch.clone(), SseConfig::default().auth(Public))).await;
     resume_gets_exactly_the_missed_patches(addr, &ch).await;
 }
 
@@ -189,7 +189,7 @@ async fn hyper_stalled_client() {
             frames: 128,
             bytes: 512 * 1024,
         }));
-    let addr = start(SseApp::new(ch.clone(), SseConfig::default())).await;
+    let addr = start(SseApp::new(ch.clone(), SseConfig::default().auth(Public))).await;
     stalled_client_does_not_slow_the_others(addr, &ch).await;
 }
 
@@ -229,7 +229,9 @@ async fn statuses_are_deliberate() {
 #[tokio::test]
 async fn keep_alive_comments_flow_on_idle_streams() {
     let ch: BroadcastChannel = BroadcastChannel::new();
-    let cfg = SseConfig::default().keep_alive(Duration::from_millis(50));
+    let cfg = SseConfig::default()
+        .auth(Public)
+        .keep_alive(Duration::from_millis(50));
     let app = SseApp::new(ch.clone(), cfg).with_events(EventBroadcast::new(8));
     let addr = start(app).await;
     for path in ["/events/idle", "/events?filter=*"] {
@@ -308,7 +310,7 @@ async fn start_axum(app: SseApp) -> SocketAddr {
 #[tokio::test]
 async fn axum_snapshot_patches_resume() {
     let ch: BroadcastChannel = BroadcastChannel::new();
-    let addr = start_axum(SseApp::new(ch.clone(), SseConfig::default())).await;
+    let addr = start_axum(SseApp::new(ch.clone(), SseConfig::default().auth(Public))).await;
     resume_gets_exactly_the_missed_patches(addr, &ch).await;
 }
 
@@ -320,7 +322,7 @@ async fn axum_stalled_client() {
             frames: 128,
             bytes: 512 * 1024,
         }));
-    let addr = start_axum(SseApp::new(ch.clone(), SseConfig::default())).await;
+    let addr = start_axum(SseApp::new(ch.clone(), SseConfig::default().auth(Public))).await;
     stalled_client_does_not_slow_the_others(addr, &ch).await;
 }
 
@@ -335,7 +337,7 @@ async fn start_lean(ch: &BroadcastChannel, cfg: SseConfig, max: usize) -> Socket
 #[tokio::test]
 async fn lean_snapshot_patches_resume() {
     let ch: BroadcastChannel = BroadcastChannel::new();
-    let addr = start_lean(&ch, SseConfig::default(), 100).await;
+    let addr = start_lean(&ch, SseConfig::default().auth(Public), 100).await;
     resume_gets_exactly_the_missed_patches(addr, &ch).await;
 }
 
@@ -346,7 +348,7 @@ async fn lean_stalled_client() {
             frames: 128,
             bytes: 512 * 1024,
         }));
-    let addr = start_lean(&ch, SseConfig::default(), 100).await;
+    let addr = start_lean(&ch, SseConfig::default().auth(Public), 100).await;
     stalled_client_does_not_slow_the_others(addr, &ch).await;
 }
 
@@ -419,7 +421,7 @@ async fn lean_statuses_and_limits() {
 async fn lean_ends_the_stream_on_disconnect() {
     let ch: BroadcastChannel = BroadcastChannel::new();
     ch.publish("s", json!({"_v": 1}), vec![]).unwrap();
-    let addr = start_lean(&ch, SseConfig::default(), 10).await;
+    let addr = start_lean(&ch, SseConfig::default().auth(Public), 10).await;
     let mut c = Client::connect(addr, "/events/s", None).await;
     assert_eq!(c.next(WAIT).await.unwrap().event, "snapshot");
     ch.disconnect("s");
@@ -510,4 +512,29 @@ async fn lean_presence() {
     let addr = l.local_addr().unwrap();
     tokio::spawn(hookwire_sse::lean::LeanAcceptor::from_app(presence_app(&ch)).serve(l));
     presence_follows_connections(addr, &ch).await;
+}
+
+/// A standalone `SseApp` (and the lean acceptor on the same config) without an explicit
+/// authentication choice refuses every stream with 401 instead of serving it publicly;
+/// choosing `Public` serves it.
+#[tokio::test]
+async fn an_app_without_an_auth_choice_refuses_every_stream() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    ch.publish("board", json!({"_v": 1}), vec![]).unwrap();
+    let hyper = start(SseApp::new(ch.clone(), SseConfig::default())).await;
+    let lean = start_lean(&ch, SseConfig::default(), 10).await;
+    for addr in [hyper, lean] {
+        for path in ["/events/board", "/state/board"] {
+            assert_eq!(
+                Client::connect(addr, path, None).await.status,
+                401,
+                "{path}"
+            );
+        }
+    }
+    let public = start(SseApp::new(ch.clone(), SseConfig::default().auth(Public))).await;
+    assert_eq!(
+        Client::connect(public, "/events/board", None).await.status,
+        200
+    );
 }

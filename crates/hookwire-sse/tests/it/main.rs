@@ -7,6 +7,7 @@
 mod browser;
 mod channel;
 mod http;
+mod limits;
 mod props;
 #[cfg(feature = "redis")]
 mod redis;

@@ -263,3 +263,66 @@ async fn with_a_redis_fan_out_both_sides_of_every_node_get_the_event_once() {
     }
     expect_silence(&mut ws_acme, 200).await;
 }
+
+/// A graceful shutdown of a server mounting the gateway ends every SSE stream (the `/events`
+/// event stream and a state stream) and WebSocket client, so the server stops; before
+/// `EventGateway::shutdown` an open `/events` stream kept it waiting forever.
+#[tokio::test]
+async fn graceful_shutdown_ends_every_stream_including_events() {
+    let gw = builder().build().unwrap();
+    gw.sse()
+        .unwrap()
+        .channel()
+        .publish("board", json!({"_v": 1}), vec![])
+        .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let on_stop = gw.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(l, gw_router(&on_stop))
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+                on_stop.shutdown();
+            })
+            .await
+    });
+    let (status, mut events, head) = sse_get(addr, "/events?filter=order.*&token=ann@acme").await;
+    assert_eq!(status, 200);
+    let (status, mut board, _) = sse_get(addr, "/events/board?token=ann@acme").await;
+    assert_eq!(status, 200);
+    let (mut ws, _) = connect(addr, "ann@acme").await;
+    assert!(eventually(|| gw.sse().unwrap().events().subscriber_count() == 1).await);
+    gw.publish(&Event::new("order.created", json!({"i": 1})).with_organization("acme"));
+    let _ = read_until(&mut events, head, "event: order.created", 1).await;
+
+    stop_tx.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), server).await;
+    assert!(
+        stopped.is_ok(),
+        "the server kept waiting for an open stream"
+    );
+    for s in [&mut events, &mut board] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "stream still open");
+    }
+    assert_eq!(
+        recv_close(&mut ws, Duration::from_secs(5))
+            .await
+            .map(|c| u16::from(c.code)),
+        Some(1001)
+    );
+    // A stream opened after the shutdown ends at once.
+    let mut late = gw
+        .sse()
+        .unwrap()
+        .events()
+        .subscribe(hookwire_sse::EventFilter::parse("*").unwrap(), None);
+    assert!(late.try_next().is_none());
+    assert_eq!(gw.sse().unwrap().events().subscriber_count(), 0);
+}
+
+fn gw_router(gw: &EventGateway) -> axum::Router {
+    gw.router()
+}

@@ -189,3 +189,63 @@ async fn a_client_that_sends_but_never_reads_is_dropped_when_a_write_stalls() {
     );
     sender.abort();
 }
+
+/// A frame far over the limit (1 MiB against 1 KiB: most of it still unread when the server
+/// closes) still reaches a standard client as a clean close 1009: the server sends its close
+/// frame, then reads and discards the rest instead of tearing the socket down with unread
+/// input (a reset, which clients report as an abnormal closure, 1006).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_far_over_the_limit_still_closes_cleanly_with_1009() {
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .max_message_bytes(1024)
+        .build()
+        .unwrap();
+    let addr = serve_gw(&gw).await;
+    for _ in 0..3 {
+        let (mut ws, _) = connect(addr, "ann@acme").await;
+        let big = format!(r#"{{"type":"x","p":"{}"}}"#, "a".repeat(1024 * 1024));
+        // The send finishes only because the server keeps reading what it will discard.
+        tokio::time::timeout(Duration::from_secs(10), send_raw(&mut ws, &big))
+            .await
+            .expect("the server drains the oversized frame");
+        assert_eq!(recv(&mut ws).await["code"], "message-too-large");
+        let close = recv_close(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("a close frame, not a reset");
+        assert_eq!(u16::from(close.code), 1009);
+    }
+    assert!(eventually(|| gw.rooms().client_count() == 0).await);
+}
+
+/// The same in headless Chromium: the page's `close` event reports 1009 (before: 1006).
+/// `wasClean` is not asserted: whether Chromium counts a close that arrives while it is still
+/// sending the oversized message as clean depends on how far its send got (under load: not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_sees_close_1009_for_a_frame_far_over_the_limit() {
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .max_message_bytes(1024)
+        .build()
+        .unwrap();
+    let router =
+        hookwire_ws::axum::router(gw.clone()).route("/", axum::routing::get(|| async { "page" }));
+    let addr = serve(router).await;
+    let page = hookwire_testkit::browser::Chromium::open(&format!("http://{addr}/"))
+        .await
+        .expect("chromium");
+    page.eval(&format!(
+        r#"window.wsClose = null;
+        const ws = new WebSocket("ws://{addr}/ws?token=ann@acme");
+        ws.onopen = () => ws.send("x".repeat(4 * 1024 * 1024));
+        ws.onclose = (e) => {{ window.wsClose = {{code: e.code, clean: e.wasClean}}; }};
+        true"#
+    ))
+    .await
+    .unwrap();
+    page.wait_for("window.wsClose !== null", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let close = page.eval("window.wsClose").await.unwrap();
+    assert_eq!(close["code"], 1009, "{close}");
+}
