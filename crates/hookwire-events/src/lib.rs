@@ -5,5 +5,6 @@
 //! limits) and a worked example.
 
 mod error;
+pub mod outbox;
 
 pub use error::{Error, ErrorKind, Result};

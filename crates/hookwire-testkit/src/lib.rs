@@ -7,6 +7,8 @@
 //! - [`PostgresServer`] runs `initdb` and `postgres` (as the `postgres` user when the tests run
 //!   as root) on a free port; [`PostgresServer::shared`] gives one server per test process with a
 //!   fresh database per test.
+//! - `outbox` (feature `outbox`) is the `OutboxStore` conformance suite of `hookwire-events`,
+//!   expanded per store with `outbox_conformance!`.
 //! - [`idempotency`] is the `IdempotencyStore` conformance suite, expanded per store with
 //!   [`idempotency_conformance!`].
 //!
@@ -19,6 +21,8 @@ pub mod bench;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod idempotency;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 mod postgres_server;
 mod redis_cluster;
 mod redis_server;

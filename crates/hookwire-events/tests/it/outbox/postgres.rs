@@ -1,0 +1,86 @@
+//! The PostgreSQL store, on one real server per test process with a database per test.
+
+use std::time::Duration;
+
+use hookwire_core::Event;
+use hookwire_events::outbox::{OutboxStore, PostgresOutbox};
+use hookwire_testkit::PostgresServer;
+
+async fn database() -> String {
+    tokio::task::spawn_blocking(|| {
+        PostgresServer::shared()
+            .and_then(PostgresServer::create_database)
+            .expect("postgres")
+    })
+    .await
+    .unwrap()
+}
+
+async fn fresh() -> PostgresOutbox {
+    let url = database().await;
+    let o = PostgresOutbox::connect(&url).await.expect("connect");
+    o.migrate().await.expect("migrate");
+    o
+}
+
+hookwire_testkit::outbox_conformance!(fresh);
+
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_commits_and_rolls_back_with_the_business_change() {
+    let url = database().await;
+    let o = PostgresOutbox::connect(&url).await.unwrap();
+    o.migrate().await.unwrap();
+    o.migrate().await.expect("migrate is idempotent");
+    let mut c = client(&url).await;
+    c.batch_execute("CREATE TABLE orders (id TEXT PRIMARY KEY)")
+        .await
+        .unwrap();
+
+    let tx = c.transaction().await.unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES ('o-1')", &[])
+        .await
+        .unwrap();
+    let kept = Event::new("order.created", serde_json::json!({})).with_id("kept");
+    PostgresOutbox::enqueue_in(&tx, &kept).await.unwrap();
+    // Not visible to relays before the commit.
+    assert!(
+        o.claim(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.commit().await.unwrap();
+
+    let tx = c.transaction().await.unwrap();
+    let lost = Event::new("order.created", serde_json::json!({})).with_id("lost");
+    PostgresOutbox::enqueue_in(&tx, &lost).await.unwrap();
+    tx.rollback().await.unwrap();
+
+    let rows = o.claim(10, Duration::from_secs(30)).await.unwrap();
+    let ids: Vec<String> = rows.iter().map(|r| r.event().unwrap().id).collect();
+    assert_eq!(ids, ["kept"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_race_safely() {
+    let url = database().await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let o = PostgresOutbox::connect(&url).await.unwrap();
+            o.migrate().await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("concurrent migrate");
+    }
+}
