@@ -396,3 +396,8 @@ mod tests {
         assert!(f.error().chars().all(|c| c == 'é'));
     }
 }
+
+/// The outbox guide's examples, compiled so they cannot rot.
+#[cfg(all(doctest, feature = "postgres"))]
+#[doc = include_str!("../../../../docs/hookwire-events-outbox.md")]
+struct OutboxGuide;
