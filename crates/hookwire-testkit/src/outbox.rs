@@ -58,8 +58,9 @@ impl RecordingPublisher {
         Self::default()
     }
 
-    /// A publisher sharing this one's record, whose `n`-th batch call (0-based) records its
-    /// events and then never returns: the relay holding it is stuck mid-batch, published but not
+    /// A publisher sharing this one's record whose calls from the `n`-th batch on (0-based,
+    /// counted over every publisher sharing the record) record the first half of their events and
+    /// then never return: the relay holding it is stuck mid-batch, half published and nothing
     /// acknowledged, until it is killed.
     #[must_use]
     pub fn hanging_after(&self, n: usize) -> Self {
@@ -108,10 +109,13 @@ impl Publish for RecordingPublisher {
                     "publish of {id} refused by the test"
                 )));
             }
-            r.events.extend_from_slice(events);
             let n = r.batches;
             r.batches += 1;
             let hang = self.hang_after.is_some_and(|h| n >= h);
+            // A hanging call is killed halfway: the first half of its events reached the
+            // target, the rest never did.
+            let reached = if hang { events.len() / 2 } else { events.len() };
+            r.events.extend_from_slice(&events[..reached]);
             r.hung |= hang;
             hang
         };
@@ -455,7 +459,8 @@ pub async fn relay_wakes_on_commit<F: Factory>(make: F) {
     clippy::print_stdout,
     reason = "the duplicate count is the figure this case reports"
 )]
-/// Three relays publish 600 events; one is killed mid-batch (published, not acknowledged).
+/// Three relays publish 600 events; one is killed mid-batch (half of its batch published,
+/// nothing acknowledged).
 /// Nothing is lost, per-aggregate order holds in first publications, and the duplicates are at
 /// most the killed batch.
 pub async fn relay_killed_mid_batch_loses_nothing<F: Factory>(make: F) {
@@ -466,21 +471,24 @@ pub async fn relay_killed_mid_batch_loses_nothing<F: Factory>(make: F) {
         .map(|n| event(n, aggregates[n % aggregates.len()]))
         .collect();
     let publisher = RecordingPublisher::new();
-    let doomed = fast_relay()
-        .spawn(s.clone(), publisher.hanging_after(2))
-        .unwrap();
-    let others = [
-        fast_relay().spawn(s.clone(), publisher.clone()).unwrap(),
-        fast_relay().spawn(s.clone(), publisher.clone()).unwrap(),
-    ];
     for chunk in events.chunks(50) {
         s.enqueue_many(chunk).await.unwrap();
     }
+    // The doomed relay starts alone so that it surely reaches its third batch; the other two
+    // join while it is stuck in it, holding its leased rows.
+    let doomed = fast_relay()
+        .spawn(s.clone(), publisher.hanging_after(2))
+        .unwrap();
     wait_until("the doomed relay is stuck in its third batch", || {
         publisher.lock().hung
     })
     .await;
-    drop(doomed); // killed mid-batch: its rows are published but never acknowledged
+    let others = [
+        fast_relay().spawn(s.clone(), publisher.clone()).unwrap(),
+        fast_relay().spawn(s.clone(), publisher.clone()).unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(doomed); // killed mid-batch: half its rows published, none acknowledged
     let want: HashSet<String> = events.iter().map(|e| e.id.clone()).collect();
     wait_until("every event is published", || {
         let got: HashSet<String> = publisher.published().into_iter().map(|e| e.id).collect();

@@ -355,3 +355,39 @@ impl<S: OutboxStore, P: Publish> Worker<S, P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::MemoryOutbox;
+
+    struct Nowhere;
+    impl Publish for Nowhere {
+        async fn publish_batch(&self, _: &[Event]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn unusable_settings_are_config_errors_at_spawn() {
+        let store = Arc::new(MemoryOutbox::new());
+        for b in [
+            Relay::builder().batch_size(0),
+            Relay::builder().batch_size(MAX_BATCH + 1),
+            Relay::builder().lease(Duration::ZERO),
+            Relay::builder().poll_interval(Duration::ZERO),
+        ] {
+            let err = b.spawn(store.clone(), Nowhere).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        }
+        assert!(Relay::builder().spawn(store, Nowhere).is_ok());
+    }
+
+    #[test]
+    fn spawning_outside_a_runtime_is_a_config_error() {
+        let err = Relay::builder()
+            .spawn(Arc::new(MemoryOutbox::new()), Nowhere)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+    }
+}

@@ -84,3 +84,40 @@ async fn migrations_race_safely() {
         t.await.unwrap().expect("concurrent migrate");
     }
 }
+
+/// A transaction that inserted first but commits last (a smaller id committed after a larger
+/// one was published) is still published: claims go by state, not by "last seen id".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_committed_out_of_id_order_is_still_published() {
+    let url = database().await;
+    let outbox = std::sync::Arc::new(PostgresOutbox::connect(&url).await.unwrap());
+    outbox.migrate().await.unwrap();
+    let mut c = client(&url).await;
+    let tx = c.transaction().await.unwrap();
+    let early = Event::new("order.created", serde_json::json!({})).with_id("early-id-late-commit");
+    PostgresOutbox::enqueue_in(&tx, &early).await.unwrap();
+    let late = Event::new("order.created", serde_json::json!({})).with_id("late-id-early-commit");
+    outbox.enqueue(&late).await.unwrap();
+
+    let publisher = hookwire_testkit::outbox::RecordingPublisher::new();
+    let relay = hookwire_events::outbox::Relay::builder()
+        .poll_interval(Duration::from_millis(50))
+        .spawn(outbox.clone(), publisher.clone())
+        .unwrap();
+    let published = |id: &str| publisher.published().iter().any(|e| e.id == id);
+    wait(|| published("late-id-early-commit")).await;
+    assert!(!published("early-id-late-commit"), "not committed yet");
+    tx.commit().await.unwrap();
+    wait(|| published("early-id-late-commit")).await;
+    relay.shutdown().await;
+}
+
+async fn wait(mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out");
+}
