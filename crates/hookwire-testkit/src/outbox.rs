@@ -533,8 +533,9 @@ pub async fn relay_killed_mid_batch_loses_nothing<F: Factory>(make: F) {
 /// Expands one `#[tokio::test]` per outbox conformance case for a store factory (a closure
 /// returning a future of a fresh, empty store).
 ///
-/// ```ignore
+/// ```no_run
 /// hookwire_testkit::outbox_conformance!(|| async { hookwire_events::outbox::MemoryOutbox::new() });
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! outbox_conformance {
