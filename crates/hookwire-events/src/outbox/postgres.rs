@@ -1,6 +1,7 @@
 //! The PostgreSQL outbox store (feature `postgres`): `FOR UPDATE SKIP LOCKED` claims, fencing
 //! tokens, and `LISTEN`/`NOTIFY` wake-up on commit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookwire_core::Event;
@@ -84,8 +85,9 @@ const PARK: &str = "UPDATE hookwire_outbox SET state = 1, last_error = $3 \
 /// Write events inside your own transaction with [`PostgresOutbox::enqueue_in`]; a trigger
 /// `NOTIFY`s on insert, which PostgreSQL delivers at commit, and the store's listening connection
 /// wakes the relays. The store keeps two connections: one for claims and acknowledgements
-/// (requests are pipelined, so relays sharing a store do not wait on each other) and one that
-/// `LISTEN`s and reconnects with backoff when lost (relays poll meanwhile).
+/// (requests are pipelined, so relays sharing a store do not wait on each other), replaced on
+/// next use when it was lost, and one that `LISTEN`s and reconnects with backoff when lost
+/// (relays poll meanwhile).
 ///
 /// ```no_run
 /// # async fn run() -> hookwire_events::Result<()> {
@@ -96,17 +98,28 @@ const PARK: &str = "UPDATE hookwire_outbox SET state = 1, last_error = $3 \
 /// ```
 #[derive(Debug)]
 pub struct PostgresOutbox {
-    client: Client,
+    config: Config,
+    /// The working connection; replaced by a new one when found closed.
+    client: tokio::sync::Mutex<Arc<Client>>,
     notifier: CommitNotifier,
-    tasks: Vec<JoinHandle<()>>,
+    listener: JoinHandle<()>,
 }
 
 impl Drop for PostgresOutbox {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.listener.abort();
     }
+}
+
+/// Connects and drives the connection on its own task (it ends when the client is dropped).
+async fn open(config: &Config) -> Result<Client> {
+    let (client, conn) = config.connect(NoTls).await.map_err(Error::transport)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "outbox: postgres connection closed");
+        }
+    });
+    Ok(client)
 }
 
 fn sql(e: tokio_postgres::Error) -> Error {
@@ -123,25 +136,31 @@ impl PostgresOutbox {
         let config: Config = config
             .parse()
             .map_err(|e| Error::new(crate::ErrorKind::Config, e))?;
-        let (client, conn) = config.connect(NoTls).await.map_err(Error::transport)?;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::warn!(error = %e, "outbox: postgres connection closed");
-            }
-        });
+        let client = open(&config).await?;
         let (notifier, _) = CommitSignal::channel();
-        let listener = tokio::spawn(listen(config, notifier.clone()));
+        let listener = tokio::spawn(listen(config.clone(), notifier.clone()));
         Ok(Self {
-            client,
+            config,
+            client: tokio::sync::Mutex::new(Arc::new(client)),
             notifier,
-            tasks: vec![driver, listener],
+            listener,
         })
+    }
+
+    /// The working connection, reconnecting when it was lost: the operation that met the loss
+    /// failed with a transport error; the next one runs on a new connection.
+    async fn client(&self) -> Result<Arc<Client>> {
+        let mut slot = self.client.lock().await;
+        if slot.is_closed() {
+            *slot = Arc::new(open(&self.config).await?);
+        }
+        Ok(slot.clone())
     }
 
     /// Creates the table, its indexes and the notify trigger if missing (idempotent; concurrent
     /// calls are serialized by an advisory lock).
     pub async fn migrate(&self) -> Result<()> {
-        migrate_on(&self.client).await
+        migrate_on(&*self.client().await?).await
     }
 
     /// Writes an event inside the caller's transaction: it becomes visible to relays, and wakes
@@ -210,13 +229,14 @@ fn attempts(n: i32) -> u32 {
 
 impl OutboxStore for PostgresOutbox {
     async fn append(&self, entries: &[NewEntry<'_>]) -> Result<()> {
-        insert(&self.client, entries).await
+        insert(&*self.client().await?, entries).await
     }
 
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>> {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let rows = self
-            .client
+            .client()
+            .await?
             .query(CLAIM, &[&limit, &secs(lease)])
             .await
             .map_err(sql)?;
@@ -243,7 +263,8 @@ impl OutboxStore for PostgresOutbox {
         let ids: Vec<i64> = leases.iter().map(Lease::id).collect();
         let tokens: Vec<i64> = leases.iter().map(Lease::token).collect();
         let n = self
-            .client
+            .client()
+            .await?
             .execute(ACK, &[&ids, &tokens])
             .await
             .map_err(sql)?;
@@ -251,9 +272,9 @@ impl OutboxStore for PostgresOutbox {
     }
 
     async fn fail(&self, lease: Lease, failure: &Failure) -> Result<bool> {
+        let client = self.client().await?;
         let n = match failure.retry_after() {
-            Some(after) => self
-                .client
+            Some(after) => client
                 .execute(
                     RETRY,
                     &[&lease.id(), &lease.token(), &secs(after), &failure.error()],
@@ -261,14 +282,13 @@ impl OutboxStore for PostgresOutbox {
                 .await
                 .map_err(sql)?,
             None => {
-                let n = self
-                    .client
+                let n = client
                     .execute(PARK, &[&lease.id(), &lease.token(), &failure.error()])
                     .await
                     .map_err(sql)?;
                 if n == 1 {
                     // The parked row no longer holds its aggregate back: wake every relay.
-                    self.client
+                    client
                         .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
                         .await
                         .map_err(sql)?;
@@ -288,7 +308,8 @@ impl DeadLetters for PostgresOutbox {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 "SELECT id, event_id, aggregate, attempts, last_error, payload FROM hookwire_outbox \
                  WHERE state = 1 ORDER BY id LIMIT $1",
@@ -313,7 +334,8 @@ impl DeadLetters for PostgresOutbox {
 
     async fn redrive(&self, id: i64) -> Result<bool> {
         let n = self
-            .client
+            .client()
+            .await?
             .execute(
                 "UPDATE hookwire_outbox SET state = 0, attempts = 0, due_at = now() \
                  WHERE id = $1 AND state = 1",

@@ -121,3 +121,49 @@ async fn wait(mut done: impl FnMut() -> bool) {
     }
     panic!("timed out");
 }
+
+/// The server drops every connection of the store (a failover, an idle-connection reaper): the
+/// next operations reconnect, the listener comes back, and the relay goes on publishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_survive_lost_connections() {
+    let url = database().await;
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let outbox = std::sync::Arc::new(PostgresOutbox::connect(&url).await.unwrap());
+    outbox.migrate().await.unwrap();
+    let publisher = hookwire_testkit::outbox::RecordingPublisher::new();
+    let relay = hookwire_events::outbox::Relay::builder()
+        .poll_interval(Duration::from_millis(50))
+        .spawn(outbox.clone(), publisher.clone())
+        .unwrap();
+    let e1 = Event::new("a", serde_json::json!(1)).with_id("before");
+    outbox.enqueue(&e1).await.unwrap();
+    let published = |id: &str| publisher.published().iter().any(|e| e.id == id);
+    wait(|| published("before")).await;
+
+    let killed = tokio::task::spawn_blocking(move || {
+        PostgresServer::shared().unwrap().psql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(killed.trim().parse::<u32>().unwrap() >= 2, "{killed}");
+
+    // The first operation may meet the dead connection; a retry runs on a new one.
+    let e2 = Event::new("a", serde_json::json!(2)).with_id("after");
+    let mut ok = false;
+    for _ in 0..50 {
+        if outbox.enqueue(&e2).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ok,
+        "enqueue never succeeded after the connections were dropped"
+    );
+    wait(|| published("after")).await;
+    relay.shutdown().await;
+}
