@@ -251,7 +251,7 @@ pub async fn failure_leases_the_row_forward<F: Factory>(make: F) {
     assert!(
         s.fail(
             rows[0].lease,
-            &Failure::retry(Duration::from_secs(1), "boom")
+            &Failure::retry(Duration::from_millis(1500), "boom")
         )
         .await
         .unwrap()
@@ -286,7 +286,7 @@ pub async fn per_aggregate_order<F: Factory>(make: F) {
     assert!(
         s.fail(
             rows[0].lease,
-            &Failure::retry(Duration::from_millis(300), "x")
+            &Failure::retry(Duration::from_millis(1500), "x")
         )
         .await
         .unwrap()
@@ -372,7 +372,9 @@ pub async fn concurrent_claimers_never_share_a_row<F: Factory>(make: F) {
 fn fast_relay() -> hookwire_events::outbox::RelayBuilder {
     Relay::builder()
         .batch_size(20)
-        .lease(Duration::from_secs(2))
+        // Well above a batch's publish time even on a loaded machine: a lease that ran out under
+        // a live relay would add duplicates beyond the killed batch.
+        .lease(Duration::from_secs(4))
         .poll_interval(Duration::from_millis(50))
         .retry(RetryPolicy::new(2).with_backoff(Backoff::fixed(Duration::from_millis(100))))
 }
