@@ -338,6 +338,27 @@ pub async fn dead_letters_park_and_redrive<F: Factory>(make: F) {
     assert!(s.dead_letters(10).await.unwrap().is_empty());
 }
 
+/// Leases and backoffs of any length are accepted (cut to about 100 years), never an overflow.
+pub async fn absurd_durations_are_accepted<F: Factory>(make: F) {
+    let s = make.make().await;
+    s.enqueue(&event(1, "")).await.unwrap();
+    let rows = s
+        .claim(10, Duration::MAX)
+        .await
+        .expect("claim with Duration::MAX");
+    assert_eq!(rows.len(), 1);
+    let failure = Failure::retry(Duration::MAX, "much later");
+    assert!(
+        s.fail(rows[0].lease, &failure)
+            .await
+            .expect("fail with Duration::MAX")
+    );
+    assert!(
+        claim_all(&s, LONG).await.is_empty(),
+        "backing off for a century"
+    );
+}
+
 /// Many claimers at once never hold the same row, and together they get every row.
 pub async fn concurrent_claimers_never_share_a_row<F: Factory>(make: F) {
     let s = Arc::new(make.make().await);
@@ -549,6 +570,7 @@ macro_rules! outbox_conformance {
             failure_leases_the_row_forward,
             per_aggregate_order,
             dead_letters_park_and_redrive,
+            absurd_durations_are_accepted,
             concurrent_claimers_never_share_a_row,
             relay_retries_then_parks,
             relay_wakes_on_commit,

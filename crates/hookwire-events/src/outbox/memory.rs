@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{
     Claimed, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
-    OutboxStore,
+    OutboxStore, clamp_delay,
 };
 use crate::error::{Error, Result};
 
@@ -163,7 +163,7 @@ impl MemoryOutbox {
             }
             row.token += 1;
             row.attempts = row.attempts.saturating_add(1);
-            row.due = now + lease;
+            row.due = now + clamp_delay(lease);
             out.push(Claimed::new(
                 Lease::new(*id, row.token),
                 row.attempts,
@@ -200,7 +200,7 @@ impl MemoryOutbox {
         }
         row.error = failure.error().to_owned();
         match failure.retry_after() {
-            Some(after) => row.due = Instant::now() + after,
+            Some(after) => row.due = Instant::now() + clamp_delay(after),
             None => row.dead = true,
         }
         true

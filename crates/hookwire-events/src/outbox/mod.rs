@@ -356,6 +356,15 @@ pub(crate) fn encode(event: &Event, max_bytes: usize) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Leases and backoffs longer than this are cut to it (about 100 years), so no clock arithmetic
+/// overflows whatever a caller passes.
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A lease or backoff, cut to [`MAX_DELAY`].
+pub(crate) fn clamp_delay(d: Duration) -> Duration {
+    d.min(MAX_DELAY)
+}
+
 /// Encodes events with the default size limit.
 pub(crate) fn encode_all(events: &[Event]) -> Result<Vec<Vec<u8>>> {
     events

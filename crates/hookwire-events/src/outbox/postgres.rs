@@ -11,7 +11,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Transac
 
 use super::{
     Claimed, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
-    OutboxStore, encode_all, entries,
+    OutboxStore, clamp_delay, encode_all, entries,
 };
 use crate::error::{Error, Result};
 
@@ -220,7 +220,7 @@ async fn insert(client: &impl GenericClient, entries: &[NewEntry<'_>]) -> Result
 }
 
 fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
+    clamp_delay(d).as_secs_f64()
 }
 
 fn attempts(n: i32) -> u32 {

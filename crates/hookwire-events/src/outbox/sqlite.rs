@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::{
     Claimed, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
-    OutboxStore, encode_all, entries,
+    OutboxStore, clamp_delay, encode_all, entries,
 };
 use crate::error::{Error, Result};
 
@@ -90,7 +90,7 @@ fn now_ms() -> i64 {
 }
 
 fn later_ms(d: Duration) -> i64 {
-    now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    now_ms().saturating_add(i64::try_from(clamp_delay(d).as_millis()).unwrap_or(i64::MAX))
 }
 
 impl SqliteOutbox {
