@@ -6,7 +6,8 @@
 //! cargo run --release -p hookwire-events --features postgres --example outbox_latency -- [rate/s] [seconds] [relays] [producers]
 //! ```
 //!
-//! Starts its own throw-away server (`fsync=off`), or uses `DATABASE_URL`.
+//! Starts its own throw-away server (`fsync=off`), or uses `DATABASE_URL`. With `DRAIN=<n>` it
+//! measures the relays' drain rate instead: `n` events appended first, then the relays started.
 #![allow(
     clippy::print_stdout,
     reason = "a measurement program prints its figures"
@@ -48,6 +49,9 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let outbox = Arc::new(PostgresOutbox::connect(&url).await?);
     outbox.migrate().await?;
     let recorder = Arc::new(Recorder::default());
+    if let Ok(n) = std::env::var("DRAIN").map(|v| v.parse::<usize>().unwrap_or(50_000)) {
+        return drain(&outbox, recorder, n, relays).await;
+    }
     let mut running = Vec::new();
     for _ in 0..relays {
         running.push(
@@ -135,6 +139,47 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         pick(0.90),
         pick(0.99),
         lat.last().copied().unwrap_or(f64::NAN),
+    );
+    Ok(())
+}
+
+/// Appends `n` events with no relay running, then times `relays` relays (batch 100) publishing
+/// them all.
+async fn drain(
+    outbox: &Arc<PostgresOutbox>,
+    recorder: Arc<Recorder>,
+    n: usize,
+    relays: usize,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    use hookwire_events::outbox::OutboxStore;
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            Event::new("order.created", serde_json::json!({"n": i}))
+                .with_stream(format!("o-{i}"), 0)
+        })
+        .collect();
+    for chunk in events.chunks(1000) {
+        outbox.enqueue_many(chunk).await?;
+    }
+    let started = Instant::now();
+    let running = (0..relays)
+        .map(|_| {
+            Relay::builder()
+                .batch_size(100)
+                .spawn(outbox.clone(), recorder.clone())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    while recorder.arrived.lock().map(|m| m.len()).unwrap_or(0) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    for r in running {
+        r.shutdown().await;
+    }
+    println!(
+        "drained {n} events with {relays} relays in {:.2}s: {:.0} events/s",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
     );
     Ok(())
 }

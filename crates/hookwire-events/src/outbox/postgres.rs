@@ -43,6 +43,36 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- The strict order rule (no earlier live row of the aggregate at all) is what keeps the claim
+-- safe under concurrency: an earlier row only disappears by being acknowledged, so a claimer
+-- that still sees it skips the later row, and one that no longer sees it is right to take it.
+-- The planner settings pin the plan to the id-ordered index scan that stops after max_rows:
+-- with stale statistics (a backlog inserted into a fresh table) it would otherwise scan and sort
+-- every live row on each claim.
+CREATE OR REPLACE FUNCTION hookwire_outbox_claim(max_rows BIGINT, lease_secs FLOAT8)
+RETURNS TABLE (claimed_id BIGINT, claimed_token BIGINT, claimed_attempts INTEGER,
+               claimed_aggregate TEXT, claimed_payload BYTEA)
+LANGUAGE sql VOLATILE
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET enable_sort = off
+AS $$
+WITH due AS (
+    SELECT o.id FROM hookwire_outbox o
+    WHERE o.state = 0 AND o.due_at <= now()
+      AND (o.aggregate = '' OR NOT EXISTS (
+          SELECT 1 FROM hookwire_outbox p
+          WHERE p.aggregate = o.aggregate AND p.state = 0 AND p.id < o.id))
+    ORDER BY o.id
+    LIMIT max_rows
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE hookwire_outbox t
+SET token = t.token + 1, attempts = t.attempts + 1,
+    due_at = now() + make_interval(secs => lease_secs)
+FROM due WHERE t.id = due.id
+RETURNING t.id, t.token, t.attempts, t.aggregate, t.payload
+$$;
 DROP TRIGGER IF EXISTS hookwire_outbox_notify ON hookwire_outbox;
 CREATE TRIGGER hookwire_outbox_notify AFTER INSERT ON hookwire_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION hookwire_outbox_notify();
@@ -52,23 +82,8 @@ const INSERT: &str = "INSERT INTO hookwire_outbox (event_id, aggregate, payload)
      SELECT e, a, p FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS t(e, a, p, n) \
      ORDER BY n";
 
-// The strict order rule (no earlier live row of the aggregate at all) is what keeps this safe
-// under concurrency: an earlier row only disappears by being acknowledged, so a claimer that
-// still sees it skips the later row, and one that no longer sees it is right to take it.
-const CLAIM: &str = "WITH due AS (
-    SELECT o.id FROM hookwire_outbox o
-    WHERE o.state = 0 AND o.due_at <= now()
-      AND (o.aggregate = '' OR NOT EXISTS (
-          SELECT 1 FROM hookwire_outbox p
-          WHERE p.aggregate = o.aggregate AND p.state = 0 AND p.id < o.id))
-    ORDER BY o.id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE hookwire_outbox t
-SET token = t.token + 1, attempts = t.attempts + 1, due_at = now() + make_interval(secs => $2)
-FROM due WHERE t.id = due.id
-RETURNING t.id, t.token, t.attempts, t.aggregate, t.payload";
+// Claims run through a function created by the migration (see `SCHEMA`).
+const CLAIM: &str = "SELECT * FROM hookwire_outbox_claim($1, $2)";
 
 const ACK: &str = "DELETE FROM hookwire_outbox o USING unnest($1::bigint[], $2::bigint[]) AS l(id, token) \
      WHERE o.id = l.id AND o.token = l.token AND o.state = 0";
