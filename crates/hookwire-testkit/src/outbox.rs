@@ -400,6 +400,18 @@ fn fast_relay() -> hookwire_events::outbox::RelayBuilder {
         .retry(RetryPolicy::new(2).with_backoff(Backoff::fixed(Duration::from_millis(100))))
 }
 
+/// The dead letters, as soon as there are any (at most 10 s).
+async fn first_dead_letters<S: DeadLetters>(s: &S) -> Vec<hookwire_events::outbox::DeadLetter> {
+    for _ in 0..200 {
+        let parked = s.dead_letters(10).await.expect("dead letters");
+        if !parked.is_empty() {
+            return parked;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !done() {
@@ -427,14 +439,7 @@ pub async fn relay_retries_then_parks<F: Factory>(make: F) {
         got.len() == 4
     })
     .await;
-    let mut parked = Vec::new();
-    for _ in 0..200 {
-        parked = s.dead_letters(10).await.unwrap();
-        if !parked.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let parked = first_dead_letters(&*s).await;
     // The relay counts a parked row after the store has recorded it.
     wait_until("the relay counts the dead letter", || {
         relay.stats().dead == 1
@@ -458,6 +463,33 @@ pub async fn relay_retries_then_parks<F: Factory>(make: F) {
     // that held evt--2 too).
     assert!(stats.retried >= 3, "{stats:?}");
     assert!(publisher.calls("evt--1") >= 3);
+}
+
+/// A row whose payload is not an event is parked at once (it could never publish) and does not
+/// stop the rows after it.
+pub async fn relay_parks_undecodable_rows<F: Factory>(make: F) {
+    let s = Arc::new(make.make().await);
+    s.append(&[NewEntry::new("garbage", "", b"not json")])
+        .await
+        .unwrap();
+    s.enqueue(&event(1, "")).await.unwrap();
+    let publisher = RecordingPublisher::new();
+    let relay = fast_relay().spawn(s.clone(), publisher.clone()).unwrap();
+    wait_until("the good event is published", || {
+        publisher.published().iter().any(|e| e.id == "evt--1")
+    })
+    .await;
+    let parked = first_dead_letters(&*s).await;
+    relay.shutdown().await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event_id, "garbage");
+    assert_eq!(parked[0].attempts, 1, "parked on its first claim");
+    assert!(
+        parked[0].error.starts_with("undecodable"),
+        "{}",
+        parked[0].error
+    );
+    assert_eq!(publisher.published().len(), 1);
 }
 
 /// A relay whose polling interval is an hour still publishes at once: it wakes on the commit.
@@ -573,6 +605,7 @@ macro_rules! outbox_conformance {
             absurd_durations_are_accepted,
             concurrent_claimers_never_share_a_row,
             relay_retries_then_parks,
+            relay_parks_undecodable_rows,
             relay_wakes_on_commit,
             relay_killed_mid_batch_loses_nothing,
         );
