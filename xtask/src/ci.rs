@@ -103,7 +103,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["hookwire-core", "hookwire-sse", "hookwire-patch"],
     ),
     ("hookwire-events", &["hookwire-core"]),
-    ("hookwire-testkit", &["hookwire-core"]),
+    // The outbox conformance suite (feature `outbox`) runs against the events crate's trait.
+    ("hookwire-testkit", &["hookwire-core", "hookwire-events"]),
 ];
 
 /// Checks [`ALLOWED`] against `cargo metadata`; the CLI and the end-to-end tests may use anything.

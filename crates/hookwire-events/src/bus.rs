@@ -527,3 +527,16 @@ impl Bus {
         self.inner.driver.close().await;
     }
 }
+
+/// The bus is what an outbox [`Relay`](crate::outbox::Relay) publishes to: a relay's claim may be
+/// larger than the bus's batch limit, so it is published in chunks of at most that limit. A chunk
+/// that fails leaves the rows unacknowledged and the relay publishes them again later (the outbox
+/// is at-least-once; consumers drop duplicates with an [`Inbox`](crate::Inbox)).
+impl crate::outbox::Publish for Bus {
+    async fn publish_batch(&self, events: &[Event]) -> Result<()> {
+        for chunk in events.chunks(self.inner.max_batch) {
+            self.publish_many(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+}

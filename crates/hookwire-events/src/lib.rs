@@ -6,6 +6,7 @@
 #![doc = include_str!("../../../docs/hookwire-events.md")]
 
 mod error;
+pub mod outbox;
 
 pub use error::{Error, ErrorKind, Result};
 

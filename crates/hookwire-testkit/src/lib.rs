@@ -4,6 +4,11 @@
 //! - [`RedisServer`] starts a real `redis-server` on a free port in a temporary directory and
 //!   kills it on drop. Tests that need Redis call [`RedisServer::start`]; when the binary is
 //!   missing the error says which package to install.
+//! - [`PostgresServer`] runs `initdb` and `postgres` (as the `postgres` user when the tests run
+//!   as root) on a free port; [`PostgresServer::shared`] gives one server per test process with a
+//!   fresh database per test.
+//! - `outbox` (feature `outbox`) is the `OutboxStore` conformance suite of `hookwire-events`,
+//!   expanded per store with `outbox_conformance!`.
 //! - [`idempotency`] is the `IdempotencyStore` conformance suite, expanded per store with
 //!   [`idempotency_conformance!`].
 //!
@@ -16,9 +21,13 @@ pub mod bench;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod idempotency;
+#[cfg(feature = "outbox")]
+pub mod outbox;
+mod postgres_server;
 mod redis_cluster;
 mod redis_server;
 
+pub use postgres_server::PostgresServer;
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 

@@ -398,3 +398,40 @@ async fn the_inbox_runs_an_effect_once_however_often_the_event_is_redelivered() 
     );
     assert_eq!(effects.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn an_outbox_relay_publishes_committed_rows_onto_the_bus() {
+    use hookwire_events::outbox::{MemoryOutbox, OutboxStore, Relay};
+    let bus = Bus::builder(MemoryTransport::new())
+        .max_batch(10)
+        .build()
+        .unwrap();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let _sub = bus
+        .broadcast("order.*", recorder(&log, "bus"))
+        .await
+        .unwrap();
+    let store = Arc::new(MemoryOutbox::new());
+    // A relay claim larger than the bus's batch limit is published in chunks.
+    let relay = Relay::builder()
+        .batch_size(50)
+        .poll_interval(Duration::from_millis(20))
+        .spawn(store.clone(), bus.clone())
+        .unwrap();
+    let events: Vec<Event> = (0..120)
+        .map(|i| Event::new("order.created", json!({ "i": i })))
+        .collect();
+    store.enqueue_many(&events).await.unwrap();
+    let all = eventually(Duration::from_secs(10), || {
+        let n = log.lock().unwrap().len();
+        async move { n == 120 }
+    })
+    .await;
+    assert!(
+        all,
+        "{} of 120 events reached the bus",
+        log.lock().unwrap().len()
+    );
+    assert!(store.is_empty(), "every published row is acknowledged");
+    relay.shutdown().await;
+}
