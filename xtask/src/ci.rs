@@ -24,7 +24,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         ));
     }
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    crate::tidy::run()?;
     dependency_boundary()?;
+    msrv()?;
     cargo(
         &[
             "clippy",
@@ -136,4 +138,45 @@ fn sibling_rule() -> Result<(), String> {
             broken.join(", ")
         ))
     }
+}
+
+/// Builds the workspace with the toolchain named by `rust-version` when it is installed; rustup
+/// cannot fetch toolchains on every machine, so a missing one is reported, not fatal.
+fn msrv() -> Result<(), String> {
+    let manifest = std::fs::read_to_string(crate::root().join("Cargo.toml"))
+        .map_err(|e| format!("read Cargo.toml: {e}"))?;
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .ok_or("Cargo.toml has no workspace rust-version")?;
+    let installed = std::process::Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let toolchain = installed
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .find(|t| {
+            t.strip_prefix(version.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+        });
+    let Some(toolchain) = toolchain else {
+        report(&format!(
+            "msrv: toolchain {version} is not installed; skipped (install it with rustup to check)"
+        ));
+        return Ok(());
+    };
+    let plus = format!("+{toolchain}");
+    cargo(
+        &[
+            plus.as_str(),
+            "check",
+            "--workspace",
+            "--lib",
+            "--all-features",
+        ],
+        &[("CARGO_TARGET_DIR", "target/msrv")],
+    )
 }
