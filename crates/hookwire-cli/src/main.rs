@@ -2,7 +2,7 @@
 //!
 //! Each subcommand lives in its own module with an `Args` struct (clap derive) and a
 //! `run(args) -> ExitCode` function; this file only dispatches. Exit codes are a contract
-//! (`spec/cli.md`): 0 success, 1 verification failed, 2 bad arguments, 3 blocked, 4 exhausted.
+//! (`docs/hookwire-cli.md`): 0 success, 1 verification failed, 2 bad arguments, 3 blocked, 4 exhausted.
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! `hookwire send`: one delivery with the sender's full behaviour (`spec/cli.md`, "send").
+//! `hookwire send`: one delivery with the sender's full behaviour (`docs/hookwire-cli.md`, "send").
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -26,7 +26,7 @@ pub enum Jitter {
     Full,
     /// Uniform in `[d·(1−f), d·(1+f))`, applied before the cap (±20 % is `Proportional(0.2)`).
     Proportional(f64),
-    /// The reference runtime's rule: uniform factor in `[0.5, 1.5)` applied *after* the cap, so
+    /// The common runtime rule: uniform factor in `[0.5, 1.5)` applied *after* the cap, so
     /// a delay may reach 1.5 × max. Kept for wire-compatible retry profiles.
     Reference,
 }
@@ -96,7 +96,7 @@ impl Backoff {
         }
     }
 
-    /// Caps every delay (all strategies; the reference capped only exponential).
+    /// Caps every delay (all strategies, not only exponential, so no delay ever exceeds it).
     #[must_use]
     pub fn with_max(mut self, max: Duration) -> Self {
         self.max = Some(max);
@@ -245,7 +245,7 @@ impl Backoff {
 /// use hookwire_core::{Backoff, RetryPolicy};
 /// let p = RetryPolicy::new(5).with_backoff(Backoff::exponential(Duration::from_millis(200)).with_max(Duration::from_secs(30)));
 /// assert_eq!(p.max_attempts(), 6);
-/// // The reference's worked example: (6 200 ms + 6 × 2 000 ms) × 4 = 72 800 ms.
+/// // A worked example: (6 200 ms + 6 × 2 000 ms) × 4 = 72 800 ms.
 /// assert_eq!(p.min_safe_ttl(Duration::from_secs(2), 4), Duration::from_millis(72_800));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -440,8 +440,8 @@ impl RetryPolicy {
         }
     }
 
-    /// The smallest idempotency TTL that still catches every retry: the reference's `minSafeTtl`
-    /// (`(backoff sum [×1.5 with reference jitter] + attempts × timeout) × safety_factor`),
+    /// The smallest idempotency TTL that still catches every retry: `minSafeTtl` in other webhook toolkits
+    /// (`(backoff sum [×1.5 with ±50 % jitter] + attempts × timeout) × safety_factor`),
     /// generalized to every jitter mode through the jittered upper bound.
     pub fn min_safe_ttl(&self, timeout: Duration, safety_factor: u32) -> Duration {
         self.envelope(timeout).saturating_mul(safety_factor.max(1))

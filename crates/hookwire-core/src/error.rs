@@ -2,7 +2,7 @@
 //!
 //! The sender produces these, the jobs runtime acts on them (retry or fail at once), and custom
 //! integrations use [`try_ok`] to get the same behaviour for their own HTTP calls. The table in
-//! `spec/sender.md` is the contract: 2xx ok; 408/425/429 and 5xx retry; every other status blocks.
+//! The contract (`docs/hookwire-webhook-sender.md`): 2xx ok; 408/425/429 and 5xx retry; every other status blocks.
 
 use std::error::Error as StdError;
 use std::fmt;

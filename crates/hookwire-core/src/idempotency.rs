@@ -3,7 +3,7 @@
 //! A receiver claims a delivery's key before running its handler. The claim is *tentative*: if
 //! the handler succeeds the key is committed (duplicates are answered as replays for the TTL); if
 //! it fails, the key is released so the sender's retry is processed instead of being swallowed
-//! (the reference's #1193). A fencing token makes a late release from a request whose lease
+//! (a known failure of single-phase stores). A fencing token makes a late release from a request whose lease
 //! already expired unable to delete a newer claim. An in-flight claim expires after its lease, so
 //! a crashed node never holds a key forever.
 //!
@@ -282,7 +282,7 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// use hookwire_core::{IdempotencyConfig, RetryPolicy, Backoff};
 /// let c = IdempotencyConfig::default();
 /// assert_eq!(c.ttl, Duration::from_secs(86_400));
-/// // Derived from the sender's retry profile, like the reference's minSafeTtl:
+/// // Derived from the sender's retry profile, (what other toolkits call minSafeTtl):
 /// let p = RetryPolicy::new(5).with_backoff(Backoff::exponential(Duration::from_millis(200)).with_max(Duration::from_secs(30)));
 /// let c = IdempotencyConfig::for_retry_profile(&p, Duration::from_secs(2));
 /// assert_eq!(c.ttl, Duration::from_millis(72_800));
@@ -310,7 +310,7 @@ impl Default for IdempotencyConfig {
 
 impl IdempotencyConfig {
     /// TTL sized to outlive every retry of a sender with `policy` and per-attempt `timeout`
-    /// (safety factor 4, as the reference's `minSafeTtl`).
+    /// (safety factor 4, the usual `minSafeTtl` rule).
     pub fn for_retry_profile(policy: &RetryPolicy, timeout: Duration) -> Self {
         Self {
             ttl: policy.min_safe_ttl(timeout, 4),

@@ -24,7 +24,7 @@
 //!
 //! # Differences from RFC 7396
 //!
-//! The merge is the reference implementation's, which agrees with RFC 7396 JSON Merge Patch
+//! The merge is the one JavaScript live-state libraries use, which agrees with RFC 7396 JSON Merge Patch
 //! ([`rfc::merge`]) everywhere except two corners, both property-tested:
 //!
 //! 1. An **empty nested patch on a non-object value keeps the value**: `patch({"a":1}, {"a":{}})` is
@@ -178,7 +178,7 @@ fn merge_in_place(o: &mut Map<String, Value>, p: &Map<String, Value>) {
 
 /// The smallest patch that turns `before` into `after`.
 ///
-/// Keys only in `before` come out as `null` (removals; the reference omitted them, which made
+/// Keys only in `before` come out as `null` (removals; a delta that omitted them would make
 /// clients keep deleted keys forever). Equal values are omitted, nested objects recurse, anything
 /// else is replaced wholesale. If `after` is not an object, the patch is `after` itself (a whole-
 /// document replacement); if nothing changed it is `{}`.

@@ -1,4 +1,4 @@
-//! The reference implementation's patch and delta behaviour cases (`act-http.md` §3.6–3.7), with
+//! Patch and delta behaviour cases, as JavaScript live-state clients apply them, with
 //! hookwire's documented fixes.
 
 use hookwire_patch::{delta, is_expressible, patch, patch_mut, rfc};
@@ -82,7 +82,7 @@ fn arrays_replace_and_are_never_merged_element_wise() {
 
 #[test]
 fn object_patch_over_a_scalar_or_array_starts_from_empty() {
-    // The reference spreads a string's characters or an array's indices into the object (a JS
+    // A JavaScript merge spreads a string's characters or an array's indices into the object (a JS
     // accident); over JSON values hookwire starts from `{}`, as RFC 7396 does.
     assert_eq!(
         both(json!({"a": 5}), json!({"a": {"b": 1}})),
@@ -127,7 +127,7 @@ fn non_object_top_level_patch_replaces_the_document() {
 
 #[test]
 fn wide_objects_keep_keys_named_like_prototype_members() {
-    // The reference's > 16-key path dropped `constructor`, `toString`, … (a bug not replicated).
+    // A JavaScript > 16-key fast path drops `constructor`, `toString`, … (a bug not replicated).
     let mut wide = serde_json::Map::new();
     for i in 0..20 {
         wide.insert(format!("k{i}"), json!(i));
@@ -169,7 +169,7 @@ fn delta_emits_added_changed_and_nested_changes_only() {
 
 #[test]
 fn delta_emits_null_for_removed_keys() {
-    // The reference omitted removals, so clients kept deleted keys; hookwire emits `null`.
+    // A delta without removals leaves clients with deleted keys; hookwire emits `null`.
     let before = json!({"a": 1, "b": {"c": 1, "d": 2}});
     let after = json!({"b": {"c": 1}});
     let d = delta(&before, &after);

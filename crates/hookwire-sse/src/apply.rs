@@ -17,7 +17,7 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
-    /// `"stale"` or `"behind"`, as the reference and the browser client name them.
+    /// `"stale"` or `"behind"`, as the browser client names them.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Stale => "stale",
@@ -53,7 +53,7 @@ fn flag(msg: &Map<String, Value>, key: &str) -> bool {
 
 /// Applies a patch message to the client's cached state.
 ///
-/// Rules (the reference's 1.1 algorithm with hookwire's fixes):
+/// Rules (version-keyed patches, documented in `docs/hookwire-sse.md`):
 /// - `{"_resync": true}` → [`ApplyError::Behind`]; a message that is not a JSON object, or
 ///   whose patches are neither objects nor `null`, → `Behind` (refetching is always safe).
 /// - Keys that are not decimal versions are ignored; no version keys → `Stale` when a baseline

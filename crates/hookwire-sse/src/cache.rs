@@ -1,4 +1,4 @@
-//! [`StateCache`]: the reference's LRU of latest states per stream, on the `lru` crate.
+//! [`StateCache`]: an LRU of latest states per stream, on the `lru` crate.
 
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-/// Default capacity, as in the reference (`cacheSize ?? 50`).
+/// Default capacity (50 streams), what JavaScript live-state servers default to.
 pub const DEFAULT_CACHE_SIZE: usize = 50;
 
 /// A least-recently-used map from stream id to its latest state.

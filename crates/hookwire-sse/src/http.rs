@@ -2,7 +2,7 @@
 //! authorization hook, routes for `/events/<stream>`, `/state/<stream>`, `/events?filter=…`
 //! and the browser client, and a plain-hyper server loop.
 //!
-//! Responses follow `shared/spec/sse.md`: `content-type: text/event-stream; charset=utf-8`,
+//! Responses follow `docs/hookwire-sse.md`: `content-type: text/event-stream; charset=utf-8`,
 //! `cache-control: no-cache, no-store`, `x-accel-buffering: no`; the body starts with a
 //! `retry:` hint (jittered per connection) and a comment so proxies and browsers open at
 //! once, then the snapshot (or the replay), then patches; idle connections get a `:` comment

@@ -14,7 +14,7 @@
 //! let mut sub = ch.subscribe("board");
 //! ch.publish_diff("board", json!({"_v": 1, "todo": ["a", "b"]})).unwrap();
 //!
-//! // A client: first the snapshot, then patches applied with the reference rules.
+//! // A client: first the snapshot, then patches applied with the version rules.
 //! let snap: serde_json::Value = serde_json::from_slice(sub.try_next().unwrap().json()).unwrap();
 //! let msg: serde_json::Value = serde_json::from_slice(sub.try_next().unwrap().json()).unwrap();
 //! let state = apply_patch_message(&msg, Some(&snap)).unwrap();

@@ -34,7 +34,7 @@ use hookwire_ws::{DemoAuthenticator, WsGateway};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-/// The board's SSE stream name (fixed by `spec/cli.md`).
+/// The board's SSE stream name (fixed: the page and the CLI guide name it).
 const STREAM: &str = "board";
 /// The job that applies one received event to the board.
 const APPLY_JOB: &str = "demo.board.apply";

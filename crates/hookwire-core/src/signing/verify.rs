@@ -87,7 +87,7 @@ fn single<'h, H: HeaderSource + ?Sized>(
 }
 
 /// Parses a canonical decimal integer timestamp: `^-?(0|[1-9][0-9]*)$`, not `-0`, and exactly
-/// representable as an f64 (the reference compares `String(parseInt(x))` with the text).
+/// representable as an f64 (a JavaScript verifier compares `String(parseInt(x))` with the text, and hookwire agrees with it).
 fn parse_timestamp(v: &[u8]) -> Result<i64, VerifyError> {
     let digits = v.strip_prefix(b"-").unwrap_or(v);
     let canonical = !digits.is_empty()

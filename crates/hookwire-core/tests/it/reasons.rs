@@ -111,7 +111,7 @@ fn hookwire_reasons_follow_the_reference_order() {
             "{bad}"
         );
     }
-    // Uppercase hex is accepted, as in the reference.
+    // Uppercase hex is accepted, as JavaScript verifiers accept it.
     let upper = format!("sha256={}", SIG[7..].to_uppercase());
     assert_eq!(
         check(
