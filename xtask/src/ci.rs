@@ -103,6 +103,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["hookwire-core", "hookwire-sse", "hookwire-patch"],
     ),
     ("hookwire-testkit", &["hookwire-core"]),
+    ("hookwire-workflow", &["hookwire-core", "hookwire-jobs"]),
 ];
 
 /// Checks [`ALLOWED`] against `cargo metadata`; the CLI and the end-to-end tests may use anything.
