@@ -4,6 +4,8 @@ mod def;
 mod engine;
 mod error;
 mod exec;
+#[cfg(feature = "axum")]
+mod routes;
 mod run;
 mod sink;
 mod store;
@@ -20,6 +22,8 @@ pub use engine::{
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use exec::{MAX_MEMO_KEY, StepCtx};
+#[cfg(feature = "axum")]
+pub use routes::{Authenticator, Caller, Operation, Policy, Routes, RoutesBuilder};
 pub use run::{JOURNAL_LEN, Limits, Run, RunStatus, Signalled, StepRecord, StepStatus};
 pub use sink::{DEFAULT_SINK_CAPACITY, MemorySink, TransitionSink};
 pub use store::{DEFAULT_MEMORY_RUNS, Inserted, MemoryStore, RunDoc, RunQuery, RunStore};

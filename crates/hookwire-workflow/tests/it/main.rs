@@ -5,6 +5,7 @@ use std::sync::Arc;
 use hookwire_workflow::MemoryStore;
 use hookwire_workflow::conformance::Store;
 
+mod routes;
 mod signals;
 
 hookwire_workflow::workflow_conformance!(async { (Arc::new(MemoryStore::new()) as Store, ()) });
