@@ -15,10 +15,12 @@
 pub mod bench;
 #[cfg(feature = "browser")]
 pub mod browser;
+mod http;
 pub mod idempotency;
 mod redis_cluster;
 mod redis_server;
 
+pub use http::http_exchange;
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 

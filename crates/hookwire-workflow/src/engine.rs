@@ -730,6 +730,32 @@ impl Engine {
             .collect())
     }
 
+    /// The journal after `after` and whether the run finished, from one read (for progress
+    /// streams), plus a receiver of this engine's change notifications.
+    #[cfg(feature = "axum")]
+    pub(crate) async fn progress(
+        &self,
+        scope: &Scope,
+        run: &str,
+        after: u64,
+    ) -> Result<(Vec<Event>, bool)> {
+        let doc = self.inner.load(run, Some(scope)).await?;
+        let st = decode(&doc)?;
+        let events = st
+            .journal
+            .iter()
+            .filter(|t| t.seq > after)
+            .map(|t| to_event(&st, t))
+            .collect();
+        Ok((events, st.status.is_terminal()))
+    }
+
+    /// A receiver that gets a run id after every transition this engine stored.
+    #[cfg(feature = "axum")]
+    pub(crate) fn changes(&self) -> broadcast::Receiver<String> {
+        self.inner.changed.subscribe()
+    }
+
     /// Queues again the task every unfinished run expects (a task still queued is not queued
     /// twice; a stale one does nothing). [`EngineBuilder::build`] calls it; call it after the
     /// job queue was unreachable for a while.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hookwire_core::BoxFuture;
@@ -93,7 +94,7 @@ pub enum Operation {
     Unpause,
     /// `POST …/runs/{run}/rewind`.
     Rewind,
-    /// `GET …/runs/{run}/events` (journal replay).
+    /// `GET …/runs/{run}/events` (SSE progress, or the journal as JSON).
     Progress,
 }
 
@@ -533,7 +534,9 @@ struct EventsQuery {
     after: Option<u64>,
 }
 
-/// The run's journal after a sequence (`?after=` or `Last-Event-ID`), as JSON events.
+/// Progress of a run. With `Accept: text/event-stream`, an SSE stream: the journal after the
+/// sequence in `Last-Event-ID` (or `?after=`), then every later transition as it is stored,
+/// closed once the run finished. Otherwise the journal after that sequence as JSON.
 async fn events(
     State(s): St,
     Path((id, run)): Path<(String, String)>,
@@ -551,9 +554,79 @@ async fn events(
             .and_then(|v| v.rsplit('-').next())
             .and_then(|v| v.parse().ok())
     });
-    let events = s
-        .engine
-        .journal(&caller.scope, &run, after.unwrap_or(0))
-        .await?;
+    let after = after.unwrap_or(0);
+    let sse = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if sse {
+        return Ok(progress_stream(s.engine.clone(), caller.scope, run, after).into_response());
+    }
+    let events = s.engine.journal(&caller.scope, &run, after).await?;
     Ok(axum::Json(json!({ "events": events })).into_response())
+}
+
+struct Progress {
+    engine: Engine,
+    scope: Scope,
+    run: String,
+    last: u64,
+    rx: tokio::sync::broadcast::Receiver<String>,
+    queue: std::collections::VecDeque<hookwire_core::Event>,
+    finished: bool,
+}
+
+fn progress_stream(
+    engine: Engine,
+    scope: Scope,
+    run: String,
+    after: u64,
+) -> Sse<impl futures_util::Stream<Item = std::result::Result<SseEvent, std::convert::Infallible>>>
+{
+    let state = Progress {
+        rx: engine.changes(),
+        engine,
+        scope,
+        run,
+        last: after,
+        queue: std::collections::VecDeque::new(),
+        finished: false,
+    };
+    Sse::new(futures_util::stream::unfold(state, |mut p| async move {
+        loop {
+            if let Some(e) = p.queue.pop_front() {
+                let frame = SseEvent::default()
+                    .id(e.id.clone())
+                    .event(e.name.clone())
+                    .data(serde_json::to_string(&e).unwrap_or_default());
+                return Some((Ok(frame), p));
+            }
+            if p.finished {
+                return None;
+            }
+            // A store error or a run that vanished ends the stream; the client reconnects with
+            // its Last-Event-ID.
+            let (events, finished) = p.engine.progress(&p.scope, &p.run, p.last).await.ok()?;
+            if let Some(last) = events.last() {
+                p.last = last.version;
+            }
+            p.queue.extend(events);
+            p.finished = finished;
+            if p.queue.is_empty() && !p.finished {
+                // Transitions stored by another node do not reach this channel: re-read every
+                // 250 ms too.
+                let tick = tokio::time::sleep(Duration::from_millis(250));
+                tokio::pin!(tick);
+                loop {
+                    tokio::select! {
+                        m = p.rx.recv() => match m {
+                            Ok(id) if id != p.run => continue,
+                            _ => break,
+                        },
+                        () = &mut tick => break,
+                    }
+                }
+            }
+        }
+    }))
 }

@@ -10,8 +10,7 @@ use hookwire_workflow::{
     BoxError, Caller, Engine, Next, Operation, Routes, Scope, Step, StepStatus, Wait, Workflow,
 };
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 /// `Bearer <user>@<org>` is a caller in `<org>`; `Bearer operator` sees every organization.
@@ -82,7 +81,7 @@ async fn serve() -> App {
     App { addr, engine, gate }
 }
 
-/// One HTTP/1.1 exchange; returns (status, JSON body or Null).
+/// One HTTP/1.1 exchange over a real socket; returns (status, JSON body or Null).
 async fn call(
     addr: SocketAddr,
     method: &str,
@@ -90,30 +89,14 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, text) = hookwire_testkit::http_exchange(addr, method, path, &headers, &body).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn start_run(app: &App, wf: &str, token: &str) -> String {
@@ -398,5 +381,51 @@ async fn operations_answer_once_durable_with_their_statuses() {
     let (st, wfs) = call(app.addr, "GET", "/wf", t, None).await;
     assert_eq!(st, 200);
     assert_eq!(wfs["workflows"].as_array().unwrap().len(), 3);
+    app.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_stream_replays_after_last_event_id_and_closes_when_the_run_finishes() {
+    let app = serve().await;
+    let run = start_run(&app, "exp", "ada@acme").await;
+    app.engine
+        .wait_for(&Scope::All, &run, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let (addr, path, last) = (
+        app.addr,
+        format!("/wf/exp/runs/{run}/events"),
+        format!("{run}-2"),
+    );
+    let reader = tokio::spawn(async move {
+        let headers = [
+            ("Authorization", "Bearer ada@acme"),
+            ("Accept", "text/event-stream"),
+            ("Last-Event-ID", last.as_str()),
+        ];
+        hookwire_testkit::http_exchange(addr, "GET", &path, &headers, "").await
+    });
+    // The stream is open: the run moves on while a client listens.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.engine
+        .signal(&Scope::All, &run, "decision", &"ok", None)
+        .await
+        .unwrap();
+    let (status, text) = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the stream closes once the run finished")
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: ").or_else(|| l.strip_prefix("id:")))
+        .collect();
+    let done = app.engine.get(&Scope::All, &run).await.unwrap();
+    let want: Vec<String> = (3..=done.sequence).map(|n| format!("{run}-{n}")).collect();
+    assert_eq!(
+        ids, want,
+        "exactly the transitions after Last-Event-ID, in order"
+    );
+    assert!(text.contains("event: workflow.exp.completed"), "{text}");
     app.engine.shutdown().await;
 }
