@@ -4,6 +4,8 @@ mod def;
 mod engine;
 mod error;
 mod exec;
+#[cfg(feature = "redis")]
+mod redis_store;
 #[cfg(feature = "axum")]
 mod routes;
 mod run;
@@ -22,6 +24,8 @@ pub use engine::{
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use exec::{MAX_MEMO_KEY, StepCtx};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 #[cfg(feature = "axum")]
 pub use routes::{Authenticator, Caller, Operation, Policy, Routes, RoutesBuilder};
 pub use run::{JOURNAL_LEN, Limits, Run, RunStatus, Signalled, StepRecord, StepStatus};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use hookwire_workflow::MemoryStore;
 use hookwire_workflow::conformance::Store;
 
+mod redis_store;
 mod routes;
 mod signals;
 
