@@ -434,9 +434,11 @@ impl Workflow {
         }
     }
     pub(crate) fn step(&self, name: &str) -> Option<&Kind> {
+        // ok: `index` is built from `steps` and neither changes after `build()`.
         self.index.get(name).map(|&i| &self.steps[i].1)
     }
     pub(crate) fn first(&self) -> &str {
+        // ok: `build()` refuses a workflow without steps.
         &self.steps[0].0
     }
     /// The step after `name` in definition order (`None` after the last one).

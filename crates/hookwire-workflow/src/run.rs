@@ -1047,6 +1047,7 @@ impl RunState {
                 )));
             }
         }
+        // ok: `at` came from `rposition` over `steps`.
         let input = input.unwrap_or_else(|| self.steps[at].input.clone());
         self.close_step(env, StepStatus::Cancelled, None, None);
         for r in &mut self.steps[at..] {

@@ -221,6 +221,7 @@ where
                 let mut it = flat.into_iter();
                 let cursor = it.next().unwrap_or_default();
                 let rest: Vec<String> = it.collect();
+                // ok: `chunks_exact(6)` yields slices of exactly six fields.
                 for c in rest.chunks_exact(6) {
                     out.push(doc_of(
                         c[0].clone(),
