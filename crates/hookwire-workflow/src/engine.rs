@@ -268,8 +268,9 @@ impl EngineBuilder {
                     async move {
                         match weak.upgrade() {
                             Some(inner) => inner.run_task(msg).await,
-                            // The engine is gone: the task stays with the run for reconcile.
-                            None => Ok(()),
+                            // The engine was dropped while its workers still ran: hand the task
+                            // back (a retry) so a live engine runs it, instead of completing it.
+                            None => Err(Error::new(ErrorKind::Shutdown, "the engine was dropped")),
                         }
                     }
                 })
@@ -300,6 +301,18 @@ pub(crate) struct Inner {
     sink: Option<Arc<dyn TransitionSink>>,
     pub(crate) limits: Limits,
     changed: broadcast::Sender<String>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping every handle without `Engine::shutdown` must not leave workers running: stop
+        // them in the background (running attempts are handed back to the queue).
+        if let Some(jobs) = self.jobs.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move { jobs.shutdown().await });
+        }
+    }
 }
 
 pub(crate) fn decode(doc: &RunDoc) -> Result<RunState> {
@@ -487,7 +500,8 @@ fn to_json<T: Serialize + ?Sized>(v: &T, limits: &Limits, what: &str) -> Result<
 }
 
 /// The workflow engine: registered definitions, a run store and the workers that run step
-/// attempts as jobs. Clones share the engine; call [`Engine::shutdown`] to stop the workers.
+/// attempts as jobs. Clones share the engine; call [`Engine::shutdown`] to stop the workers (and
+/// wait for them); dropping the last handle stops them in the background.
 ///
 /// Cancel safety: every operation is one durable transition (or none); dropping its future may
 /// or may not have applied it, and repeating it is safe (resume keys and idempotency keys make
