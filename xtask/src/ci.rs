@@ -107,6 +107,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hookwire-events", &["hookwire-core"]),
     // The outbox conformance suite (feature `outbox`) runs against the events crate's trait.
     ("hookwire-testkit", &["hookwire-core", "hookwire-events"]),
+    ("hookwire-workflow", &["hookwire-core", "hookwire-jobs"]),
 ];
 
 /// Checks [`ALLOWED`] against `cargo metadata`; the CLI and the end-to-end tests may use anything.

@@ -20,6 +20,7 @@
 pub mod bench;
 #[cfg(feature = "browser")]
 pub mod browser;
+mod http;
 pub mod idempotency;
 #[cfg(feature = "outbox")]
 pub mod outbox;
@@ -28,6 +29,8 @@ mod redis_cluster;
 mod redis_server;
 
 pub use postgres_server::PostgresServer;
+
+pub use http::http_exchange;
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 

@@ -1,0 +1,272 @@
+//! Running one task job: a step attempt under a fencing token, a sleep's wake-up or a wait's
+//! timeout; and the context a step handler gets.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::def::{Erased, Failure, Kind};
+use crate::engine::{Inner, decode};
+use crate::error::{BoxError, Error, ErrorKind, Result};
+use crate::run::{Begin, RunState, TaskKind};
+
+/// The job payload: which run, and which of its tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TaskMsg {
+    pub(crate) run: String,
+    pub(crate) task: String,
+}
+
+/// Longest memo key, in bytes.
+pub const MAX_MEMO_KEY: usize = 128;
+
+impl Inner {
+    /// Runs one task job. Errors are store or queue failures: the job layer retries them.
+    pub(crate) async fn run_task(self: &Arc<Self>, msg: TaskMsg) -> Result<()> {
+        let Some(doc) = self.store.load(&msg.run).await? else {
+            return Ok(());
+        };
+        let st = decode(&doc)?;
+        let Some(task) = st.expects(&msg.task).cloned() else {
+            // Stale: the run moved on (rewound, cancelled, resumed by a signal…).
+            return Ok(());
+        };
+        // Timers never fire early: a job delivered before its due time (a node whose clock runs
+        // ahead) waits out the rest while holding its lease.
+        let now = hookwire_core::time::unix_millis();
+        if task.due > now {
+            tokio::time::sleep(Duration::from_millis(task.due - now)).await;
+        }
+        match task.kind {
+            TaskKind::Wake => {
+                self.transact(&msg.run, None, |st, env| {
+                    st.wake(env, &msg.task);
+                    Ok(())
+                })
+                .await?;
+            }
+            TaskKind::Timeout => {
+                self.transact(&msg.run, None, |st, env| {
+                    st.time_out(env, &msg.task);
+                    Ok(())
+                })
+                .await?;
+            }
+            TaskKind::Run => self.attempt(&msg).await?,
+        }
+        Ok(())
+    }
+
+    async fn attempt(self: &Arc<Self>, msg: &TaskMsg) -> Result<()> {
+        let (begin, st) = self
+            .transact(&msg.run, None, |st, env| Ok(st.begin(env, &msg.task)))
+            .await?;
+        let Begin::Run {
+            step,
+            input,
+            token,
+            attempt,
+            generation,
+        } = begin
+        else {
+            return Ok(());
+        };
+        let wf = self.definition(&st.workflow, st.version)?;
+        let Some(Kind::Code(handler, policy)) = wf.step(&step).cloned() else {
+            return Ok(());
+        };
+        let ctx = StepCtx {
+            inner: self.clone(),
+            run: msg.run.clone(),
+            workflow: st.workflow.clone(),
+            step,
+            generation,
+            attempt,
+            token: token.clone(),
+            organization: st.organization.clone(),
+        };
+        // A panicking step is a retryable failure of that attempt, never a dead worker.
+        let fut = AssertUnwindSafe(handler(input, ctx)).catch_unwind();
+        let caught = match policy.timeout {
+            // Dropping the future on timeout is the cancellation: the step stops at its next
+            // await point.
+            Some(t) => tokio::time::timeout(t, fut).await.unwrap_or_else(|_| {
+                Ok(Err(Failure {
+                    message: format!("timed out after {} ms", t.as_millis()),
+                    retryable: true,
+                }))
+            }),
+            None => fut.await,
+        };
+        let result = caught.unwrap_or_else(|_| {
+            Err(Failure {
+                message: "the step panicked".to_owned(),
+                retryable: true,
+            })
+        });
+        match self.settle(&msg.run, &token, result).await {
+            // A fenced attempt is done: retrying the job could not make it commit.
+            Err(e) if e.is_fenced() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Commits an attempt's result under its token. A fenced attempt (a zombie whose step was
+    /// taken over, rewound or cancelled) is refused and changes nothing.
+    pub(crate) async fn settle(
+        &self,
+        run: &str,
+        token: &str,
+        result: std::result::Result<Erased, Failure>,
+    ) -> Result<()> {
+        match self
+            .transact(run, None, |st, env| st.settle(env, token, result.clone()))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_fenced() => {
+                tracing::info!(run = %run, error = %e, "a superseded step attempt tried to commit; refused");
+                Err(e)
+            }
+            Err(e) if e.is_limit() => {
+                // The step's output would push the run past its state limit: the step fails,
+                // with the limit as the reason, instead of the run growing past it.
+                let message = e.to_string();
+                self.transact(run, None, |st, env| {
+                    st.settle(
+                        env,
+                        token,
+                        Err(Failure {
+                            message: message.clone(),
+                            retryable: false,
+                        }),
+                    )
+                })
+                .await
+                .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What a step handler knows about its attempt, and its durable helpers.
+#[derive(Clone)]
+pub struct StepCtx {
+    inner: Arc<Inner>,
+    run: String,
+    workflow: String,
+    step: String,
+    generation: u64,
+    attempt: u32,
+    token: String,
+    organization: Option<String>,
+}
+
+impl fmt::Debug for StepCtx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepCtx")
+            .field("run", &self.run)
+            .field("workflow", &self.workflow)
+            .field("step", &self.step)
+            .field("generation", &self.generation)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepCtx {
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        &self.run
+    }
+    /// The workflow id.
+    pub fn workflow(&self) -> &str {
+        &self.workflow
+    }
+    /// This step's name.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+    /// The run's generation (bumped by every rewind).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+    /// This attempt's number, 1 for the first.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// The run's organization.
+    pub fn organization(&self) -> Option<&str> {
+        self.organization.as_deref()
+    }
+    /// An idempotency key for side effects of this step: `<run>:<step>:<generation>`. Retries
+    /// of the step share it; a rewind changes it, so a re-run after a rewind is a new operation
+    /// downstream.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}:{}", self.run, self.step, self.generation)
+    }
+
+    /// Runs `fut` once per (run, step, generation, `key`): its `Ok` value is stored before this
+    /// returns, and later attempts of the step (retries, a worker taking over) get the stored
+    /// value without running `fut` again. An error is not stored (the next attempt runs `fut`
+    /// again). The value counts against [`crate::Limits::max_step_output`].
+    ///
+    /// Errors: [`ErrorKind::Step`] wrapping `fut`'s error; [`ErrorKind::Fenced`] when this
+    /// attempt was superseded (stop: nothing it does will commit); [`ErrorKind::Limit`] (not
+    /// retried) for a value over the limit.
+    pub async fn memo<T, E, Fut>(&self, key: &str, fut: Fut) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Into<BoxError>,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        if key.is_empty() || key.len() > MAX_MEMO_KEY {
+            return Err(Error::invalid(format!(
+                "a memo key must be 1..={MAX_MEMO_KEY} bytes"
+            )));
+        }
+        let mk = RunState::memo_key(self.generation, &self.step, key);
+        let doc = self
+            .inner
+            .store
+            .load(&self.run)
+            .await?
+            .ok_or_else(|| Error::fenced("the run is gone"))?;
+        let st = decode(&doc)?;
+        if let Some(v) = st.memo.get(&mk) {
+            return serde_json::from_value(v.clone()).map_err(Error::serialize);
+        }
+        if !st.holds(&self.token) {
+            return Err(Error::fenced("this attempt no longer holds the step"));
+        }
+        let value = fut.await.map_err(|e| Error::new(ErrorKind::Step, e))?;
+        let json = serde_json::to_value(&value).map_err(Error::serialize)?;
+        let size = serde_json::to_string(&json).map_or(usize::MAX, |s| s.len());
+        let max = self.inner.limits.max_step_output;
+        if size > max {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                hookwire_core::NonRetryableError::new(format!(
+                    "memo {key:?} is {size} bytes, the limit is {max}"
+                )),
+            ));
+        }
+        self.inner
+            .transact(&self.run, None, |st, _| {
+                if !st.holds(&self.token) {
+                    return Err(Error::fenced("this attempt no longer holds the step"));
+                }
+                st.memo.insert(mk.clone(), json.clone());
+                Ok(())
+            })
+            .await?;
+        Ok(value)
+    }
+}

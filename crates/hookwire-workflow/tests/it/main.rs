@@ -1,0 +1,66 @@
+//! The engine's conformance suite on the memory store, and the signal race at scale.
+
+use std::sync::Arc;
+
+use hookwire_workflow::MemoryStore;
+use hookwire_workflow::conformance::Store;
+
+mod redis_store;
+mod routes;
+mod signals;
+
+hookwire_workflow::workflow_conformance!(async { (Arc::new(MemoryStore::new()) as Store, ()) });
+
+/// Dropping an engine without `shutdown` must not leave workers that swallow other engines'
+/// tasks: a run started afterwards on the same queue still completes on a live engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_engine_does_not_swallow_tasks() {
+    use std::time::Duration;
+
+    use hookwire_jobs::{JobBackend, MemoryBackend};
+    use hookwire_workflow::{
+        BoxError, Engine, Next, RunStatus, Scope, StartOptions, Step, Workflow,
+    };
+
+    let store: Store = Arc::new(MemoryStore::new());
+    let backend: Arc<dyn JobBackend> = Arc::new(MemoryBackend::new());
+    let wf = || {
+        Workflow::builder("d", 1)
+            .step(Step::new("a", |v: u32, _| async move {
+                Ok::<_, BoxError>(Next::output(v + 1))
+            }))
+            .build()
+            .unwrap()
+    };
+    let build = |workers: bool| {
+        Engine::builder()
+            .store_shared(store.clone())
+            .jobs_backend(backend.clone())
+            .workflow(wf())
+            .workers(workers)
+            .build()
+    };
+    drop(build(true).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Built before the runs start, so its start-up re-queueing cannot rescue a swallowed task.
+    let live = build(true).await.unwrap();
+    let api = build(false).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            api.start(&Scope::All, "d", &i, StartOptions::new())
+                .await
+                .unwrap()
+                .run
+                .id,
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for id in ids {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let done = live.wait_for(&Scope::All, &id, left).await.unwrap();
+        assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+    }
+    live.shutdown().await;
+    api.shutdown().await;
+}
