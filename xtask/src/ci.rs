@@ -107,7 +107,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hookwire-events", &["hookwire-core"]),
     // The outbox conformance suite (feature `outbox`) runs against the events crate's trait.
     ("hookwire-testkit", &["hookwire-core", "hookwire-events"]),
-    ("hookwire-workflow", &["hookwire-core", "hookwire-jobs"]),
+    (
+        "hookwire-workflow",
+        &["hookwire-core", "hookwire-jobs", "hookwire-events"],
+    ),
 ];
 
 /// Checks [`ALLOWED`] against `cargo metadata`; the CLI and the end-to-end tests may use anything.

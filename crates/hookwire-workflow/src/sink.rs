@@ -113,3 +113,16 @@ impl TransitionSink for MemorySink {
         })
     }
 }
+
+/// The event bus is the production sink: every transition becomes a `workflow.<id>.<transition>`
+/// event that webhooks, the SSE/WebSocket gateway and other services subscribe to.
+#[cfg(feature = "events")]
+impl TransitionSink for hookwire_events::Bus {
+    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            hookwire_events::Bus::publish(self, event.clone())
+                .await
+                .map_err(crate::Error::store)
+        })
+    }
+}

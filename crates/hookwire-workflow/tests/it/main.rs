@@ -5,6 +5,8 @@ use std::sync::Arc;
 use hookwire_workflow::MemoryStore;
 use hookwire_workflow::conformance::Store;
 
+#[cfg(feature = "events")]
+mod bus;
 mod redis_store;
 mod routes;
 mod signals;
