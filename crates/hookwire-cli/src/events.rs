@@ -7,7 +7,9 @@
 use std::process::ExitCode;
 
 use hookwire_core::Event;
-use hookwire_events::{Bus, DeadLetter, ErrorKind, Group, HandlerError, RedisStreams};
+use hookwire_events::{
+    Bus, DEFAULT_MAX_EVENT_BYTES, DeadLetter, ErrorKind, Group, HandlerError, RedisStreams,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -176,6 +178,14 @@ async fn run_async(a: Args) -> ExitCode {
 }
 
 fn build_event(p: &PublishArgs) -> Result<Event, String> {
+    // A file larger than the bus accepts is refused before it is read into memory.
+    if let Some(path) = p.data.strip_prefix('@')
+        && std::fs::metadata(path).is_ok_and(|m| m.len() > DEFAULT_MAX_EVENT_BYTES as u64)
+    {
+        return Err(format!(
+            "--data file {path} is larger than an event may be ({DEFAULT_MAX_EVENT_BYTES} bytes)"
+        ));
+    }
     let mut e = Event::new(p.kind.clone(), json_data(&p.data)?);
     if let Some(id) = &p.id {
         if id.is_empty() {

@@ -115,6 +115,19 @@ fn only_dead_letter(url: &str) -> Option<Value> {
     rows.into_iter().next()
 }
 
+/// Publishes an `order.created` event with `args` and waits until it is the one dead letter.
+fn park(url: &str, args: &[&str]) -> Value {
+    let mut publish = vec!["publish", "--type", "order.created"];
+    publish.extend_from_slice(args);
+    ok(&events(url, &publish));
+    let mut row = None;
+    wait_for("the dead letter", || {
+        row = only_dead_letter(url);
+        row.is_some()
+    });
+    row.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_is_listed_shown_redriven_identically_and_discarded() {
     let redis = RedisServer::start().unwrap();
@@ -148,12 +161,9 @@ async fn a_poison_event_is_listed_shown_redriven_identically_and_discarded() {
 
     // The CLI runs as a child process; the bus keeps handling on the runtime meanwhile.
     tokio::task::spawn_blocking(move || {
-        ok(&events(
+        let row = park(
             &url,
             &[
-                "publish",
-                "--type",
-                "order.created",
                 "--id",
                 "poison-1",
                 "--partition-key",
@@ -161,13 +171,7 @@ async fn a_poison_event_is_listed_shown_redriven_identically_and_discarded() {
                 "--data",
                 r#"{"poison":true,"total":7}"#,
             ],
-        ));
-        let mut row = None;
-        wait_for("the dead letter", || {
-            row = only_dead_letter(&url);
-            row.is_some()
-        });
-        let row = row.unwrap();
+        );
         assert_eq!(row["group"], "billing");
         assert_eq!(row["eventId"], "poison-1");
         assert_eq!(row["type"], "order.created");
@@ -207,24 +211,8 @@ async fn a_poison_event_is_listed_shown_redriven_identically_and_discarded() {
 
         // A second poison event is discarded instead.
         accept.store(false, Ordering::SeqCst);
-        ok(&events(
-            &url,
-            &[
-                "publish",
-                "--type",
-                "order.created",
-                "--id",
-                "poison-2",
-                "--data",
-                r#"{"poison":true}"#,
-            ],
-        ));
-        let mut row = None;
-        wait_for("the second dead letter", || {
-            row = only_dead_letter(&url);
-            row.is_some()
-        });
-        let dl2 = row.unwrap()["id"].as_str().unwrap().to_owned();
+        let row = park(&url, &["--id", "poison-2", "--data", r#"{"poison":true}"#]);
+        let dl2 = row["id"].as_str().unwrap().to_owned();
         assert_ne!(dl2, dl);
         let out = ok(&events(&url, &["dlq", "discard", &dl2]));
         assert_eq!(out.trim(), format!("discarded {dl2}"));
@@ -249,7 +237,20 @@ async fn a_poison_event_is_listed_shown_redriven_identically_and_discarded() {
 fn bad_input_is_a_clear_error_with_a_non_zero_exit() {
     let redis = RedisServer::start().unwrap();
     let url = redis.url();
+    let big = std::env::temp_dir().join(format!("hookwire-big-{}.json", std::process::id()));
+    std::fs::write(&big, format!("\"{}\"", "x".repeat(2 << 20))).unwrap();
+    let big_arg = format!("@{}", big.display());
     let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["publish", "--type", "a.b", "--data", &big_arg],
+            2,
+            "larger than an event may be",
+        ),
+        (
+            &["publish", "--type", "a.b", "--data", "@/nonexistent/x.json"],
+            2,
+            "cannot read --data file",
+        ),
         (
             &["publish", "--type", "a.b", "--data", "{oops"],
             2,
@@ -269,6 +270,7 @@ fn bad_input_is_a_clear_error_with_a_non_zero_exit() {
         assert_eq!(o.status.code(), Some(*code), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
     }
+    let _ = std::fs::remove_file(&big);
     let heads: &[(&[&str], i32, &str)] = &[
         (
             &["events", "--redis", &url, "--stream", "no spaces"],
