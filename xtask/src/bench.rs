@@ -25,6 +25,7 @@ const SUITES: &[(&str, Harness)] = &[
     ),
     ("receiver", Harness::InTree("hookwire-e2e", "receiver")),
     ("jobs", Harness::InTree("hookwire-jobs-redis", "jobs")),
+    ("bus", Harness::InTree("hookwire-events", "bus")),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {

@@ -40,3 +40,13 @@ pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
     }
     Ok((name.to_owned(), value.trim().to_owned()))
 }
+
+/// A `--data` value: JSON text, or `@FILE` to read it from a file.
+pub(crate) fn json_data(data: &str) -> Result<serde_json::Value, String> {
+    let text = match data.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --data file {path}: {e}"))?,
+        None => data.to_owned(),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("--data is not JSON: {e}"))
+}

@@ -1,4 +1,5 @@
-//! The `hookwire` command: sign, verify, send and receive webhooks, and run the demo.
+//! The `hookwire` command: sign, verify, send and receive webhooks, run the demo, and work
+//! with the event bus.
 //!
 //! Each subcommand lives in its own module with an `Args` struct (clap derive) and a
 //! `run(args) -> ExitCode` function; this file only dispatches. Exit codes are a contract
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod demo;
+mod events;
 mod listen;
 mod send;
 mod sign;
@@ -30,6 +32,7 @@ enum Command {
     Sign(sign::Args),
     Verify(verify::Args),
     Listen(listen::Args),
+    Events(events::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +55,6 @@ fn main() -> ExitCode {
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Listen(a) => listen::run(a),
+        Command::Events(a) => events::run(a),
     }
 }

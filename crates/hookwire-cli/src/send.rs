@@ -6,7 +6,7 @@ use std::time::Duration;
 use hookwire_core::{Backoff, Event, Jitter, RetryPolicy, Scheme};
 use hookwire_webhook_sender::{Outcome, Webhook, envelope_body};
 
-use crate::common::{parse_header, usage_error};
+use crate::common::{json_data, parse_header, usage_error};
 
 /// Exit code when the receiver answered non-retryable (3xx/4xx).
 const EXIT_BLOCKED: u8 = 3;
@@ -58,15 +58,6 @@ pub(crate) struct Args {
     headers: Vec<String>,
 }
 
-fn payload(data: &str) -> Result<serde_json::Value, String> {
-    let text = match data.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read --data file {path}: {e}"))?,
-        None => data.to_owned(),
-    };
-    serde_json::from_str(&text).map_err(|e| format!("--data is not JSON: {e}"))
-}
-
 #[allow(
     clippy::print_stdout,
     reason = "the status line is the command's output"
@@ -76,7 +67,7 @@ pub(crate) fn run(a: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
-    let data = match payload(&a.data) {
+    let data = match json_data(&a.data) {
         Ok(d) => d,
         Err(e) => return usage_error(e),
     };

@@ -155,3 +155,85 @@ pub fn quick_requested() -> bool {
     std::env::args().any(|a| a == "--quick")
         || std::env::var("HOOKWIRE_BENCH_QUICK").is_ok_and(|v| v == "1")
 }
+
+/// The process id of a running `redis-server` (from `INFO server`).
+pub fn redis_pid(server: &crate::RedisServer) -> Option<u32> {
+    let info = server.command("INFO server").ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// Redis's own CPU time so far, seconds: `used_cpu_user + used_cpu_sys` of `INFO cpu` (all its
+/// threads, not its children).
+pub fn redis_cpu_seconds(server: &crate::RedisServer) -> f64 {
+    let text = server.command("INFO cpu").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_user:")
+                .or_else(|| l.strip_prefix("used_cpu_sys:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Pins every thread of `pid` to the CPUs in `cpus` (`taskset` syntax); false when that is not
+/// possible here.
+pub fn pin(pid: u32, cpus: &str) -> bool {
+    std::process::Command::new("taskset")
+        .args(["-a", "-pc", cpus, &pid.to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs the npm `packages` (`name@range`) under `target/bench/peers/<dir>` once, writes
+/// `script` there as `bench.mjs`, and returns the directory and the installed version of the
+/// first package.
+pub fn npm_peer(dir: &str, script: &str, packages: &[&str]) -> Result<(PathBuf, String), String> {
+    let dir = bench_dir().join("peers").join(dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("bench.mjs"), script).map_err(|e| e.to_string())?;
+    let first = packages.first().ok_or("no package")?;
+    let name = match first.rfind('@') {
+        Some(i) if i > 0 => &first[..i],
+        _ => first,
+    };
+    let pkg = dir.join("node_modules").join(name).join("package.json");
+    if !pkg.exists() {
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"private":true,"type":"module"}"#,
+        )
+        .map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent"])
+            .args(packages)
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("npm: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "npm install {} failed: {}",
+                packages.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&pkg).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    Ok((dir, v["version"].as_str().unwrap_or("?").to_owned()))
+}
+
+/// Commands Redis has run so far, all kinds except `INFO` (from `INFO commandstats`).
+pub fn redis_command_calls(server: &crate::RedisServer) -> f64 {
+    let text = server.command("INFO commandstats").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter(|rest| !rest.starts_with("info:"))
+        .filter_map(|rest| {
+            rest.split([':', ','])
+                .find_map(|kv| kv.strip_prefix("calls="))
+        })
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum()
+}
