@@ -625,7 +625,7 @@ pub fn validate_clean_state(state: JobState) -> Result<(), Error> {
     )))
 }
 
-/// What [`crate::JobBackend::enqueue_tick`] did.
+/// What [`crate::JobAdmin::enqueue_tick`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TickOutcome {
