@@ -1,6 +1,6 @@
 //! Round trips per job: a busy worker stores finished jobs and claims the next ones in one
 //! script call; a backend over one plain connection (`RedisBackend::new`) still wakes idle
-//! workers.
+//! workers; a Redis error stays reachable under the jobs error.
 
 use std::time::Duration;
 
@@ -98,4 +98,18 @@ async fn a_backend_over_one_connection_runs_and_wakes_idle_workers() {
         .expect("woken");
     assert_eq!(got, Some(5));
     jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_redis_error_stays_a_redis_error_underneath() {
+    // Nothing listens on port 1: the connection is refused.
+    let err = RedisBackend::connect("redis://127.0.0.1:1/")
+        .await
+        .expect_err("refused");
+    assert!(err.is_backend(), "{err}");
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(
+        source.downcast_ref::<redis::RedisError>().is_some(),
+        "source is not a RedisError: {source:?}"
+    );
 }

@@ -1,4 +1,5 @@
-//! `JobsBuilder::start` reports options out of range instead of clamping them.
+//! `JobsBuilder::start` reports options out of range instead of clamping them; the old error
+//! name still compiles.
 
 use std::time::Duration;
 
@@ -47,4 +48,13 @@ async fn start_accepts_options_at_their_limits() {
         .await
         .expect("limits are in range");
     jobs.shutdown().await;
+}
+
+/// Code written against the old error name keeps compiling for one release.
+#[test]
+#[allow(deprecated)]
+fn the_old_error_name_is_an_alias_of_error() {
+    let old: hookwire_jobs::JobsError = hookwire_jobs::Error::invalid("x");
+    let new: hookwire_jobs::Error = old;
+    assert!(new.is_invalid());
 }
