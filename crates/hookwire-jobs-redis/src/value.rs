@@ -1,14 +1,14 @@
 //! Reading script replies without trusting their shape: a malformed reply is an error, never a
 //! panic.
 
-use hookwire_jobs::JobsError;
+use hookwire_jobs::Error;
 use redis::Value;
 
-pub(crate) fn bad(what: &str) -> JobsError {
-    JobsError::backend(format!("unexpected reply from Redis: {what}"))
+pub(crate) fn bad(what: &str) -> Error {
+    Error::backend(format!("unexpected reply from Redis: {what}"))
 }
 
-pub(crate) fn array(v: Value) -> Result<Vec<Value>, JobsError> {
+pub(crate) fn array(v: Value) -> Result<Vec<Value>, Error> {
     match v {
         Value::Array(a) | Value::Set(a) => Ok(a),
         Value::Nil => Ok(Vec::new()),
@@ -16,7 +16,7 @@ pub(crate) fn array(v: Value) -> Result<Vec<Value>, JobsError> {
     }
 }
 
-pub(crate) fn string(v: &Value) -> Result<String, JobsError> {
+pub(crate) fn string(v: &Value) -> Result<String, Error> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| bad("non-UTF-8 text")),
         Value::SimpleString(s) => Ok(s.clone()),
@@ -26,14 +26,14 @@ pub(crate) fn string(v: &Value) -> Result<String, JobsError> {
     }
 }
 
-pub(crate) fn opt_string(v: &Value) -> Result<Option<String>, JobsError> {
+pub(crate) fn opt_string(v: &Value) -> Result<Option<String>, Error> {
     match v {
         Value::Nil | Value::Boolean(false) => Ok(None),
         _ => string(v).map(Some),
     }
 }
 
-pub(crate) fn int(v: &Value) -> Result<i64, JobsError> {
+pub(crate) fn int(v: &Value) -> Result<i64, Error> {
     match v {
         Value::Int(i) => Ok(*i),
         Value::BulkString(_) | Value::SimpleString(_) => {
@@ -44,14 +44,14 @@ pub(crate) fn int(v: &Value) -> Result<i64, JobsError> {
     }
 }
 
-pub(crate) fn strings(v: Value) -> Result<Vec<String>, JobsError> {
+pub(crate) fn strings(v: Value) -> Result<Vec<String>, Error> {
     array(v)?.iter().map(string).collect()
 }
 
-pub(crate) fn u32_of(v: &Value) -> Result<u32, JobsError> {
+pub(crate) fn u32_of(v: &Value) -> Result<u32, Error> {
     Ok(u32::try_from(int(v)?.max(0)).unwrap_or(u32::MAX))
 }
 
-pub(crate) fn u64_of(v: &Value) -> Result<u64, JobsError> {
+pub(crate) fn u64_of(v: &Value) -> Result<u64, Error> {
     Ok(u64::try_from(int(v)?.max(0)).unwrap_or(0))
 }

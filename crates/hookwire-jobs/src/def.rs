@@ -11,7 +11,12 @@ use hookwire_core::{Backoff, BoxFuture, RetryPolicy};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::model::RateLimit;
+use crate::error::Error;
+use crate::model::QueueRateLimit;
+
+/// The shortest lease a [`JobDef`] may ask for: renewals every third of it must still fit
+/// between two backend round trips.
+pub const MIN_LEASE: Duration = Duration::from_millis(30);
 
 /// A job name bound to its payload type, so dispatch and handler cannot disagree.
 ///
@@ -67,7 +72,7 @@ pub struct JobMeta {
     /// Creation time, Unix ms.
     pub created_at_ms: u64,
     /// Reports progress for this attempt (stored on the job, emitted as `job.<name>.progress`).
-    pub progress: crate::runtime::Progress,
+    pub progress: crate::progress::Progress,
 }
 
 /// A handler's failure after type erasure.
@@ -107,7 +112,7 @@ pub struct JobDef {
     pub(crate) backoff: Option<Backoff>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) concurrency: usize,
-    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) rate_limit: Option<QueueRateLimit>,
     pub(crate) dead_letter: bool,
     pub(crate) dead_letter_name: Option<String>,
     pub(crate) lease: Option<Duration>,
@@ -239,19 +244,18 @@ impl JobDef {
         self.timeout = Some(t);
         self
     }
-    /// Jobs of this name run at once in this process (at least 1).
+    /// Jobs of this name run at once in this process (at least 1: [`crate::JobsBuilder::start`]
+    /// refuses 0).
     #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
+        self.concurrency = n;
         self
     }
     /// At most `max` starts per `per` across every worker (global, stored in the backend).
+    /// [`crate::JobsBuilder::start`] refuses `max` 0 and a window under 1 ms.
     #[must_use]
     pub fn rate_limit(mut self, max: u32, per: Duration) -> Self {
-        self.rate_limit = Some(RateLimit {
-            max,
-            per: per.max(Duration::from_millis(1)),
-        });
+        self.rate_limit = Some(QueueRateLimit { max, per });
         self
     }
     /// Sends jobs that failed their last attempt to the queue's dead-letter queue (listable and
@@ -287,10 +291,11 @@ impl JobDef {
         self.dead_letter_name.as_deref()
     }
     /// Lease length: a worker silent for this long is presumed dead and its jobs recovered.
-    /// Renewed every third of it while the job runs.
+    /// Renewed every third of it while the job runs. At least [`MIN_LEASE`]:
+    /// [`crate::JobsBuilder::start`] refuses shorter ones.
     #[must_use]
     pub fn lease(mut self, d: Duration) -> Self {
-        self.lease = Some(d.max(Duration::from_millis(30)));
+        self.lease = Some(d);
         self
     }
     /// Recoveries from dead workers before the job fails.
@@ -299,10 +304,46 @@ impl JobDef {
         self.max_stalled = Some(n);
         self
     }
-    /// Most jobs claimed per backend round trip (default 50, at most [`crate::MAX_CLAIM`]).
+    /// Most jobs claimed per backend round trip (default 50; 1..=[`crate::MAX_CLAIM`]:
+    /// [`crate::JobsBuilder::start`] refuses others).
     #[must_use]
     pub fn batch(mut self, n: usize) -> Self {
-        self.batch = n.clamp(1, crate::MAX_CLAIM);
+        self.batch = n;
         self
+    }
+
+    /// Checks the options against their limits (called by [`crate::JobsBuilder::start`]).
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let name = &self.name;
+        if self.concurrency == 0 {
+            return Err(Error::invalid(format!(
+                "job {name:?}: a concurrency of 0 would never run anything"
+            )));
+        }
+        if let Some(r) = self.rate_limit {
+            if r.max == 0 {
+                return Err(Error::invalid(format!(
+                    "job {name:?}: a rate limit of 0 jobs would never run anything"
+                )));
+            }
+            if r.per < Duration::from_millis(1) {
+                return Err(Error::invalid(format!(
+                    "job {name:?}: a rate-limit window must be at least 1 ms"
+                )));
+            }
+        }
+        if self.lease.is_some_and(|l| l < MIN_LEASE) {
+            return Err(Error::invalid(format!(
+                "job {name:?}: a lease must be at least {} ms",
+                MIN_LEASE.as_millis()
+            )));
+        }
+        if self.batch == 0 || self.batch > crate::MAX_CLAIM {
+            return Err(Error::invalid(format!(
+                "job {name:?}: batch must be 1..={}",
+                crate::MAX_CLAIM
+            )));
+        }
+        Ok(())
     }
 }

@@ -113,7 +113,7 @@ pub(crate) async fn run_listeners(
 
 /// The stats endpoint: `GET` → `200 {"send-email":{"waiting":…}}` with a bearer token.
 ///
-/// Fail-closed: without a configured token every request gets 401 (unlike the reference's
+/// Fail-closed: without a configured token every request gets 401 (unlike peer queues with
 /// unauthenticated stats). Mount [`StatsHandler::handle`] in any framework.
 ///
 /// ```

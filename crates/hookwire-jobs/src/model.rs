@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::JobsError;
+use crate::error::Error;
 
 /// Longest queue (job) name, in bytes.
 pub const MAX_QUEUE_NAME: usize = 128;
@@ -147,21 +147,21 @@ impl NewJob {
     /// j.id = Some("42".into());
     /// assert!(j.validate().is_err(), "all-digit ids are reserved for generated ids");
     /// ```
-    pub fn validate(&self) -> Result<(), JobsError> {
+    pub fn validate(&self) -> Result<(), Error> {
         if let Some(id) = &self.id {
             validate_job_id(id)?;
         }
         if self.data.len() > MAX_PAYLOAD {
-            return Err(JobsError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "payload is {} bytes, the limit is {MAX_PAYLOAD}",
                 self.data.len()
             )));
         }
         if serde_json::from_str::<serde::de::IgnoredAny>(&self.data).is_err() {
-            return Err(JobsError::invalid("payload is not valid JSON"));
+            return Err(Error::invalid("payload is not valid JSON"));
         }
         if self.priority > MAX_PRIORITY {
-            return Err(JobsError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "priority {} is above the limit {MAX_PRIORITY}",
                 self.priority
             )));
@@ -178,9 +178,9 @@ impl NewJob {
 /// assert!(hookwire_jobs::validate_queue_name("a{b}").is_err());
 /// assert!(hookwire_jobs::validate_queue_name("").is_err());
 /// ```
-pub fn validate_queue_name(name: &str) -> Result<(), JobsError> {
+pub fn validate_queue_name(name: &str) -> Result<(), Error> {
     if name.is_empty() || name.len() > MAX_QUEUE_NAME {
-        return Err(JobsError::invalid(format!(
+        return Err(Error::invalid(format!(
             "queue name must be 1..={MAX_QUEUE_NAME} bytes"
         )));
     }
@@ -188,7 +188,7 @@ pub fn validate_queue_name(name: &str) -> Result<(), JobsError> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
     {
-        return Err(JobsError::invalid(format!(
+        return Err(Error::invalid(format!(
             "queue name {name:?} may only hold A-Z a-z 0-9 . _ : -"
         )));
     }
@@ -202,19 +202,19 @@ pub fn validate_queue_name(name: &str) -> Result<(), JobsError> {
 /// assert!(hookwire_jobs::validate_job_id("order-7:email").is_ok());
 /// assert!(hookwire_jobs::validate_job_id("has space").is_err());
 /// ```
-pub fn validate_job_id(id: &str) -> Result<(), JobsError> {
+pub fn validate_job_id(id: &str) -> Result<(), Error> {
     if id.is_empty() || id.len() > MAX_JOB_ID {
-        return Err(JobsError::invalid(format!(
+        return Err(Error::invalid(format!(
             "job id must be 1..={MAX_JOB_ID} bytes"
         )));
     }
     if !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(JobsError::invalid(
+        return Err(Error::invalid(
             "job id may only hold printable ASCII without spaces",
         ));
     }
     if id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(JobsError::invalid(
+        return Err(Error::invalid(
             "all-digit job ids are reserved for generated ids",
         ));
     }
@@ -350,7 +350,7 @@ impl LeasedJob {
 /// What a worker reports for one leased job.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum JobOutcome {
     /// Done; `result` is the handler's return value as raw JSON.
     Completed {
         /// The result (raw JSON).
@@ -381,12 +381,12 @@ pub struct Ack {
     /// The job id.
     pub id: String,
     /// What happened.
-    pub outcome: Outcome,
+    pub outcome: JobOutcome,
 }
 
 impl Ack {
     /// Builds an ack.
-    pub fn new(id: impl Into<String>, outcome: Outcome) -> Self {
+    pub fn new(id: impl Into<String>, outcome: JobOutcome) -> Self {
         Self {
             id: id.into(),
             outcome,
@@ -396,7 +396,7 @@ impl Ack {
 
 /// A global rate limit: at most `max` jobs started per `per`, across every worker of a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
+pub struct QueueRateLimit {
     /// Jobs per window.
     pub max: u32,
     /// The window.
@@ -417,7 +417,7 @@ pub struct ClaimRequest {
     /// Lease length for the claimed jobs.
     pub lease: Duration,
     /// The queue's global rate limit.
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<QueueRateLimit>,
 }
 
 impl ClaimRequest {
@@ -433,7 +433,7 @@ impl ClaimRequest {
     }
     /// Sets the rate limit.
     #[must_use]
-    pub fn with_rate_limit(mut self, r: Option<RateLimit>) -> Self {
+    pub fn with_rate_limit(mut self, r: Option<QueueRateLimit>) -> Self {
         self.rate_limit = r;
         self
     }
@@ -614,18 +614,18 @@ pub(crate) fn ms(d: Duration) -> u64 {
 /// assert!(validate_clean_state(JobState::Completed).is_ok());
 /// assert!(validate_clean_state(JobState::Active).is_err());
 /// ```
-pub fn validate_clean_state(state: JobState) -> Result<(), JobsError> {
+pub fn validate_clean_state(state: JobState) -> Result<(), Error> {
     if state.is_finished() {
         return Ok(());
     }
-    Err(JobsError::invalid(format!(
+    Err(Error::invalid(format!(
         "only completed, failed and dead jobs can be cleaned by age, not {} ones \
          (a drain removes waiting and delayed jobs)",
         state.as_str()
     )))
 }
 
-/// What [`crate::JobBackend::enqueue_tick`] did.
+/// What [`crate::JobAdmin::enqueue_tick`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TickOutcome {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::JobBackend;
-use crate::error::JobsError;
+use crate::error::Error;
 use crate::model::{Counts, JobState};
 
 /// One queue (job name) of a backend, from [`crate::Jobs::queue`]. Cheap to clone; every
@@ -48,17 +48,17 @@ impl QueueHandle {
     /// Stops every worker from taking jobs of this queue. Running jobs finish and are recorded;
     /// dispatch keeps storing jobs (delayed ones still come due) and they wait for
     /// [`QueueHandle::resume`]. Idempotent.
-    pub async fn pause(&self) -> Result<(), JobsError> {
+    pub async fn pause(&self) -> Result<(), Error> {
         self.backend.set_paused(&self.name, true).await
     }
 
     /// Lets workers take jobs again and wakes the idle ones. Idempotent.
-    pub async fn resume(&self) -> Result<(), JobsError> {
+    pub async fn resume(&self) -> Result<(), Error> {
         self.backend.set_paused(&self.name, false).await
     }
 
     /// Whether the queue is paused.
-    pub async fn is_paused(&self) -> Result<bool, JobsError> {
+    pub async fn is_paused(&self) -> Result<bool, Error> {
         self.backend.is_paused(&self.name).await
     }
 
@@ -66,7 +66,7 @@ impl QueueHandle {
     /// `delayed`, with their records (their job ids become free again). Running and finished
     /// jobs stay. Returns how many were deleted. Pause first if workers must not take jobs
     /// while you drain.
-    pub async fn drain(&self, delayed: bool) -> Result<u64, JobsError> {
+    pub async fn drain(&self, delayed: bool) -> Result<u64, Error> {
         self.backend.drain(&self.name, delayed).await
     }
 
@@ -79,7 +79,7 @@ impl QueueHandle {
         state: JobState,
         older_than: Duration,
         limit: usize,
-    ) -> Result<Vec<String>, JobsError> {
+    ) -> Result<Vec<String>, Error> {
         crate::validate_clean_state(state)?;
         self.backend
             .clean(&self.name, state, older_than, limit.min(crate::MAX_CLEAN))
@@ -87,7 +87,7 @@ impl QueueHandle {
     }
 
     /// The queue's counts.
-    pub async fn counts(&self) -> Result<Counts, JobsError> {
+    pub async fn counts(&self) -> Result<Counts, Error> {
         self.backend.counts(&self.name).await
     }
 }

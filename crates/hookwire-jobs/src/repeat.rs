@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::error::JobsError;
+use crate::error::Error;
 use crate::model::{DispatchOptions, validate_queue_name};
 use crate::runtime::Jobs;
 
@@ -32,17 +32,17 @@ impl Repeat {
         name: impl Into<String>,
         every: Duration,
         data: &T,
-    ) -> Result<Self, JobsError> {
+    ) -> Result<Self, Error> {
         let name = name.into();
         validate_queue_name(&name)?;
         if every < MIN_REPEAT {
-            return Err(JobsError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "repeat interval must be at least {} ms",
                 MIN_REPEAT.as_millis()
             )));
         }
-        let data = serde_json::to_string(data)
-            .map_err(|e| JobsError::new(crate::ErrorKind::Serialize, e))?;
+        let data =
+            serde_json::to_string(data).map_err(|e| Error::new(crate::ErrorKind::Serialize, e))?;
         Ok(Self { name, every, data })
     }
 

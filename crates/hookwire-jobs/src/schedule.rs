@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::backend::JobBackend;
-use crate::error::{ErrorKind, JobsError};
+use crate::error::{Error, ErrorKind};
 use crate::model::{NewJob, TickOutcome, validate_job_id, validate_queue_name};
 use crate::runtime::Jobs;
 
@@ -101,17 +101,17 @@ impl ScheduleBuilder {
     /// Checks every option: the id (a valid job id of at most [`MAX_SCHEDULE_ID`] bytes), the
     /// job name, a cron expression of 5 fields (minute first) or 6 (second first), a known time
     /// zone, the payload, `start_at` before `end_at`, a limit of at least 1.
-    pub fn build(self) -> Result<Schedule, JobsError> {
+    pub fn build(self) -> Result<Schedule, Error> {
         validate_job_id(&self.id)?;
         if self.id.len() > MAX_SCHEDULE_ID {
-            return Err(JobsError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "schedule id must be at most {MAX_SCHEDULE_ID} bytes"
             )));
         }
         validate_queue_name(&self.name)?;
         let fields = self.pattern.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err(JobsError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "cron expression {:?} has {fields} fields; use 5 (minute hour day month weekday) \
                  or 6 (second first)",
                 self.pattern
@@ -122,25 +122,23 @@ impl ScheduleBuilder {
             .year(Year::Disallowed)
             .build()
             .parse(&self.pattern)
-            .map_err(|e| JobsError::invalid(format!("cron expression {:?}: {e}", self.pattern)))?;
+            .map_err(|e| Error::invalid(format!("cron expression {:?}: {e}", self.pattern)))?;
         let tz_name = self
             .tz
-            .ok_or_else(|| JobsError::invalid("a schedule needs an explicit time zone"))?;
+            .ok_or_else(|| Error::invalid("a schedule needs an explicit time zone"))?;
         let tz: Tz = tz_name
             .parse()
-            .map_err(|_| JobsError::invalid(format!("unknown time zone {tz_name:?}")))?;
-        let data = self
-            .data
-            .map_err(|e| JobsError::new(ErrorKind::Serialize, e))?;
+            .map_err(|_| Error::invalid(format!("unknown time zone {tz_name:?}")))?;
+        let data = self.data.map_err(|e| Error::new(ErrorKind::Serialize, e))?;
         let start_ms = self.start.map(unix_ms);
         let end_ms = self.end.map(unix_ms);
         if let (Some(s), Some(e)) = (start_ms, end_ms)
             && e <= s
         {
-            return Err(JobsError::invalid("a schedule must end after it starts"));
+            return Err(Error::invalid("a schedule must end after it starts"));
         }
         if self.limit == Some(0) {
-            return Err(JobsError::invalid("a schedule limit must be at least 1"));
+            return Err(Error::invalid("a schedule limit must be at least 1"));
         }
         Ok(Schedule {
             id: self.id,
@@ -189,9 +187,9 @@ pub struct ScheduleInfo {
 }
 
 impl ScheduleInfo {
-    pub(crate) fn from_stored(s: crate::model::StoredSchedule) -> Result<Self, JobsError> {
+    pub(crate) fn from_stored(s: crate::model::StoredSchedule) -> Result<Self, Error> {
         let spec: Spec = serde_json::from_str(&s.spec)
-            .map_err(|e| JobsError::backend(format!("stored schedule {:?}: {e}", s.id)))?;
+            .map_err(|e| Error::backend(format!("stored schedule {:?}: {e}", s.id)))?;
         Ok(Self {
             id: s.id,
             cron: spec.cron,

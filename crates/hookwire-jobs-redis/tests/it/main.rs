@@ -21,4 +21,5 @@ mod cluster;
 mod fault;
 mod idle;
 mod pause;
+mod round_trips;
 mod schedule;

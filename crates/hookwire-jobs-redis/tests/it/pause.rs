@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use hookwire_jobs::conformance::eventually;
-use hookwire_jobs::{DispatchOptions, JobBackend, JobDef, JobMeta, Jobs};
+use hookwire_jobs::{DispatchOptions, JobAdmin, JobDef, JobMeta, Jobs};
 use hookwire_jobs_redis::RedisBackend;
 use hookwire_testkit::RedisServer;
 

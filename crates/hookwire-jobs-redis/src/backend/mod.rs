@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use hookwire_core::BoxFuture;
 use hookwire_jobs::{
-    Added, ClaimRequest, Claimed, Counts, JobBackend, JobRecord, JobState, JobsError, LeasedJob,
-    MAX_BULK, MAX_CLAIM, MAX_CLEAN, NewJob, Outcome, Recovered, StoredSchedule, TickOutcome,
-    validate_clean_state, validate_queue_name,
+    Added, ClaimRequest, Claimed, Counts, Error, JobAdmin, JobOutcome, JobRecord, JobState,
+    LeasedJob, MAX_BULK, MAX_CLAIM, MAX_CLEAN, NewJob, Recovered, StoredSchedule, TickOutcome,
+    WorkerBackend, validate_clean_state, validate_queue_name,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Value};
@@ -16,6 +16,8 @@ use redis::{RedisResult, Value};
 use crate::keys::{MARK, PAUSED, keys};
 use crate::scripts;
 use crate::value::{array, bad, int, opt_string, string, strings, u32_of, u64_of};
+
+mod admin;
 
 type Factory<C> = Arc<dyn Fn() -> BoxFuture<'static, RedisResult<C>> + Send + Sync>;
 
@@ -26,7 +28,7 @@ type Factory<C> = Arc<dyn Fn() -> BoxFuture<'static, RedisResult<C>> + Send + Sy
 /// marker) use separate pooled connections so they never hold up commands.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), hookwire_jobs::JobsError> {
+/// # async fn demo() -> Result<(), hookwire_jobs::Error> {
 /// use hookwire_jobs::{Jobs, JobDef};
 /// let backend = hookwire_jobs_redis::RedisBackend::connect("redis://127.0.0.1:6379/").await?;
 /// let jobs = Jobs::builder(backend)
@@ -38,7 +40,8 @@ type Factory<C> = Arc<dyn Fn() -> BoxFuture<'static, RedisResult<C>> + Send + Sy
 pub struct RedisBackend<C = ConnectionManager> {
     conn: C,
     prefix: String,
-    blocking: Factory<C>,
+    /// Opens a connection for blocking waits; `None`: wait by checking the marker on `conn`.
+    blocking: Option<Factory<C>>,
     idle: Arc<Mutex<Vec<C>>>,
 }
 
@@ -61,14 +64,16 @@ impl<C> fmt::Debug for RedisBackend<C> {
     }
 }
 
-fn backend_err(e: redis::RedisError) -> JobsError {
-    JobsError::backend(e)
+fn backend_err(e: redis::RedisError) -> Error {
+    Error::backend(e)
 }
 
 /// Timeouts for command connections: long enough for a 1000-job script on a busy server.
 pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Jobs one drain script call deletes; a drain repeats calls until a short batch.
 const DRAIN_BATCH: u64 = 1000;
+/// How often a backend built with [`RedisBackend::new`] checks an idle queue's wake-up marker.
+pub const MARKER_CHECK: Duration = Duration::from_millis(50);
 /// The longest blocking wait; the response timeout of blocking connections is above it.
 pub(crate) const BLOCK_MAX: Duration = Duration::from_secs(5);
 
@@ -83,7 +88,7 @@ fn manager_config(response: Duration) -> ConnectionManagerConfig {
 impl RedisBackend<ConnectionManager> {
     /// Connects to one Redis server (`redis://[:password@]host:port/[db]`, or `rediss://` when
     /// the redis crate is built with TLS). Connections reconnect by themselves after a failure.
-    pub async fn connect(url: &str) -> Result<Self, JobsError> {
+    pub async fn connect(url: &str) -> Result<Self, Error> {
         let client = redis::Client::open(url).map_err(backend_err)?;
         let conn = client
             .get_connection_manager_with_config(manager_config(RESPONSE_TIMEOUT))
@@ -116,7 +121,31 @@ where
         Self {
             conn,
             prefix: "hw:".to_owned(),
-            blocking,
+            blocking: Some(blocking),
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// A backend over one command connection `conn` (any [`ConnectionLike`], e.g. a
+    /// [`ConnectionManager`] or a `MultiplexedConnection` you configured yourself).
+    ///
+    /// A blocking `BLPOP` would hold up every command multiplexed on `conn`, so an idle worker
+    /// of this backend checks its queue's wake-up marker every [`MARKER_CHECK`] instead (one
+    /// `LPOP` per idle queue per check). For blocking waits on separate connections use
+    /// [`RedisBackend::connect`] or [`RedisBackend::from_parts`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), hookwire_jobs::Error> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/").map_err(hookwire_jobs::Error::backend)?;
+    /// let conn = client.get_multiplexed_async_connection().await.map_err(hookwire_jobs::Error::backend)?;
+    /// let backend = hookwire_jobs_redis::RedisBackend::new(conn).with_prefix("staging:");
+    /// # Ok(()) }
+    /// ```
+    pub fn new(conn: C) -> Self {
+        Self {
+            conn,
+            prefix: "hw:".to_owned(),
+            blocking: None,
             idle: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -128,7 +157,7 @@ where
         self
     }
 
-    fn keys(&self, queue: &str) -> Result<Vec<String>, JobsError> {
+    fn keys(&self, queue: &str) -> Result<Vec<String>, Error> {
         validate_queue_name(queue)?;
         Ok(keys(&self.prefix, queue))
     }
@@ -138,7 +167,7 @@ where
         script: &redis::Script,
         keys: &[String],
         args: Vec<Vec<u8>>,
-    ) -> Result<Value, JobsError> {
+    ) -> Result<Value, Error> {
         let mut inv = script.prepare_invoke();
         for k in keys {
             inv.key(k);
@@ -148,6 +177,27 @@ where
         }
         let mut conn = self.conn.clone();
         inv.invoke_async(&mut conn).await.map_err(backend_err)
+    }
+
+    /// The wait of a backend without blocking connections: `LPOP`s the marker every
+    /// [`MARKER_CHECK`] until it held an entry or `timeout` passed.
+    async fn check_marker(&self, mark: &str, timeout: Duration) -> Result<bool, Error> {
+        let until = tokio::time::Instant::now() + timeout.min(BLOCK_MAX);
+        loop {
+            let mut conn = self.conn.clone();
+            let v: Value = redis::cmd("LPOP")
+                .arg(mark)
+                .query_async(&mut conn)
+                .await
+                .map_err(backend_err)?;
+            if !matches!(v, Value::Nil) {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() + MARKER_CHECK > until {
+                return Ok(false);
+            }
+            tokio::time::sleep(MARKER_CHECK).await;
+        }
     }
 
     fn take_blocking(&self) -> Option<C> {
@@ -177,13 +227,13 @@ fn ms(d: Duration) -> u64 {
     if m == 0 && !d.is_zero() { 1 } else { m }
 }
 
-fn duration_of(v: &Value) -> Result<Option<Duration>, JobsError> {
+fn duration_of(v: &Value) -> Result<Option<Duration>, Error> {
     let n = int(v)?;
     Ok(u64::try_from(n).ok().map(Duration::from_millis))
 }
 
 /// Jobs sent by a script as a flat array: id, data, attempts, stalled, created per job.
-fn leased_jobs(v: Value) -> Result<Vec<LeasedJob>, JobsError> {
+fn leased_jobs(v: Value) -> Result<Vec<LeasedJob>, Error> {
     array(v)?
         .chunks(5)
         .map(|j| {
@@ -201,7 +251,7 @@ fn leased_jobs(v: Value) -> Result<Vec<LeasedJob>, JobsError> {
         .collect()
 }
 
-fn record(id: &str, v: Value) -> Result<Option<JobRecord>, JobsError> {
+fn record(id: &str, v: Value) -> Result<Option<JobRecord>, Error> {
     let f = array(v)?;
     let state = match f.first().map(string).transpose()?.as_deref() {
         None | Some("") => return Ok(None),
@@ -240,11 +290,7 @@ impl<C> RedisBackend<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    async fn records(
-        &self,
-        keys: &[String],
-        ids: Vec<String>,
-    ) -> Result<Vec<JobRecord>, JobsError> {
+    async fn records(&self, keys: &[String], ids: Vec<String>) -> Result<Vec<JobRecord>, Error> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -260,7 +306,7 @@ where
     }
 }
 
-impl<C> JobBackend for RedisBackend<C>
+impl<C> WorkerBackend for RedisBackend<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
@@ -268,11 +314,11 @@ where
         &'a self,
         queue: &'a str,
         jobs: Vec<NewJob>,
-    ) -> BoxFuture<'a, Result<Vec<Added>, JobsError>> {
+    ) -> BoxFuture<'a, Result<Vec<Added>, Error>> {
         Box::pin(async move {
             let keys = self.keys(queue)?;
             if jobs.len() > MAX_BULK {
-                return Err(JobsError::invalid(format!(
+                return Err(Error::invalid(format!(
                     "at most {MAX_BULK} jobs per add call"
                 )));
             }
@@ -304,7 +350,7 @@ where
         &'a self,
         queue: &'a str,
         req: ClaimRequest,
-    ) -> BoxFuture<'a, Result<Claimed, JobsError>> {
+    ) -> BoxFuture<'a, Result<Claimed, Error>> {
         Box::pin(async move {
             let keys = self.keys(queue)?;
             let (rate_max, rate_per) = req.rate_limit.map_or((0, 0), |r| (r.max, ms(r.per).max(1)));
@@ -317,13 +363,13 @@ where
             args.push(arg(req.acks.len()));
             for a in req.acks {
                 let (kind, text, delay) = match a.outcome {
-                    Outcome::Completed { result } => ("C", result, 0),
-                    Outcome::Retry { delay, error } => ("R", clip(error), ms(delay)),
-                    Outcome::Failed {
+                    JobOutcome::Completed { result } => ("C", result, 0),
+                    JobOutcome::Retry { delay, error } => ("R", clip(error), ms(delay)),
+                    JobOutcome::Failed {
                         error,
                         dead_letter: true,
                     } => ("D", clip(error), 0),
-                    Outcome::Failed { error, .. } => ("F", clip(error), 0),
+                    JobOutcome::Failed { error, .. } => ("F", clip(error), 0),
                     _ => ("L", String::new(), 0),
                 };
                 args.push(a.id.into_bytes());
@@ -347,12 +393,15 @@ where
         &'a self,
         queue: &'a str,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+    ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
             let keys = self.keys(queue)?;
+            let Some(open) = &self.blocking else {
+                return self.check_marker(&keys[MARK], timeout).await;
+            };
             let mut conn = match self.take_blocking() {
                 Some(c) => c,
-                None => (self.blocking)().await.map_err(backend_err)?,
+                None => open().await.map_err(backend_err)?,
             };
             let secs = timeout.min(BLOCK_MAX).as_secs_f64().max(0.01);
             let v: Value = redis::cmd("BLPOP")
@@ -372,7 +421,7 @@ where
         token: &'a str,
         ids: Vec<String>,
         lease: Duration,
-    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         Box::pin(async move {
             let keys = self.keys(queue)?;
             let mut lost = Vec::new();
@@ -391,7 +440,7 @@ where
         token: &'a str,
         id: &'a str,
         progress: String,
-    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+    ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
             let keys = self.keys(queue)?;
             let args = vec![arg(token), arg(id), progress.into_bytes()];
@@ -404,7 +453,7 @@ where
         queue: &'a str,
         max_stalled: u32,
         dead_letter: bool,
-    ) -> BoxFuture<'a, Result<Recovered, JobsError>> {
+    ) -> BoxFuture<'a, Result<Recovered, Error>> {
         Box::pin(async move {
             let keys = self.keys(queue)?;
             let args = vec![arg(max_stalled), arg(u8::from(dead_letter))];
@@ -416,204 +465,6 @@ where
             r.failed = strings(failed)?;
             r.jobs = leased_jobs(jobs)?;
             Ok(r)
-        })
-    }
-
-    fn counts<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Counts, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            let out = array(self.run(&scripts::COUNTS, &keys, Vec::new()).await?)?;
-            let n: Vec<u64> = out.iter().map(u64_of).collect::<Result<_, _>>()?;
-            let [w, a, c, f, d, x] = <[u64; 6]>::try_from(n).map_err(|_| bad("counts reply"))?;
-            Ok(Counts::new(w, a, c, f, d, x))
-        })
-    }
-
-    fn get<'a>(
-        &'a self,
-        queue: &'a str,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<JobRecord>, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            Ok(self.records(&keys, vec![id.to_owned()]).await?.pop())
-        })
-    }
-
-    fn dead_letters<'a>(
-        &'a self,
-        queue: &'a str,
-        offset: usize,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<JobRecord>, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            let args = vec![arg(offset), arg(limit.min(1000))];
-            let ids = strings(self.run(&scripts::DEAD, &keys, args).await?)?;
-            self.records(&keys, ids).await
-        })
-    }
-
-    fn redrive<'a>(
-        &'a self,
-        queue: &'a str,
-        ids: Option<Vec<String>>,
-    ) -> BoxFuture<'a, Result<usize, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            let args = ids.unwrap_or_default().iter().map(arg).collect();
-            let n = int(&self.run(&scripts::REDRIVE, &keys, args).await?)?;
-            Ok(usize::try_from(n).unwrap_or(0))
-        })
-    }
-
-    fn set_paused<'a>(
-        &'a self,
-        queue: &'a str,
-        paused: bool,
-    ) -> BoxFuture<'a, Result<(), JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            self.run(&scripts::PAUSE, &keys, vec![arg(u8::from(paused))])
-                .await?;
-            Ok(())
-        })
-    }
-
-    fn is_paused<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<bool, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            let mut conn = self.conn.clone();
-            let v: Value = redis::cmd("EXISTS")
-                .arg(&keys[PAUSED])
-                .query_async(&mut conn)
-                .await
-                .map_err(backend_err)?;
-            Ok(int(&v)? == 1)
-        })
-    }
-
-    fn drain<'a>(&'a self, queue: &'a str, delayed: bool) -> BoxFuture<'a, Result<u64, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            let mut total = 0;
-            loop {
-                let args = vec![arg(u8::from(delayed)), arg(DRAIN_BATCH)];
-                let n = u64_of(&self.run(&scripts::DRAIN, &keys, args).await?)?;
-                total += n;
-                if n < DRAIN_BATCH {
-                    return Ok(total);
-                }
-            }
-        })
-    }
-
-    fn clean<'a>(
-        &'a self,
-        queue: &'a str,
-        state: JobState,
-        older_than: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            validate_clean_state(state)?;
-            let limit = limit.min(MAX_CLEAN);
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let args = vec![arg(state.as_str()), arg(ms(older_than)), arg(limit)];
-            strings(self.run(&scripts::CLEAN, &keys, args).await?)
-        })
-    }
-
-    fn save_schedule<'a>(
-        &'a self,
-        queue: &'a str,
-        id: &'a str,
-        spec: String,
-    ) -> BoxFuture<'a, Result<(), JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            self.run(
-                &scripts::SCHEDULE_SAVE,
-                &keys,
-                vec![arg(id), spec.into_bytes()],
-            )
-            .await?;
-            Ok(())
-        })
-    }
-
-    fn schedules<'a>(
-        &'a self,
-        queue: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<StoredSchedule>, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            let out = array(self.run(&scripts::SCHEDULE_LIST, &keys, Vec::new()).await?)?;
-            out.chunks(4)
-                .map(|c| {
-                    let [id, spec, runs, last] = c else {
-                        return Err(bad("schedule fields"));
-                    };
-                    let last = u64::try_from(int(last)?).ok();
-                    Ok(StoredSchedule::new(
-                        string(id)?,
-                        string(spec)?,
-                        u32_of(runs)?,
-                        last,
-                    ))
-                })
-                .collect()
-        })
-    }
-
-    fn remove_schedule<'a>(
-        &'a self,
-        queue: &'a str,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<bool, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            let n = int(&self
-                .run(&scripts::SCHEDULE_REMOVE, &keys, vec![arg(id)])
-                .await?)?;
-            Ok(n == 1)
-        })
-    }
-
-    fn enqueue_tick<'a>(
-        &'a self,
-        queue: &'a str,
-        id: &'a str,
-        tick_ms: u64,
-        limit: Option<u32>,
-        job: NewJob,
-    ) -> BoxFuture<'a, Result<TickOutcome, JobsError>> {
-        Box::pin(async move {
-            let keys = self.keys(queue)?;
-            job.validate()?;
-            let job_id = job
-                .id
-                .ok_or_else(|| JobsError::invalid("a tick job needs an id"))?;
-            let args = vec![
-                arg(id),
-                arg(tick_ms),
-                arg(limit.unwrap_or(0)),
-                job_id.into_bytes(),
-                job.data.into_bytes(),
-                arg(job.priority),
-                arg(job.remove_on_complete.encode()),
-                arg(job.remove_on_fail.encode()),
-            ];
-            match string(&self.run(&scripts::TICK, &keys, args).await?)?.as_str() {
-                "enqueued" => Ok(TickOutcome::Enqueued),
-                "done" => Ok(TickOutcome::AlreadyEnqueued),
-                "limit" => Ok(TickOutcome::LimitReached),
-                "removed" => Ok(TickOutcome::Removed),
-                _ => Err(bad("tick reply")),
-            }
         })
     }
 }

@@ -7,12 +7,15 @@ use std::time::Duration;
 use hookwire_core::BoxFuture;
 use tokio::sync::Notify;
 
-use crate::backend::JobBackend;
-use crate::error::JobsError;
+use crate::backend::WorkerBackend;
+use crate::error::Error;
 use crate::model::{
-    Ack, Added, ClaimRequest, Claimed, Counts, JobRecord, JobState, LeasedJob, MAX_BULK, MAX_CLAIM,
-    MAX_CLEAN, NewJob, Outcome, Recovered, Retention, StoredSchedule, TickOutcome, clip_error, ms,
+    Ack, Added, ClaimRequest, Claimed, Counts, JobOutcome, JobRecord, JobState, LeasedJob,
+    MAX_BULK, MAX_CLAIM, MAX_CLEAN, NewJob, Recovered, Retention, StoredSchedule, TickOutcome,
+    clip_error, ms,
 };
+
+mod admin;
 
 /// In-process job storage with leases, delays, priorities, a rate limit, retention and a DLQ.
 ///
@@ -21,7 +24,7 @@ use crate::model::{
 ///
 /// ```
 /// # hookwire_core::idempotency::block_on(async {
-/// use hookwire_jobs::{JobBackend, MemoryBackend, NewJob};
+/// use hookwire_jobs::{JobAdmin, MemoryBackend, NewJob, WorkerBackend};
 /// let b = MemoryBackend::new();
 /// let added = b.add("q", vec![NewJob::new("1")]).await.unwrap();
 /// assert!(added[0].created);
@@ -169,14 +172,14 @@ impl Queue {
         }
         let id = ack.id;
         match ack.outcome {
-            Outcome::Completed { result } => {
+            JobOutcome::Completed { result } => {
                 if let Some(j) = self.jobs.get_mut(&id) {
                     j.attempts += 1;
                     j.result = Some(result);
                 }
                 self.finish(&id, JobState::Completed, now);
             }
-            Outcome::Retry { delay, error } => {
+            JobOutcome::Retry { delay, error } => {
                 if let Some(j) = self.jobs.get_mut(&id) {
                     j.attempts += 1;
                     j.error = Some(clip_error(error));
@@ -187,7 +190,7 @@ impl Queue {
                     self.enqueue_delayed(&id, now.saturating_add(ms(delay)));
                 }
             }
-            Outcome::Failed { error, dead_letter } => {
+            JobOutcome::Failed { error, dead_letter } => {
                 if let Some(j) = self.jobs.get_mut(&id) {
                     j.attempts += 1;
                     j.error = Some(clip_error(error));
@@ -199,7 +202,7 @@ impl Queue {
                 };
                 self.finish(&id, state, now);
             }
-            Outcome::Release => self.enqueue_wait(&id),
+            JobOutcome::Release => self.enqueue_wait(&id),
         }
         true
     }
@@ -315,10 +318,10 @@ impl MemoryBackend {
         f(q)
     }
 
-    fn add_sync(&self, queue: &str, jobs: Vec<NewJob>) -> Result<Vec<Added>, JobsError> {
+    fn add_sync(&self, queue: &str, jobs: Vec<NewJob>) -> Result<Vec<Added>, Error> {
         crate::validate_queue_name(queue)?;
         if jobs.len() > MAX_BULK {
-            return Err(JobsError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "at most {MAX_BULK} jobs per add call"
             )));
         }
@@ -399,12 +402,12 @@ impl MemoryBackend {
     }
 }
 
-impl JobBackend for MemoryBackend {
+impl WorkerBackend for MemoryBackend {
     fn add<'a>(
         &'a self,
         queue: &'a str,
         jobs: Vec<NewJob>,
-    ) -> BoxFuture<'a, Result<Vec<Added>, JobsError>> {
+    ) -> BoxFuture<'a, Result<Vec<Added>, Error>> {
         Box::pin(async move { self.add_sync(queue, jobs) })
     }
 
@@ -412,7 +415,7 @@ impl JobBackend for MemoryBackend {
         &'a self,
         queue: &'a str,
         req: ClaimRequest,
-    ) -> BoxFuture<'a, Result<Claimed, JobsError>> {
+    ) -> BoxFuture<'a, Result<Claimed, Error>> {
         Box::pin(async move { Ok(self.claim_sync(queue, req)) })
     }
 
@@ -420,7 +423,7 @@ impl JobBackend for MemoryBackend {
         &'a self,
         queue: &'a str,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+    ) -> BoxFuture<'a, Result<bool, Error>> {
         let notify = self.with_queue(queue, |q| q.notify.clone());
         Box::pin(async move {
             Ok(tokio::time::timeout(timeout, notify.notified())
@@ -435,7 +438,7 @@ impl JobBackend for MemoryBackend {
         token: &'a str,
         ids: Vec<String>,
         lease: Duration,
-    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         let now = now_ms();
         let lost = self.with_queue(queue, |q| {
             let deadline = now.saturating_add(ms(lease));
@@ -461,7 +464,7 @@ impl JobBackend for MemoryBackend {
         token: &'a str,
         id: &'a str,
         progress: String,
-    ) -> BoxFuture<'a, Result<bool, JobsError>> {
+    ) -> BoxFuture<'a, Result<bool, Error>> {
         let held = self.with_queue(queue, |q| match q.jobs.get_mut(id) {
             Some(j)
                 if j.state == JobState::Active
@@ -480,7 +483,7 @@ impl JobBackend for MemoryBackend {
         queue: &'a str,
         max_stalled: u32,
         dead_letter: bool,
-    ) -> BoxFuture<'a, Result<Recovered, JobsError>> {
+    ) -> BoxFuture<'a, Result<Recovered, Error>> {
         let now = now_ms();
         let out = self.with_queue(queue, |q| {
             let mut out = Recovered::default();
@@ -520,218 +523,5 @@ impl JobBackend for MemoryBackend {
             out
         });
         Box::pin(async move { Ok(out) })
-    }
-
-    fn counts<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Counts, JobsError>> {
-        let c = self.with_queue(queue, |q| {
-            let n = |x: usize| x as u64;
-            Counts::new(
-                n(q.wait.len()),
-                n(q.active.len()),
-                n(q.completed.len()),
-                n(q.failed.len()),
-                n(q.delayed.len()),
-                n(q.dead.len()),
-            )
-        });
-        Box::pin(async move { Ok(c) })
-    }
-
-    fn get<'a>(
-        &'a self,
-        queue: &'a str,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<JobRecord>, JobsError>> {
-        let r = self.with_queue(queue, |q| q.record(id));
-        Box::pin(async move { Ok(r) })
-    }
-
-    fn dead_letters<'a>(
-        &'a self,
-        queue: &'a str,
-        offset: usize,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<JobRecord>, JobsError>> {
-        let r = self.with_queue(queue, |q| {
-            q.dead
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .filter_map(|(_, _, id)| q.record(id))
-                .collect()
-        });
-        Box::pin(async move { Ok(r) })
-    }
-
-    fn redrive<'a>(
-        &'a self,
-        queue: &'a str,
-        ids: Option<Vec<String>>,
-    ) -> BoxFuture<'a, Result<usize, JobsError>> {
-        let n = self.with_queue(queue, |q| {
-            let ids: Vec<String> = ids.unwrap_or_else(|| {
-                q.dead
-                    .iter()
-                    .take(1000)
-                    .map(|(_, _, id)| id.clone())
-                    .collect()
-            });
-            let mut n = 0;
-            for id in ids {
-                if q.jobs.get(&id).is_some_and(|j| j.state == JobState::Dead) {
-                    q.remove_from_state_set(&id);
-                    if let Some(j) = q.jobs.get_mut(&id) {
-                        j.attempts = 0;
-                        j.stalled = 0;
-                        j.finished = None;
-                        j.fin_key = None;
-                    }
-                    q.enqueue_wait(&id);
-                    n += 1;
-                }
-            }
-            n
-        });
-        Box::pin(async move { Ok(n) })
-    }
-
-    fn set_paused<'a>(
-        &'a self,
-        queue: &'a str,
-        paused: bool,
-    ) -> BoxFuture<'a, Result<(), JobsError>> {
-        let r = crate::validate_queue_name(queue).map(|()| {
-            self.with_queue(queue, |q| {
-                q.paused = paused;
-                let work = !q.wait.is_empty() || !q.delayed.is_empty();
-                if !paused && work {
-                    q.wake();
-                }
-            });
-        });
-        Box::pin(async move { r })
-    }
-
-    fn is_paused<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<bool, JobsError>> {
-        let r = self.with_queue(queue, |q| q.paused);
-        Box::pin(async move { Ok(r) })
-    }
-
-    fn drain<'a>(&'a self, queue: &'a str, delayed: bool) -> BoxFuture<'a, Result<u64, JobsError>> {
-        let n = self.with_queue(queue, |q| {
-            let mut ids: Vec<String> = std::mem::take(&mut q.wait)
-                .into_iter()
-                .map(|(_, _, id)| id)
-                .collect();
-            if delayed {
-                ids.extend(
-                    std::mem::take(&mut q.delayed)
-                        .into_iter()
-                        .map(|(_, _, id)| id),
-                );
-            }
-            for id in &ids {
-                q.jobs.remove(id);
-            }
-            ids.len() as u64
-        });
-        Box::pin(async move { Ok(n) })
-    }
-
-    fn clean<'a>(
-        &'a self,
-        queue: &'a str,
-        state: JobState,
-        older_than: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<String>, JobsError>> {
-        let r = crate::validate_clean_state(state).map(|()| {
-            let cutoff = now_ms().saturating_sub(ms(older_than));
-            self.with_queue(queue, |q| {
-                let set = match state {
-                    JobState::Completed => &mut q.completed,
-                    JobState::Failed => &mut q.failed,
-                    _ => &mut q.dead,
-                };
-                let mut out = Vec::new();
-                while out.len() < limit.min(MAX_CLEAN) {
-                    match set.first() {
-                        Some((finished, ..)) if *finished <= cutoff => {}
-                        _ => break,
-                    }
-                    if let Some((_, _, id)) = set.pop_first() {
-                        out.push(id);
-                    }
-                }
-                for id in &out {
-                    q.jobs.remove(id);
-                }
-                out
-            })
-        });
-        Box::pin(async move { r })
-    }
-
-    fn save_schedule<'a>(
-        &'a self,
-        queue: &'a str,
-        id: &'a str,
-        spec: String,
-    ) -> BoxFuture<'a, Result<(), JobsError>> {
-        self.with_queue(queue, |q| {
-            q.schedules.entry(id.to_owned()).or_default().0 = spec;
-        });
-        Box::pin(async move { Ok(()) })
-    }
-
-    fn schedules<'a>(
-        &'a self,
-        queue: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<StoredSchedule>, JobsError>> {
-        let out = self.with_queue(queue, |q| {
-            q.schedules
-                .iter()
-                .map(|(id, (spec, runs, last))| StoredSchedule::new(id, spec, *runs, *last))
-                .collect()
-        });
-        Box::pin(async move { Ok(out) })
-    }
-
-    fn remove_schedule<'a>(
-        &'a self,
-        queue: &'a str,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<bool, JobsError>> {
-        let existed = self.with_queue(queue, |q| q.schedules.remove(id).is_some());
-        Box::pin(async move { Ok(existed) })
-    }
-
-    fn enqueue_tick<'a>(
-        &'a self,
-        queue: &'a str,
-        id: &'a str,
-        tick_ms: u64,
-        limit: Option<u32>,
-        job: NewJob,
-    ) -> BoxFuture<'a, Result<TickOutcome, JobsError>> {
-        let r = job.validate().map(|()| {
-            let now = now_ms();
-            self.with_queue(queue, |q| {
-                let Some((_, runs, last)) = q.schedules.get_mut(id) else {
-                    return TickOutcome::Removed;
-                };
-                if last.is_some_and(|l| tick_ms <= l) {
-                    return TickOutcome::AlreadyEnqueued;
-                }
-                if limit.is_some_and(|l| *runs >= l) {
-                    return TickOutcome::LimitReached;
-                }
-                *runs += 1;
-                *last = Some(tick_ms);
-                q.insert(job, now);
-                TickOutcome::Enqueued
-            })
-        });
-        Box::pin(async move { r })
     }
 }
