@@ -198,8 +198,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<hookwire_jobs::JobsError> for Error {
-    fn from(e: hookwire_jobs::JobsError) -> Self {
+impl From<hookwire_jobs::Error> for Error {
+    fn from(e: hookwire_jobs::Error) -> Self {
         match e.kind() {
             hookwire_jobs::ErrorKind::Shutdown => Self::new(ErrorKind::Shutdown, e),
             hookwire_jobs::ErrorKind::Invalid => Self::new(ErrorKind::Invalid, e),
