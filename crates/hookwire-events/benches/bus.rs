@@ -337,7 +337,7 @@ fn main() {
     } else {
         report.note("taskset pinning unavailable: figures from an unpinned layout");
     }
-    report.note("the reference's recovery is not measured: it claims at most 10 entries per loop iteration and each iteration blocks up to 5 s on an idle stream, so 10 000 orphans take on the order of 1 000 × 5 s");
+    report.note("the peer's recovery is not measured: it claims at most 10 entries per loop iteration and each iteration blocks up to 5 s on an idle stream, so 10 000 orphans take on the order of 1 000 × 5 s");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -25,7 +25,7 @@ pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default deliveries before an event goes to the dead letters.
 pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
 /// Default handlers running at once per subscription (different partition keys).
-pub const DEFAULT_CONCURRENCY: usize = 32;
+pub const DEFAULT_HANDLER_CONCURRENCY: usize = 32;
 /// Default events held in memory per subscription (read but not yet acknowledged).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 /// Longest event type and group name, in bytes.
@@ -231,21 +231,21 @@ impl Drop for Inner {
 }
 
 /// A running subscription. Dropping it stops the subscription (in-flight handler calls
-/// finish); [`Subscription::stop`] also waits for that.
+/// finish); [`BusSubscription::stop`] also waits for that.
 #[derive(Debug)]
-#[must_use = "dropping a Subscription stops it"]
-pub struct Subscription {
+#[must_use = "dropping a BusSubscription stops it"]
+pub struct BusSubscription {
     control: Arc<Control>,
 }
 
-impl Subscription {
+impl BusSubscription {
     /// Stops reading, lets in-flight handler calls finish and acknowledges them.
     pub async fn stop(self) {
         self.control.stop().await;
     }
 }
 
-impl Drop for Subscription {
+impl Drop for BusSubscription {
     fn drop(&mut self) {
         self.control.signal();
     }
@@ -305,7 +305,7 @@ impl Bus {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_batch: DEFAULT_MAX_BATCH,
             handler_timeout: DEFAULT_HANDLER_TIMEOUT,
-            concurrency: DEFAULT_CONCURRENCY,
+            concurrency: DEFAULT_HANDLER_CONCURRENCY,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             fail_open: false,
         }
@@ -420,7 +420,7 @@ impl Bus {
         mode: Mode,
         pattern: &str,
         handler: impl Handler,
-    ) -> Result<Subscription> {
+    ) -> Result<BusSubscription> {
         self.check_open()?;
         let pattern = Pattern::parse(pattern).map_err(|e| Error::new(ErrorKind::Invalid, e))?;
         let spec = SubSpec {
@@ -437,7 +437,7 @@ impl Bus {
             .unwrap_or_else(PoisonError::into_inner);
         subs.retain(|c| !c.is_stopped());
         subs.push(control.clone());
-        Ok(Subscription { control })
+        Ok(BusSubscription { control })
     }
 
     /// Competing subscription: each event matching `pattern` is handled once per group across
@@ -448,7 +448,7 @@ impl Bus {
         group: Group,
         pattern: &str,
         handler: impl Handler,
-    ) -> Result<Subscription> {
+    ) -> Result<BusSubscription> {
         validate_group(&group.name)?;
         {
             let mut groups = self
@@ -486,7 +486,7 @@ impl Bus {
 
     /// Broadcast subscription: this node handles every matching event published from now on
     /// (every node with a broadcast subscription sees every event).
-    pub async fn broadcast(&self, pattern: &str, handler: impl Handler) -> Result<Subscription> {
+    pub async fn broadcast(&self, pattern: &str, handler: impl Handler) -> Result<BusSubscription> {
         self.start(Mode::Broadcast, pattern, handler).await
     }
 

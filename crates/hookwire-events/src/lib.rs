@@ -21,9 +21,9 @@ mod runner;
 mod transport;
 
 pub use bus::{
-    Bus, BusBuilder, DEFAULT_CONCURRENCY, DEFAULT_HANDLER_TIMEOUT, DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_DELIVERIES, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_IN_FLIGHT, DeadLetters, Group,
-    MAX_EVENT_BYTES_LIMIT, MAX_NAME_LEN, Subscription,
+    Bus, BusBuilder, BusSubscription, DEFAULT_HANDLER_CONCURRENCY, DEFAULT_HANDLER_TIMEOUT,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_DELIVERIES, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_IN_FLIGHT,
+    DeadLetters, Group, MAX_EVENT_BYTES_LIMIT, MAX_NAME_LEN,
 };
 pub use context::{current_correlation_id, with_correlation};
 pub use dead::{DeadLetter, Failure};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hookwire_core::{Backoff, Event, RetryPolicy};
 use hookwire_events::outbox::{
-    Claimed, DeadLetters, Failure, Lease, NewEntry, OutboxStore, Publish, Relay,
+    ClaimedRow, DeadLetters, Failure, Lease, NewEntry, OutboxStore, Publish, Relay,
 };
 use hookwire_events::{Error, Result};
 
@@ -134,12 +134,12 @@ fn event(n: usize, aggregate: &str) -> Event {
 
 const LONG: Duration = Duration::from_secs(60);
 
-async fn claim_all<S: OutboxStore>(s: &S, lease: Duration) -> Vec<Claimed> {
+async fn claim_all<S: OutboxStore>(s: &S, lease: Duration) -> Vec<ClaimedRow> {
     s.claim(1000, lease).await.expect("claim")
 }
 
 /// Claims until a row comes back (at most 20 s): for rows whose lease or backoff must end first.
-async fn claim_when_due<S: OutboxStore>(s: &S, lease: Duration) -> Vec<Claimed> {
+async fn claim_when_due<S: OutboxStore>(s: &S, lease: Duration) -> Vec<ClaimedRow> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let rows = claim_all(s, lease).await;
@@ -150,13 +150,13 @@ async fn claim_when_due<S: OutboxStore>(s: &S, lease: Duration) -> Vec<Claimed> 
     }
 }
 
-fn ids(rows: &[Claimed]) -> Vec<String> {
+fn ids(rows: &[ClaimedRow]) -> Vec<String> {
     rows.iter()
         .map(|r| r.event().expect("decodes").id)
         .collect()
 }
 
-fn leases(rows: &[Claimed]) -> Vec<Lease> {
+fn leases(rows: &[ClaimedRow]) -> Vec<Lease> {
     rows.iter().map(|r| r.lease).collect()
 }
 

@@ -32,7 +32,7 @@ pub type Store = Arc<dyn RunStore>;
 ///
 /// ```text
 /// hookwire_workflow::workflow_conformance!(async {
-///     (std::sync::Arc::new(hookwire_workflow::MemoryStore::new()) as hookwire_workflow::conformance::Store, ())
+///     (std::sync::Arc::new(hookwire_workflow::MemoryRunStore::new()) as hookwire_workflow::conformance::Store, ())
 /// });
 /// ```
 #[macro_export]

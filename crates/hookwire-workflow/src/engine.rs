@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::exec::TaskMsg;
 use crate::run::{Env, Limits, Run, RunState, Signalled, Task, Transition};
 use crate::sink::TransitionSink;
-use crate::store::{Inserted, MemoryStore, RunDoc, RunQuery, RunStore};
+use crate::store::{Inserted, MemoryRunStore, RunDoc, RunQuery, RunStore};
 
 /// Most runs one [`Engine::list`] page returns.
 pub const MAX_PAGE: usize = 100;
@@ -141,7 +141,7 @@ impl fmt::Debug for EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// The run store (default: a fresh [`MemoryStore`]).
+    /// The run store (default: a fresh [`MemoryRunStore`]).
     #[must_use]
     pub fn store(self, store: impl RunStore) -> Self {
         self.store_shared(Arc::new(store))
@@ -239,7 +239,9 @@ impl EngineBuilder {
             .unwrap_or_else(|| Arc::new(MemoryBackend::new()));
         let (changed, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store: self
+                .store
+                .unwrap_or_else(|| Arc::new(MemoryRunStore::new())),
             jobs: OnceLock::new(),
             ids: defs.keys().cloned().collect(),
             defs,

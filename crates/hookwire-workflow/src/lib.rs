@@ -25,9 +25,9 @@ pub use engine::{
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use exec::{MAX_MEMO_KEY, StepCtx};
 #[cfg(feature = "redis")]
-pub use redis_store::RedisStore;
+pub use redis_store::RedisRunStore;
 #[cfg(feature = "axum")]
-pub use routes::{Authenticator, Caller, Operation, Policy, Routes, RoutesBuilder};
+pub use routes::{Caller, Operation, Policy, RouteAuthenticator, Routes, RoutesBuilder};
 pub use run::{JOURNAL_LEN, Limits, Run, RunStatus, Signalled, StepRecord, StepStatus};
 pub use sink::{DEFAULT_SINK_CAPACITY, MemorySink, TransitionSink};
-pub use store::{DEFAULT_MEMORY_RUNS, Inserted, MemoryStore, RunDoc, RunQuery, RunStore};
+pub use store::{DEFAULT_MEMORY_RUNS, Inserted, MemoryRunStore, RunDoc, RunQuery, RunStore};

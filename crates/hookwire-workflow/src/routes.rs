@@ -1,5 +1,5 @@
 //! The HTTP routes, as an axum `Router` (feature `axum`). Authentication fails closed: the router
-//! does not build without an [`Authenticator`]; every route then asks one [`Policy`] hook for its
+//! does not build without an [`RouteAuthenticator`]; every route then asks one [`Policy`] hook for its
 //! [`Operation`]; runs are scoped by the caller's [`Scope`]. No route waits for a step: answers
 //! come once the transition is stored (`?wait=` may long-poll, bounded).
 
@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::run::{Run, RunStatus};
 use crate::store::RunQuery;
 
-/// Who is calling, as the [`Authenticator`] established it.
+/// Who is calling, as the [`RouteAuthenticator`] established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Caller {
@@ -57,12 +57,12 @@ impl Caller {
 /// Establishes the [`Caller`] from a request's headers; `None` answers 401.
 ///
 /// A plain function or closure `Fn(&HeaderMap) -> Option<Caller>` is an authenticator.
-pub trait Authenticator: Send + Sync + 'static {
+pub trait RouteAuthenticator: Send + Sync + 'static {
     /// The caller, or `None` when the credentials are missing or wrong.
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> BoxFuture<'a, Option<Caller>>;
 }
 
-impl<F> Authenticator for F
+impl<F> RouteAuthenticator for F
 where
     F: Fn(&HeaderMap) -> Option<Caller> + Send + Sync + 'static,
 {
@@ -153,7 +153,7 @@ where
 pub struct RoutesBuilder {
     engine: Engine,
     prefix: String,
-    auth: Option<Arc<dyn Authenticator>>,
+    auth: Option<Arc<dyn RouteAuthenticator>>,
     policy: Option<Arc<dyn Policy>>,
 }
 
@@ -193,7 +193,7 @@ impl RoutesBuilder {
     }
     /// The authenticator (required).
     #[must_use]
-    pub fn authenticator(mut self, a: impl Authenticator) -> Self {
+    pub fn authenticator(mut self, a: impl RouteAuthenticator) -> Self {
         self.auth = Some(Arc::new(a));
         self
     }
@@ -243,7 +243,7 @@ impl RoutesBuilder {
 struct Shared {
     engine: Engine,
     prefix: String,
-    auth: Arc<dyn Authenticator>,
+    auth: Arc<dyn RouteAuthenticator>,
     policy: Option<Arc<dyn Policy>>,
 }
 

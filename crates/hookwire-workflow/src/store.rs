@@ -148,7 +148,7 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
     fn list<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<Vec<RunDoc>>>;
 }
 
-/// Runs kept by [`MemoryStore`] before it evicts the oldest finished ones.
+/// Runs kept by [`MemoryRunStore`] before it evicts the oldest finished ones.
 pub const DEFAULT_MEMORY_RUNS: usize = 100_000;
 
 /// The embedded run store: for tests, demos and single-process apps (runs do not survive the
@@ -156,10 +156,10 @@ pub const DEFAULT_MEMORY_RUNS: usize = 100_000;
 /// every run is still active, a new run is refused with [`crate::ErrorKind::Limit`].
 ///
 /// ```
-/// let store = hookwire_workflow::MemoryStore::new();
+/// let store = hookwire_workflow::MemoryRunStore::new();
 /// assert_eq!(store.len(), 0);
 /// ```
-pub struct MemoryStore {
+pub struct MemoryRunStore {
     capacity: usize,
     inner: Mutex<Tables>,
 }
@@ -170,22 +170,22 @@ struct Tables {
     keys: HashMap<String, String>,
 }
 
-impl fmt::Debug for MemoryStore {
+impl fmt::Debug for MemoryRunStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
+        f.debug_struct("MemoryRunStore")
             .field("runs", &self.len())
             .field("capacity", &self.capacity)
             .finish()
     }
 }
 
-impl Default for MemoryStore {
+impl Default for MemoryRunStore {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl MemoryStore {
+impl MemoryRunStore {
     /// An empty store holding up to [`DEFAULT_MEMORY_RUNS`] runs.
     pub fn new() -> Self {
         Self::with_capacity(DEFAULT_MEMORY_RUNS)
@@ -214,7 +214,7 @@ impl MemoryStore {
     }
 }
 
-impl RunStore for MemoryStore {
+impl RunStore for MemoryRunStore {
     fn insert<'a>(
         &'a self,
         doc: RunDoc,
@@ -299,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_store_evicts_the_oldest_finished_run_and_refuses_when_all_are_active() {
-        let s = MemoryStore::with_capacity(2);
+        let s = MemoryRunStore::with_capacity(2);
         s.insert(doc("r1", RunStatus::Completed), Some("k1"))
             .await
             .unwrap();
@@ -314,7 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn replace_is_a_compare_and_set_on_the_revision() {
-        let s = MemoryStore::new();
+        let s = MemoryRunStore::new();
         s.insert(doc("r1", RunStatus::Running), None).await.unwrap();
         let mut d = doc("r1", RunStatus::Waiting);
         d.rev = 2;

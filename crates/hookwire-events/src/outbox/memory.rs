@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    Claimed, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
+    ClaimedRow, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
     OutboxStore, clamp_delay,
 };
 use crate::error::{Error, Result};
@@ -141,7 +141,7 @@ impl MemoryOutbox {
         Ok(())
     }
 
-    fn claim_now(&self, max: usize, lease: Duration) -> Vec<Claimed> {
+    fn claim_now(&self, max: usize, lease: Duration) -> Vec<ClaimedRow> {
         let mut st = self.lock();
         let now = Instant::now();
         let mut held_back = HashSet::new();
@@ -164,7 +164,7 @@ impl MemoryOutbox {
             row.token += 1;
             row.attempts = row.attempts.saturating_add(1);
             row.due = now + clamp_delay(lease);
-            out.push(Claimed::new(
+            out.push(ClaimedRow::new(
                 Lease::new(*id, row.token),
                 row.attempts,
                 row.aggregate.clone(),
@@ -212,7 +212,7 @@ impl OutboxStore for MemoryOutbox {
         self.append_now(entries)
     }
 
-    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>> {
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<ClaimedRow>> {
         Ok(self.claim_now(max, lease))
     }
 

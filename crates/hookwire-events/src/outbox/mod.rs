@@ -129,7 +129,7 @@ impl Lease {
 /// A claimed row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Claimed {
+pub struct ClaimedRow {
     /// What the claim holds.
     pub lease: Lease,
     /// How many times the row has been claimed, this claim included (1 on the first).
@@ -140,7 +140,7 @@ pub struct Claimed {
     pub payload: Vec<u8>,
 }
 
-impl Claimed {
+impl ClaimedRow {
     /// A claimed row (for store implementations).
     pub fn new(lease: Lease, attempts: u32, aggregate: String, payload: Vec<u8>) -> Self {
         Self {
@@ -254,7 +254,7 @@ pub trait OutboxStore: Send + Sync + 'static {
         &self,
         max: usize,
         lease: Duration,
-    ) -> impl Future<Output = Result<Vec<Claimed>>> + Send;
+    ) -> impl Future<Output = Result<Vec<ClaimedRow>>> + Send;
 
     /// Deletes published rows whose lease is still current; returns how many were deleted. A
     /// stale lease (the row was claimed again since) is refused and does not count.

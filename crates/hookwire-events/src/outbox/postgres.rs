@@ -10,7 +10,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Transaction};
 
 use super::{
-    Claimed, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
+    ClaimedRow, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
     OutboxStore, clamp_delay, encode_all, entries,
 };
 use crate::error::{Error, Result};
@@ -247,7 +247,7 @@ impl OutboxStore for PostgresOutbox {
         insert(&*self.client().await?, entries).await
     }
 
-    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>> {
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<ClaimedRow>> {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let rows = self
             .client()
@@ -258,7 +258,7 @@ impl OutboxStore for PostgresOutbox {
         let mut out = rows
             .iter()
             .map(|r| {
-                Ok(Claimed::new(
+                Ok(ClaimedRow::new(
                     Lease::new(r.try_get(0)?, r.try_get(1)?),
                     attempts(r.try_get(2)?),
                     r.try_get(3)?,

@@ -9,7 +9,7 @@ use hookwire_core::{Backoff, Event, Jitter, RetryPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Claimed, CommitSignal, Failure, Lease, OutboxStore};
+use super::{ClaimedRow, CommitSignal, Failure, Lease, OutboxStore};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where a relay publishes: the bus implements it; tests and bridges may too.
@@ -256,7 +256,7 @@ impl<S: OutboxStore, P: Publish> Worker<S, P> {
         }
     }
 
-    async fn process(&self, rows: Vec<Claimed>) {
+    async fn process(&self, rows: Vec<ClaimedRow>) {
         let mut leases = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len());
         let mut attempts = Vec::with_capacity(rows.len());

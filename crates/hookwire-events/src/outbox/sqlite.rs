@@ -8,7 +8,7 @@ use hookwire_core::Event;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::{
-    Claimed, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
+    ClaimedRow, CommitNotifier, CommitSignal, DeadLetter, DeadLetters, Failure, Lease, NewEntry,
     OutboxStore, clamp_delay, encode_all, entries,
 };
 use crate::error::{Error, Result};
@@ -225,7 +225,7 @@ impl OutboxStore for SqliteOutbox {
         Ok(())
     }
 
-    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>> {
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<ClaimedRow>> {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let mut out = self
             .run(move |conn| {
@@ -235,7 +235,7 @@ impl OutboxStore for SqliteOutbox {
                 let rows = {
                     let mut stmt = tx.prepare_cached(CLAIM).map_err(sql)?;
                     stmt.query_map(params![now_ms(), later_ms(lease), limit], |r| {
-                        Ok(Claimed::new(
+                        Ok(ClaimedRow::new(
                             Lease::new(r.get(0)?, r.get(1)?),
                             attempts(r.get(2)?),
                             r.get(3)?,

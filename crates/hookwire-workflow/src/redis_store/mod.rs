@@ -1,4 +1,4 @@
-//! [`RedisStore`]: the [`RunStore`] on Redis (feature `redis`). One Lua script per write:
+//! [`RedisRunStore`]: the [`RunStore`] on Redis (feature `redis`). One Lua script per write:
 //! insert (run + index + idempotency key) and replace (compare-and-set on the revision); reads
 //! are one command or one script. Every key shares one hash tag, so the store is one Cluster slot.
 
@@ -34,24 +34,24 @@ const SCAN_PER_CALL: usize = 2000;
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), hookwire_workflow::Error> {
-/// let store = hookwire_workflow::RedisStore::connect("redis://127.0.0.1:6379/").await?;
+/// let store = hookwire_workflow::RedisRunStore::connect("redis://127.0.0.1:6379/").await?;
 /// # let _ = store; Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct RedisStore<C = ConnectionManager> {
+pub struct RedisRunStore<C = ConnectionManager> {
     conn: C,
     tag: String,
 }
 
-impl<C> fmt::Debug for RedisStore<C> {
+impl<C> fmt::Debug for RedisRunStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStore")
+        f.debug_struct("RedisRunStore")
             .field("tag", &self.tag)
             .finish_non_exhaustive()
     }
 }
 
-impl RedisStore<ConnectionManager> {
+impl RedisRunStore<ConnectionManager> {
     /// Connects to `url` with a reconnecting connection manager (10 s response timeout).
     pub async fn connect(url: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(Error::store)?;
@@ -67,7 +67,7 @@ impl RedisStore<ConnectionManager> {
     }
 }
 
-impl<C> RedisStore<C>
+impl<C> RedisRunStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
@@ -119,7 +119,7 @@ fn doc_of(
     Ok(RunDoc::new(id, workflow, org_of(org), status, rev, body))
 }
 
-impl<C> RunStore for RedisStore<C>
+impl<C> RunStore for RedisRunStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {

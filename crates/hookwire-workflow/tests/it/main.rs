@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use hookwire_workflow::MemoryStore;
+use hookwire_workflow::MemoryRunStore;
 use hookwire_workflow::conformance::Store;
 
 #[cfg(feature = "events")]
@@ -11,7 +11,7 @@ mod redis_store;
 mod routes;
 mod signals;
 
-hookwire_workflow::workflow_conformance!(async { (Arc::new(MemoryStore::new()) as Store, ()) });
+hookwire_workflow::workflow_conformance!(async { (Arc::new(MemoryRunStore::new()) as Store, ()) });
 
 /// Dropping an engine without `shutdown` must not leave workers that swallow other engines'
 /// tasks: a run started afterwards on the same queue still completes on a live engine.
@@ -24,7 +24,7 @@ async fn a_dropped_engine_does_not_swallow_tasks() {
         BoxError, Engine, Next, RunStatus, Scope, StartOptions, Step, Workflow,
     };
 
-    let store: Store = Arc::new(MemoryStore::new());
+    let store: Store = Arc::new(MemoryRunStore::new());
     let backend: Arc<dyn JobBackend> = Arc::new(MemoryBackend::new());
     let wf = || {
         Workflow::builder("d", 1)

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use hookwire_testkit::RedisServer;
-use hookwire_workflow::RedisStore;
+use hookwire_workflow::RedisRunStore;
 use hookwire_workflow::conformance::Store;
 
 hookwire_workflow::workflow_conformance!(async {
     let server = RedisServer::start().expect("redis-server");
-    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let store = RedisRunStore::connect(&server.url())
+        .await
+        .expect("connect");
     (Arc::new(store) as Store, server)
 });
 
@@ -34,7 +36,7 @@ async fn a_sleeping_run_wakes_on_time_after_an_engine_restart() {
             .unwrap()
     };
     let first = Engine::builder()
-        .store(RedisStore::connect(&server.url()).await.unwrap())
+        .store(RedisRunStore::connect(&server.url()).await.unwrap())
         .workflow(wf())
         .build()
         .await
@@ -50,7 +52,7 @@ async fn a_sleeping_run_wakes_on_time_after_an_engine_restart() {
     drop(first);
 
     let second = Engine::builder()
-        .store(RedisStore::connect(&server.url()).await.unwrap())
+        .store(RedisRunStore::connect(&server.url()).await.unwrap())
         .workflow(wf())
         .build()
         .await
