@@ -83,6 +83,7 @@
 //! MSRV: Rust 1.88.
 
 mod client;
+mod connect;
 mod delivery;
 mod dispatcher;
 mod h1;
