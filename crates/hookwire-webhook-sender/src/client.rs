@@ -203,10 +203,10 @@ impl HyperClientBuilder {
     }
 
     /// Builds the client.
-    pub fn build(self) -> Result<HyperClient, crate::BuildError> {
+    pub fn build(self) -> Result<HyperClient, crate::Error> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        let bad = |m: String| crate::BuildError(m);
+        let bad = crate::Error::build;
         let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };

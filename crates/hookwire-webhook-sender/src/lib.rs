@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use hookwire_webhook_sender::{Webhook, Outcome};
+//! use hookwire_webhook_sender::{Webhook, DeliveryOutcome};
 //! use hookwire_core::{Event, RetryPolicy, Scheme};
 //!
 //! let hook = Webhook::builder()
@@ -20,8 +20,8 @@
 //! let event = Event::new("order.created", serde_json::json!({"order": "o-1"}));
 //! let delivery = hook.deliver_with_retry(&event, &RetryPolicy::standard_webhooks()).await;
 //! match delivery.outcome {
-//!     Outcome::Delivered { status } => println!("{status} after {} attempts", delivery.attempts),
-//!     Outcome::Blocked(e) | Outcome::Exhausted(e) => eprintln!("failed: {e}"),
+//!     DeliveryOutcome::Delivered { status } => println!("{status} after {} attempts", delivery.attempts),
+//!     DeliveryOutcome::Blocked(e) | DeliveryOutcome::Exhausted(e) => eprintln!("failed: {e}"),
 //!     _ => {}
 //! }
 //! # Ok(()) }
@@ -69,7 +69,7 @@
 //! - **One endpoint** ([`Webhook`]): URL, headers and body as values or functions of the event;
 //!   a timeout over the whole exchange; `Idempotency-Key` = event id unless told otherwise;
 //!   caller headers win case-insensitively; signatures over the exact body bytes.
-//! - **Classification** ([`classify_http_response`], [`try_ok`]): 2xx ok; 408/425/429/5xx and
+//! - **Classification** ([`classify_http_response`], [`try_ok_parts`]): 2xx ok; 408/425/429/5xx and
 //!   network failures retry (honouring `Retry-After`); redirects and other 4xx block.
 //! - **Retries** ([`Webhook::deliver_with_retry`]) with the core's [`RetryPolicy`].
 //! - **Fan-out** ([`Dispatcher`]): pattern subscriptions, bounded concurrency, a delivery log,
@@ -78,7 +78,7 @@
 //! # Features
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
-//! | `redis` | `RedisStore`, a [`WebhookStore`] in Redis | no |
+//! | `redis` | `RedisSubscriptionStore`, a [`WebhookStore`] in Redis | no |
 //!
 //! MSRV: Rust 1.88.
 
@@ -86,6 +86,7 @@ mod client;
 mod connect;
 mod delivery;
 mod dispatcher;
+mod error;
 mod h1;
 mod interim;
 pub mod ssrf;
@@ -95,19 +96,20 @@ pub use client::{
     ClientResponse, HttpClient, HyperClient, HyperClientBuilder, MAX_RESPONSE_BODY, TransportError,
     TransportErrorKind,
 };
-pub use delivery::{Delivery, Outcome};
+pub use delivery::{Delivery, DeliveryOutcome};
 #[cfg(feature = "redis")]
-pub use dispatcher::RedisStore;
+pub use dispatcher::RedisSubscriptionStore;
 pub use dispatcher::{
     DEFAULT_CONCURRENCY, DEFAULT_LOG_CAPACITY, DEFAULT_MAX_SUBSCRIPTIONS, DELIVER_TASK,
-    DeliveryRecord, DispatchError, DispatchErrorKind, Dispatcher, DispatcherBuilder, HealthConfig,
-    HealthEvent, HealthEventKind, MemoryTaskQueue, MemoryWebhookStore, PublishReport, RateLimit,
-    StoreError, Subscription, TaskOutcome, WebhookStore, envelope_body,
+    DeliveryRecord, Dispatcher, DispatcherBuilder, EndpointRateLimit, HealthConfig, HealthEvent,
+    HealthEventKind, MemoryTaskQueue, MemoryWebhookStore, PublishReport, Subscription, TaskOutcome,
+    WebhookStore, envelope_body,
 };
+pub use error::{Error, ErrorKind};
 pub use hookwire_core::{Disposition, Event, HttpError, RetryPolicy, Scheme};
 pub use webhook::{
-    BuildError, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Prepared, Sent, Webhook, WebhookBody,
-    WebhookBuilder, classify_http_response, try_ok, try_ok_response,
+    DEFAULT_MAX_REQUEST_BODY, DEFAULT_TIMEOUT, Prepared, Sent, Webhook, WebhookBody,
+    WebhookBuilder, classify_http_response, try_ok_parts, try_ok_response,
 };
 
 /// The guide's examples compile as doctests, so they cannot rot.

@@ -25,12 +25,13 @@ pub use health::{HealthConfig, HealthEvent, HealthEventKind};
 pub use log::DeliveryRecord;
 pub use queue::MemoryTaskQueue;
 #[cfg(feature = "redis")]
-pub use redis_store::RedisStore;
-pub use store::{MemoryWebhookStore, StoreError, WebhookStore};
-pub use subscription::{RateLimit, Subscription};
+pub use redis_store::RedisSubscriptionStore;
+pub use store::{MemoryWebhookStore, WebhookStore};
+pub use subscription::{EndpointRateLimit, Subscription};
 
 use crate::client::{HttpClient, HyperClient};
-use crate::delivery::Outcome;
+use crate::delivery::DeliveryOutcome;
+use crate::error::{Error, ErrorKind};
 use crate::ssrf::{SsrfPolicy, check_url};
 use crate::webhook::Webhook;
 use health::{Gate, Health};
@@ -53,54 +54,6 @@ pub const DEFAULT_LOG_CAPACITY: usize = 1000;
 
 /// Default cap on registered subscriptions (a stated limit, like Outpost's per-tenant cap).
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
-
-/// Why a dispatcher operation failed.
-#[derive(Debug)]
-pub struct DispatchError {
-    kind: DispatchErrorKind,
-    message: String,
-}
-
-/// What kind of [`DispatchError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DispatchErrorKind {
-    /// The subscription is invalid (URL, SSRF, secret, patterns, limits).
-    InvalidSubscription,
-    /// No subscription with that id.
-    NotFound,
-    /// The store failed; nothing changed.
-    Store,
-    /// The durable queue refused a task; the event was not (fully) enqueued.
-    Queue,
-}
-
-impl DispatchError {
-    fn new(kind: DispatchErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-    /// The kind.
-    pub fn kind(&self) -> DispatchErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Display for DispatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for DispatchError {}
-
-impl From<StoreError> for DispatchError {
-    fn from(e: StoreError) -> Self {
-        Self::new(DispatchErrorKind::Store, e.to_string())
-    }
-}
 
 /// What [`Dispatcher::publish`] did.
 #[derive(Debug, Clone, Default)]
@@ -178,16 +131,19 @@ impl DispatcherBuilder {
         self.timeout = timeout;
         self
     }
-    /// Deliveries in flight at once (default [`DEFAULT_CONCURRENCY`]; at least 1).
+    /// Deliveries in flight at once (default [`DEFAULT_CONCURRENCY`]). 0 is refused by
+    /// [`DispatcherBuilder::build`]; `usize::MAX` (or anything above tokio's semaphore limit)
+    /// means unbounded.
     ///
     /// ```
-    /// let d = hookwire_webhook_sender::Dispatcher::builder().concurrency(usize::MAX).build();
+    /// use hookwire_webhook_sender::Dispatcher;
+    /// let d = Dispatcher::builder().concurrency(usize::MAX).build().unwrap();
     /// # let _ = d;
+    /// assert!(Dispatcher::builder().concurrency(0).build().unwrap_err().is_build());
     /// ```
     #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
-        // Tokio's semaphore panics above `MAX_PERMITS`; any larger bound means "unbounded" anyway.
-        self.concurrency = n.clamp(1, Semaphore::MAX_PERMITS);
+        self.concurrency = n;
         self
     }
     /// Delivery log size (default [`DEFAULT_LOG_CAPACITY`]; 0 disables it).
@@ -216,13 +172,27 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Builds the dispatcher (empty: call [`Dispatcher::load`] to read the store).
-    pub fn build(self) -> Dispatcher {
+    /// Builds the dispatcher (empty: call [`Dispatcher::load`] to read the store). Fails with
+    /// [`ErrorKind::Build`] on a concurrency of 0, a zero timeout or a zero subscription limit.
+    pub fn build(self) -> Result<Dispatcher, Error> {
+        if self.concurrency == 0 {
+            return Err(Error::build("concurrency must be at least 1"));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::build(
+                "the delivery timeout must be longer than zero",
+            ));
+        }
+        if self.max_subscriptions == 0 {
+            return Err(Error::build("max_subscriptions must be at least 1"));
+        }
+        // Tokio's semaphore panics above `MAX_PERMITS`; any larger bound means "unbounded".
+        let concurrency = self.concurrency.min(Semaphore::MAX_PERMITS);
         let client = self
             .client
             .unwrap_or_else(|| Arc::new(HyperClient::with_policy(self.ssrf.clone())));
         let (events, _) = broadcast::channel(256);
-        Dispatcher {
+        Ok(Dispatcher {
             inner: Arc::new(Inner {
                 store: self.store,
                 client,
@@ -230,7 +200,7 @@ impl DispatcherBuilder {
                 // A server's `Retry-After` never exceeds the policy's own longest delay.
                 policy: self.policy.cap_retry_after_at_max_delay(),
                 timeout: self.timeout,
-                sem: Arc::new(Semaphore::new(self.concurrency)),
+                sem: Arc::new(Semaphore::new(concurrency)),
                 log: log::DeliveryLog::new(self.log_capacity),
                 health: self.health,
                 queue: self.queue,
@@ -239,7 +209,7 @@ impl DispatcherBuilder {
                 state: RwLock::new(State::default()),
                 write: tokio::sync::Mutex::new(()),
             }),
-        }
+        })
     }
 }
 
@@ -280,7 +250,7 @@ struct Inner {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use hookwire_webhook_sender::{Dispatcher, Subscription};
-/// let d = Dispatcher::builder().build();
+/// let d = Dispatcher::builder().build().unwrap();
 /// d.register(Subscription::new("s1", "https://hooks.example.com/in", &["order.*"]).unwrap()).await.unwrap();
 /// assert_eq!(d.list().len(), 1);
 /// // The SSRF guard refuses internal targets at registration (and again at connect time).
@@ -377,8 +347,8 @@ impl Dispatcher {
         self.state().entries.get(id).cloned()
     }
 
-    fn build_entry(&self, sub: Subscription) -> Result<Entry, DispatchError> {
-        let invalid = |m: String| DispatchError::new(DispatchErrorKind::InvalidSubscription, m);
+    fn build_entry(&self, sub: Subscription) -> Result<Entry, Error> {
+        let invalid = |m: String| Error::msg(ErrorKind::InvalidSubscription, m);
         if sub.id.is_empty() || sub.id.len() > 200 {
             return Err(invalid("a subscription id must have 1 to 200 bytes".into()));
         }
@@ -444,7 +414,7 @@ impl Dispatcher {
 
     /// Reads every subscription from the store (call once at startup); returns how many were
     /// loaded. Invalid stored subscriptions are skipped with a warning.
-    pub async fn load(&self) -> Result<usize, DispatchError> {
+    pub async fn load(&self) -> Result<usize, Error> {
         let _w = self.inner.write.lock().await;
         let all = self.inner.store.get_all().await?;
         let mut n = 0;
@@ -462,7 +432,7 @@ impl Dispatcher {
     }
 
     /// Adds or replaces a subscription (validated, SSRF-checked, then saved to the store).
-    pub async fn register(&self, sub: Subscription) -> Result<(), DispatchError> {
+    pub async fn register(&self, sub: Subscription) -> Result<(), Error> {
         let entry = self.build_entry(sub)?;
         let _w = self.inner.write.lock().await;
         {
@@ -470,8 +440,8 @@ impl Dispatcher {
             if !st.entries.contains_key(&entry.sub.id)
                 && st.entries.len() >= self.inner.max_subscriptions
             {
-                return Err(DispatchError::new(
-                    DispatchErrorKind::InvalidSubscription,
+                return Err(Error::msg(
+                    ErrorKind::InvalidSubscription,
                     format!("at most {} subscriptions", self.inner.max_subscriptions),
                 ));
             }
@@ -482,7 +452,7 @@ impl Dispatcher {
     }
 
     /// Removes a subscription; `true` when it existed.
-    pub async fn unregister(&self, id: &str) -> Result<bool, DispatchError> {
+    pub async fn unregister(&self, id: &str) -> Result<bool, Error> {
         let _w = self.inner.write.lock().await;
         let existed = self.inner.store.remove(id.to_owned()).await?;
         let had = self.entry(id).is_some();
@@ -512,11 +482,11 @@ impl Dispatcher {
         id: &str,
         enabled: bool,
         reason: Option<String>,
-    ) -> Result<(), DispatchError> {
+    ) -> Result<(), Error> {
         let _w = self.inner.write.lock().await;
         let Some(old) = self.entry(id) else {
-            return Err(DispatchError::new(
-                DispatchErrorKind::NotFound,
+            return Err(Error::msg(
+                ErrorKind::NotFound,
                 format!("no subscription {id}"),
             ));
         };
@@ -549,12 +519,12 @@ impl Dispatcher {
     }
 
     /// Re-enables a disabled subscription (resets its health).
-    pub async fn enable(&self, id: &str) -> Result<(), DispatchError> {
+    pub async fn enable(&self, id: &str) -> Result<(), Error> {
         self.set_enabled(id, true, None).await
     }
 
     /// Disables a subscription with a reason.
-    pub async fn disable(&self, id: &str, reason: &str) -> Result<(), DispatchError> {
+    pub async fn disable(&self, id: &str, reason: &str) -> Result<(), Error> {
         self.set_enabled(id, false, Some(reason.to_owned())).await
     }
 
@@ -599,7 +569,7 @@ impl Dispatcher {
     /// Cancel safety: in-process deliveries run as spawned tasks and finish even if this future
     /// is dropped (their records still reach the log); in durable mode, tasks enqueued before the
     /// drop stay enqueued and the rest are not — publish again (re-enqueueing is de-duplicated).
-    pub async fn publish(&self, event: &Event) -> Result<PublishReport, DispatchError> {
+    pub async fn publish(&self, event: &Event) -> Result<PublishReport, Error> {
         let targets = self.targets(&event.name);
         let body = envelope_body(event);
         let mut report = PublishReport {
@@ -622,7 +592,7 @@ impl Dispatcher {
                 );
                 q.enqueue(task)
                     .await
-                    .map_err(|e| DispatchError::new(DispatchErrorKind::Queue, e.to_string()))?;
+                    .map_err(|e| Error::new(ErrorKind::Queue, e))?;
                 report.enqueued += 1;
             }
             return Ok(report);
@@ -653,7 +623,7 @@ impl Dispatcher {
         e: &Entry,
         event_id: &str,
         event_type: &str,
-        outcome: &Outcome,
+        outcome: &DeliveryOutcome,
         attempts: u32,
         duration: Duration,
         body: Bytes,
@@ -688,7 +658,7 @@ impl Dispatcher {
                 e,
                 &event.id,
                 &event.name,
-                &Outcome::Exhausted(err),
+                &DeliveryOutcome::Exhausted(err),
                 0,
                 Duration::ZERO,
                 body,
@@ -733,8 +703,8 @@ impl Dispatcher {
     }
 
     /// Updates health after a delivery (or, in durable mode, an attempt) and applies its verdict.
-    async fn after(&self, e: &Entry, outcome: &Outcome) {
-        let gone = matches!(outcome, Outcome::Blocked(err) if err.status() == 410);
+    async fn after(&self, e: &Entry, outcome: &DeliveryOutcome) {
+        let gone = matches!(outcome, DeliveryOutcome::Blocked(err) if err.status() == 410);
         let verdict = e
             .health
             .lock()
@@ -790,7 +760,7 @@ impl Dispatcher {
                 &e,
                 event_id,
                 event_type,
-                &Outcome::Blocked(err),
+                &DeliveryOutcome::Blocked(err),
                 0,
                 Duration::ZERO,
                 body,
@@ -830,7 +800,7 @@ impl Dispatcher {
         );
         let attempts = attempt + 1;
         let outcome = match r {
-            Ok(s) => Outcome::Delivered { status: s.status },
+            Ok(s) => DeliveryOutcome::Delivered { status: s.status },
             Err(err) => {
                 let elapsed = Duration::from_millis(unix_ms().saturating_sub(first_at));
                 let policy = &self.inner.policy;
@@ -838,7 +808,7 @@ impl Dispatcher {
                 let retry = (err.is_retryable() || !policy.block_on_error)
                     && policy.allows_attempt(attempts + 1, elapsed.saturating_add(delay));
                 if retry {
-                    self.after(&e, &Outcome::Exhausted(err)).await;
+                    self.after(&e, &DeliveryOutcome::Exhausted(err)).await;
                     let mut next = task.clone().with_delay(delay);
                     if let Some(o) = next.payload.as_object_mut() {
                         o.insert("attempt".into(), attempts.into());
@@ -847,9 +817,9 @@ impl Dispatcher {
                     return TaskOutcome::Retry(next);
                 }
                 if err.is_retryable() || !policy.block_on_error {
-                    Outcome::Exhausted(err)
+                    DeliveryOutcome::Exhausted(err)
                 } else {
-                    Outcome::Blocked(err)
+                    DeliveryOutcome::Blocked(err)
                 }
             }
         };
