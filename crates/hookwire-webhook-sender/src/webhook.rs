@@ -1,4 +1,5 @@
-//! [`Webhook`]: one configured outbound endpoint (`spec/sender.md`, "`Webhook` — one endpoint").
+//! [`Webhook`]: one configured outbound endpoint (the crate guide, "One endpoint", states what
+//! one attempt does, in order).
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -8,9 +9,11 @@ use bytes::Bytes;
 use hookwire_core::signing::{SignInput, sign};
 use hookwire_core::{Disposition, Event, HttpError, RetryPolicy, Scheme, Secret};
 use http::header::{CONTENT_TYPE, Entry, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Uri};
 use tracing::Instrument;
 
+use crate::body::WebhookBody;
+use crate::classify::try_ok_parts;
 use crate::client::{HttpClient, HyperClient};
 use crate::delivery::{Delivery, DeliveryOutcome};
 use crate::error::Error;
@@ -24,57 +27,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 1024 * 1024;
 
 type EventFn<T> = Arc<dyn Fn(&Event) -> T + Send + Sync>;
-
-/// A request body: text is sent verbatim, JSON is serialized, bytes are sent as they are.
-///
-/// ```
-/// use hookwire_webhook_sender::WebhookBody;
-/// let b = WebhookBody::from(serde_json::json!({"a": 1}));
-/// assert_eq!(b.into_bytes().unwrap(), &br#"{"a":1}"#[..]);
-/// assert_eq!(WebhookBody::from("raw").into_bytes().unwrap(), &b"raw"[..]);
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum WebhookBody {
-    /// Sent as-is.
-    Text(String),
-    /// JSON-serialized.
-    Json(serde_json::Value),
-    /// Sent as-is (already serialized bytes).
-    Bytes(Bytes),
-}
-
-impl WebhookBody {
-    /// The bytes to put on the wire.
-    pub fn into_bytes(self) -> Result<Bytes, serde_json::Error> {
-        match self {
-            WebhookBody::Text(s) => Ok(Bytes::from(s)),
-            WebhookBody::Json(v) => serde_json::to_vec(&v).map(Bytes::from),
-            WebhookBody::Bytes(b) => Ok(b),
-        }
-    }
-}
-
-impl From<&str> for WebhookBody {
-    fn from(s: &str) -> Self {
-        WebhookBody::Text(s.to_owned())
-    }
-}
-impl From<String> for WebhookBody {
-    fn from(s: String) -> Self {
-        WebhookBody::Text(s)
-    }
-}
-impl From<serde_json::Value> for WebhookBody {
-    fn from(v: serde_json::Value) -> Self {
-        WebhookBody::Json(v)
-    }
-}
-impl From<Bytes> for WebhookBody {
-    fn from(b: Bytes) -> Self {
-        WebhookBody::Bytes(b)
-    }
-}
 
 #[derive(Clone)]
 enum Source<T> {
@@ -402,7 +354,8 @@ static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/jso
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 impl Webhook {
-    /// A builder with the defaults of `spec/sender.md`.
+    /// A builder with the defaults listed in the crate guide (5 s timeout, 1 MiB body cap,
+    /// `Idempotency-Key` = event id, the `hookwire` scheme).
     pub fn builder() -> WebhookBuilder {
         WebhookBuilder {
             url: None,
@@ -715,69 +668,4 @@ fn signed_header_name(name: &'static str) -> HeaderName {
         other => HeaderName::from_bytes(other.as_bytes())
             .unwrap_or_else(|_| HeaderName::from_static("x-webhook-unknown")),
     }
-}
-
-/// Classifies a response status as the table in `spec/sender.md` says.
-///
-/// ```
-/// use hookwire_webhook_sender::classify_http_response;
-/// use hookwire_core::Disposition;
-/// use http::StatusCode;
-/// assert_eq!(classify_http_response(StatusCode::NO_CONTENT), Disposition::Ok);
-/// assert_eq!(classify_http_response(StatusCode::FOUND), Disposition::Block);
-/// assert_eq!(classify_http_response(StatusCode::TOO_MANY_REQUESTS), Disposition::Retry);
-/// assert_eq!(classify_http_response(StatusCode::BAD_GATEWAY), Disposition::Retry);
-/// ```
-pub fn classify_http_response(status: StatusCode) -> Disposition {
-    hookwire_core::classify_http_status(status.as_u16())
-}
-
-/// Turns a response into `Ok(())` or the right [`HttpError`] (with the first 4 KiB of the body
-/// and the parsed `Retry-After`), for custom integrations that make their own HTTP calls.
-///
-/// ```
-/// use hookwire_webhook_sender::try_ok_parts;
-/// let mut h = http::HeaderMap::new();
-/// h.insert("retry-after", "3".parse().unwrap());
-/// let e = try_ok_parts(&http::StatusCode::TOO_MANY_REQUESTS, &h, b"slow down", "https://x.test", "request").unwrap_err();
-/// assert!(e.is_retryable());
-/// assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
-/// assert_eq!(e.response_body(), Some("slow down"));
-/// assert!(try_ok_parts(&http::StatusCode::OK, &h, b"", "u", "request").is_ok());
-/// ```
-pub fn try_ok_parts(
-    status: &StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-    url: &str,
-    label: &str,
-) -> Result<(), HttpError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let retry_after = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok());
-    HttpError::from_status(status.as_u16(), url, label, Some(body), retry_after)
-}
-
-/// [`try_ok_parts`] for an `http::Response` whose body is already in memory.
-///
-/// ```
-/// let r = http::Response::builder().status(404).body(b"nope".to_vec()).unwrap();
-/// let e = hookwire_webhook_sender::try_ok_response(&r, "u", "request").unwrap_err();
-/// assert_eq!(e.status(), 404);
-/// ```
-pub fn try_ok_response<B: AsRef<[u8]>>(
-    response: &http::Response<B>,
-    url: &str,
-    label: &str,
-) -> Result<(), HttpError> {
-    try_ok_parts(
-        &response.status(),
-        response.headers(),
-        response.body().as_ref(),
-        url,
-        label,
-    )
 }
