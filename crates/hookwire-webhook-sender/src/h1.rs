@@ -26,7 +26,7 @@ use crate::client::{
     TransportErrorKind, lock,
 };
 use crate::connect::{GuardedConnector, connect_error};
-use crate::interim::{MAX_HEAD, MAX_INTERIM, too_many_interim};
+use crate::interim::{HEAD_TOO_LARGE, MAX_HEAD, MAX_INTERIM, too_many_interim};
 
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 100;
@@ -228,7 +228,7 @@ impl RawConn {
                 Ok(httparse::Status::Complete(n)) => n,
                 Ok(httparse::Status::Partial) => {
                     if interim.bytes + self.rbuf.len() > MAX_HEAD {
-                        return Err(io_err("response head too large"));
+                        return Err(io_err(HEAD_TOO_LARGE));
                     }
                     return Ok(None);
                 }
@@ -237,7 +237,7 @@ impl RawConn {
             // The cap holds whether the head came in one read or many, and covers the interim
             // heads before it.
             if interim.bytes + head_len > MAX_HEAD {
-                return Err(io_err("response head too large"));
+                return Err(io_err(HEAD_TOO_LARGE));
             }
             let code = resp.code.unwrap_or(0);
             let status =
