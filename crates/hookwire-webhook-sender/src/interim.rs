@@ -8,7 +8,10 @@
 //! - HTTP/1.1: the bytes of each response head are followed from the request's first write to
 //!   the blank line that ends the final (non-1xx) head; the body bytes after it pass untouched.
 //!   Interim heads are counted, and the heads of one response together are held to
-//!   [`MAX_HEAD`], the same limits as the lean exchange (`h1.rs`).
+//!   [`MAX_HEAD`], the same limits as the lean exchange (`h1.rs`). hyper sends the next request
+//!   only once the previous response is complete, so a write marks the start of a new response
+//!   (a server answering before the request body is fully written could have the rest of that
+//!   response taken for heads; hyper's own parser still decides what the bytes mean).
 //! - HTTP/2: the server-to-client frames are followed by their 9-byte headers (the payloads are
 //!   skipped, never copied aside), and a stream with more than `MAX_INTERIM + 1` HEADERS frames
 //!   before its first DATA frame (interim heads plus the final head; trailers come after the
