@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hookwire_core::{Backoff, Event, Jitter, RetryPolicy, Scheme};
-use hookwire_webhook_sender::{Outcome, Webhook, envelope_body};
+use hookwire_webhook_sender::{DeliveryOutcome, Webhook, envelope_body};
 
 use crate::common::{json_data, parse_header, usage_error};
 
@@ -120,15 +120,15 @@ pub(crate) fn run(a: Args) -> ExitCode {
         }
     };
     match &d.outcome {
-        Outcome::Delivered { status } => {
+        DeliveryOutcome::Delivered { status } => {
             println!("{status}");
             ExitCode::SUCCESS
         }
-        Outcome::Blocked(e) => {
+        DeliveryOutcome::Blocked(e) => {
             println!("blocked: {}", status_or_error(e));
             ExitCode::from(EXIT_BLOCKED)
         }
-        Outcome::Exhausted(e) => {
+        DeliveryOutcome::Exhausted(e) => {
             println!("failed: {}", status_or_error(e));
             ExitCode::from(EXIT_EXHAUSTED)
         }

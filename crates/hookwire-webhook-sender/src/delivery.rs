@@ -10,7 +10,7 @@ use crate::webhook::Prepared;
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum DeliveryOutcome {
     /// A 2xx arrived.
     Delivered {
         /// The status.
@@ -22,23 +22,23 @@ pub enum Outcome {
     Exhausted(HttpError),
 }
 
-impl Outcome {
+impl DeliveryOutcome {
     /// True when delivered.
     pub fn is_delivered(&self) -> bool {
-        matches!(self, Outcome::Delivered { .. })
+        matches!(self, DeliveryOutcome::Delivered { .. })
     }
     /// The error for a failed delivery.
     pub fn error(&self) -> Option<&HttpError> {
         match self {
-            Outcome::Delivered { .. } => None,
-            Outcome::Blocked(e) | Outcome::Exhausted(e) => Some(e),
+            DeliveryOutcome::Delivered { .. } => None,
+            DeliveryOutcome::Blocked(e) | DeliveryOutcome::Exhausted(e) => Some(e),
         }
     }
     /// The last HTTP status (0 when there was none).
     pub fn status(&self) -> u16 {
         match self {
-            Outcome::Delivered { status } => *status,
-            Outcome::Blocked(e) | Outcome::Exhausted(e) => e.status(),
+            DeliveryOutcome::Delivered { status } => *status,
+            DeliveryOutcome::Blocked(e) | DeliveryOutcome::Exhausted(e) => e.status(),
         }
     }
 }
@@ -49,7 +49,7 @@ impl Outcome {
 #[non_exhaustive]
 pub struct Delivery {
     /// Delivered, blocked or exhausted.
-    pub outcome: Outcome,
+    pub outcome: DeliveryOutcome,
     /// Attempts made (0 when the request could not even be built).
     pub attempts: u32,
     /// From the first attempt to the end, including backoff sleeps.
@@ -59,7 +59,12 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub(crate) fn new(outcome: Outcome, attempts: u32, started: Instant, p: &Prepared) -> Self {
+    pub(crate) fn new(
+        outcome: DeliveryOutcome,
+        attempts: u32,
+        started: Instant,
+        p: &Prepared,
+    ) -> Self {
         Self {
             outcome,
             attempts,
@@ -70,7 +75,7 @@ impl Delivery {
 
     pub(crate) fn unsent(e: HttpError) -> Self {
         Self {
-            outcome: Outcome::Blocked(e),
+            outcome: DeliveryOutcome::Blocked(e),
             attempts: 0,
             duration: Duration::ZERO,
             body: Bytes::new(),

@@ -1,27 +1,33 @@
-//! A minimal HTTP/1.1 exchange over a plain TCP connection, for `http://` endpoints.
+//! The lean HTTP/1.1 exchange for `http://` endpoints: opt-in (`HyperClientBuilder::lean_http`).
 //!
-//! Why not hyper here: a webhook delivery is one small request and one small response on a
-//! keep-alive connection. hyper's client runs each connection as its own task and talks to it
-//! through channels, which costs more CPU per request than the request itself on loopback; the
-//! `sender` benchmark holds the sender to ≥ 0.7 × `wrk`. This module writes the request with one
-//! syscall from the caller's task and parses the response with `httparse`, with the framing rules
-//! of RFC 9112 §6 (interim 1xx skipped; no body for 204/304; chunked; Content-Length; read to
-//! close) and hard caps on head and body sizes. https (and HTTP/2) stays on hyper + rustls.
+//! Why it stays as an option: a webhook delivery is one small request and one small response on
+//! a keep-alive connection. hyper's client runs each connection as its own task and talks to it
+//! through channels, which costs more CPU per request than the request itself on loopback. This
+//! module writes the request with one syscall from the caller's task and parses the response with
+//! `httparse`, with the framing rules of RFC 9112 §6 (up to [`MAX_INTERIM`] interim 1xx skipped;
+//! no body for 204/304; chunked; Content-Length; read to close) and hard caps on head and body
+//! sizes: for a sender that must squeeze the last CPU out of plain-http deliveries. The default
+//! for http and https is hyper-util's pooled client (`client.rs`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
+use http::Uri;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client::{ClientResponse, MAX_RESPONSE_BODY, TransportError, TransportErrorKind};
+use crate::client::{
+    ClientResponse, IDLE_TIMEOUT, MAX_IDLE_PER_HOST, MAX_RESPONSE_BODY, TransportError,
+    TransportErrorKind, lock,
+};
+use crate::connect::{GuardedConnector, connect_error};
+use crate::interim::{HEAD_TOO_LARGE, MAX_HEAD, MAX_INTERIM, too_many_interim};
 
-/// Largest response head accepted; interim (1xx) heads count toward it too, so the bytes read
-/// before the final status line and headers are bounded whatever the server sends.
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
-/// Most interim (1xx) responses read before the final one (RFC 9110 allows any number; real
-/// servers send one `100 Continue` or a `103 Early Hints` or two).
-pub(crate) const MAX_INTERIM: usize = 4;
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 100;
 /// Longest chunk-size or trailer line accepted.
@@ -29,9 +35,96 @@ const MAX_LINE: usize = 4096;
 /// Bodies up to this size are copied behind the head and written with one syscall.
 const COALESCE: usize = 16 * 1024;
 
+type PoolKey = (Scheme, Authority);
+
+/// Idle lean connections per (scheme, authority), each with the time it went idle.
+#[derive(Debug)]
+pub(crate) struct LeanPool {
+    guard: GuardedConnector,
+    idle: Mutex<HashMap<PoolKey, Vec<(RawConn, Instant)>>>,
+}
+
+impl LeanPool {
+    pub(crate) fn new(guard: GuardedConnector) -> Self {
+        Self {
+            guard,
+            idle: Mutex::default(),
+        }
+    }
+
+    fn checkout(&self, key: &PoolKey) -> Option<RawConn> {
+        let mut idle = lock(&self.idle);
+        let list = idle.get_mut(key)?;
+        while let Some((c, since)) = list.pop() {
+            if since.elapsed() < IDLE_TIMEOUT {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, key: PoolKey, conn: RawConn) {
+        let mut idle = lock(&self.idle);
+        let list = idle.entry(key).or_default();
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push((conn, Instant::now()));
+        }
+    }
+
+    async fn connect(&self, uri: &Uri) -> Result<RawConn, TransportError> {
+        use tower_service::Service;
+        let io = self
+            .guard
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(|e| connect_error(&*e))?;
+        Ok(RawConn::new(io.into_inner()))
+    }
+
+    /// Sends one plain-http request on a pooled connection (or a fresh one).
+    pub(crate) async fn send(
+        &self,
+        key: PoolKey,
+        uri: &Uri,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<ClientResponse, TransportError> {
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        loop {
+            let (mut conn, pooled) = match self.checkout(&key) {
+                Some(c) => (c, true),
+                None => (Box::pin(self.connect(uri)).await?, false),
+            };
+            let sent = conn
+                .exchange(
+                    &parts.method,
+                    target,
+                    key.1.as_str(),
+                    &parts.headers,
+                    &body,
+                    pooled,
+                )
+                .await;
+            match sent {
+                Ok((resp, reusable)) => {
+                    if reusable {
+                        self.checkin(key, conn);
+                    }
+                    return Ok(resp);
+                }
+                // The server closed an idle connection: try the next one (eventually a fresh
+                // one, which never asks for this) without spending a retry.
+                Err(e) if e.retry_fresh => {}
+                Err(e) => return Err(e.error),
+            }
+        }
+    }
+}
+
 /// One keep-alive connection and its buffers.
 #[derive(Debug)]
-pub(crate) struct RawConn {
+struct RawConn {
     io: TcpStream,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
@@ -40,9 +133,9 @@ pub(crate) struct RawConn {
 /// A failed exchange; `retry_fresh` when a pooled connection died before any response byte
 /// arrived (the server closed it while idle), so another connection may be tried at once.
 #[derive(Debug)]
-pub(crate) struct ExchangeError {
-    pub(crate) error: TransportError,
-    pub(crate) retry_fresh: bool,
+struct ExchangeError {
+    error: TransportError,
+    retry_fresh: bool,
 }
 
 fn io_err(msg: impl Into<String>) -> ExchangeError {
@@ -53,7 +146,7 @@ fn io_err(msg: impl Into<String>) -> ExchangeError {
 }
 
 impl RawConn {
-    pub(crate) fn new(io: TcpStream) -> Self {
+    fn new(io: TcpStream) -> Self {
         Self {
             io,
             rbuf: BytesMut::with_capacity(4096),
@@ -75,7 +168,7 @@ impl RawConn {
 
     /// Sends one request and reads its response. Returns the response and whether the
     /// connection may be reused.
-    pub(crate) async fn exchange(
+    async fn exchange(
         &mut self,
         method: &Method,
         target: &str,
@@ -135,7 +228,7 @@ impl RawConn {
                 Ok(httparse::Status::Complete(n)) => n,
                 Ok(httparse::Status::Partial) => {
                     if interim.bytes + self.rbuf.len() > MAX_HEAD {
-                        return Err(io_err("response head too large"));
+                        return Err(io_err(HEAD_TOO_LARGE));
                     }
                     return Ok(None);
                 }
@@ -144,7 +237,7 @@ impl RawConn {
             // The cap holds whether the head came in one read or many, and covers the interim
             // heads before it.
             if interim.bytes + head_len > MAX_HEAD {
-                return Err(io_err("response head too large"));
+                return Err(io_err(HEAD_TOO_LARGE));
             }
             let code = resp.code.unwrap_or(0);
             let status =
@@ -347,12 +440,6 @@ impl RawConn {
 struct Interim {
     count: usize,
     bytes: usize,
-}
-
-/// The error text when a server sends more than [`MAX_INTERIM`] interim responses (shared by
-/// every HTTP path of the client).
-pub(crate) fn too_many_interim() -> String {
-    format!("more than {MAX_INTERIM} interim (1xx) responses before the final one")
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {

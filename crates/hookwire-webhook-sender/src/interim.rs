@@ -1,30 +1,48 @@
-//! Bounds on interim (1xx) responses for the connections hyper drives (https, and plain http when
-//! the lean exchange is off).
+//! Bounds on response heads for the connections hyper drives (the default path for http and
+//! https).
 //!
-//! Neither hyper's HTTP/1.1 client nor the `h2` crate limits interim responses: both skip any
-//! number of them while waiting for the final one, so a receiver streaming `100 Continue` keeps
-//! the sender parsing until the timeout. [`Metered`] sits between the transport and hyper and
-//! ends the connection once a request has seen more than [`MAX_INTERIM`] of them:
-//! - HTTP/1.1: hyper reports each interim head to a per-request callback ([`Meter::watch`]),
-//!   which counts it; the next read fails once the count is over the limit, and a final response
-//!   that arrives after too many is refused by the client. Each head is also held to
-//!   [`MAX_HEAD`] by hyper's header-size limit (set in `client.rs`).
+//! Neither hyper's HTTP/1.1 client nor the `h2` crate limits interim (1xx) responses: both skip
+//! any number of them while waiting for the final one, so a receiver streaming `100 Continue`
+//! keeps the sender parsing until the timeout. [`Metered`] sits between the transport and hyper
+//! and fails the connection's read once a request has seen more than [`MAX_INTERIM`] of them:
+//! - HTTP/1.1: the bytes of each response head are followed from the request's first write to
+//!   the blank line that ends the final (non-1xx) head; the body bytes after it pass untouched.
+//!   Interim heads are counted, and the heads of one response together are held to
+//!   [`MAX_HEAD`], the same limits as the lean exchange (`h1.rs`). hyper sends the next request
+//!   only once the previous response is complete, so a write marks the start of a new response
+//!   (a server answering before the request body is fully written could have the rest of that
+//!   response taken for heads; hyper's own parser still decides what the bytes mean).
 //! - HTTP/2: the server-to-client frames are followed by their 9-byte headers (the payloads are
 //!   skipped, never copied aside), and a stream with more than `MAX_INTERIM + 1` HEADERS frames
 //!   before its first DATA frame (interim heads plus the final head; trailers come after the
 //!   body) fails the connection. Header-block size is held to [`MAX_HEAD`] by `h2`'s header-list
-//!   limit.
+//!   limit (set in `client.rs`).
+//!
+//! The refusal is an I/O error whose message hyper keeps in its error's source chain.
 
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 
-pub(crate) use crate::h1::{MAX_HEAD, MAX_INTERIM, too_many_interim};
+/// Largest response head accepted; interim (1xx) heads count toward it too, so the bytes read
+/// before the final status line and headers are bounded whatever the server sends.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Most interim (1xx) responses read before the final one (RFC 9110 allows any number; real
+/// servers send one `100 Continue` or a `103 Early Hints` or two).
+pub(crate) const MAX_INTERIM: usize = 4;
+
+/// The error text when a server sends more than [`MAX_INTERIM`] interim responses (shared by
+/// every HTTP path of the client).
+pub(crate) fn too_many_interim() -> String {
+    format!("more than {MAX_INTERIM} interim (1xx) responses before the final one")
+}
+
+/// The error text when a response's heads pass [`MAX_HEAD`].
+pub(crate) const HEAD_TOO_LARGE: &str = "response head too large";
 
 /// HTTP/2 streams tracked before old ones are forgotten: ids more than [`STREAM_WINDOW`] behind
 /// the newest belong to requests that finished or were abandoned long ago (servers allow a few
@@ -33,31 +51,70 @@ const MAX_TRACKED_STREAMS: usize = 1024;
 /// How many stream ids behind the newest one are still tracked.
 const STREAM_WINDOW: u32 = 2048;
 
-/// The interim-response count of the request in flight on one HTTP/1.1 connection, or the
-/// "refused" mark of an HTTP/2 connection (shared by the connection and its requests).
+/// Follows the response heads of an HTTP/1.1 connection (hyper sends one request at a time).
 #[derive(Debug, Default)]
-pub(crate) struct Meter {
-    interim: AtomicUsize,
+struct H1Heads {
+    /// Between a request's first write and the end of its final response head.
+    active: bool,
+    /// Bytes of this response's heads so far (interim ones included).
+    bytes: usize,
+    interim: usize,
+    /// Line feeds in a row (carriage returns ignored): two end a head.
+    newlines: u8,
+    /// The start of the current head's status line (`HTTP/1.1 1xx`).
+    line: [u8; 12],
+    line_len: usize,
 }
 
-impl Meter {
-    /// Starts a request on this HTTP/1.1 connection: resets the count and counts every interim
-    /// response hyper parses for `req`.
-    pub(crate) fn watch<B>(self: &Arc<Self>, req: &mut http::Request<B>) {
-        self.interim.store(0, Ordering::Relaxed);
-        let me = Arc::clone(self);
-        hyper::ext::on_informational(req, move |_| {
-            me.interim.fetch_add(1, Ordering::Relaxed);
-        });
+impl H1Heads {
+    fn on_write(&mut self) {
+        if !self.active {
+            *self = Self {
+                active: true,
+                ..Self::default()
+            };
+        }
     }
 
-    /// Whether the limit was passed (the error hyper reports is then ours).
-    pub(crate) fn exceeded(&self) -> bool {
-        self.interim.load(Ordering::Relaxed) > MAX_INTERIM
-    }
-
-    fn refuse(&self) {
-        self.interim.store(MAX_INTERIM + 1, Ordering::Relaxed);
+    /// Consumes response bytes; the error text when a limit is passed.
+    fn feed(&mut self, data: &[u8]) -> Result<(), String> {
+        for &b in data {
+            if !self.active {
+                break;
+            }
+            self.bytes += 1;
+            if self.bytes > MAX_HEAD {
+                return Err(HEAD_TOO_LARGE.to_owned());
+            }
+            if self.line_len < self.line.len() {
+                self.line[self.line_len] = b;
+                self.line_len += 1;
+            }
+            match b {
+                b'\n' => self.newlines += 1,
+                b'\r' => {}
+                _ => self.newlines = 0,
+            }
+            if self.newlines < 2 {
+                continue;
+            }
+            // The end of a head: interim (1xx other than 101) or final.
+            let interim = self.line_len == self.line.len()
+                && self.line.starts_with(b"HTTP/")
+                && self.line[9] == b'1'
+                && &self.line[9..] != b"101";
+            self.newlines = 0;
+            self.line_len = 0;
+            if !interim {
+                self.active = false;
+            } else {
+                self.interim += 1;
+                if self.interim > MAX_INTERIM {
+                    return Err(too_many_interim());
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -143,37 +200,55 @@ impl H2Frames {
     }
 }
 
-/// A transport under hyper that enforces the interim-response limit (see the module docs).
+/// What [`Metered`] follows on its connection.
+#[derive(Debug)]
+enum Frames {
+    H1(H1Heads),
+    H2(H2Frames),
+}
+
+/// A transport under hyper that enforces the head limits (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Metered<T> {
     io: T,
-    meter: Arc<Meter>,
-    /// `Some` on HTTP/2 connections.
-    h2: Option<(H2Frames, Vec<u8>)>,
+    frames: Frames,
+    /// Bytes read from `io`, looked at, then handed to hyper.
+    scratch: Vec<u8>,
+    /// Set once a limit was passed: every later read fails with it.
+    refused: Option<String>,
 }
 
 impl<T> Metered<T> {
-    /// An HTTP/1.1 connection; `meter` is given each request with [`Meter::watch`].
-    pub(crate) fn h1(io: T, meter: Arc<Meter>) -> Self {
-        Self {
-            io,
-            meter,
-            h2: None,
-        }
+    /// An HTTP/1.1 connection.
+    pub(crate) fn h1(io: T) -> Self {
+        Self::with(io, Frames::H1(H1Heads::default()))
     }
 
     /// An HTTP/2 connection.
-    pub(crate) fn h2(io: T, meter: Arc<Meter>) -> Self {
+    pub(crate) fn h2(io: T) -> Self {
+        Self::with(io, Frames::H2(H2Frames::default()))
+    }
+
+    fn with(io: T, frames: Frames) -> Self {
         Self {
             io,
-            meter,
-            h2: Some((H2Frames::default(), Vec::new())),
+            frames,
+            scratch: Vec::new(),
+            refused: None,
+        }
+    }
+
+    fn wrote(&mut self) {
+        if let Frames::H1(h) = &mut self.frames {
+            h.on_write();
         }
     }
 }
 
-fn refused() -> io::Error {
-    io::Error::other(too_many_interim())
+impl<T: Connection> Connection for Metered<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
 }
 
 impl<T: Read + Unpin> Read for Metered<T> {
@@ -183,23 +258,36 @@ impl<T: Read + Unpin> Read for Metered<T> {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.meter.exceeded() {
-            return Poll::Ready(Err(refused()));
+        if let Some(why) = &this.refused {
+            return Poll::Ready(Err(io::Error::other(why.clone())));
         }
-        let Some((frames, scratch)) = &mut this.h2 else {
+        if let Frames::H1(h) = &this.frames
+            && !h.active
+        {
+            // A response body: nothing to follow.
             return Pin::new(&mut this.io).poll_read(cx, buf);
-        };
-        // HTTP/2: read through a scratch buffer to see the bytes (no unsafe access to the
-        // caller's uninitialized buffer).
+        }
+        // Read through a scratch buffer to see the bytes (no unsafe access to the caller's
+        // uninitialized buffer).
         let want = buf.remaining().min(16 * 1024);
-        scratch.resize(want, 0);
-        let mut rb = ReadBuf::new(scratch);
+        this.scratch.resize(want, 0);
+        let mut rb = ReadBuf::new(&mut this.scratch);
         match Pin::new(&mut this.io).poll_read(cx, rb.unfilled()) {
             Poll::Ready(Ok(())) => {
                 let got = rb.filled();
-                if !frames.feed(got) {
-                    this.meter.refuse();
-                    return Poll::Ready(Err(refused()));
+                let verdict = match &mut this.frames {
+                    Frames::H1(h) => h.feed(got),
+                    Frames::H2(f) => {
+                        if f.feed(got) {
+                            Ok(())
+                        } else {
+                            Err(too_many_interim())
+                        }
+                    }
+                };
+                if let Err(why) = verdict {
+                    this.refused = Some(why.clone());
+                    return Poll::Ready(Err(io::Error::other(why)));
                 }
                 buf.put_slice(got);
                 Poll::Ready(Ok(()))
@@ -215,7 +303,9 @@ impl<T: Write + Unpin> Write for Metered<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.wrote();
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_flush(cx)
@@ -231,7 +321,9 @@ impl<T: Write + Unpin> Write for Metered<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.wrote();
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -292,5 +384,34 @@ mod tests {
             assert!(f.feed(&frame(HEADERS, 0x4, 2 * i + 1, 0)));
         }
         assert!(f.open_heads.len() <= STREAM_WINDOW as usize);
+    }
+
+    #[test]
+    fn http1_heads_are_followed_until_the_final_one() {
+        let mut h = H1Heads::default();
+        h.on_write();
+        let four =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\nlink: </a>\n\n".repeat(2);
+        for b in &four {
+            assert!(h.feed(std::slice::from_ref(b)).is_ok());
+        }
+        assert!(h.active);
+        assert!(
+            h.feed(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n\r\n\r\nHTTP/1.1 100 X\r\n\r\n")
+                .is_ok()
+        );
+        assert!(!h.active, "the body is not looked at");
+        h.on_write();
+        assert_eq!(
+            h.feed(&b"HTTP/1.1 100 Continue\r\n\r\n".repeat(5)),
+            Err(too_many_interim())
+        );
+        let mut h = H1Heads::default();
+        h.on_write();
+        assert!(h.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n").is_ok());
+        assert!(!h.active, "101 is final");
+        h.on_write();
+        let big = format!("HTTP/1.1 200 OK\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(h.feed(big.as_bytes()), Err(HEAD_TOO_LARGE.to_owned()));
     }
 }

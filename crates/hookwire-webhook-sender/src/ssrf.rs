@@ -4,8 +4,8 @@
 //! one at the cloud metadata service, at Redis on localhost, or at a host that *resolves* to an
 //! internal address (DNS rebinding). The guard is therefore checked where it cannot be bypassed:
 //! in the connector, on every address the name resolved to, just before the socket connects, and
-//! the connection is pinned to the vetted address (`spec/sender.md`, "SSRF guard";
-//! `reference/webhook-ecosystem.md` (e) 6 and (f) 15).
+//! the connection is pinned to the vetted address (the crate guide, "Production configuration",
+//! states the contract).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

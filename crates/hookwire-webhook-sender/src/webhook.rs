@@ -1,4 +1,5 @@
-//! [`Webhook`]: one configured outbound endpoint (`spec/sender.md`, "`Webhook` — one endpoint").
+//! [`Webhook`]: one configured outbound endpoint (the crate guide, "One endpoint", states what
+//! one attempt does, in order).
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -8,11 +9,14 @@ use bytes::Bytes;
 use hookwire_core::signing::{SignInput, sign};
 use hookwire_core::{Disposition, Event, HttpError, RetryPolicy, Scheme, Secret};
 use http::header::{CONTENT_TYPE, Entry, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Uri};
 use tracing::Instrument;
 
+use crate::body::WebhookBody;
+use crate::classify::try_ok_parts;
 use crate::client::{HttpClient, HyperClient};
-use crate::delivery::{Delivery, Outcome};
+use crate::delivery::{Delivery, DeliveryOutcome};
+use crate::error::Error;
 
 /// Default whole-exchange timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,60 +24,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on a request body; larger bodies are refused before sending (Svix accepts about
 /// 350 kB, Hook0 512 KiB; GitHub sends up to 25 MB — raise it with
 /// [`WebhookBuilder::max_body_bytes`] if you must).
-pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 1024 * 1024;
 
 type EventFn<T> = Arc<dyn Fn(&Event) -> T + Send + Sync>;
-
-/// A request body: text is sent verbatim, JSON is serialized, bytes are sent as they are.
-///
-/// ```
-/// use hookwire_webhook_sender::WebhookBody;
-/// let b = WebhookBody::from(serde_json::json!({"a": 1}));
-/// assert_eq!(b.into_bytes().unwrap(), &br#"{"a":1}"#[..]);
-/// assert_eq!(WebhookBody::from("raw").into_bytes().unwrap(), &b"raw"[..]);
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum WebhookBody {
-    /// Sent as-is.
-    Text(String),
-    /// JSON-serialized.
-    Json(serde_json::Value),
-    /// Sent as-is (already serialized bytes).
-    Bytes(Bytes),
-}
-
-impl WebhookBody {
-    /// The bytes to put on the wire.
-    pub fn into_bytes(self) -> Result<Bytes, serde_json::Error> {
-        match self {
-            WebhookBody::Text(s) => Ok(Bytes::from(s)),
-            WebhookBody::Json(v) => serde_json::to_vec(&v).map(Bytes::from),
-            WebhookBody::Bytes(b) => Ok(b),
-        }
-    }
-}
-
-impl From<&str> for WebhookBody {
-    fn from(s: &str) -> Self {
-        WebhookBody::Text(s.to_owned())
-    }
-}
-impl From<String> for WebhookBody {
-    fn from(s: String) -> Self {
-        WebhookBody::Text(s)
-    }
-}
-impl From<serde_json::Value> for WebhookBody {
-    fn from(v: serde_json::Value) -> Self {
-        WebhookBody::Json(v)
-    }
-}
-impl From<Bytes> for WebhookBody {
-    fn from(b: Bytes) -> Self {
-        WebhookBody::Bytes(b)
-    }
-}
 
 #[derive(Clone)]
 enum Source<T> {
@@ -104,18 +57,6 @@ enum KeyRule {
     None,
     Fn(EventFn<Option<String>>),
 }
-
-/// A configuration mistake found by [`WebhookBuilder::build`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError(pub(crate) String);
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BuildError {}
 
 /// Configures a [`Webhook`]. Setter mistakes are reported by [`WebhookBuilder::build`].
 pub struct WebhookBuilder {
@@ -229,7 +170,7 @@ impl WebhookBuilder {
         self.client = Some(client);
         self
     }
-    /// The largest request body sent (default [`DEFAULT_MAX_BODY`]).
+    /// The largest request body sent (default [`DEFAULT_MAX_REQUEST_BODY`]).
     #[must_use]
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.max_body = n;
@@ -245,13 +186,10 @@ impl WebhookBuilder {
     /// assert!(Webhook::builder().url("http://x.test/").secret("plain").scheme(hookwire_core::Scheme::Standard).build().is_err());
     /// assert!(Webhook::builder().url("not a url").build().is_err());
     /// ```
-    pub fn build(self) -> Result<Webhook, BuildError> {
-        let url = match self
-            .url
-            .ok_or_else(|| BuildError("a URL is required".into()))?
-        {
+    pub fn build(self) -> Result<Webhook, Error> {
+        let url = match self.url.ok_or_else(|| Error::build("a URL is required"))? {
             Source::Value(u) => {
-                let uri = parse_url(&u).map_err(BuildError)?;
+                let uri = parse_url(&u).map_err(Error::build)?;
                 let host = uri
                     .authority()
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
@@ -260,23 +198,22 @@ impl WebhookBuilder {
             Source::Fn(f) => UrlSource::Fn(f),
         };
         if ![Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(&self.method) {
-            return Err(BuildError(format!(
+            return Err(Error::build(format!(
                 "method {} is not one of POST, PUT, PATCH, DELETE",
                 self.method
             )));
         }
         let mut headers = HeaderMap::with_capacity(self.headers.len() + 6);
         for (k, v) in &self.headers {
-            let (n, v) = header_pair(k, v).map_err(BuildError)?;
+            let (n, v) = header_pair(k, v).map_err(Error::build)?;
             headers.append(n, v);
         }
         let secret = match self.secret {
             Some(s) if !s.is_empty() => {
                 let secret = Secret::new(&s);
                 if self.scheme == Scheme::Standard && !secret.has_standard_key() {
-                    return Err(BuildError(
-                        "the standard scheme needs a `whsec_` + base64 secret of at least 16 bytes"
-                            .into(),
+                    return Err(Error::build(
+                        "the standard scheme needs a `whsec_` + base64 secret of at least 16 bytes",
                     ));
                 }
                 Some(secret)
@@ -417,7 +354,8 @@ static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/jso
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 impl Webhook {
-    /// A builder with the defaults of `spec/sender.md`.
+    /// A builder with the defaults listed in the crate guide (5 s timeout, 1 MiB body cap,
+    /// `Idempotency-Key` = event id, the `hookwire` scheme).
     pub fn builder() -> WebhookBuilder {
         WebhookBuilder {
             url: None,
@@ -430,7 +368,7 @@ impl Webhook {
             secret: None,
             scheme: Scheme::Hookwire,
             client: None,
-            max_body: DEFAULT_MAX_BODY,
+            max_body: DEFAULT_MAX_REQUEST_BODY,
         }
     }
 
@@ -582,7 +520,7 @@ impl Webhook {
             Ok(Err(e)) if e.is_permanent() => Err(HttpError::refused(&p.url, &i.label, e)),
             Ok(Err(e)) => Err(HttpError::network(&p.url, &i.label, e)),
             Ok(Ok(r)) => {
-                try_ok(&r.status, &r.headers, &r.body, &p.url, &i.label)?;
+                try_ok_parts(&r.status, &r.headers, &r.body, &p.url, &i.label)?;
                 Ok(Sent {
                     status: r.status.as_u16(),
                     duration,
@@ -675,7 +613,7 @@ impl Webhook {
             let err = match r {
                 Ok(sent) => {
                     return Delivery::new(
-                        Outcome::Delivered {
+                        DeliveryOutcome::Delivered {
                             status: sent.status,
                         },
                         attempt,
@@ -686,12 +624,12 @@ impl Webhook {
                 Err(e) => e,
             };
             if !err.is_retryable() && policy.block_on_error {
-                return Delivery::new(Outcome::Blocked(err), attempt, started, p);
+                return Delivery::new(DeliveryOutcome::Blocked(err), attempt, started, p);
             }
             let delay = policy.delay_after(attempt - 1, err.retry_after());
             let next_at = started.elapsed().saturating_add(delay);
             if !policy.allows_attempt(attempt + 1, next_at) {
-                return Delivery::new(Outcome::Exhausted(err), attempt, started, p);
+                return Delivery::new(DeliveryOutcome::Exhausted(err), attempt, started, p);
             }
             tracing::debug!(parent: &span, ?delay, error = %err, "webhook attempt failed; retrying");
             tokio::time::sleep(delay).await;
@@ -730,69 +668,4 @@ fn signed_header_name(name: &'static str) -> HeaderName {
         other => HeaderName::from_bytes(other.as_bytes())
             .unwrap_or_else(|_| HeaderName::from_static("x-webhook-unknown")),
     }
-}
-
-/// Classifies a response status as the table in `spec/sender.md` says.
-///
-/// ```
-/// use hookwire_webhook_sender::classify_http_response;
-/// use hookwire_core::Disposition;
-/// use http::StatusCode;
-/// assert_eq!(classify_http_response(StatusCode::NO_CONTENT), Disposition::Ok);
-/// assert_eq!(classify_http_response(StatusCode::FOUND), Disposition::Block);
-/// assert_eq!(classify_http_response(StatusCode::TOO_MANY_REQUESTS), Disposition::Retry);
-/// assert_eq!(classify_http_response(StatusCode::BAD_GATEWAY), Disposition::Retry);
-/// ```
-pub fn classify_http_response(status: StatusCode) -> Disposition {
-    hookwire_core::classify_http_status(status.as_u16())
-}
-
-/// Turns a response into `Ok(())` or the right [`HttpError`] (with the first 4 KiB of the body
-/// and the parsed `Retry-After`), for custom integrations that make their own HTTP calls.
-///
-/// ```
-/// use hookwire_webhook_sender::try_ok;
-/// let mut h = http::HeaderMap::new();
-/// h.insert("retry-after", "3".parse().unwrap());
-/// let e = try_ok(&http::StatusCode::TOO_MANY_REQUESTS, &h, b"slow down", "https://x.test", "request").unwrap_err();
-/// assert!(e.is_retryable());
-/// assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
-/// assert_eq!(e.response_body(), Some("slow down"));
-/// assert!(try_ok(&http::StatusCode::OK, &h, b"", "u", "request").is_ok());
-/// ```
-pub fn try_ok(
-    status: &StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-    url: &str,
-    label: &str,
-) -> Result<(), HttpError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let retry_after = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok());
-    HttpError::from_status(status.as_u16(), url, label, Some(body), retry_after)
-}
-
-/// [`try_ok`] for an `http::Response` whose body is already in memory.
-///
-/// ```
-/// let r = http::Response::builder().status(404).body(b"nope".to_vec()).unwrap();
-/// let e = hookwire_webhook_sender::try_ok_response(&r, "u", "request").unwrap_err();
-/// assert_eq!(e.status(), 404);
-/// ```
-pub fn try_ok_response<B: AsRef<[u8]>>(
-    response: &http::Response<B>,
-    url: &str,
-    label: &str,
-) -> Result<(), HttpError> {
-    try_ok(
-        &response.status(),
-        response.headers(),
-        response.body().as_ref(),
-        url,
-        label,
-    )
 }

@@ -302,7 +302,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     let policy = SsrfPolicy::default()
         .allow("127.0.0.0/8".parse()?)
         .allow("::1/128".parse()?);
-    let dispatcher = Dispatcher::builder().ssrf(policy).build();
+    let dispatcher = Dispatcher::builder().ssrf(policy).build()?;
     dispatcher
         .register(
             Subscription::new("demo-board", format!("http://{addr}/webhook"), &["order.*"])?

@@ -4,8 +4,8 @@
 //! cool-down, after which one probe delivery is let through (half-open): success closes it, failure
 //! re-opens it. Failing for long enough (a count, or a period since the first failure of the
 //! streak) disables the subscription until an operator re-enables it. Any success resets the
-//! streak. Modelled on Convoy's breaker and Svix's time-based disable
-//! (`reference/webhook-ecosystem.md` (f) 14).
+//! streak. Modelled on Convoy's breaker and Svix's time-based disable; the thresholds are in
+//! the crate guide ("Many endpoints").
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,8 @@
 //! [`Dispatcher`]: subscriptions with event patterns, fan-out, delivery log, endpoint health and
-//! durable mode (`spec/sender.md`, "`Dispatcher` — subscriptions and fan-out").
+//! durable mode (the crate guide, "Many endpoints: the `Dispatcher`", states the contract).
 
+mod builder;
+mod durable;
 mod health;
 mod log;
 mod queue;
@@ -16,21 +18,24 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookwire_core::{Event, PatternSet, QueuedTask, RetryPolicy, TaskQueue};
+use hookwire_core::{Event, PatternSet, RetryPolicy, TaskQueue};
 use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast};
 use tracing::Instrument;
 
+pub use builder::DispatcherBuilder;
+pub use durable::TaskOutcome;
 pub use health::{HealthConfig, HealthEvent, HealthEventKind};
 pub use log::DeliveryRecord;
 pub use queue::MemoryTaskQueue;
 #[cfg(feature = "redis")]
-pub use redis_store::RedisStore;
-pub use store::{MemoryWebhookStore, StoreError, WebhookStore};
-pub use subscription::{RateLimit, Subscription};
+pub use redis_store::RedisSubscriptionStore;
+pub use store::{MemoryWebhookStore, WebhookStore};
+pub use subscription::{EndpointRateLimit, Subscription};
 
-use crate::client::{HttpClient, HyperClient};
-use crate::delivery::Outcome;
+use crate::client::HttpClient;
+use crate::delivery::DeliveryOutcome;
+use crate::error::{Error, ErrorKind};
 use crate::ssrf::{SsrfPolicy, check_url};
 use crate::webhook::Webhook;
 use health::{Gate, Health};
@@ -54,54 +59,6 @@ pub const DEFAULT_LOG_CAPACITY: usize = 1000;
 /// Default cap on registered subscriptions (a stated limit, like Outpost's per-tenant cap).
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
 
-/// Why a dispatcher operation failed.
-#[derive(Debug)]
-pub struct DispatchError {
-    kind: DispatchErrorKind,
-    message: String,
-}
-
-/// What kind of [`DispatchError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DispatchErrorKind {
-    /// The subscription is invalid (URL, SSRF, secret, patterns, limits).
-    InvalidSubscription,
-    /// No subscription with that id.
-    NotFound,
-    /// The store failed; nothing changed.
-    Store,
-    /// The durable queue refused a task; the event was not (fully) enqueued.
-    Queue,
-}
-
-impl DispatchError {
-    fn new(kind: DispatchErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-    /// The kind.
-    pub fn kind(&self) -> DispatchErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Display for DispatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for DispatchError {}
-
-impl From<StoreError> for DispatchError {
-    fn from(e: StoreError) -> Self {
-        Self::new(DispatchErrorKind::Store, e.to_string())
-    }
-}
-
 /// What [`Dispatcher::publish`] did.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -114,141 +71,22 @@ pub struct PublishReport {
     pub enqueued: usize,
 }
 
-/// What [`Dispatcher::run_task`] decided for one durable task.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum TaskOutcome {
-    /// Delivered.
-    Done(DeliveryRecord),
-    /// Try again: enqueue this task (same id, next attempt, with a delay).
-    Retry(QueuedTask),
-    /// Gave up (blocked, exhausted, or the subscription is disabled).
-    Failed(DeliveryRecord),
-    /// The task cannot be run (malformed payload, subscription removed).
-    Dropped(String),
-}
-
-/// Configures a [`Dispatcher`].
 #[derive(Debug)]
-pub struct DispatcherBuilder {
-    store: Arc<dyn WebhookStore>,
-    client: Option<Arc<dyn HttpClient>>,
-    ssrf: SsrfPolicy,
-    policy: RetryPolicy,
-    timeout: Duration,
-    concurrency: usize,
-    log_capacity: usize,
-    health: HealthConfig,
-    queue: Option<Arc<dyn TaskQueue>>,
-    max_subscriptions: usize,
-}
-
-impl DispatcherBuilder {
-    /// Where subscriptions are persisted (default: in memory).
-    #[must_use]
-    pub fn store(mut self, store: Arc<dyn WebhookStore>) -> Self {
-        self.store = store;
-        self
-    }
-    /// The SSRF policy for registered URLs and for every connection (default: guard on, no
-    /// allow-list).
-    #[must_use]
-    pub fn ssrf(mut self, policy: SsrfPolicy) -> Self {
-        self.ssrf = policy;
-        self
-    }
-    /// A custom HTTP client. It replaces the connect-time SSRF check, which then becomes the
-    /// client's job; registration-time checks still apply.
-    #[must_use]
-    pub fn client(mut self, client: Arc<dyn HttpClient>) -> Self {
-        self.client = Some(client);
-        self
-    }
-    /// The retry policy of each delivery (default [`RetryPolicy::default`]). A server's
-    /// `Retry-After` is honoured up to the policy's longest own delay
-    /// ([`RetryPolicy::cap_retry_after_at_max_delay`]), in-process and durable alike.
-    #[must_use]
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-    /// The per-attempt timeout (default 5 s).
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-    /// Deliveries in flight at once (default [`DEFAULT_CONCURRENCY`]; at least 1).
-    ///
-    /// ```
-    /// let d = hookwire_webhook_sender::Dispatcher::builder().concurrency(usize::MAX).build();
-    /// # let _ = d;
-    /// ```
-    #[must_use]
-    pub fn concurrency(mut self, n: usize) -> Self {
-        // Tokio's semaphore panics above `MAX_PERMITS`; any larger bound means "unbounded" anyway.
-        self.concurrency = n.clamp(1, Semaphore::MAX_PERMITS);
-        self
-    }
-    /// Delivery log size (default [`DEFAULT_LOG_CAPACITY`]; 0 disables it).
-    #[must_use]
-    pub fn log_capacity(mut self, n: usize) -> Self {
-        self.log_capacity = n;
-        self
-    }
-    /// Health thresholds.
-    #[must_use]
-    pub fn health(mut self, cfg: HealthConfig) -> Self {
-        self.health = cfg;
-        self
-    }
-    /// Durable mode: `publish` enqueues one task per matching subscription on `queue` instead of
-    /// delivering; a worker runs them ([`Dispatcher::run_task`], [`Dispatcher::work`]).
-    #[must_use]
-    pub fn durable(mut self, queue: Arc<dyn TaskQueue>) -> Self {
-        self.queue = Some(queue);
-        self
-    }
-    /// Most subscriptions accepted (default [`DEFAULT_MAX_SUBSCRIPTIONS`]).
-    #[must_use]
-    pub fn max_subscriptions(mut self, n: usize) -> Self {
-        self.max_subscriptions = n;
-        self
-    }
-
-    /// Builds the dispatcher (empty: call [`Dispatcher::load`] to read the store).
-    pub fn build(self) -> Dispatcher {
-        let client = self
-            .client
-            .unwrap_or_else(|| Arc::new(HyperClient::with_policy(self.ssrf.clone())));
-        let (events, _) = broadcast::channel(256);
-        Dispatcher {
-            inner: Arc::new(Inner {
-                store: self.store,
-                client,
-                ssrf: self.ssrf,
-                // A server's `Retry-After` never exceeds the policy's own longest delay.
-                policy: self.policy.cap_retry_after_at_max_delay(),
-                timeout: self.timeout,
-                sem: Arc::new(Semaphore::new(self.concurrency)),
-                log: log::DeliveryLog::new(self.log_capacity),
-                health: self.health,
-                queue: self.queue,
-                max_subscriptions: self.max_subscriptions,
-                events,
-                state: RwLock::new(State::default()),
-                write: tokio::sync::Mutex::new(()),
-            }),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Entry {
+pub(crate) struct Entry {
     sub: Subscription,
     hook: Webhook,
     health: Mutex<Health>,
     bucket: Option<Bucket>,
+}
+
+impl Entry {
+    /// Whether the endpoint's circuit breaker lets a delivery through now.
+    fn gate(&self) -> Gate {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .gate(Instant::now())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -257,7 +95,7 @@ struct State {
     set: PatternSet<String>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     store: Arc<dyn WebhookStore>,
     client: Arc<dyn HttpClient>,
     ssrf: SsrfPolicy,
@@ -280,7 +118,7 @@ struct Inner {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use hookwire_webhook_sender::{Dispatcher, Subscription};
-/// let d = Dispatcher::builder().build();
+/// let d = Dispatcher::builder().build().unwrap();
 /// d.register(Subscription::new("s1", "https://hooks.example.com/in", &["order.*"]).unwrap()).await.unwrap();
 /// assert_eq!(d.list().len(), 1);
 /// // The SSRF guard refuses internal targets at registration (and again at connect time).
@@ -349,22 +187,6 @@ fn unix_ms() -> u64 {
 }
 
 impl Dispatcher {
-    /// A builder with the defaults.
-    pub fn builder() -> DispatcherBuilder {
-        DispatcherBuilder {
-            store: Arc::new(MemoryWebhookStore::default()),
-            client: None,
-            ssrf: SsrfPolicy::default(),
-            policy: RetryPolicy::default(),
-            timeout: crate::DEFAULT_TIMEOUT,
-            concurrency: DEFAULT_CONCURRENCY,
-            log_capacity: DEFAULT_LOG_CAPACITY,
-            health: HealthConfig::default(),
-            queue: None,
-            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
-        }
-    }
-
     fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         // Writers only swap whole values under the lock, so a poisoned lock is consistent.
         self.inner
@@ -373,12 +195,12 @@ impl Dispatcher {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn entry(&self, id: &str) -> Option<Arc<Entry>> {
+    pub(super) fn entry(&self, id: &str) -> Option<Arc<Entry>> {
         self.state().entries.get(id).cloned()
     }
 
-    fn build_entry(&self, sub: Subscription) -> Result<Entry, DispatchError> {
-        let invalid = |m: String| DispatchError::new(DispatchErrorKind::InvalidSubscription, m);
+    fn build_entry(&self, sub: Subscription) -> Result<Entry, Error> {
+        let invalid = |m: String| Error::msg(ErrorKind::InvalidSubscription, m);
         if sub.id.is_empty() || sub.id.len() > 200 {
             return Err(invalid("a subscription id must have 1 to 200 bytes".into()));
         }
@@ -444,7 +266,7 @@ impl Dispatcher {
 
     /// Reads every subscription from the store (call once at startup); returns how many were
     /// loaded. Invalid stored subscriptions are skipped with a warning.
-    pub async fn load(&self) -> Result<usize, DispatchError> {
+    pub async fn load(&self) -> Result<usize, Error> {
         let _w = self.inner.write.lock().await;
         let all = self.inner.store.get_all().await?;
         let mut n = 0;
@@ -462,7 +284,7 @@ impl Dispatcher {
     }
 
     /// Adds or replaces a subscription (validated, SSRF-checked, then saved to the store).
-    pub async fn register(&self, sub: Subscription) -> Result<(), DispatchError> {
+    pub async fn register(&self, sub: Subscription) -> Result<(), Error> {
         let entry = self.build_entry(sub)?;
         let _w = self.inner.write.lock().await;
         {
@@ -470,8 +292,8 @@ impl Dispatcher {
             if !st.entries.contains_key(&entry.sub.id)
                 && st.entries.len() >= self.inner.max_subscriptions
             {
-                return Err(DispatchError::new(
-                    DispatchErrorKind::InvalidSubscription,
+                return Err(Error::msg(
+                    ErrorKind::InvalidSubscription,
                     format!("at most {} subscriptions", self.inner.max_subscriptions),
                 ));
             }
@@ -482,7 +304,7 @@ impl Dispatcher {
     }
 
     /// Removes a subscription; `true` when it existed.
-    pub async fn unregister(&self, id: &str) -> Result<bool, DispatchError> {
+    pub async fn unregister(&self, id: &str) -> Result<bool, Error> {
         let _w = self.inner.write.lock().await;
         let existed = self.inner.store.remove(id.to_owned()).await?;
         let had = self.entry(id).is_some();
@@ -512,11 +334,11 @@ impl Dispatcher {
         id: &str,
         enabled: bool,
         reason: Option<String>,
-    ) -> Result<(), DispatchError> {
+    ) -> Result<(), Error> {
         let _w = self.inner.write.lock().await;
         let Some(old) = self.entry(id) else {
-            return Err(DispatchError::new(
-                DispatchErrorKind::NotFound,
+            return Err(Error::msg(
+                ErrorKind::NotFound,
                 format!("no subscription {id}"),
             ));
         };
@@ -549,12 +371,12 @@ impl Dispatcher {
     }
 
     /// Re-enables a disabled subscription (resets its health).
-    pub async fn enable(&self, id: &str) -> Result<(), DispatchError> {
+    pub async fn enable(&self, id: &str) -> Result<(), Error> {
         self.set_enabled(id, true, None).await
     }
 
     /// Disables a subscription with a reason.
-    pub async fn disable(&self, id: &str, reason: &str) -> Result<(), DispatchError> {
+    pub async fn disable(&self, id: &str, reason: &str) -> Result<(), Error> {
         self.set_enabled(id, false, Some(reason.to_owned())).await
     }
 
@@ -599,7 +421,7 @@ impl Dispatcher {
     /// Cancel safety: in-process deliveries run as spawned tasks and finish even if this future
     /// is dropped (their records still reach the log); in durable mode, tasks enqueued before the
     /// drop stay enqueued and the rest are not — publish again (re-enqueueing is de-duplicated).
-    pub async fn publish(&self, event: &Event) -> Result<PublishReport, DispatchError> {
+    pub async fn publish(&self, event: &Event) -> Result<PublishReport, Error> {
         let targets = self.targets(&event.name);
         let body = envelope_body(event);
         let mut report = PublishReport {
@@ -607,24 +429,7 @@ impl Dispatcher {
             ..PublishReport::default()
         };
         if let Some(q) = &self.inner.queue {
-            for e in &targets {
-                let task = QueuedTask::new(
-                    DELIVER_TASK,
-                    format!("{}:{}", event.id, e.sub.id),
-                    serde_json::json!({
-                        "subscription_id": e.sub.id,
-                        "event_id": event.id,
-                        "event_type": event.name,
-                        "body": String::from_utf8_lossy(&body),
-                        "attempt": 0,
-                        "first_at_ms": unix_ms(),
-                    }),
-                );
-                q.enqueue(task)
-                    .await
-                    .map_err(|e| DispatchError::new(DispatchErrorKind::Queue, e.to_string()))?;
-                report.enqueued += 1;
-            }
+            report.enqueued = Self::enqueue_all(q.as_ref(), &targets, event, &body).await?;
             return Ok(report);
         }
         let event = Arc::new(event.clone());
@@ -649,11 +454,11 @@ impl Dispatcher {
         Ok(report)
     }
 
-    fn record(
+    pub(super) fn record(
         e: &Entry,
         event_id: &str,
         event_type: &str,
-        outcome: &Outcome,
+        outcome: &DeliveryOutcome,
         attempts: u32,
         duration: Duration,
         body: Bytes,
@@ -673,12 +478,7 @@ impl Dispatcher {
     }
 
     async fn deliver_one(&self, e: &Entry, event: &Event, body: Bytes) -> DeliveryRecord {
-        let gate = e
-            .health
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .gate(Instant::now());
-        if let Gate::Open(wait) = gate {
+        if let Gate::Open(wait) = e.gate() {
             let err = hookwire_core::HttpError::network(
                 &e.sub.url,
                 "webhook",
@@ -688,7 +488,7 @@ impl Dispatcher {
                 e,
                 &event.id,
                 &event.name,
-                &Outcome::Exhausted(err),
+                &DeliveryOutcome::Exhausted(err),
                 0,
                 Duration::ZERO,
                 body,
@@ -733,8 +533,8 @@ impl Dispatcher {
     }
 
     /// Updates health after a delivery (or, in durable mode, an attempt) and applies its verdict.
-    async fn after(&self, e: &Entry, outcome: &Outcome) {
-        let gone = matches!(outcome, Outcome::Blocked(err) if err.status() == 410);
+    pub(super) async fn after(&self, e: &Entry, outcome: &DeliveryOutcome) {
+        let gone = matches!(outcome, DeliveryOutcome::Blocked(err) if err.status() == 410);
         let verdict = e
             .health
             .lock()
@@ -752,142 +552,6 @@ impl Dispatcher {
             && let Err(err) = self.disable(&e.sub.id, &r).await
         {
             tracing::error!(subscription = %e.sub.id, error = %err, "could not disable subscription");
-        }
-    }
-
-    /// Runs one durable task: a single attempt; on a retryable failure returns the task to
-    /// enqueue again with the policy's delay. Does not take a concurrency permit (the worker
-    /// does, before taking the task).
-    pub async fn run_task(&self, task: &QueuedTask) -> TaskOutcome {
-        let p = &task.payload;
-        let field = |k: &str| p.get(k).and_then(serde_json::Value::as_str);
-        let (Some(sub_id), Some(event_id), Some(event_type), Some(body)) = (
-            field("subscription_id"),
-            field("event_id"),
-            field("event_type"),
-            field("body"),
-        ) else {
-            return TaskOutcome::Dropped(format!("task {} has a malformed payload", task.id));
-        };
-        let attempt = p
-            .get("attempt")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|a| u32::try_from(a).ok())
-            .unwrap_or(0);
-        let first_at = p
-            .get("first_at_ms")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or_else(unix_ms);
-        let Some(e) = self.entry(sub_id) else {
-            return TaskOutcome::Dropped(format!("subscription {sub_id} no longer exists"));
-        };
-        let body = Bytes::from(body.to_owned());
-        let event = Event::new(event_type, serde_json::Value::Null).with_id(event_id);
-        if !e.sub.enabled {
-            let err =
-                hookwire_core::HttpError::refused(&e.sub.url, "webhook", "subscription disabled");
-            let rec = Self::record(
-                &e,
-                event_id,
-                event_type,
-                &Outcome::Blocked(err),
-                0,
-                Duration::ZERO,
-                body,
-            );
-            self.inner.log.push(rec.clone());
-            return TaskOutcome::Failed(rec);
-        }
-        let gate = e
-            .health
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .gate(Instant::now());
-        if let Gate::Open(wait) = gate {
-            // The breaker is open: park the task until the probe window, without using up an
-            // attempt.
-            return TaskOutcome::Retry(task.clone().with_delay(wait));
-        }
-        if let Some(b) = &e.bucket {
-            b.take().await;
-        }
-        let started = Instant::now();
-        let span = tracing::info_span!(
-            "webhook.attempt",
-            subscription = %sub_id,
-            event = %event_id,
-            url = %e.sub.url,
-            attempt = attempt + 1,
-            status = tracing::field::Empty,
-        );
-        let r = match e.hook.prepare_with_body(&event, body.clone()) {
-            Ok(prep) => e.hook.attempt(&prep).instrument(span.clone()).await,
-            Err(err) => Err(err),
-        };
-        span.record(
-            "status",
-            r.as_ref().map_or_else(|e| e.status(), |s| s.status),
-        );
-        let attempts = attempt + 1;
-        let outcome = match r {
-            Ok(s) => Outcome::Delivered { status: s.status },
-            Err(err) => {
-                let elapsed = Duration::from_millis(unix_ms().saturating_sub(first_at));
-                let policy = &self.inner.policy;
-                let delay = policy.delay_after(attempt, err.retry_after());
-                let retry = (err.is_retryable() || !policy.block_on_error)
-                    && policy.allows_attempt(attempts + 1, elapsed.saturating_add(delay));
-                if retry {
-                    self.after(&e, &Outcome::Exhausted(err)).await;
-                    let mut next = task.clone().with_delay(delay);
-                    if let Some(o) = next.payload.as_object_mut() {
-                        o.insert("attempt".into(), attempts.into());
-                        o.insert("first_at_ms".into(), first_at.into());
-                    }
-                    return TaskOutcome::Retry(next);
-                }
-                if err.is_retryable() || !policy.block_on_error {
-                    Outcome::Exhausted(err)
-                } else {
-                    Outcome::Blocked(err)
-                }
-            }
-        };
-        let rec = Self::record(
-            &e,
-            event_id,
-            event_type,
-            &outcome,
-            attempts,
-            started.elapsed(),
-            body,
-        );
-        self.after(&e, &outcome).await;
-        self.inner.log.push(rec.clone());
-        if rec.success {
-            TaskOutcome::Done(rec)
-        } else {
-            TaskOutcome::Failed(rec)
-        }
-    }
-
-    /// A worker for [`MemoryTaskQueue`]: takes a concurrency permit, then a task, runs it and
-    /// re-enqueues retries. Runs until the future is dropped.
-    pub async fn work(&self, queue: Arc<MemoryTaskQueue>) {
-        loop {
-            let Ok(permit) = Arc::clone(&self.inner.sem).acquire_owned().await else {
-                return;
-            };
-            let task = queue.next().await;
-            let (me, q) = (self.clone(), Arc::clone(&queue));
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let TaskOutcome::Retry(t) = me.run_task(&task).await
-                    && let Err(e) = q.enqueue(t).await
-                {
-                    tracing::error!(error = %e, task = %task.id, "could not re-enqueue a delivery");
-                }
-            });
         }
     }
 }

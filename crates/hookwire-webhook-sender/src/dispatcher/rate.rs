@@ -3,19 +3,19 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::RateLimit;
+use super::EndpointRateLimit;
 
 #[derive(Debug)]
 pub(crate) struct Bucket {
-    limit: RateLimit,
+    limit: EndpointRateLimit,
     state: Mutex<(f64, Instant)>,
 }
 
 impl Bucket {
-    pub(crate) fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: EndpointRateLimit) -> Self {
         // The fields are public and deserialized from stores: re-apply the constructor's rules so
         // a zero, negative or NaN rate can never reach a division or `Duration` conversion.
-        let limit = RateLimit::new(limit.per_second, limit.burst);
+        let limit = EndpointRateLimit::new(limit.per_second, limit.burst);
         Self {
             limit,
             state: Mutex::new((f64::from(limit.burst), Instant::now())),
@@ -60,7 +60,7 @@ mod tests {
             r#"{"per_second":-5,"burst":1}"#,
             r#"{"per_second":1e-300,"burst":1}"#,
         ] {
-            let limit: RateLimit = serde_json::from_str(json).unwrap();
+            let limit: EndpointRateLimit = serde_json::from_str(json).unwrap();
             let b = Bucket::new(limit);
             let t = Instant::now();
             assert!(b.try_take(t).is_ok(), "{json}: burst is at least 1");
@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn burst_then_refill_at_the_rate() {
-        let b = Bucket::new(RateLimit::new(10.0, 2));
+        let b = Bucket::new(EndpointRateLimit::new(10.0, 2));
         let t = Instant::now();
         assert!(b.try_take(t).is_ok());
         assert!(b.try_take(t).is_ok());

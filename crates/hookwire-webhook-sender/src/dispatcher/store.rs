@@ -7,36 +7,12 @@ use std::sync::Mutex;
 use hookwire_core::BoxFuture;
 
 use super::Subscription;
-
-/// A store operation failed; the subscription change did not happen.
-///
-/// ```
-/// let e = hookwire_webhook_sender::StoreError::new("redis down");
-/// assert_eq!(e.to_string(), "webhook store failed: redis down");
-/// ```
-#[derive(Debug)]
-pub struct StoreError(Box<dyn std::error::Error + Send + Sync + 'static>);
-
-impl StoreError {
-    /// Wraps the backend's error.
-    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
-        Self(source.into())
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "webhook store failed: {}", self.0)
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
-    }
-}
+use crate::error::Error;
 
 /// Persists subscriptions so they survive restarts and are shared by every node.
+///
+/// Failures are [`Error`]s of kind [`crate::ErrorKind::Store`] ([`Error::store`]), with the
+/// backend's error as their source.
 ///
 /// The [`crate::Dispatcher`] writes through the store before changing its in-memory view, so a
 /// failed write leaves both unchanged.
@@ -44,11 +20,11 @@ pub trait WebhookStore: Send + Sync + fmt::Debug {
     /// A short name for logs (`memory`, `redis`).
     fn name(&self) -> &str;
     /// Every stored subscription.
-    fn get_all(&self) -> BoxFuture<'_, Result<Vec<Subscription>, StoreError>>;
+    fn get_all(&self) -> BoxFuture<'_, Result<Vec<Subscription>, Error>>;
     /// Adds or replaces `sub` (by id).
-    fn save(&self, sub: Subscription) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn save(&self, sub: Subscription) -> BoxFuture<'_, Result<(), Error>>;
     /// Removes a subscription; `true` when it existed.
-    fn remove(&self, id: String) -> BoxFuture<'_, Result<bool, StoreError>>;
+    fn remove(&self, id: String) -> BoxFuture<'_, Result<bool, Error>>;
 }
 
 /// The default store: a map in memory (lost on restart).
@@ -81,15 +57,15 @@ impl WebhookStore for MemoryWebhookStore {
     fn name(&self) -> &str {
         "memory"
     }
-    fn get_all(&self) -> BoxFuture<'_, Result<Vec<Subscription>, StoreError>> {
+    fn get_all(&self) -> BoxFuture<'_, Result<Vec<Subscription>, Error>> {
         let all = self.map().values().cloned().collect();
         Box::pin(async move { Ok(all) })
     }
-    fn save(&self, sub: Subscription) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn save(&self, sub: Subscription) -> BoxFuture<'_, Result<(), Error>> {
         self.map().insert(sub.id.clone(), sub);
         Box::pin(async { Ok(()) })
     }
-    fn remove(&self, id: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+    fn remove(&self, id: String) -> BoxFuture<'_, Result<bool, Error>> {
         let existed = self.map().remove(&id).is_some();
         Box::pin(async move { Ok(existed) })
     }

@@ -8,19 +8,19 @@ use serde::{Deserialize, Serialize};
 /// A token-bucket rate limit: `per_second` deliveries on average, bursts up to `burst`.
 ///
 /// ```
-/// let r = hookwire_webhook_sender::RateLimit::new(10.0, 5);
+/// let r = hookwire_webhook_sender::EndpointRateLimit::new(10.0, 5);
 /// assert_eq!(r.burst, 5);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct RateLimit {
+pub struct EndpointRateLimit {
     /// Sustained deliveries per second (> 0).
     pub per_second: f64,
     /// Bucket size (≥ 1).
     pub burst: u32,
 }
 
-impl RateLimit {
+impl EndpointRateLimit {
     /// A limit; non-finite or non-positive rates become 1/s and a zero burst becomes 1.
     pub fn new(per_second: f64, burst: u32) -> Self {
         let per_second = if per_second.is_finite() && per_second > 0.0 {
@@ -75,7 +75,7 @@ pub struct Subscription {
     pub disabled_reason: Option<String>,
     /// Optional per-endpoint rate limit.
     #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<EndpointRateLimit>,
 }
 
 fn default_scheme() -> Scheme {
@@ -162,7 +162,7 @@ impl Subscription {
 
     /// Limits the delivery rate to this endpoint.
     #[must_use]
-    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+    pub fn with_rate_limit(mut self, limit: EndpointRateLimit) -> Self {
         self.rate_limit = Some(limit);
         self
     }
@@ -182,7 +182,7 @@ mod tests {
         let s = Subscription::new("a", "https://x.test/", &["order.*"])
             .unwrap()
             .with_scheme(Scheme::Standard)
-            .with_rate_limit(RateLimit::new(5.0, 2));
+            .with_rate_limit(EndpointRateLimit::new(5.0, 2));
         let j = serde_json::to_string(&s).unwrap();
         assert!(j.contains(r#""scheme":"standard""#), "{j}");
         let back: Subscription = serde_json::from_str(&j).unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hookwire_core::{Backoff, Event, RetryPolicy};
 use hookwire_webhook_sender::ssrf::SsrfPolicy;
 use hookwire_webhook_sender::{
-    DispatchErrorKind, Dispatcher, HealthConfig, HealthEventKind, MemoryTaskQueue, RateLimit,
+    Dispatcher, EndpointRateLimit, ErrorKind, HealthConfig, HealthEventKind, MemoryTaskQueue,
     Subscription,
 };
 
@@ -34,7 +34,11 @@ async fn fan_out_reaches_exactly_the_matching_subscriptions() {
         Sink::always(200).await,
         Sink::always(200).await,
     );
-    let disp = Dispatcher::builder().ssrf(local()).retry(fast(0)).build();
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(0))
+        .build()
+        .unwrap();
     disp.register(sub("a", &a.url(), &["order.*"]).with_secret("sa"))
         .await
         .unwrap();
@@ -105,7 +109,8 @@ async fn sustained_failures_disable_and_explicit_enable_restores() {
                 .with_breaker(0, Duration::ZERO)
                 .with_disable(2, None),
         )
-        .build();
+        .build()
+        .unwrap();
     let mut events = disp.health_events();
     disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
     let e = Event::new("a.b", serde_json::Value::Null);
@@ -153,7 +158,11 @@ async fn sustained_failures_disable_and_explicit_enable_restores() {
 #[tokio::test]
 async fn gone_disables_at_once() {
     let sink = Sink::always(410).await;
-    let disp = Dispatcher::builder().ssrf(local()).retry(fast(3)).build();
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(3))
+        .build()
+        .unwrap();
     let mut events = disp.health_events();
     disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
     let r = disp
@@ -175,7 +184,8 @@ async fn open_circuit_stops_hammering_a_dead_endpoint() {
         .ssrf(local())
         .retry(fast(0))
         .health(HealthConfig::default().with_breaker(2, Duration::from_secs(60)))
-        .build();
+        .build()
+        .unwrap();
     let mut events = disp.health_events();
     disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
     let e = Event::new("x", serde_json::Value::Null);
@@ -196,7 +206,7 @@ async fn open_circuit_stops_hammering_a_dead_endpoint() {
 #[tokio::test]
 async fn ssrf_guard_blocks_internal_targets_at_registration_and_at_connect_time() {
     let sink = Sink::always(200).await;
-    let disp = Dispatcher::builder().retry(fast(2)).build();
+    let disp = Dispatcher::builder().retry(fast(2)).build().unwrap();
     for url in [
         sink.url(),
         format!("http://[::ffff:127.0.0.1]:{}/", sink.addr.port()),
@@ -204,7 +214,7 @@ async fn ssrf_guard_blocks_internal_targets_at_registration_and_at_connect_time(
         "http://10.0.0.1/".to_owned(),
     ] {
         let err = disp.register(sub("x", &url, &["*"])).await.unwrap_err();
-        assert_eq!(err.kind(), DispatchErrorKind::InvalidSubscription, "{url}");
+        assert_eq!(err.kind(), ErrorKind::InvalidSubscription, "{url}");
     }
     // Names pass registration, but they resolve to loopback: refused when connecting. The
     // decimal form `2130706433` is 127.0.0.1 to the system resolver (inet_aton rules).
@@ -243,7 +253,8 @@ async fn durable_mode_loses_nothing_while_the_sink_is_down() {
                 .with_disable(0, None),
         )
         .durable(queue.clone())
-        .build();
+        .build()
+        .unwrap();
     disp.register(sub("s", &format!("http://{addr}/hook"), &["order.*"]))
         .await
         .unwrap();
@@ -294,7 +305,8 @@ async fn fan_out_concurrency_is_bounded() {
         .ssrf(local())
         .retry(fast(0))
         .concurrency(2)
-        .build();
+        .build()
+        .unwrap();
     for i in 0..6 {
         disp.register(sub(&format!("s{i}"), &sink.url(), &["*"]))
             .await
@@ -312,8 +324,12 @@ async fn fan_out_concurrency_is_bounded() {
 #[tokio::test]
 async fn rate_limit_spaces_deliveries_to_one_endpoint() {
     let sink = Sink::always(200).await;
-    let disp = Dispatcher::builder().ssrf(local()).retry(fast(0)).build();
-    disp.register(sub("s", &sink.url(), &["*"]).with_rate_limit(RateLimit::new(20.0, 1)))
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(0))
+        .build()
+        .unwrap();
+    disp.register(sub("s", &sink.url(), &["*"]).with_rate_limit(EndpointRateLimit::new(20.0, 1)))
         .await
         .unwrap();
     let t = Instant::now();
@@ -336,7 +352,8 @@ async fn invalid_subscriptions_are_refused_with_reasons() {
     let disp = Dispatcher::builder()
         .ssrf(local())
         .max_subscriptions(1)
-        .build();
+        .build()
+        .unwrap();
     let bad = [
         Subscription::new("", "http://127.0.0.1/", &["*"]).unwrap(),
         Subscription::new("a", "ftp://127.0.0.1/", &["*"]).unwrap(),
@@ -350,7 +367,7 @@ async fn invalid_subscriptions_are_refused_with_reasons() {
     for s in bad {
         assert_eq!(
             disp.register(s.clone()).await.unwrap_err().kind(),
-            DispatchErrorKind::InvalidSubscription,
+            ErrorKind::InvalidSubscription,
             "{s:?}"
         );
     }
@@ -372,14 +389,19 @@ async fn invalid_subscriptions_are_refused_with_reasons() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_store_persists_subscriptions_across_dispatchers() {
-    use hookwire_webhook_sender::{RedisStore, WebhookStore};
+    use hookwire_webhook_sender::{RedisSubscriptionStore, WebhookStore};
     let redis = hookwire_testkit::RedisServer::start().expect("redis-server");
-    let store: Arc<dyn WebhookStore> =
-        Arc::new(RedisStore::connect(&redis.url(), "t:").await.unwrap());
+    let store: Arc<dyn WebhookStore> = Arc::new(
+        RedisSubscriptionStore::connect(&redis.url())
+            .await
+            .unwrap()
+            .with_prefix("t:"),
+    );
     let d1 = Dispatcher::builder()
         .ssrf(local())
         .store(store.clone())
-        .build();
+        .build()
+        .unwrap();
     d1.register(sub("a", "http://127.0.0.1:1/", &["order.*"]).with_secret("s"))
         .await
         .unwrap();
@@ -391,7 +413,8 @@ async fn redis_store_persists_subscriptions_across_dispatchers() {
     let d2 = Dispatcher::builder()
         .ssrf(local())
         .store(store.clone())
-        .build();
+        .build()
+        .unwrap();
     assert_eq!(d2.load().await.unwrap(), 2);
     assert_eq!(d2.list(), d1.list());
     assert_eq!(d2.get("a").unwrap().secret.as_deref(), Some("s"));
@@ -401,7 +424,11 @@ async fn redis_store_persists_subscriptions_across_dispatchers() {
     );
 
     assert!(d2.unregister("a").await.unwrap());
-    let d3 = Dispatcher::builder().ssrf(local()).store(store).build();
+    let d3 = Dispatcher::builder()
+        .ssrf(local())
+        .store(store)
+        .build()
+        .unwrap();
     assert_eq!(d3.load().await.unwrap(), 1);
     // A corrupt entry is skipped, not fatal.
     redis
@@ -410,9 +437,13 @@ async fn redis_store_persists_subscriptions_across_dispatchers() {
     let d4 = Dispatcher::builder()
         .ssrf(local())
         .store(Arc::new(
-            RedisStore::connect(&redis.url(), "t:").await.unwrap(),
+            RedisSubscriptionStore::connect(&redis.url())
+                .await
+                .unwrap()
+                .with_prefix("t:"),
         ))
-        .build();
+        .build()
+        .unwrap();
     assert_eq!(d4.load().await.unwrap(), 1);
 }
 
@@ -456,16 +487,21 @@ async fn memory_store_meets_the_store_contract() {
 #[tokio::test]
 async fn redis_store_meets_the_store_contract() {
     let redis = hookwire_testkit::RedisServer::start().expect("redis-server");
-    let store = hookwire_webhook_sender::RedisStore::connect(&redis.url(), "contract:")
+    let store = hookwire_webhook_sender::RedisSubscriptionStore::connect(&redis.url())
         .await
-        .unwrap();
+        .unwrap()
+        .with_prefix("contract:");
     store_contract(&store).await;
 }
 
 #[tokio::test]
 async fn dropping_publish_does_not_cut_deliveries_off() {
     let sink = Sink::start(|_, _| Reply::status(200).delay(Duration::from_millis(100))).await;
-    let disp = Dispatcher::builder().ssrf(local()).retry(fast(0)).build();
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(0))
+        .build()
+        .unwrap();
     disp.register(sub("s", &sink.url(), &["*"])).await.unwrap();
     let event = Event::new("x", serde_json::Value::Null);
     let publish = disp.publish(&event);
@@ -486,7 +522,7 @@ async fn dropping_publish_does_not_cut_deliveries_off() {
 
 #[tokio::test]
 async fn every_special_purpose_range_is_refused_at_registration_and_when_connecting() {
-    use hookwire_webhook_sender::{HyperClient, Outcome, Webhook};
+    use hookwire_webhook_sender::{DeliveryOutcome, HyperClient, Webhook};
     let sink = Sink::always(200).await;
     let port = sink.addr.port();
     // Ranges of the IANA special-purpose registries the guard used to let through, and
@@ -509,10 +545,10 @@ async fn every_special_purpose_range_is_refused_at_registration_and_when_connect
         format!("http://[::127.0.0.1]:{port}/hook"),
         format!("http://[2002:7f00:1::1]:{port}/hook"),
     ];
-    let disp = Dispatcher::builder().retry(fast(2)).build();
+    let disp = Dispatcher::builder().retry(fast(2)).build().unwrap();
     for url in &urls {
         let err = disp.register(sub("x", url, &["*"])).await.unwrap_err();
-        assert_eq!(err.kind(), DispatchErrorKind::InvalidSubscription, "{url}");
+        assert_eq!(err.kind(), ErrorKind::InvalidSubscription, "{url}");
     }
     // The connector applies the same table: refused before any connection, permanently.
     let client = Arc::new(HyperClient::with_policy(SsrfPolicy::default()));
@@ -525,7 +561,7 @@ async fn every_special_purpose_range_is_refused_at_registration_and_when_connect
         let d = hook
             .deliver_with_retry(&Event::new("x", serde_json::Value::Null), &fast(2))
             .await;
-        let Outcome::Blocked(e) = &d.outcome else {
+        let DeliveryOutcome::Blocked(e) = &d.outcome else {
             panic!("{url}: {:?}", d.outcome);
         };
         assert_eq!(d.attempts, 1, "{url}");
@@ -548,7 +584,8 @@ async fn endpoints_waiting_for_a_retry_hold_no_concurrency_slot() {
     let disp = Dispatcher::builder()
         .ssrf(local())
         .retry(RetryPolicy::new(1).with_backoff(Backoff::fixed(Duration::from_secs(60))))
-        .build();
+        .build()
+        .unwrap();
     for i in 0..64 {
         disp.register(sub(&format!("flood-{i}"), &hostile.url(), &["flood.*"]))
             .await
@@ -589,7 +626,8 @@ async fn retry_after_is_capped_by_the_policys_longest_delay() {
     let disp = Dispatcher::builder()
         .ssrf(local())
         .retry(fast(2).with_backoff(Backoff::fixed(Duration::from_millis(200))))
-        .build();
+        .build()
+        .unwrap();
     disp.register(sub("s", &hostile.url(), &["*"]))
         .await
         .unwrap();

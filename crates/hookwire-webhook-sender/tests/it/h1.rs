@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookwire_core::{Backoff, Event, RetryPolicy};
-use hookwire_webhook_sender::{Outcome, Webhook};
+use hookwire_webhook_sender::{DeliveryOutcome, Webhook};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -166,7 +166,7 @@ async fn a_server_closing_idle_connections_costs_no_retry() {
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(20)).await; // let the close arrive
         let d = h.deliver_with_retry(&ev(), &policy).await;
-        assert_eq!(d.outcome, Outcome::Delivered { status: 200 });
+        assert_eq!(d.outcome, DeliveryOutcome::Delivered { status: 200 });
         assert_eq!(d.attempts, 1);
     }
     assert_eq!(s.requests.lock().unwrap().len(), 4);
@@ -186,7 +186,7 @@ async fn malformed_responses_are_retryable_errors_not_panics() {
         let s = raw(vec![(reply, true)]).await;
         let policy = RetryPolicy::new(1).with_backoff(Backoff::fixed(Duration::from_millis(1)));
         let d = hook(s.addr).deliver_with_retry(&ev(), &policy).await;
-        let Outcome::Exhausted(e) = &d.outcome else {
+        let DeliveryOutcome::Exhausted(e) = &d.outcome else {
             panic!("{:?} for {:?}", d.outcome, String::from_utf8_lossy(reply))
         };
         assert_eq!(e.status(), 0, "{e}");
@@ -273,7 +273,7 @@ fn pooled_connections_from_a_finished_runtime_are_replaced() {
             .build()
             .unwrap();
         let d = rt.block_on(hook.deliver_with_retry(&ev(), &RetryPolicy::none()));
-        assert_eq!(d.outcome, Outcome::Delivered { status: 200 });
+        assert_eq!(d.outcome, DeliveryOutcome::Delivered { status: 200 });
         assert_eq!(d.attempts, 1);
     }
     assert_eq!(

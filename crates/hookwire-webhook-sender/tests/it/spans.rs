@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookwire_core::{Backoff, Event, RetryPolicy};
-use hookwire_webhook_sender::{Outcome, Webhook};
+use hookwire_webhook_sender::{DeliveryOutcome, Webhook};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event as TraceEvent, Metadata, Subscriber};
@@ -70,7 +70,7 @@ fn every_attempt_is_a_span_with_url_attempt_and_status() {
         let d = hook
             .deliver_with_retry(&Event::new("a", serde_json::Value::Null), &policy)
             .await;
-        assert_eq!(d.outcome, Outcome::Delivered { status: 201 });
+        assert_eq!(d.outcome, DeliveryOutcome::Delivered { status: 201 });
         // A single attempt without the retry driver is a span too.
         let one = hook
             .deliver(&Event::new("b", serde_json::Value::Null))
@@ -111,7 +111,7 @@ async fn https_to_a_plain_http_server_is_a_retryable_tls_failure() {
     let d = hook
         .deliver_with_retry(&Event::new("a", serde_json::Value::Null), &policy)
         .await;
-    let Outcome::Exhausted(e) = &d.outcome else {
+    let DeliveryOutcome::Exhausted(e) = &d.outcome else {
         panic!("{:?}", d.outcome)
     };
     assert_eq!(e.status(), 0);

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use hookwire_core::signing::{VerifyOptions, verify};
 use hookwire_core::{Backoff, Event, KeyRing, RetryPolicy, Scheme};
-use hookwire_webhook_sender::{Outcome, Webhook};
+use hookwire_webhook_sender::{DeliveryOutcome, Webhook};
 
 use crate::support::{Reply, Sink, stalling_body_server};
 
@@ -40,7 +40,11 @@ async fn signed_delivery_verifies_with_the_core_verifier_for_every_scheme() {
             .unwrap();
         let e = event();
         let d = hook.deliver_with_retry(&e, &fast(0)).await;
-        assert_eq!(d.outcome, Outcome::Delivered { status: 200 }, "{scheme}");
+        assert_eq!(
+            d.outcome,
+            DeliveryOutcome::Delivered { status: 200 },
+            "{scheme}"
+        );
         let hit = &sink.hits()[i];
         assert_eq!(
             hit.body,
@@ -81,7 +85,7 @@ async fn server_error_then_success_is_retried_until_delivered() {
     let sink = Sink::start(|n, _| Reply::status(if n < 2 { 503 } else { 200 })).await;
     let hook = Webhook::builder().url(sink.url()).build().unwrap();
     let d = hook.deliver_with_retry(&event(), &fast(5)).await;
-    assert_eq!(d.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(d.outcome, DeliveryOutcome::Delivered { status: 200 });
     assert_eq!(d.attempts, 3);
     let hits = sink.hits();
     assert_eq!(hits.len(), 3);
@@ -96,7 +100,7 @@ async fn client_error_blocks_after_one_attempt_and_captures_the_body() {
     let sink = Sink::start(|_, _| Reply::status(404).body("no such hook")).await;
     let hook = Webhook::builder().url(sink.url()).build().unwrap();
     let d = hook.deliver_with_retry(&event(), &fast(5)).await;
-    let Outcome::Blocked(e) = &d.outcome else {
+    let DeliveryOutcome::Blocked(e) = &d.outcome else {
         panic!("{:?}", d.outcome)
     };
     assert_eq!(e.status(), 404);
@@ -113,7 +117,7 @@ async fn block_on_error_false_keeps_retrying_a_block() {
         .deliver_with_retry(&event(), &fast(2).with_block_on_error(false))
         .await;
     assert!(
-        matches!(d.outcome, Outcome::Exhausted(ref e) if e.status() == 400),
+        matches!(d.outcome, DeliveryOutcome::Exhausted(ref e) if e.status() == 400),
         "{:?}",
         d.outcome
     );
@@ -129,7 +133,7 @@ async fn redirect_is_not_followed() {
     let hook = Webhook::builder().url(sink.url()).build().unwrap();
     let d = hook.deliver_with_retry(&event(), &fast(3)).await;
     assert!(
-        matches!(d.outcome, Outcome::Blocked(ref e) if e.status() == 302),
+        matches!(d.outcome, DeliveryOutcome::Blocked(ref e) if e.status() == 302),
         "{:?}",
         d.outcome
     );
@@ -149,7 +153,7 @@ async fn too_many_requests_waits_for_retry_after() {
     .await;
     let hook = Webhook::builder().url(sink.url()).build().unwrap();
     let d = hook.deliver_with_retry(&event(), &fast(3)).await;
-    assert_eq!(d.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(d.outcome, DeliveryOutcome::Delivered { status: 200 });
     let hits = sink.hits();
     let gap = hits[1].at - hits[0].at;
     // The backoff alone is 10 ms; only Retry-After explains a gap near one second.
@@ -170,7 +174,7 @@ async fn retry_after_is_clamped_by_the_policy() {
     let policy = fast(3).with_max_retry_after(Duration::from_millis(50));
     let t = Instant::now();
     let d = hook.deliver_with_retry(&event(), &policy).await;
-    assert_eq!(d.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(d.outcome, DeliveryOutcome::Delivered { status: 200 });
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "a day-long Retry-After must be clamped"
@@ -189,7 +193,7 @@ async fn timeout_while_reading_the_body_is_retried() {
     assert!(first.is_timeout(), "the body stall must time out: {first}");
     assert_eq!(first.status(), 0);
     let d = hook.deliver_with_retry(&event(), &fast(3)).await;
-    assert_eq!(d.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(d.outcome, DeliveryOutcome::Delivered { status: 200 });
     assert_eq!(
         *conns.lock().unwrap(),
         2,
@@ -210,7 +214,7 @@ async fn connection_refused_is_retried_until_the_sink_comes_up() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sink = Sink::start_on(addr, |_, _| Reply::status(204)).await;
     let d = task.await.unwrap();
-    assert_eq!(d.outcome, Outcome::Delivered { status: 204 });
+    assert_eq!(d.outcome, DeliveryOutcome::Delivered { status: 204 });
     assert!(d.attempts > 1, "the first attempts were refused");
     assert_eq!(sink.count(), 1);
 }
@@ -220,7 +224,7 @@ async fn retries_exhausted_reports_the_last_error_and_attempts() {
     let sink = Sink::start(|_, _| Reply::status(500).body("boom")).await;
     let hook = Webhook::builder().url(sink.url()).build().unwrap();
     let d = hook.deliver_with_retry(&event(), &fast(2)).await;
-    let Outcome::Exhausted(e) = &d.outcome else {
+    let DeliveryOutcome::Exhausted(e) = &d.outcome else {
         panic!("{:?}", d.outcome)
     };
     assert_eq!(e.status(), 500);
@@ -237,7 +241,7 @@ async fn max_window_stops_retries_before_max_attempts() {
         .with_backoff(Backoff::fixed(Duration::from_millis(100)))
         .with_max_window(Duration::from_millis(250));
     let d = hook.deliver_with_retry(&event(), &policy).await;
-    assert!(matches!(d.outcome, Outcome::Exhausted(_)));
+    assert!(matches!(d.outcome, DeliveryOutcome::Exhausted(_)));
     assert!(
         d.attempts <= 4,
         "the window allows about 3 attempts, made {}",
@@ -341,7 +345,7 @@ async fn oversized_request_body_is_refused_without_an_attempt() {
         .build()
         .unwrap();
     let d = hook.deliver_with_retry(&event(), &fast(3)).await;
-    assert!(matches!(d.outcome, Outcome::Blocked(_)));
+    assert!(matches!(d.outcome, DeliveryOutcome::Blocked(_)));
     assert_eq!(d.attempts, 0);
     assert_eq!(sink.count(), 0);
 }
