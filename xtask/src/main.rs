@@ -1,4 +1,5 @@
-//! Project automation for hookwire: `cargo xtask ci`, `cargo xtask bench <suite>`.
+//! Project automation for hookwire: `cargo xtask ci`, `cargo xtask bench <suite>`,
+//! `cargo xtask fuzz [target]`.
 //!
 //! Kept dependency-light (std::process only) so it builds in seconds on a fresh machine.
 
@@ -6,12 +7,14 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod ci;
+mod fuzz;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -23,8 +26,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str =
-    "usage: cargo xtask ci [--no-bench]\n       cargo xtask bench <suite|all> [--quick]";
+const USAGE: &str = "usage: cargo xtask ci [--no-bench]\n       cargo xtask bench <suite|all> [--quick]\n       cargo xtask fuzz [--seconds N] [target...]";
 
 #[allow(clippy::print_stderr, reason = "xtask reports progress on stderr")]
 pub(crate) fn report(msg: &str) {
