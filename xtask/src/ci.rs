@@ -47,11 +47,28 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         &["doc", "--workspace", "--all-features", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    fuzz_smoke()?;
     if benches {
         crate::bench::run(&["all".to_owned(), "--quick".to_owned()])?;
     }
     report("xtask ci: all green");
     Ok(())
+}
+
+/// Seconds each fuzz target runs in CI: a smoke test that the targets build and their
+/// properties hold on the seeds and a little more; long runs are `cargo xtask fuzz`.
+const FUZZ_SMOKE_SECONDS: &str = "5";
+
+/// Builds and briefly runs every fuzz target when nightly and cargo-fuzz are installed; says
+/// plainly that it skipped them otherwise.
+fn fuzz_smoke() -> Result<(), String> {
+    if let Some(why) = crate::fuzz::missing_tools() {
+        report(&format!(
+            "fuzz smoke SKIPPED: {why}; `.ci/run` installs cargo-fuzz when nightly is present"
+        ));
+        return Ok(());
+    }
+    crate::fuzz::run(&["--seconds".to_owned(), FUZZ_SMOKE_SECONDS.to_owned()])
 }
 
 /// Architecture invariant: hookwire-core has no runtime, HTTP stack or Redis client.

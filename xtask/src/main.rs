@@ -1,4 +1,5 @@
-//! Project automation for hookwire: `cargo xtask ci`, `cargo xtask bench <suite>`, `cargo xtask tidy`.
+//! Project automation for hookwire: `cargo xtask ci`, `cargo xtask bench <suite>`,
+//! `cargo xtask fuzz [target]`, `cargo xtask tidy`.
 //!
 //! Kept dependency-light (std::process only) so it builds in seconds on a fresh machine.
 
@@ -6,6 +7,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod ci;
+mod fuzz;
 mod tidy;
 
 fn main() -> ExitCode {
@@ -13,6 +15,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("tidy") => tidy::run(),
         _ => Err(USAGE.to_owned()),
     };
@@ -25,7 +28,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask ci [--no-bench]\n       cargo xtask bench <suite|all> [--quick]\n       cargo xtask tidy";
+const USAGE: &str = "usage: cargo xtask ci [--no-bench]\n       cargo xtask bench <suite|all> [--quick]\n       cargo xtask fuzz [--seconds N] [target...]\n       cargo xtask tidy";
 
 #[allow(clippy::print_stderr, reason = "xtask reports progress on stderr")]
 pub(crate) fn report(msg: &str) {

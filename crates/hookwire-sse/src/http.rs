@@ -271,21 +271,26 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(x) => {
-                        out.push(x);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
+            // Only `%` and two hex digits is an escape (`u8::from_str_radix` would also take
+            // `%+1`); anything else stays literal, as WHATWG URL decoding has it.
+            b'%' => match (hex_digit(b.get(i + 1)), hex_digit(b.get(i + 2))) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(b: Option<&u8>) -> Option<u8> {
+    char::from(*b?)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Whether `s` is an acceptable stream name: 1–128 bytes of `A-Z a-z 0-9 _ - . :`.
@@ -809,6 +814,16 @@ mod tests {
         }
         assert_eq!(query_param("filter=a%2Cb.*", "filter").unwrap(), "a,b.*");
         assert_eq!(query_param("filter=%", "filter").unwrap(), "%");
+    }
+
+    #[test]
+    fn a_percent_escape_needs_two_hex_digits() {
+        // `%+4` was decoded as byte 0x04 (`from_str_radix` accepts a sign): found by the
+        // `query_decoding` fuzz target.
+        assert_eq!(query_param("token=%+41", "token").unwrap(), "% 41");
+        assert_eq!(query_param("token=%+a", "token").unwrap(), "% a");
+        assert_eq!(query_param("token=%-1%4", "token").unwrap(), "%-1%4");
+        assert_eq!(query_param("token=%4a%4A%", "token").unwrap(), "JJ%");
     }
 
     #[test]

@@ -176,9 +176,10 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Two hex digits exactly: `u8::from_str_radix` would also take `+1`.
+                let hi = hex_digit(*bytes.get(i + 1)?)?;
+                let lo = hex_digit(*bytes.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
                 i += 3;
             }
             b'+' => {
@@ -192,6 +193,12 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Decides who an upgrade request is; `None` refuses it (401 before the upgrade).
@@ -281,6 +288,20 @@ mod tests {
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("a+b%21").as_deref(), Some("a b!"));
+    }
+
+    #[test]
+    fn a_signed_percent_escape_is_malformed() {
+        // `%+4` used to decode as byte 0x04 (`from_str_radix` accepts a sign): found by the
+        // `query_decoding` fuzz target.
+        assert_eq!(percent_decode("%+41"), None);
+        assert_eq!(percent_decode("%+a"), None);
+        let uri: http::Uri = "/ws?token=%+41&token=ok".parse().unwrap();
+        let h = http::HeaderMap::new();
+        assert_eq!(
+            AuthRequest::new(&uri, &h).query_param("token").as_deref(),
+            Some("ok")
+        );
     }
 
     #[test]
