@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use crate::Rejection;
 
 /// Default body limit: 1 MiB.
-pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+pub const DEFAULT_RECEIVER_MAX_BODY: usize = 1024 * 1024;
 
 /// Reads `body` into memory, refusing with 413 as soon as it is known to exceed `limit` bytes:
 /// from the declared length (`Content-Length`) before reading anything, else after at most

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -17,7 +16,6 @@ use http::{Request, Response};
 use http_body_util::Full;
 use serde::de::DeserializeOwned;
 
-use crate::rejection::REPLAYED_HEADER;
 use crate::{Gate, Rejection};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -126,7 +124,7 @@ impl fmt::Debug for ReceiverBuilder {
     }
 }
 
-/// A new [`ReceiverBuilder`] (the reference's `receiver()`).
+/// A new [`ReceiverBuilder`].
 pub fn receiver() -> ReceiverBuilder {
     ReceiverBuilder::new()
 }
@@ -333,13 +331,9 @@ fn event_type_header(h: &http::HeaderMap) -> Option<String> {
         })
 }
 
-fn no_content(replayed: bool) -> Response<Full<Bytes>> {
+fn no_content() -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = http::StatusCode::NO_CONTENT;
-    if replayed {
-        r.headers_mut()
-            .insert(REPLAYED_HEADER, http::HeaderValue::from_static("true"));
-    }
     r
 }
 
@@ -406,19 +400,19 @@ impl Receiver {
             Ok(b) => b,
             Err(r) => return r.to_response(),
         };
-        let checked = match gate.check(&parts.headers, &body).await {
+        let (admission, replayed) = match gate.check(&parts.headers, &body).await.into_result() {
             Ok(c) => c,
             Err(r) => return r.to_response(),
         };
-        if let Some(k) = &checked.key {
+        if let Some(k) = &admission.key {
             span.record("key", k.as_str());
         }
-        span.record("deduped", checked.deduped);
-        if checked.deduped {
-            return no_content(true);
+        span.record("deduped", replayed);
+        if replayed {
+            return crate::replayed_response();
         }
-        let scheme = checked.scheme();
-        let guard = checked.guard;
+        let scheme = admission.scheme();
+        let guard = admission.guard;
         let (event_type, route, payload) = match target {
             Target::Named(n, r) => (n.to_owned(), r.clone(), Payload::Raw(body)),
             Target::Patterns => {
@@ -447,7 +441,7 @@ impl Receiver {
         };
         span.record("event", event_type.as_str());
         let ctx = Context {
-            key: checked.key,
+            key: admission.key,
             event_type,
             scheme,
         };
@@ -456,7 +450,7 @@ impl Receiver {
                 if let Some(g) = guard {
                     g.commit().await;
                 }
-                no_content(false)
+                no_content()
             }
             Outcome::Invalid(detail) => {
                 self.fail(guard, Rejection::validation_failed(detail)).await
@@ -476,12 +470,14 @@ impl Receiver {
         r.to_response()
     }
 
+    #[cfg(feature = "server")]
     /// Binds `addr` and serves until [`crate::Server::shutdown`]. Bind errors are returned.
-    pub async fn listen(self, addr: SocketAddr) -> std::io::Result<crate::Server> {
+    pub async fn listen(self, addr: std::net::SocketAddr) -> std::io::Result<crate::Server> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         self.serve(listener)
     }
 
+    #[cfg(feature = "server")]
     /// Serves on an already bound listener.
     pub fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<crate::Server> {
         crate::server::serve_with(listener, move |req| {
