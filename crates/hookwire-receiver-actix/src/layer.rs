@@ -7,9 +7,7 @@ use std::rc::Rc;
 use actix_web::HttpMessage;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use bytes::Bytes;
-use futures_util::StreamExt;
-use hookwire_receiver::{Check, Gate, LimitedBody, Rejection};
+use hookwire_receiver::{Check, Gate, read_stream};
 
 use crate::{ActixHeaders, rejection_response, replayed_response};
 
@@ -52,24 +50,6 @@ pub struct HookwireMiddleware<S> {
     gate: Gate,
 }
 
-/// Reads an actix payload with a limit enforced while reading.
-async fn read_payload(
-    req: &ServiceRequest,
-    payload: &mut Payload,
-    limit: usize,
-) -> Result<Bytes, Rejection> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut acc = LimitedBody::new(limit, declared)?;
-    while let Some(chunk) = payload.next().await {
-        acc.push(chunk.map_err(|_| Rejection::bad_request())?)?;
-    }
-    Ok(acc.finish())
-}
-
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 impl<S, B> Service<ServiceRequest> for HookwireMiddleware<S>
@@ -87,8 +67,9 @@ where
         let service = self.service.clone();
         let gate = self.gate.clone();
         Box::pin(async move {
-            let mut payload = req.take_payload();
-            let body = match read_payload(&req, &mut payload, gate.max_body_len()).await {
+            let payload = req.take_payload();
+            let headers = ActixHeaders(req.headers());
+            let body = match read_stream(&headers, payload, gate.max_body_len()).await {
                 Ok(b) => b,
                 Err(r) => return Ok(own(req, rejection_response(&r))),
             };

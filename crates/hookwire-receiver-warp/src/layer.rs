@@ -1,8 +1,6 @@
 //! The filter that reads, verifies and claims, and the recovery that renders its rejections.
 
-use bytes::{Buf, Bytes};
-use futures_util::{Stream, StreamExt};
-use hookwire_receiver::{Check, Gate, LimitedBody, Rejection};
+use hookwire_receiver::{Check, Gate, read_stream};
 use warp::Filter;
 use warp::http::HeaderMap;
 
@@ -19,30 +17,6 @@ pub async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, warp
     Err(err)
 }
 
-async fn read_limited<S, B>(
-    headers: &HeaderMap,
-    stream: S,
-    limit: usize,
-) -> Result<Bytes, Rejection>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut acc = LimitedBody::new(limit, declared)?;
-    let mut stream = std::pin::pin!(stream);
-    while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|_| Rejection::bad_request())?;
-        // Zero-copy when the chunk is already `Bytes`.
-        let n = chunk.remaining();
-        acc.push(chunk.copy_to_bytes(n))?;
-    }
-    Ok(acc.finish())
-}
-
 /// The filter: reads, verifies and claims; yields a [`WebhookRequest`] or rejects with
 /// [`WebhookRejection`] / [`Replayed`] (render them with [`recover`]).
 pub fn webhook(
@@ -53,7 +27,7 @@ pub fn webhook(
         .and(warp::any().map(move || gate.clone()))
         .and_then(|headers: HeaderMap, stream, gate: Gate| async move {
             let reject = |r| warp::reject::custom(WebhookRejection(r));
-            let body = read_limited(&headers, stream, gate.max_body_len())
+            let body = read_stream(&headers, stream, gate.max_body_len())
                 .await
                 .map_err(reject)?;
             match gate.check(&headers, &body).await {

@@ -14,7 +14,7 @@ mod verify;
 #[cfg(feature = "redis")]
 mod redis_store;
 
-pub use body::{DEFAULT_RECEIVER_MAX_BODY, LimitedBody, read_limited};
+pub use body::{DEFAULT_RECEIVER_MAX_BODY, LimitedBody, read_limited, read_stream};
 pub use check::{
     Admission, Admitted, Check, CheckOptions, Gate, MAX_KEY_LEN, check, extract_idempotency_key,
 };

@@ -366,7 +366,7 @@ struct Inner {
 }
 
 /// A built receiver: a `tower::Service` over `http::Request`s, and a server via
-/// [`Receiver::listen`] / [`Receiver::serve`]. Cheap to clone.
+/// `Receiver::listen` / `Receiver::serve` (feature `server`). Cheap to clone.
 ///
 /// | status | body | when |
 /// | --- | --- | --- |
@@ -378,7 +378,7 @@ struct Inner {
 /// | 413 | `{"error":"body-too-large"}` | over the body limit |
 /// | 415 | `{"error":"unsupported-media-type"}` | a `Content-Type` that is not JSON |
 /// | 422 | `{"error":"validation-failed","detail":…}` | the body does not parse into the event |
-/// | 431 | `{"error":"headers-too-large"}` | request head over 64 KiB (served by [`Receiver::listen`]) |
+/// | 431 | `{"error":"headers-too-large"}` | request head over 64 KiB (served by `Receiver::listen`) |
 /// | 500 | `{"error":"handler-failed"}` | the handler failed or panicked |
 /// | 503 | `{"error":"store-unavailable"}` + `Retry-After` | the idempotency store failed |
 #[derive(Clone)]
