@@ -175,8 +175,17 @@ where
             let (Some(mut parts), Some(mut inner)) = (this.parts.take(), this.inner.take()) else {
                 return Poll::Ready(Ok(own(Rejection::bad_request().to_response())));
             };
-            parts.extensions.insert(admission.admitted());
-            *this.guard = admission.guard;
+            // Moved, not cloned: the key is handed to the handler as is.
+            let crate::Admission {
+                key,
+                verified,
+                guard,
+            } = admission;
+            parts.extensions.insert(crate::Admitted {
+                key,
+                scheme: verified.map(|v| v.scheme),
+            });
+            *this.guard = guard;
             let fut = inner.call(Request::from_parts(parts, Full::new(body)));
             this.state.set(State::Calling { fut });
         }
