@@ -207,7 +207,7 @@ fn warp_server(layered: bool) -> SocketAddr {
         if layered {
             let route = base
                 .and(hookwire_receiver_warp::webhook(gate()))
-                .and_then(|w: hookwire_receiver_warp::Webhook| async move {
+                .and_then(|w: hookwire_receiver_warp::WebhookRequest| async move {
                     Ok::<_, warp::Rejection>(w.finish(warp::http::StatusCode::NO_CONTENT).await)
                 })
                 .recover(hookwire_receiver_warp::recover);
@@ -234,7 +234,7 @@ fn actix_server(layered: bool) -> SocketAddr {
             let server = if layered {
                 actix_web::HttpServer::new(|| {
                     App::new()
-                        .wrap(hookwire_receiver_actix::Hookwire::new(gate()))
+                        .wrap(hookwire_receiver_actix::HookwireLayer::new(gate()))
                         .route("/webhook", web::post().to(h))
                 })
                 .workers(1)

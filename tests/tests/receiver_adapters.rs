@@ -162,7 +162,7 @@ async fn start(target: Target, probe: Arc<Probe>) -> Running {
         }
         Target::Actix => {
             use actix_web::{App, HttpResponse, web};
-            use hookwire_receiver_actix::{Hookwire, Idempotency};
+            use hookwire_receiver_actix::{HookwireLayer, Idempotency};
             async fn h(
                 p: web::Data<Arc<Probe>>,
                 idem: Idempotency,
@@ -182,7 +182,7 @@ async fn start(target: Target, probe: Arc<Probe>) -> Running {
                     let server = actix_web::HttpServer::new(move || {
                         App::new()
                             .app_data(web::Data::new(probe.clone()))
-                            .wrap(Hookwire::new(g.clone()))
+                            .wrap(HookwireLayer::new(g.clone()))
                             .route("/webhook", web::post().to(h))
                     })
                     .workers(1)
@@ -206,13 +206,13 @@ async fn start(target: Target, probe: Arc<Probe>) -> Running {
             }
         }
         Target::Warp => {
-            use hookwire_receiver_warp::{Webhook, recover, webhook};
+            use hookwire_receiver_warp::{WebhookRequest, recover, webhook};
             use warp::Filter;
             let route = warp::post()
                 .and(warp::path("webhook"))
                 .and(warp::path::end())
                 .and(webhook(gate()))
-                .and_then(move |w: Webhook| {
+                .and_then(move |w: WebhookRequest| {
                     let p = probe.clone();
                     async move {
                         let ev: Ev = w.json()?;

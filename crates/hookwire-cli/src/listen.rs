@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hookwire_core::signing::{HeaderLookup, HeaderSource, SchemeChoice, VerifyOptions};
 use hookwire_core::{IdempotencyConfig, IdempotencyStore, KeyRing, MemoryStore, Secret};
 use hookwire_receiver::server::TimedBody;
-use hookwire_receiver::{ClaimGuard, Gate, REPLAYED_HEADER, Rejection};
+use hookwire_receiver::{Admission, ClaimGuard, Gate, REPLAYED_HEADER, Reason, Rejection};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
@@ -41,7 +41,7 @@ pub(crate) struct Args {
     #[arg(long)]
     require_idempotency_key: bool,
     /// Body limit in bytes (413 above it).
-    #[arg(long, default_value_t = hookwire_receiver::DEFAULT_MAX_BODY)]
+    #[arg(long, default_value_t = hookwire_receiver::DEFAULT_RECEIVER_MAX_BODY)]
     max_body: usize,
     /// Allowed clock difference, seconds.
     #[arg(long, default_value_t = 300)]
@@ -150,7 +150,7 @@ impl Drop for Slot<'_> {
 
 /// 503 `output-busy` with `Retry-After: 1`: stdout cannot keep up.
 fn output_busy() -> Response<Full<Bytes>> {
-    let mut r = Rejection::new(503, "output-busy").to_response();
+    let mut r = Rejection::from(Reason::OutputBusy).to_response();
     r.headers_mut().insert(
         http::header::RETRY_AFTER,
         http::HeaderValue::from_static("1"),
@@ -199,7 +199,7 @@ pub(crate) fn run(a: Args) -> ExitCode {
     };
     let config = IdempotencyConfig::default().with_lease(Duration::from_secs(a.lease));
     let store: Arc<dyn IdempotencyStore> = match &a.redis {
-        Some(url) => match hookwire_receiver::RedisStore::open(url, config) {
+        Some(url) => match hookwire_receiver::RedisIdempotencyStore::open(url, config) {
             Ok(s) => Arc::new(s),
             Err(e) => return usage_error(format!("--redis {url:?}: {e}")),
         },
@@ -313,18 +313,18 @@ fn reply(status: StatusCode, body: Bytes, replayed: bool) -> Response<Full<Bytes
 impl Listener {
     async fn handle(&self, req: Request<TimedBody>) -> Response<Full<Bytes>> {
         if req.method() != http::Method::POST || req.uri().path() != self.path {
-            return Rejection::new(404, "not-found").to_response();
+            return Rejection::from(Reason::NotFound).to_response();
         }
         let (parts, body) = req.into_parts();
         let body = match hookwire_receiver::read_limited(body, self.gate.max_body_len()).await {
             Ok(b) => b,
             Err(r) => return r.to_response(),
         };
-        let checked = match self.gate.check(&parts.headers, &body).await {
+        let (checked, deduped) = match self.gate.check(&parts.headers, &body).await.into_result() {
             Ok(c) => c,
             Err(r) => return r.to_response(),
         };
-        let line = Self::line(&parts.headers, &body, &checked);
+        let line = Self::line(&parts.headers, &body, &checked, deduped);
         // Room for the line first: a request whose line could not be printed is refused (and
         // its claim released) before anything is processed.
         let Some(slot) = self.out.reserve(line.len()) else {
@@ -333,7 +333,7 @@ impl Listener {
             }
             return output_busy();
         };
-        if checked.deduped {
+        if deduped {
             slot.print(line);
             return reply(StatusCode::NO_CONTENT, Bytes::new(), true);
         }
@@ -351,7 +351,7 @@ impl Listener {
                         if let Some(g) = checked.guard {
                             g.release().await;
                         }
-                        return Rejection::new(502, "forward-failed").to_response();
+                        return Rejection::from(Reason::ForwardFailed).to_response();
                     }
                 }
             }
@@ -366,11 +366,7 @@ impl Listener {
         reply(status, resp_body, false)
     }
 
-    fn line(
-        headers: &http::HeaderMap,
-        body: &[u8],
-        checked: &hookwire_receiver::Checked,
-    ) -> String {
+    fn line(headers: &http::HeaderMap, body: &[u8], checked: &Admission, deduped: bool) -> String {
         let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let ty = checked
             .verified
@@ -391,7 +387,7 @@ impl Listener {
         let body = parsed.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned().into());
         serde_json::json!({
             "key": checked.key,
-            "deduped": checked.deduped,
+            "deduped": deduped,
             "scheme": checked.scheme().map(|s| s.as_str()),
             "type": ty,
             "body": body,

@@ -1,11 +1,11 @@
-//! The extractors: `Verified<T>` parses after the layer, `Json<T>` still works, and both fail
+//! The extractors: `WebhookEvent<T>` parses after the layer, `Json<T>` still works, and both fail
 //! closed without the layer.
 
 use axum::Router;
 use axum::body::Body;
 use axum::routing::post;
 use hookwire_receiver::Gate;
-use hookwire_receiver_axum::{HookwireLayer, Idempotency, Verified};
+use hookwire_receiver_axum::{HookwireLayer, Idempotency, WebhookEvent};
 use tower_service::Service;
 
 #[derive(Debug, serde::Deserialize)]
@@ -32,7 +32,7 @@ async fn verified_parses_and_a_bad_body_is_422_and_released() {
     let mut app = Router::new()
         .route(
             "/",
-            post(|v: Verified<Ev>| async move { format!("{} {:?}", v.event.n, v.info.key) }),
+            post(|v: WebhookEvent<Ev>| async move { format!("{} {:?}", v.event.n, v.info.key) }),
         )
         .layer(HookwireLayer::new(Gate::new()));
     assert_eq!(

@@ -1,13 +1,15 @@
 //! Reading a request body with a limit that is enforced while reading.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_core::Stream;
+use hookwire_core::signing::{HeaderLookup, HeaderSource};
 use http_body::Body;
 use http_body_util::BodyExt;
 
 use crate::Rejection;
 
 /// Default body limit: 1 MiB.
-pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+pub const DEFAULT_RECEIVER_MAX_BODY: usize = 1024 * 1024;
 
 /// Reads `body` into memory, refusing with 413 as soon as it is known to exceed `limit` bytes:
 /// from the declared length (`Content-Length`) before reading anything, else after at most
@@ -35,6 +37,44 @@ where
             acc.push(data.into())?;
         }
         // Trailers carry nothing to verify.
+    }
+    Ok(acc.finish())
+}
+
+/// [`read_limited`] for a body that arrives as a stream of chunks (actix-web's payload, warp's
+/// body stream): the declared length is read from the `Content-Length` header of `headers`.
+///
+/// ```
+/// # hookwire_core::idempotency::block_on(async {
+/// use bytes::Bytes;
+/// let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{}"))]);
+/// let body = hookwire_receiver::read_stream(&http::HeaderMap::new(), chunks, 2).await;
+/// assert_eq!(&body.unwrap()[..], b"{}");
+/// # });
+/// ```
+pub async fn read_stream<H, S, D, E>(
+    headers: &H,
+    stream: S,
+    limit: usize,
+) -> Result<Bytes, Rejection>
+where
+    H: HeaderSource + ?Sized,
+    S: Stream<Item = Result<D, E>>,
+    D: Buf,
+{
+    let declared = match headers.lookup("content-length") {
+        HeaderLookup::One(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
+        _ => None,
+    };
+    let mut acc = LimitedBody::new(limit, declared)?;
+    let mut stream = std::pin::pin!(stream);
+    while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        let mut chunk = chunk.map_err(|_| Rejection::bad_request())?;
+        // Zero-copy when the chunk is already `Bytes`.
+        let n = chunk.remaining();
+        acc.push(chunk.copy_to_bytes(n))?;
     }
     Ok(acc.finish())
 }

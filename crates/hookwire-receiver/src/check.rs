@@ -60,16 +60,39 @@ impl<'a> CheckOptions<'a> {
     }
 }
 
+/// What [`check`] decided: go on with a claim, answer as a replay, or refuse.
+///
+/// Not `#[non_exhaustive]`: these three are the whole contract, and every caller must handle
+/// each of them.
+#[derive(Debug)]
+pub enum Check {
+    /// Run the handler, then finish [`Admission::guard`] from its status.
+    Proceed(Admission),
+    /// The key was already processed successfully: answer `204` with `Idempotent-Replayed:
+    /// true` ([`crate::replayed_response`]) and skip the handler. The admission holds no claim.
+    Replay(Admission),
+    /// Refuse with this response.
+    Reject(Rejection),
+}
+
+impl Check {
+    /// `Proceed` and `Replay` as `Ok(admission)` with a flag telling which, `Reject` as `Err`.
+    pub fn into_result(self) -> Result<(Admission, bool), Rejection> {
+        match self {
+            Self::Proceed(a) => Ok((a, false)),
+            Self::Replay(a) => Ok((a, true)),
+            Self::Reject(r) => Err(r),
+        }
+    }
+}
+
 /// A request that passed [`check`].
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct Checked {
+pub struct Admission {
     /// The idempotency key (`None` only when keys are optional and none was sent; such a
     /// signed request is still claimed, on its signature, see [`ClaimGuard::key`]).
     pub key: Option<String>,
-    /// `true` when the key was already processed successfully: answer as a replay and skip the
-    /// handler.
-    pub deduped: bool,
     /// What verification established (`None` for unsigned receivers).
     pub verified: Option<Verified>,
     /// The claim to finalize: commit after success, release after failure (dropping it
@@ -77,11 +100,29 @@ pub struct Checked {
     pub guard: Option<ClaimGuard>,
 }
 
-impl Checked {
+impl Admission {
     /// The scheme that verified, if any.
     pub fn scheme(&self) -> Option<Scheme> {
         self.verified.as_ref().map(|v| v.scheme)
     }
+    /// What a handler may learn: key and scheme (the claim stays with the caller).
+    pub fn admitted(&self) -> Admitted {
+        Admitted {
+            key: self.key.clone(),
+            scheme: self.scheme(),
+        }
+    }
+}
+
+/// What admission established about a request, as the tower layer puts it in the request's
+/// extensions for the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Admitted {
+    /// The idempotency key (absent only when the gate does not require one).
+    pub key: Option<String>,
+    /// The scheme that verified the request (`None` for an unsigned gate).
+    pub scheme: Option<Scheme>,
 }
 
 /// The key a verified request is de-duplicated on.
@@ -137,30 +178,33 @@ fn stripe_event_id(body: &[u8]) -> Option<Cow<'_, str>> {
 /// 3. a key over [`MAX_KEY_LEN`] → 400 `key-too-long`; no key → 400 `missing-key` (the signed
 ///    id is the key for `standard`, the unsigned delivery id for `github`), or, when keys are
 ///    optional, the verified signature is the key;
-/// 4. claim: in flight elsewhere → 409 `in-flight` with `Retry-After`; done → `deduped`; store
-///    failure → 503 `store-unavailable`.
+/// 4. claim: in flight elsewhere → 409 `in-flight` with `Retry-After`; done →
+///    [`Check::Replay`]; store failure → 503 `store-unavailable`.
 ///
 /// ```
 /// # hookwire_core::idempotency::block_on(async {
 /// use std::sync::Arc;
 /// use hookwire_core::{IdempotencyStore, MemoryStore, signing::VerifyOptions};
-/// use hookwire_receiver::{check, CheckOptions};
+/// use hookwire_receiver::{check, Check, CheckOptions};
 /// let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new(Default::default()));
 /// let verify = VerifyOptions::default();
 /// let headers = [("Idempotency-Key", "evt_1")];
-/// let first = check(&headers, b"{}", &CheckOptions::new(&store, None, &verify)).await.unwrap();
-/// assert!(!first.deduped);
+/// let Check::Proceed(first) = check(&headers, b"{}", &CheckOptions::new(&store, None, &verify)).await
+/// else { panic!("a fresh key proceeds") };
 /// first.guard.unwrap().commit().await;
-/// let again = check(&headers, b"{}", &CheckOptions::new(&store, None, &verify)).await.unwrap();
-/// assert!(again.deduped);
+/// let again = check(&headers, b"{}", &CheckOptions::new(&store, None, &verify)).await;
+/// assert!(matches!(again, Check::Replay(_)));
 /// # });
 /// ```
 pub async fn check<H: HeaderSource + ?Sized>(
     headers: &H,
     body: &[u8],
     opts: &CheckOptions<'_>,
-) -> Result<Checked, Rejection> {
-    check_with(headers, body, opts, |_, key| key.to_owned()).await
+) -> Check {
+    match prepare(headers, body, opts, |_, key| key.to_owned()) {
+        Prepared::Known(done) => done,
+        Prepared::Claim(pending) => pending.claim().await,
+    }
 }
 
 /// Longest idempotency key accepted, in bytes (the `Idempotency-Key` header, GitHub's delivery
@@ -168,77 +212,124 @@ pub async fn check<H: HeaderSource + ?Sized>(
 /// the store's TTL stay small whatever a client sends.
 pub const MAX_KEY_LEN: usize = 255;
 
-/// [`check`] with a hook that may replace the key of a request whose key is not signed, given
-/// the fingerprint of its signature.
-async fn check_with<H: HeaderSource + ?Sized>(
+/// How far [`check`] got without I/O.
+pub(crate) enum Prepared {
+    /// The outcome is known.
+    Known(Check),
+    /// The key still has to be claimed.
+    Claim(PendingClaim),
+}
+
+/// A verified request whose key still has to be claimed.
+pub(crate) struct PendingClaim {
+    store: Arc<dyn IdempotencyStore>,
+    key: String,
+    sent: bool,
+    verified: Option<Verified>,
+}
+
+impl PendingClaim {
+    /// Claims without waiting when the store can (the in-process store), else gives itself back.
+    pub(crate) fn claim_now(self) -> Prepared {
+        match self.store.claim_now(&self.key) {
+            Some(r) => Prepared::Known(self.resolve(r)),
+            None => Prepared::Claim(self),
+        }
+    }
+
+    /// Claims, waiting for the store.
+    pub(crate) async fn claim(self) -> Check {
+        match self.claim_now() {
+            Prepared::Known(c) => c,
+            Prepared::Claim(me) => {
+                let claimed = me.store.claim(&me.key).await;
+                me.resolve(claimed)
+            }
+        }
+    }
+
+    fn resolve(self, claimed: Result<Claim, hookwire_core::StoreError>) -> Check {
+        let Self {
+            store,
+            key,
+            sent,
+            verified,
+        } = self;
+        match claimed {
+            Ok(Claim::Fresh(token)) => {
+                let (guard_key, key) = if sent {
+                    (key.clone(), Some(key))
+                } else {
+                    (key, None)
+                };
+                Check::Proceed(Admission {
+                    guard: Some(ClaimGuard::new(store, guard_key, token)),
+                    key,
+                    verified,
+                })
+            }
+            Ok(Claim::Done) => Check::Replay(Admission {
+                key: sent.then_some(key),
+                verified,
+                guard: None,
+            }),
+            Ok(Claim::InFlight { retry_after }) => Check::Reject(Rejection::in_flight(retry_after)),
+            Err(e) => {
+                tracing::error!(error = %e, "idempotency store failed; refusing the request");
+                Check::Reject(Rejection::store_unavailable())
+            }
+        }
+    }
+}
+
+/// Steps 1–3 of [`check`] (no I/O): the outcome when it is already known, else the claim to
+/// make. `rekey` may replace the key of a request whose key is not signed, given the
+/// fingerprint of its signature.
+fn prepare<H: HeaderSource + ?Sized>(
     headers: &H,
     body: &[u8],
     opts: &CheckOptions<'_>,
     rekey: impl FnOnce(&Fingerprint, &str) -> String,
-) -> Result<Checked, Rejection> {
+) -> Prepared {
+    let reject = |r| Prepared::Known(Check::Reject(r));
     let verified = match opts.keys {
         Some(keys) => {
             if body.is_empty() {
-                return Err(Rejection::empty_body());
+                return reject(Rejection::empty_body());
             }
-            Some(
-                signing::verify(headers, body, keys, opts.verify)
-                    .map_err(Rejection::unauthorized)?,
-            )
+            match signing::verify(headers, body, keys, opts.verify) {
+                Ok(v) => Some(v),
+                Err(e) => return reject(Rejection::unauthorized(e)),
+            }
         }
         None => None,
     };
     let fingerprint = verified.as_ref().and_then(Fingerprint::of);
     let sent = key_for(headers, verified.as_ref(), body);
     if sent.as_ref().is_some_and(|k| k.len() > MAX_KEY_LEN) {
-        return Err(Rejection::key_too_long());
+        return reject(Rejection::key_too_long());
     }
     let (key, sent) = match (sent, &fingerprint) {
         (Some(k), Some(fp)) => (rekey(fp, &k), true),
         (Some(k), None) => (k.into_owned(), true),
-        (None, _) if opts.require_key => return Err(Rejection::missing_key()),
+        (None, _) if opts.require_key => return reject(Rejection::missing_key()),
         // No key and an unsigned one would be optional anyway: the verified signature is the
         // key, so a captured request stripped of its key is still one message.
         (None, Some(fp)) => (rekey(fp, &fp.as_key()), false),
         (None, None) => {
-            return Ok(Checked {
+            return Prepared::Known(Check::Proceed(Admission {
                 key: None,
-                deduped: false,
                 verified,
                 guard: None,
-            });
+            }));
         }
     };
-    let claimed = match opts.store.claim_now(&key) {
-        Some(r) => r,
-        None => opts.store.claim(&key).await,
-    };
-    match claimed {
-        Ok(Claim::Fresh(token)) => {
-            let (guard_key, key) = if sent {
-                (key.clone(), Some(key))
-            } else {
-                (key, None)
-            };
-            Ok(Checked {
-                guard: Some(ClaimGuard::new(opts.store.clone(), guard_key, token)),
-                key,
-                deduped: false,
-                verified,
-            })
-        }
-        Ok(Claim::Done) => Ok(Checked {
-            key: sent.then_some(key),
-            deduped: true,
-            verified,
-            guard: None,
-        }),
-        Ok(Claim::InFlight { retry_after }) => Err(Rejection::in_flight(retry_after)),
-        Err(e) => {
-            tracing::error!(error = %e, "idempotency store failed; refusing the request");
-            Err(Rejection::store_unavailable())
-        }
-    }
+    Prepared::Claim(PendingClaim {
+        store: opts.store.clone(),
+        key,
+        sent,
+        verified,
+    })
 }
 
 /// Everything [`check`] needs, owned and shareable: the configuration each adapter holds.
@@ -304,7 +395,7 @@ impl Gate {
             keys: None,
             verify: VerifyOptions::default(),
             require_key: true,
-            max_body: crate::body::DEFAULT_MAX_BODY,
+            max_body: crate::body::DEFAULT_RECEIVER_MAX_BODY,
             replay: Some(ReplayCaches::new(
                 &VerifyOptions::default(),
                 DEFAULT_UNTIMED_REPLAY_HORIZON,
@@ -376,8 +467,8 @@ impl Gate {
         self
     }
     /// Uses an in-process [`hookwire_core::MemoryStore`] whose done-key TTL outlives every retry
-    /// of a sender with `policy` and per-attempt `timeout` (the reference's `minSafeTtl`,
-    /// safety factor 4), instead of the 24 h default.
+    /// of a sender with `policy` and per-attempt `timeout` (safety factor 4 over the
+    /// sender's whole retry envelope), instead of the 24 h default.
     ///
     /// ```
     /// use std::time::Duration;
@@ -425,11 +516,15 @@ impl Gate {
     }
 
     /// Runs [`check`] with this configuration.
-    pub async fn check<H: HeaderSource + ?Sized>(
-        &self,
-        headers: &H,
-        body: &[u8],
-    ) -> Result<Checked, Rejection> {
+    pub async fn check<H: HeaderSource + ?Sized>(&self, headers: &H, body: &[u8]) -> Check {
+        match self.prepare(headers, body) {
+            Prepared::Known(done) => done,
+            Prepared::Claim(pending) => pending.claim().await,
+        }
+    }
+
+    /// Steps 1–3 of [`Gate::check`], without I/O.
+    pub(crate) fn prepare<H: HeaderSource + ?Sized>(&self, headers: &H, body: &[u8]) -> Prepared {
         let c = &*self.0;
         let opts = CheckOptions {
             store: &c.store,
@@ -437,9 +532,9 @@ impl Gate {
             verify: &c.verify,
             require_key: c.require_key,
         };
-        let Some(replay) = &c.replay else {
-            return check(headers, body, &opts).await;
-        };
-        check_with(headers, body, &opts, |fp, key| replay.bind(fp, key)).await
+        match &c.replay {
+            None => prepare(headers, body, &opts, |_, key| key.to_owned()),
+            Some(replay) => prepare(headers, body, &opts, |fp, key| replay.bind(fp, key)),
+        }
     }
 }

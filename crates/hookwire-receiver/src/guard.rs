@@ -1,5 +1,7 @@
 //! Finalizing a claim: commit after success, release after failure, release on drop.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hookwire_core::{FencingToken, IdempotencyStore};
@@ -73,19 +75,35 @@ impl ClaimGuard {
             Some(r) => r,
             None => store.commit(&key, &token).await,
         };
-        match committed {
-            Ok(true) => Finalized::Committed,
-            Ok(false) => {
-                tracing::warn!(
-                    key,
-                    "claim expired before commit; a duplicate may be processed"
-                );
-                Finalized::Lost
-            }
-            Err(e) => {
-                tracing::error!(key, error = %e, "commit failed");
-                Finalized::Lost
-            }
+        committed_as(&key, committed)
+    }
+
+    /// [`ClaimGuard::finish`] without waiting when the store answers at once (the in-process
+    /// store); otherwise the future that finishes it. Keeps the tower layer's hot path free of
+    /// boxed futures.
+    pub(crate) fn finish_now(
+        mut self,
+        status: u16,
+    ) -> Result<Finalized, Pin<Box<dyn Future<Output = Finalized> + Send + 'static>>> {
+        let Some((store, key, token)) = self.claim.take() else {
+            return Ok(Finalized::Lost);
+        };
+        let commit = status < 400;
+        let now = if commit {
+            store.commit_now(&key, &token)
+        } else {
+            store.release_now(&key, &token)
+        };
+        match now {
+            Some(r) if commit => Ok(committed_as(&key, r)),
+            Some(r) => Ok(released_as(&key, r)),
+            None => Err(Box::pin(async move {
+                if commit {
+                    committed_as(&key, store.commit(&key, &token).await)
+                } else {
+                    released_as(&key, store.release(&key, &token).await)
+                }
+            })),
         }
     }
 
@@ -104,6 +122,23 @@ async fn release_now(store: &dyn IdempotencyStore, key: &str, token: &FencingTok
         None => store.release(key, token).await,
     };
     released_as(key, released)
+}
+
+fn committed_as(key: &str, committed: Result<bool, hookwire_core::StoreError>) -> Finalized {
+    match committed {
+        Ok(true) => Finalized::Committed,
+        Ok(false) => {
+            tracing::warn!(
+                key,
+                "claim expired before commit; a duplicate may be processed"
+            );
+            Finalized::Lost
+        }
+        Err(e) => {
+            tracing::error!(key, error = %e, "commit failed");
+            Finalized::Lost
+        }
+    }
 }
 
 fn released_as(key: &str, released: Result<bool, hookwire_core::StoreError>) -> Finalized {

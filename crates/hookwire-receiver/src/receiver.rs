@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -17,8 +16,8 @@ use http::{Request, Response};
 use http_body_util::Full;
 use serde::de::DeserializeOwned;
 
-use crate::rejection::REPLAYED_HEADER;
-use crate::{Gate, Rejection};
+use crate::{Gate, Rejection, Verify};
+use http_body_util::{BodyExt, Either};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -126,7 +125,7 @@ impl fmt::Debug for ReceiverBuilder {
     }
 }
 
-/// A new [`ReceiverBuilder`] (the reference's `receiver()`).
+/// A new [`ReceiverBuilder`].
 pub fn receiver() -> ReceiverBuilder {
     ReceiverBuilder::new()
 }
@@ -264,6 +263,91 @@ where
     })
 }
 
+/// The route a request was admitted for, owned so the inner service can be cloned.
+#[derive(Clone)]
+enum Routed {
+    Named(String, Arc<dyn Route>),
+    Patterns,
+}
+
+/// The service behind [`Verify`]: parses the admitted body and runs the handler.
+#[derive(Clone)]
+struct Dispatch {
+    receiver: Receiver,
+    target: Routed,
+    span: tracing::Span,
+}
+
+impl tower_service::Service<Request<Full<Bytes>>> for Dispatch {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move { Ok(me.run(req).await) })
+    }
+}
+
+impl Dispatch {
+    async fn run(self, req: Request<Full<Bytes>>) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let Ok(body) = body.collect().await.map(|c| c.to_bytes());
+        let admitted = parts.extensions.get::<crate::Admitted>().cloned();
+        let (key, scheme) = admitted.map_or((None, None), |a| (a.key, a.scheme));
+        if let Some(k) = &key {
+            self.span.record("key", k.as_str());
+        }
+        self.span.record("deduped", false);
+        let (event_type, route, payload) = match self.target {
+            Routed::Named(n, r) => (n, r, Payload::Raw(body)),
+            Routed::Patterns => {
+                let value: serde_json::Value = match serde_json::from_slice(&body) {
+                    Ok(v) => v,
+                    Err(e) => return Rejection::validation_failed(e.to_string()).to_response(),
+                };
+                let ty = event_type_header(&parts.headers).or_else(|| {
+                    value
+                        .get("type")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_owned)
+                });
+                let Some(route) = ty.as_deref().and_then(|t| {
+                    self.receiver
+                        .0
+                        .patterns
+                        .matching(t)
+                        .into_iter()
+                        .next()
+                        .cloned()
+                }) else {
+                    return Rejection::unknown_event().to_response();
+                };
+                (ty.unwrap_or_default(), route, Payload::Parsed(value))
+            }
+        };
+        self.span.record("event", event_type.as_str());
+        let ctx = Context {
+            key,
+            event_type,
+            scheme,
+        };
+        match route.call(payload, ctx).await {
+            Outcome::Handled => no_content(),
+            Outcome::Invalid(detail) => Rejection::validation_failed(detail).to_response(),
+            Outcome::Failed(detail) => {
+                tracing::error!(error = %detail, "webhook handler failed; key released for the retry");
+                let shown = self.receiver.0.expose_errors.then_some(detail);
+                Rejection::handler_failed(shown).to_response()
+            }
+        }
+    }
+}
+
 /// Where a request path leads.
 enum Target<'a> {
     /// `POST <base>/<name>`.
@@ -282,7 +366,7 @@ struct Inner {
 }
 
 /// A built receiver: a `tower::Service` over `http::Request`s, and a server via
-/// [`Receiver::listen`] / [`Receiver::serve`]. Cheap to clone.
+/// `Receiver::listen` / `Receiver::serve` (feature `server`). Cheap to clone.
 ///
 /// | status | body | when |
 /// | --- | --- | --- |
@@ -294,7 +378,7 @@ struct Inner {
 /// | 413 | `{"error":"body-too-large"}` | over the body limit |
 /// | 415 | `{"error":"unsupported-media-type"}` | a `Content-Type` that is not JSON |
 /// | 422 | `{"error":"validation-failed","detail":…}` | the body does not parse into the event |
-/// | 431 | `{"error":"headers-too-large"}` | request head over 64 KiB (served by [`Receiver::listen`]) |
+/// | 431 | `{"error":"headers-too-large"}` | request head over 64 KiB (served by `Receiver::listen`) |
 /// | 500 | `{"error":"handler-failed"}` | the handler failed or panicked |
 /// | 503 | `{"error":"store-unavailable"}` + `Retry-After` | the idempotency store failed |
 #[derive(Clone)]
@@ -333,13 +417,9 @@ fn event_type_header(h: &http::HeaderMap) -> Option<String> {
         })
 }
 
-fn no_content(replayed: bool) -> Response<Full<Bytes>> {
+fn no_content() -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = http::StatusCode::NO_CONTENT;
-    if replayed {
-        r.headers_mut()
-            .insert(REPLAYED_HEADER, http::HeaderValue::from_static("true"));
-    }
     r
 }
 
@@ -391,97 +471,45 @@ impl Receiver {
         B: http_body::Body,
         B::Data: Into<Bytes>,
     {
-        let (parts, body) = req.into_parts();
-        let Some(target) = (parts.method == http::Method::POST)
-            .then(|| self.route_for(parts.uri.path()))
+        let Some(target) = (req.method() == http::Method::POST)
+            .then(|| self.route_for(req.uri().path()))
             .flatten()
         else {
             return Rejection::unknown_event().to_response();
         };
-        if !is_json_or_absent(&parts.headers) {
+        if !is_json_or_absent(req.headers()) {
             return Rejection::unsupported_media_type().to_response();
         }
-        let gate = &self.0.gate;
-        let body = match crate::read_limited(body, gate.max_body_len()).await {
-            Ok(b) => b,
-            Err(r) => return r.to_response(),
+        let target = match target {
+            Target::Named(n, r) => Routed::Named(n.to_owned(), r.clone()),
+            Target::Patterns => Routed::Patterns,
         };
-        let checked = match gate.check(&parts.headers, &body).await {
-            Ok(c) => c,
-            Err(r) => return r.to_response(),
+        // The admission flow (body limit, check, replay, claim finished from the status) is the
+        // tower layer's; this receiver only adds routing and typed handlers.
+        let dispatch = Dispatch {
+            receiver: self.clone(),
+            target,
+            span: span.clone(),
         };
-        if let Some(k) = &checked.key {
-            span.record("key", k.as_str());
+        let Ok(resp) =
+            tower_service::Service::call(&mut Verify::new(dispatch, self.0.gate.clone()), req)
+                .await;
+        if resp.headers().contains_key(crate::REPLAYED_HEADER) {
+            span.record("deduped", true);
         }
-        span.record("deduped", checked.deduped);
-        if checked.deduped {
-            return no_content(true);
-        }
-        let scheme = checked.scheme();
-        let guard = checked.guard;
-        let (event_type, route, payload) = match target {
-            Target::Named(n, r) => (n.to_owned(), r.clone(), Payload::Raw(body)),
-            Target::Patterns => {
-                let value: serde_json::Value = match serde_json::from_slice(&body) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return self
-                            .fail(guard, Rejection::validation_failed(e.to_string()))
-                            .await;
-                    }
-                };
-                let ty = event_type_header(&parts.headers).or_else(|| {
-                    value
-                        .get("type")
-                        .and_then(|t| t.as_str())
-                        .map(str::to_owned)
-                });
-                let Some(route) = ty
-                    .as_deref()
-                    .and_then(|t| self.0.patterns.matching(t).into_iter().next().cloned())
-                else {
-                    return self.fail(guard, Rejection::unknown_event()).await;
-                };
-                (ty.unwrap_or_default(), route, Payload::Parsed(value))
-            }
-        };
-        span.record("event", event_type.as_str());
-        let ctx = Context {
-            key: checked.key,
-            event_type,
-            scheme,
-        };
-        match route.call(payload, ctx).await {
-            Outcome::Handled => {
-                if let Some(g) = guard {
-                    g.commit().await;
-                }
-                no_content(false)
-            }
-            Outcome::Invalid(detail) => {
-                self.fail(guard, Rejection::validation_failed(detail)).await
-            }
-            Outcome::Failed(detail) => {
-                tracing::error!(error = %detail, "webhook handler failed; key released for the retry");
-                let shown = self.0.expose_errors.then_some(detail);
-                self.fail(guard, Rejection::handler_failed(shown)).await
-            }
-        }
+        resp.map(|b| match b {
+            Either::Left(b) | Either::Right(b) => b,
+        })
     }
 
-    async fn fail(&self, guard: Option<crate::ClaimGuard>, r: Rejection) -> Response<Full<Bytes>> {
-        if let Some(g) = guard {
-            g.release().await;
-        }
-        r.to_response()
-    }
-
+    #[cfg(feature = "server")]
     /// Binds `addr` and serves until [`crate::Server::shutdown`]. Bind errors are returned.
-    pub async fn listen(self, addr: SocketAddr) -> std::io::Result<crate::Server> {
+    pub async fn listen(self, addr: std::net::SocketAddr) -> std::io::Result<crate::Server> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         self.serve(listener)
     }
 
+    #[cfg(feature = "server")]
     /// Serves on an already bound listener.
     pub fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<crate::Server> {
         crate::server::serve_with(listener, move |req| {

@@ -1,4 +1,4 @@
-//! [`RedisStore`]: idempotency claims in Redis, shared by every receiver node.
+//! [`RedisIdempotencyStore`]: idempotency claims in Redis, shared by every receiver node.
 
 use std::fmt;
 use std::time::Duration;
@@ -56,13 +56,13 @@ return 0
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use hookwire_core::{IdempotencyConfig, IdempotencyStore, Claim};
-/// use hookwire_receiver::RedisStore;
-/// let store = RedisStore::open("redis://127.0.0.1:6379", IdempotencyConfig::default())?;
+/// use hookwire_receiver::RedisIdempotencyStore;
+/// let store = RedisIdempotencyStore::open("redis://127.0.0.1:6379", IdempotencyConfig::default())?;
 /// let Claim::Fresh(token) = store.claim("evt_1").await? else { return Ok(()) };
 /// store.commit("evt_1", &token).await?;
 /// # Ok(()) }
 /// ```
-pub struct RedisStore {
+pub struct RedisIdempotencyStore {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     config: IdempotencyConfig,
@@ -73,20 +73,21 @@ pub struct RedisStore {
     renew: redis::Script,
 }
 
-impl fmt::Debug for RedisStore {
+impl fmt::Debug for RedisIdempotencyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may hold a password: show only the prefix and timings.
-        f.debug_struct("RedisStore")
+        f.debug_struct("RedisIdempotencyStore")
             .field("prefix", &self.prefix)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
-impl RedisStore {
+impl RedisIdempotencyStore {
     /// A store at `url` (`redis://host:port/db`) with key prefix `hookwire:idem`.
-    pub fn open(url: &str, config: IdempotencyConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::unavailable)?;
+    pub fn open(url: &str, config: IdempotencyConfig) -> crate::Result<Self> {
+        let client =
+            redis::Client::open(url).map_err(|e| crate::Error::new(crate::ErrorKind::Store, e))?;
         Ok(Self::new(client, config))
     }
 
@@ -171,7 +172,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-impl IdempotencyStore for RedisStore {
+impl IdempotencyStore for RedisIdempotencyStore {
     fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, StoreError>> {
         Box::pin(async move {
             let mut conn = self.conn().await?;
@@ -226,7 +227,8 @@ mod tests {
 
     #[test]
     fn keys_are_hash_tagged_and_escaped() {
-        let s = RedisStore::open("redis://127.0.0.1:1", IdempotencyConfig::default()).unwrap();
+        let s = RedisIdempotencyStore::open("redis://127.0.0.1:1", IdempotencyConfig::default())
+            .unwrap();
         assert_eq!(s.redis_key("evt_1"), "hookwire:idem:{evt_1}");
         assert_eq!(s.redis_key("a}b{%"), "hookwire:idem:{a%7Db%7B%25}");
         assert_ne!(s.redis_key("a%7D"), s.redis_key("a}"));

@@ -297,7 +297,9 @@ where
                 async move {
                     Ok::<_, std::convert::Infallible>(match fut {
                         Some(f) => f.await,
-                        None => crate::Rejection::new(431, "headers-too-large").to_response(),
+                        None => {
+                            crate::Rejection::from(crate::Reason::HeadersTooLarge).to_response()
+                        }
                     })
                 }
             });

@@ -71,9 +71,34 @@ async fn run(
     keys: Option<&KeyRing>,
     headers: &[(String, String)],
     body: &[u8],
-) -> Result<hookwire_receiver::Checked, Rejection> {
+) -> Result<Checked, Rejection> {
     let verify = VerifyOptions::default().at(NOW);
-    check(headers, body, &CheckOptions::new(store, keys, &verify)).await
+    flat(check(headers, body, &CheckOptions::new(store, keys, &verify)).await)
+}
+
+/// The check's outcome as the flags these tests assert on.
+#[derive(Debug)]
+struct Checked {
+    key: Option<String>,
+    deduped: bool,
+    scheme: Option<Scheme>,
+    guard: Option<hookwire_receiver::ClaimGuard>,
+}
+
+impl Checked {
+    fn scheme(&self) -> Option<Scheme> {
+        self.scheme
+    }
+}
+
+fn flat(c: hookwire_receiver::Check) -> Result<Checked, Rejection> {
+    let (a, deduped) = c.into_result()?;
+    Ok(Checked {
+        scheme: a.scheme(),
+        key: a.key,
+        deduped,
+        guard: a.guard,
+    })
 }
 
 #[test]
@@ -290,9 +315,7 @@ async fn release_lets_the_retry_through_and_optional_keys_skip_the_store() {
     let mut opts = CheckOptions::new(&store, None, &verify);
     opts.require_key = false;
     let before = count.claims.load(Ordering::SeqCst);
-    let c = check(&Vec::<(String, String)>::new(), b"{}", &opts)
-        .await
-        .unwrap();
+    let c = flat(check(&Vec::<(String, String)>::new(), b"{}", &opts).await).unwrap();
     assert!(c.key.is_none() && c.guard.is_none());
     assert_eq!(count.claims.load(Ordering::SeqCst), before);
 }
@@ -336,12 +359,12 @@ async fn without_a_required_key_a_signed_request_is_claimed_on_its_signature() {
     let mut opts = CheckOptions::new(&store, Some(&keys), &verify);
     opts.require_key = false;
     let h = signed(Scheme::Slack, "s3cret", b"{}", None);
-    let first = check(&h, b"{}", &opts).await.unwrap();
+    let first = flat(check(&h, b"{}", &opts).await).unwrap();
     assert!(first.key.is_none(), "no key was sent");
     let guard = first.guard.expect("claimed");
     assert!(guard.key().starts_with("slack:"), "{}", guard.key());
     guard.commit().await;
-    assert!(check(&h, b"{}", &opts).await.unwrap().deduped);
+    assert!(flat(check(&h, b"{}", &opts).await).unwrap().deduped);
 }
 
 #[tokio::test]
@@ -351,7 +374,7 @@ async fn the_github_replay_horizon_is_configurable_on_the_gate() {
         .verify_options(VerifyOptions::default().at(NOW))
         .replay_horizon(std::time::Duration::from_millis(300));
     let h = signed(Scheme::Github, "s3cret", b"{}", Some("d-1"));
-    let c = gate.check(&h, b"{}").await.unwrap();
+    let c = flat(gate.check(&h, b"{}").await).unwrap();
     c.guard.unwrap().commit().await;
     let delivered_as = |id: &str| -> Headers {
         h.iter()
@@ -362,17 +385,15 @@ async fn the_github_replay_horizon_is_configurable_on_the_gate() {
             .collect()
     };
     let resend = delivered_as("d-2");
-    let again = gate.check(&resend, b"{}").await.unwrap();
+    let again = flat(gate.check(&resend, b"{}").await).unwrap();
     assert!(again.deduped && again.key.as_deref() == Some("d-1"));
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let later = gate.check(&resend, b"{}").await.unwrap();
+    let later = flat(gate.check(&resend, b"{}").await).unwrap();
     assert!(!later.deduped && later.key.as_deref() == Some("d-2"));
     // Off means off: only the delivery id de-duplicates.
     let open = gate.replay_protection(false);
     assert!(
-        !open
-            .check(&delivered_as("d-3"), b"{}")
-            .await
+        !flat(open.check(&delivered_as("d-3"), b"{}").await)
             .unwrap()
             .deduped
     );

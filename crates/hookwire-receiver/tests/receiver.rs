@@ -538,7 +538,8 @@ async fn an_oversized_request_head_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backed_receiver_fails_closed_when_redis_goes_away() {
     let mut redis = hookwire_testkit::RedisServer::start().expect("redis-server");
-    let store = hookwire_receiver::RedisStore::open(&redis.url(), Default::default()).unwrap();
+    let store =
+        hookwire_receiver::RedisIdempotencyStore::open(&redis.url(), Default::default()).unwrap();
     let world = Arc::new(World::default());
     let w = world.clone();
     let r = receiver()

@@ -16,7 +16,7 @@ mod memory {
 mod redis {
     use hookwire_core::idempotency::BoxFuture;
     use hookwire_core::{Claim, FencingToken, StoreError};
-    use hookwire_receiver::RedisStore;
+    use hookwire_receiver::RedisIdempotencyStore;
     use hookwire_testkit::RedisServer;
 
     use super::*;
@@ -25,7 +25,7 @@ mod redis {
     /// would outlive the test process).
     #[derive(Debug)]
     struct WithServer {
-        store: RedisStore,
+        store: RedisIdempotencyStore,
         _server: RedisServer,
     }
 
@@ -58,7 +58,7 @@ mod redis {
 
     fn make(c: IdempotencyConfig) -> Arc<dyn IdempotencyStore> {
         let server = RedisServer::start().expect("redis-server");
-        let store = RedisStore::open(&server.url(), c).expect("url");
+        let store = RedisIdempotencyStore::open(&server.url(), c).expect("url");
         Arc::new(WithServer {
             store,
             _server: server,
@@ -70,7 +70,7 @@ mod redis {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_redis_is_an_unavailable_error_not_a_hang() {
         let port = hookwire_testkit::free_port();
-        let s = RedisStore::open(
+        let s = RedisIdempotencyStore::open(
             &format!("redis://127.0.0.1:{port}"),
             IdempotencyConfig::default(),
         )
@@ -82,7 +82,7 @@ mod redis {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stores_hash_tagged_keys_with_the_lease_as_ttl() {
         let server = RedisServer::start().expect("redis-server");
-        let s = RedisStore::open(
+        let s = RedisIdempotencyStore::open(
             &server.url(),
             IdempotencyConfig::default().with_lease(std::time::Duration::from_secs(7)),
         )
@@ -122,8 +122,8 @@ mod redis {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_stores_on_one_server_share_claims() {
         let server = RedisServer::start().expect("redis-server");
-        let a = RedisStore::open(&server.url(), IdempotencyConfig::default()).unwrap();
-        let b = RedisStore::open(&server.url(), IdempotencyConfig::default()).unwrap();
+        let a = RedisIdempotencyStore::open(&server.url(), IdempotencyConfig::default()).unwrap();
+        let b = RedisIdempotencyStore::open(&server.url(), IdempotencyConfig::default()).unwrap();
         let hookwire_core::Claim::Fresh(t) = a.claim("k").await.unwrap() else {
             panic!("fresh")
         };

@@ -271,7 +271,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         hookwire_core::id::random_u64()
     );
     let store: Arc<dyn IdempotencyStore> = match &redis {
-        Some(client) => Arc::new(hookwire_receiver::RedisStore::new(
+        Some(client) => Arc::new(hookwire_receiver::RedisIdempotencyStore::new(
             client.clone(),
             IdempotencyConfig::default(),
         )),
