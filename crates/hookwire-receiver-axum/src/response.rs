@@ -21,5 +21,5 @@ pub fn rejection_response(r: &Rejection) -> Response {
 
 /// `204` with `Idempotent-Replayed: true`: the answer to a duplicate of a done key.
 pub fn replayed_response() -> Response {
-    hookwire_receiver::replayed_response().map(Body::new)
+    hookwire_receiver::replay_http_response().map(Body::new)
 }

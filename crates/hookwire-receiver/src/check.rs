@@ -69,7 +69,7 @@ pub enum Check {
     /// Run the handler, then finish [`Admission::guard`] from its status.
     Proceed(Admission),
     /// The key was already processed successfully: answer `204` with `Idempotent-Replayed:
-    /// true` ([`crate::replayed_response`]) and skip the handler. The admission holds no claim.
+    /// true` ([`crate::replay_http_response`]) and skip the handler. The admission holds no claim.
     Replay(Admission),
     /// Refuse with this response.
     Reject(Rejection),

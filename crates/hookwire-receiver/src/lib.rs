@@ -22,7 +22,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use guard::{ClaimGuard, Finalized};
 pub use hookwire_core::{IdempotencyConfig, IdempotencyStore, MemoryStore};
 pub use receiver::{Context, Receiver, ReceiverBuilder, receiver};
-pub use rejection::{REPLAYED_HEADER, Reason, Rejection, replayed_response};
+pub use rejection::{REPLAYED_HEADER, Reason, Rejection, replay_http_response};
 pub use replay::{
     DEFAULT_REPLAY_ENTRIES, DEFAULT_UNTIMED_REPLAY_HORIZON, Fingerprint, ReplayCache,
 };

@@ -254,7 +254,7 @@ impl Rejection {
 }
 
 /// `204` with `Idempotent-Replayed: true`: the answer to a duplicate of a done key.
-pub fn replayed_response() -> http::Response<Full<Bytes>> {
+pub fn replay_http_response() -> http::Response<Full<Bytes>> {
     let mut r = http::Response::new(Full::new(Bytes::new()));
     *r.status_mut() = http::StatusCode::NO_CONTENT;
     r.headers_mut()

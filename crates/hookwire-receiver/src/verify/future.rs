@@ -169,7 +169,7 @@ where
             let (check, body) = check;
             let admission = match check {
                 Check::Reject(r) => return Poll::Ready(Ok(own(r.to_response()))),
-                Check::Replay(_) => return Poll::Ready(Ok(own(crate::replayed_response()))),
+                Check::Replay(_) => return Poll::Ready(Ok(own(crate::replay_http_response()))),
                 Check::Proceed(a) => a,
             };
             let (Some(mut parts), Some(mut inner)) = (this.parts.take(), this.inner.take()) else {
