@@ -1,0 +1,217 @@
+//! The state every engine handle shares, the compare-and-set transaction that applies a
+//! transition to a stored run, and what follows a durable write: the task job is queued and the
+//! transitions are published.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hookwire_core::Event;
+use hookwire_jobs::{DispatchOptions, Jobs};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::Scope;
+use crate::def::{Workflow, truncate};
+use crate::error::{Error, Result};
+use crate::exec::TaskMsg;
+use crate::run::{Env, Limits, RunState, Task, Transition};
+use crate::sink::TransitionSink;
+use crate::store::{RunDoc, RunStore};
+
+/// Compare-and-set attempts of one operation before it reports a conflict.
+const CAS_ATTEMPTS: usize = 64;
+
+pub(super) fn queue_name(workflow: &str) -> String {
+    format!("workflow.{workflow}")
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn RunStore>,
+    pub(super) jobs: OnceLock<Jobs>,
+    pub(super) defs: HashMap<String, BTreeMap<u32, Arc<Workflow>>>,
+    pub(super) ids: Vec<String>,
+    pub(super) sink: Option<Arc<dyn TransitionSink>>,
+    pub(crate) limits: Limits,
+    pub(super) changed: broadcast::Sender<String>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping every handle without `Engine::shutdown` must not leave workers running: stop
+        // them in the background (running attempts are handed back to the queue).
+        if let Some(jobs) = self.jobs.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move { jobs.shutdown().await });
+        }
+    }
+}
+
+pub(crate) fn decode(doc: &RunDoc) -> Result<RunState> {
+    serde_json::from_str(&doc.body).map_err(|e| {
+        Error::store(format!(
+            "run {} has an unreadable document: {e}",
+            truncate(&doc.id)
+        ))
+    })
+}
+
+pub(super) fn unix_ms() -> u64 {
+    hookwire_core::time::unix_millis()
+}
+
+impl Inner {
+    /// The definition a run continues on: its pinned version when registered, else the newest.
+    pub(crate) fn definition(&self, workflow: &str, version: u32) -> Result<Arc<Workflow>> {
+        let versions = self
+            .defs
+            .get(workflow)
+            .ok_or_else(|| Error::not_found(format!("no workflow {:?}", truncate(workflow))))?;
+        versions
+            .get(&version)
+            .or_else(|| versions.values().next_back())
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("no workflow {:?}", truncate(workflow))))
+    }
+
+    /// Applies `f` to the run with one compare-and-set write, re-reading and re-applying on a
+    /// concurrent change. `f` must be a pure function of the run it is given. A run outside
+    /// `scope` is reported as not found.
+    pub(crate) async fn transact<T>(
+        &self,
+        run: &str,
+        scope: Option<&Scope>,
+        mut f: impl FnMut(&mut RunState, &Env<'_>) -> Result<T>,
+    ) -> Result<(T, RunState)> {
+        for _ in 0..CAS_ATTEMPTS {
+            let doc = self.load(run, scope).await?;
+            let mut st = decode(&doc)?;
+            let wf = self.definition(&st.workflow, st.version)?;
+            let env = Env {
+                now: unix_ms(),
+                limits: &self.limits,
+                wf: &wf,
+            };
+            let before_seq = st.seq;
+            let before_task = st.task().map(|t| t.id.clone());
+            let out = f(&mut st, &env)?;
+            let body = serde_json::to_string(&st).map_err(Error::serialize)?;
+            if body == doc.body {
+                return Ok((out, st));
+            }
+            if body.len() > self.limits.max_run_state {
+                return Err(Error::limit(format!(
+                    "limit: run {} would be {} bytes, the limit is {}",
+                    st.id,
+                    body.len(),
+                    self.limits.max_run_state
+                )));
+            }
+            let next = RunDoc::new(
+                &st.id,
+                &st.workflow,
+                st.organization.clone(),
+                st.status,
+                doc.rev + 1,
+                body,
+            );
+            if self.store.replace(next, doc.rev).await? {
+                self.after_commit(&st, before_seq, before_task.as_deref())
+                    .await;
+                return Ok((out, st));
+            }
+        }
+        Err(Error::conflict(
+            "the run changed too often to apply the operation; retry",
+        ))
+    }
+
+    pub(super) async fn load(&self, run: &str, scope: Option<&Scope>) -> Result<RunDoc> {
+        let missing = || Error::not_found(format!("no run {:?}", truncate(run)));
+        let doc = self.store.load(run).await?.ok_or_else(missing)?;
+        if scope.is_some_and(|s| !s.allows(doc.organization.as_deref())) {
+            return Err(missing());
+        }
+        Ok(doc)
+    }
+
+    /// Publishes the new transitions and queues the new task, once the write is durable.
+    pub(super) async fn after_commit(
+        &self,
+        st: &RunState,
+        before_seq: u64,
+        before_task: Option<&str>,
+    ) {
+        if let Some(t) = st.task()
+            && Some(t.id.as_str()) != before_task
+        {
+            self.dispatch(st, t).await;
+        }
+        if let Some(sink) = &self.sink {
+            for tr in st.journal.iter().filter(|t| t.seq > before_seq) {
+                let e = to_event(st, tr);
+                if let Err(err) = sink.publish(&e).await {
+                    tracing::warn!(run = %st.id, seq = tr.seq, error = %err, "publishing a workflow transition failed");
+                }
+            }
+        }
+        let _ = self.changed.send(st.id.clone());
+    }
+
+    pub(super) async fn dispatch(&self, st: &RunState, t: &Task) {
+        let Some(jobs) = self.jobs.get() else {
+            return;
+        };
+        let delay = Duration::from_millis(t.due.saturating_sub(unix_ms()));
+        let msg = TaskMsg {
+            run: st.id.clone(),
+            task: t.id.clone(),
+        };
+        let opts = DispatchOptions::new().job_id(t.id.clone()).delay(delay);
+        let mut backoff = Duration::from_millis(20);
+        for attempt in 1..=3 {
+            match jobs
+                .dispatch(&queue_name(&st.workflow), &msg, opts.clone())
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    // The run keeps the task: `Engine::reconcile` queues it again later.
+                    tracing::warn!(run = %st.id, task = %t.id, attempt, error = %e, "queueing a workflow task failed");
+                    if e.kind() == hookwire_jobs::ErrorKind::Shutdown {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+    }
+}
+
+/// The bus event of one transition: `workflow.<id>.<transition>`, stream = run id, version =
+/// sequence.
+pub(crate) fn to_event(st: &RunState, tr: &Transition) -> Event {
+    let mut data = json!({
+        "runId": st.id,
+        "workflowId": st.workflow,
+        "sequence": tr.seq,
+        "generation": tr.generation,
+        "status": tr.status.as_str(),
+        "at": tr.at,
+    });
+    if let Some(step) = &tr.step {
+        data["step"] = Value::String(step.clone());
+    }
+    if !tr.data.is_null() {
+        data["detail"] = tr.data.clone();
+    }
+    let mut e = Event::new(format!("workflow.{}.{}", st.workflow, tr.kind), data)
+        .with_id(format!("{}-{}", st.id, tr.seq))
+        .with_stream(st.id.clone(), tr.seq);
+    if let Some(org) = &st.organization {
+        e = e.with_organization(org.clone());
+    }
+    e
+}
