@@ -25,7 +25,7 @@ use crate::channel::{BroadcastChannel, BroadcastState};
 use crate::events::{EventBroadcast, EventFilter};
 use crate::frame::Frame;
 use crate::presence::PresenceTracker;
-use crate::queue::Subscription;
+use crate::queue::StreamSubscription;
 
 /// The browser client, a dependency-free ES module (served at [`CLIENT_JS_PATH`]).
 pub const CLIENT_JS: &str = include_str!("../js/hookwire-sse.js");
@@ -310,7 +310,7 @@ enum BodyKind {
     Full(Option<Bytes>),
     Sse {
         preamble: Option<Bytes>,
-        sub: Subscription,
+        sub: StreamSubscription,
         pending: VecDeque<Frame>,
         batch: Vec<Frame>,
         // Dropped with the body, i.e. when the connection ends (presence).
@@ -346,13 +346,13 @@ impl ResponseBody {
     }
 
     /// An SSE body: `preamble` first, then every frame of `sub`.
-    pub fn sse(preamble: Bytes, sub: Subscription) -> Self {
+    pub fn sse(preamble: Bytes, sub: StreamSubscription) -> Self {
         Self::sse_with_guard(preamble, sub, None)
     }
 
     fn sse_with_guard(
         preamble: Bytes,
-        sub: Subscription,
+        sub: StreamSubscription,
         guard: Option<Box<dyn Send + Sync>>,
     ) -> Self {
         Self {
@@ -697,7 +697,7 @@ pub fn state_response<S: BroadcastState>(
 }
 
 /// Serves `app` over plain hyper HTTP/1.1 on `listener` until the task is dropped, under the
-/// default [`ServerLimits`](crate::server::ServerLimits) (header-read and idle timeout, body
+/// default [`SseServerLimits`](crate::server::SseServerLimits) (header-read and idle timeout, body
 /// timeout, connection cap). Sets `TCP_NODELAY` on every connection. Accept errors (e.g. out
 /// of file descriptors) are logged and retried after a short pause instead of ending the
 /// server.
@@ -730,7 +730,7 @@ where
 {
     serve_fn_with(
         listener,
-        crate::server::ServerLimits::default(),
+        crate::server::SseServerLimits::default(),
         handler,
         std::future::pending(),
     )
@@ -741,7 +741,7 @@ where
 /// the streams in it, e.g. with [`BroadcastChannel::shutdown`]). Request bodies are never read.
 pub async fn serve_fn_with<F, G>(
     listener: tokio::net::TcpListener,
-    limits: crate::server::ServerLimits,
+    limits: crate::server::SseServerLimits,
     handler: F,
     shutdown: G,
 ) -> std::io::Result<()>
@@ -753,15 +753,16 @@ where
         + 'static,
     G: std::future::Future<Output = ()>,
 {
-    let svc = hyper::service::service_fn(move |req: http::Request<crate::server::TimedBody>| {
-        let r = handler(
-            req.method(),
-            req.uri().path(),
-            req.uri().query(),
-            req.headers(),
-        );
-        std::future::ready(Ok::<_, Infallible>(r))
-    });
+    let svc =
+        hyper::service::service_fn(move |req: http::Request<crate::server::SseRequestBody>| {
+            let r = handler(
+                req.method(),
+                req.uri().path(),
+                req.uri().query(),
+                req.headers(),
+            );
+            std::future::ready(Ok::<_, Infallible>(r))
+        });
     crate::server::serve_service(listener, limits, svc, shutdown).await
 }
 

@@ -13,7 +13,7 @@ use crate::auth::SharedAuth;
 use crate::fanout::{Envelope, FanOut, RemoteSink};
 use crate::frame::{self, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_TOO_BIG, ErrorCode};
 use crate::room::{Audience, KillSignal, Member, Outbound, RoomManager, Stats};
-use crate::{AuthRequest, Authenticator, BuildError, Identity};
+use crate::{AuthRequest, Authenticator, Error, Identity};
 
 /// Who may read `GET <path>/stats`.
 ///
@@ -244,7 +244,7 @@ impl WsGatewayBuilder {
         self.on_message = Some(Arc::new(f));
         self
     }
-    /// A cross-node fan-out (for example `redis::RedisFanOut`).
+    /// A cross-node fan-out (for example `redis::RoomRedisFanOut`).
     pub fn fan_out(mut self, f: impl FanOut) -> Self {
         self.fan_out = Some(Arc::new(f));
         self
@@ -258,36 +258,34 @@ impl WsGatewayBuilder {
     /// Checks the configuration and builds the gateway.
     ///
     /// # Errors
-    /// [`BuildError::is_missing_authenticator`] when auth is on without an authenticator;
-    /// [`BuildError::is_invalid_option`] for a path not starting with `/` or containing route
+    /// [`Error::is_missing_authenticator`] when auth is on without an authenticator;
+    /// [`Error::is_invalid_option`] for a path not starting with `/` or containing route
     /// syntax (`{`, `}`, `*`), a zero
     /// `max_message_bytes`, `outbound_queue` or `max_subscriptions_per_client`, and
     /// [`ExposeStats::Authenticated`] with auth off.
-    pub fn build(self) -> Result<WsGateway, BuildError> {
+    pub fn build(self) -> Result<WsGateway, Error> {
         if self.auth && self.authenticator.is_none() {
-            return Err(BuildError::missing_authenticator());
+            return Err(Error::missing_authenticator());
         }
         if !self.path.starts_with('/') {
-            return Err(BuildError::invalid("path must start with '/'"));
+            return Err(Error::invalid("path must start with '/'"));
         }
         if self.path.contains(['{', '}', '*']) {
             // Routers would read these as parameters or wildcards, not as the literal path.
-            return Err(BuildError::invalid("path must not contain '{', '}' or '*'"));
+            return Err(Error::invalid("path must not contain '{', '}' or '*'"));
         }
         if self.max_message_bytes == 0 {
-            return Err(BuildError::invalid("max_message_bytes must be > 0"));
+            return Err(Error::invalid("max_message_bytes must be > 0"));
         }
         if self.queue == 0 {
-            return Err(BuildError::invalid("outbound_queue must be > 0"));
+            return Err(Error::invalid("outbound_queue must be > 0"));
         }
         if self.max_subscriptions == 0 {
-            return Err(BuildError::invalid(
-                "max_subscriptions_per_client must be > 0",
-            ));
+            return Err(Error::invalid("max_subscriptions_per_client must be > 0"));
         }
         if self.expose_stats == ExposeStats::Authenticated && !self.auth {
             // Nobody could ever be authenticated: say so now instead of answering 401 forever.
-            return Err(BuildError::invalid(
+            return Err(Error::invalid(
                 "expose_stats(Authenticated) needs auth on and an authenticator",
             ));
         }
@@ -644,14 +642,14 @@ impl Close {
 /// What the driver does after feeding one input to a [`Connection`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Outcome {
+pub struct Reaction {
     /// A frame to send to the client.
     pub reply: Option<Bytes>,
     /// Close the socket after sending the reply.
     pub close: Option<Close>,
 }
 
-impl Outcome {
+impl Reaction {
     fn reply(b: Bytes) -> Self {
         Self {
             reply: Some(b),
@@ -727,15 +725,15 @@ impl Connection {
     /// c.on_heartbeat();
     /// assert_eq!(c.on_heartbeat().close.unwrap().code, hookwire_ws::CLOSE_HEARTBEAT_TIMEOUT);
     /// ```
-    pub fn on_heartbeat(&mut self) -> Outcome {
+    pub fn on_heartbeat(&mut self) -> Reaction {
         if self.missed_pongs >= 2 {
-            return Outcome {
+            return Reaction {
                 reply: None,
                 close: Some(Close::for_code(CLOSE_HEARTBEAT_TIMEOUT)),
             };
         }
         self.missed_pongs += 1;
-        Outcome::reply(Bytes::from_static(frame::PING))
+        Reaction::reply(Bytes::from_static(frame::PING))
     }
 
     /// The result of re-running the authenticator on the upgrade request: nothing while it
@@ -752,12 +750,12 @@ impl Connection {
     /// assert_eq!(c.on_reauth(Some(&moved)).close.unwrap().code, hookwire_ws::CLOSE_SESSION_EXPIRED);
     /// assert_eq!(c.on_reauth(None).close.unwrap().code, 4003);
     /// ```
-    pub fn on_reauth(&mut self, now: Option<&Identity>) -> Outcome {
+    pub fn on_reauth(&mut self, now: Option<&Identity>) -> Reaction {
         match now {
             Some(who) if who.organization_id() == self.identity().organization_id() => {
-                Outcome::default()
+                Reaction::default()
             }
-            _ => Outcome {
+            _ => Reaction {
                 reply: Some(frame::error(
                     ErrorCode::SessionExpired,
                     "session expired",
@@ -779,8 +777,8 @@ impl Connection {
     /// assert!(out.reply.is_some());
     /// assert_eq!(out.close.unwrap().code, hookwire_ws::CLOSE_TOO_BIG);
     /// ```
-    pub fn on_too_large(&mut self) -> Outcome {
-        Outcome {
+    pub fn on_too_large(&mut self) -> Reaction {
+        Reaction {
             reply: Some(frame::error(
                 ErrorCode::MessageTooLarge,
                 "message exceeds max_message_bytes",
@@ -799,11 +797,11 @@ impl Connection {
     /// assert!(c.on_binary(3).close.is_none());
     /// assert!(c.on_binary(1 << 20).close.is_some()); // over max_message_bytes
     /// ```
-    pub fn on_binary(&mut self, len: usize) -> Outcome {
+    pub fn on_binary(&mut self, len: usize) -> Reaction {
         if len > self.gw.inner.cfg.max_message_bytes {
             return self.on_too_large();
         }
-        Outcome::error(ErrorCode::BinaryNotSupported, "send JSON text frames", None)
+        Reaction::error(ErrorCode::BinaryNotSupported, "send JSON text frames", None)
     }
 
     /// An inbound text frame.
@@ -816,12 +814,12 @@ impl Connection {
     /// assert_eq!(&out.reply.unwrap()[..], br#"{"type":"subscribed","channel":"order"}"#);
     /// assert!(c.on_text("not json").reply.is_some()); // an error frame, never a panic
     /// ```
-    pub fn on_text(&mut self, text: &str) -> Outcome {
+    pub fn on_text(&mut self, text: &str) -> Reaction {
         if text.len() > self.gw.inner.cfg.max_message_bytes {
             return self.on_too_large();
         }
         let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(text) else {
-            return Outcome::error(ErrorCode::BadJson, "expected a JSON object", None);
+            return Reaction::error(ErrorCode::BadJson, "expected a JSON object", None);
         };
         let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
         let room = msg
@@ -833,9 +831,9 @@ impl Connection {
             "unsubscribe" => self.unsubscribe(room),
             "pong" => {
                 self.missed_pongs = 0;
-                Outcome::default()
+                Reaction::default()
             }
-            "ping" => Outcome::reply(Bytes::from_static(frame::PONG)),
+            "ping" => Reaction::reply(Bytes::from_static(frame::PONG)),
             _ => {
                 let info = ClientInfo {
                     client_id: self.member.client_id(),
@@ -846,27 +844,27 @@ impl Connection {
                     None => HookReply::Unknown,
                 };
                 match reply {
-                    HookReply::Handled => Outcome::default(),
+                    HookReply::Handled => Reaction::default(),
                     HookReply::Reply(v) => {
-                        Outcome::reply(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+                        Reaction::reply(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
                     }
                     HookReply::Unknown => {
-                        Outcome::error(ErrorCode::UnknownType, "unknown message type", None)
+                        Reaction::error(ErrorCode::UnknownType, "unknown message type", None)
                     }
                 }
             }
         }
     }
 
-    fn valid_room(room: Option<&str>) -> Result<&str, Outcome> {
+    fn valid_room(room: Option<&str>) -> Result<&str, Reaction> {
         match room {
             Some(r) if !r.is_empty() && r.len() <= MAX_ROOM_NAME_BYTES => Ok(r),
-            Some(r) if !r.is_empty() => Err(Outcome::error(
+            Some(r) if !r.is_empty() => Err(Reaction::error(
                 ErrorCode::BadRequest,
                 "room name too long",
                 None,
             )),
-            _ => Err(Outcome::error(
+            _ => Err(Reaction::error(
                 ErrorCode::BadRequest,
                 "missing \"resource\"",
                 None,
@@ -874,32 +872,32 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, room: Option<&str>) -> Outcome {
+    fn subscribe(&mut self, room: Option<&str>) -> Reaction {
         let room = match Self::valid_room(room) {
             Ok(r) => r,
             Err(o) => return o,
         };
         let held = self.subs.iter().any(|s| &**s == room);
         if !held && self.subs.len() >= self.gw.inner.cfg.max_subscriptions {
-            return Outcome::error(
+            return Reaction::error(
                 ErrorCode::TooManySubscriptions,
                 "subscription limit reached",
                 Some(room),
             );
         }
         if !self.gw.may_join(self.member.identity(), room) {
-            return Outcome::error(ErrorCode::Forbidden, "subscription denied", Some(room));
+            return Reaction::error(ErrorCode::Forbidden, "subscription denied", Some(room));
         }
         if let Err(code) = self.gw.inner.rooms.subscribe(&self.member, room) {
-            return Outcome::error(code, "room at capacity", Some(room));
+            return Reaction::error(code, "room at capacity", Some(room));
         }
         if !held {
             self.subs.push(Arc::from(room));
         }
-        Outcome::reply(frame::channel("subscribed", room))
+        Reaction::reply(frame::channel("subscribed", room))
     }
 
-    fn unsubscribe(&mut self, room: Option<&str>) -> Outcome {
+    fn unsubscribe(&mut self, room: Option<&str>) -> Reaction {
         let room = match Self::valid_room(room) {
             Ok(r) => r,
             Err(o) => return o,
@@ -908,7 +906,7 @@ impl Connection {
             self.subs.swap_remove(i);
             self.gw.inner.rooms.unsubscribe(&self.member, room);
         }
-        Outcome::reply(frame::channel("unsubscribed", room))
+        Reaction::reply(frame::channel("unsubscribed", room))
     }
 }
 
