@@ -5,7 +5,7 @@
 //! use hookwire_sse::{BroadcastChannel, http::{Public, SseApp, SseConfig}};
 //! # async fn run() {
 //! let channel: BroadcastChannel = BroadcastChannel::new();
-//! let app = axum::Router::new().merge(hookwire_sse::axum::router(SseApp::new(channel, SseConfig::default().auth(Public))));
+//! let app = axum::Router::new().merge(hookwire_sse::axum::sse_router(SseApp::new(channel, SseConfig::default().auth(Public))));
 //! # let _: axum::Router = app;
 //! # }
 //! ```

@@ -64,12 +64,14 @@ struct Inner {
 }
 
 /// The message of a [`ErrorKind::NotNewer`] error.
+#[cfg(feature = "redis")]
 #[derive(Debug)]
 struct NotNewer {
     current: u64,
     got: u64,
 }
 
+#[cfg(feature = "redis")]
 impl fmt::Display for NotNewer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -80,6 +82,7 @@ impl fmt::Display for NotNewer {
     }
 }
 
+#[cfg(feature = "redis")]
 impl std::error::Error for NotNewer {}
 
 impl Error {
