@@ -99,7 +99,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
     /// descriptors) are logged and retried after a short pause.
     pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
         let this = Arc::new(self);
-        let permits = this.limits.permits();
+        let permits = this.limits.permits()?;
         let mut never = std::pin::pin!(std::future::pending::<()>());
         while let Some((tcp, permit)) = crate::server::accept(&listener, &permits, &mut never).await
         {

@@ -42,6 +42,10 @@
 //! | `redis` | `redis::SseRedisFanOut`: publish on any node, deliver on every node | no |
 //!
 //! MSRV: the workspace's `rust-version`.
+//!
+//! ---
+//!
+#![doc = include_str!("../../../docs/hookwire-sse.md")]
 
 mod apply;
 mod cache;

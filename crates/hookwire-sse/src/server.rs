@@ -92,10 +92,12 @@ impl SseServerLimits {
         self
     }
 
-    /// Sets the connection cap (at least 1). Keep it below `ulimit -n`.
+    /// Sets the connection cap. Keep it below `ulimit -n`. A cap of 0 (nothing would ever be
+    /// accepted) or above the largest permit count tokio allows is not clamped: the server
+    /// refuses to start with [`io::ErrorKind::InvalidInput`].
     #[must_use]
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        self.max_connections = n;
         self
     }
 
@@ -108,9 +110,20 @@ impl SseServerLimits {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    /// A semaphore with one permit per allowed connection.
-    pub(crate) fn permits(&self) -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(self.cap() as usize))
+    /// A semaphore with one permit per allowed connection; an unusable cap is reported here,
+    /// when a server starts, instead of being changed silently.
+    pub(crate) fn permits(&self) -> io::Result<Arc<Semaphore>> {
+        if self.cap() as usize != self.max_connections {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "max_connections must be between 1 and {}, got {}",
+                    Semaphore::MAX_PERMITS.min(u32::MAX as usize),
+                    self.max_connections
+                ),
+            ));
+        }
+        Ok(Arc::new(Semaphore::new(self.cap() as usize)))
     }
 }
 
@@ -327,7 +340,7 @@ where
     B::Error: Into<BoxError>,
     F: Future<Output = ()>,
 {
-    let permits = limits.permits();
+    let permits = limits.permits()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     while let Some((tcp, permit)) = accept(&listener, &permits, &mut shutdown).await {

@@ -60,6 +60,20 @@
 //! | `sse` | `EventGateway`: SSE (`hookwire-sse`) and WebSocket behind one configuration (implies `axum`) | no |
 //!
 //! MSRV: Rust 1.88.
+//!
+//! ---
+//!
+// The guide (`docs/hookwire-ws.md`) is the rest of this page; its examples use the `sse` and
+// `redis` features, so it is included (and its examples compiled as doctests) with them: docs.rs
+// builds with all features.
+#![cfg_attr(
+    all(feature = "sse", feature = "redis"),
+    doc = include_str!("../../../docs/hookwire-ws.md")
+)]
+#![cfg_attr(
+    not(all(feature = "sse", feature = "redis")),
+    doc = "The guide, `docs/hookwire-ws.md`, follows here when built with features `sse` and `redis`."
+)]
 
 mod auth;
 mod error;
@@ -89,8 +103,3 @@ mod event_gateway;
 pub mod redis;
 #[cfg(feature = "sse")]
 pub use event_gateway::{EventGateway, EventGatewayBuilder, SseSide};
-
-/// The guide's examples (`docs/hookwire-ws.md`), compiled as doctests so they cannot rot.
-#[cfg(all(doctest, feature = "sse", feature = "redis"))]
-#[doc = include_str!("../../../docs/hookwire-ws.md")]
-struct Guide;

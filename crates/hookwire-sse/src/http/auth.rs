@@ -21,7 +21,7 @@ pub struct Access {
     /// When set, the event stream only carries events of this organization (no cross-tenant
     /// delivery). State streams are authorized per stream name by the hook itself.
     pub organization: Option<String>,
-    /// Who is connecting; with [`SseApp::with_presence`] each open state stream counts this
+    /// Who is connecting; with [`SseApp::with_presence`](super::SseApp::with_presence) each open state stream counts this
     /// identity as online on that stream.
     pub identity: Option<String>,
 }

@@ -48,7 +48,7 @@ where
 }
 
 /// Like [`serve_fn`] with explicit limits, stopping gracefully once `shutdown` completes (end
-/// the streams in it, e.g. with [`BroadcastChannel::shutdown`]). Request bodies are never read.
+/// the streams in it, e.g. with [`BroadcastChannel::shutdown`](crate::BroadcastChannel::shutdown)). Request bodies are never read.
 pub async fn serve_fn_with<F, G>(
     listener: tokio::net::TcpListener,
     limits: crate::server::SseServerLimits,

@@ -228,3 +228,38 @@ async fn graceful_shutdown_returns_once_streams_are_ended() {
     assert!(matches!(done, Ok(Ok(Ok(())))), "the server did not stop");
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
+
+/// A connection cap of 0 would never accept anything: both servers refuse to start with
+/// `InvalidInput` instead of silently serving with another cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_connection_cap_is_refused_when_the_server_starts() {
+    let ch = board();
+    let zero = SseServerLimits::default().max_connections(0);
+    assert_eq!(
+        zero.max_connections, 0,
+        "the setter keeps what it was given"
+    );
+
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = SseApp::new(ch.clone(), SseConfig::default().auth(Public));
+    let hyper = tokio::time::timeout(
+        Duration::from_secs(5),
+        hookwire_sse::http::serve_fn_with(
+            l,
+            zero,
+            move |m, p, q, h| app.handle(m, p, q, h),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("returns at once");
+    assert_eq!(hyper.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lean =
+        hookwire_sse::lean::LeanAcceptor::new(ch, SseConfig::default().auth(Public)).limits(zero);
+    let lean = tokio::time::timeout(Duration::from_secs(5), lean.serve(l))
+        .await
+        .expect("returns at once");
+    assert_eq!(lean.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+}
