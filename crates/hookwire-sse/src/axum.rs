@@ -5,7 +5,7 @@
 //! use hookwire_sse::{BroadcastChannel, http::{Public, SseApp, SseConfig}};
 //! # async fn run() {
 //! let channel: BroadcastChannel = BroadcastChannel::new();
-//! let app = axum::Router::new().merge(hookwire_sse::axum::router(SseApp::new(channel, SseConfig::default().auth(Public))));
+//! let app = axum::Router::new().merge(hookwire_sse::axum::sse_router(SseApp::new(channel, SseConfig::default().auth(Public))));
 //! # let _: axum::Router = app;
 //! # }
 //! ```
@@ -20,7 +20,7 @@ use crate::http::{CLIENT_JS_PATH, ResponseBody, SseApp};
 /// Routes `GET /events/{stream}`, `GET /state/{stream}`, `GET /events` (when the app has an
 /// event broadcast) and `GET /hookwire-sse.js`. Set `TCP_NODELAY` on the listener's
 /// connections (`axum::serve::ListenerExt::tap_io`).
-pub fn router<S: BroadcastState>(app: SseApp<S>) -> axum::Router {
+pub fn sse_router<S: BroadcastState>(app: SseApp<S>) -> axum::Router {
     let h = move |req: Request| {
         let app = app.clone();
         async move { handle(&app, &req) }

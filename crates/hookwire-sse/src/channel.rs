@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::cache::{DEFAULT_CACHE_SIZE, StateCache};
 use crate::frame::{Frame, FrameKind};
-use crate::queue::{Counters, QueueLimits, SubShared, Subscription, Unsubscribe};
+use crate::queue::{Counters, QueueLimits, StreamSubscription, SubShared, Unsubscribe};
 
 /// A state that can be broadcast: serializable, with a version (`_v`, the event-store stream
 /// version after the last change).
@@ -527,14 +527,14 @@ impl<S: BroadcastState> BroadcastChannel<S> {
     }
 
     /// Subscribes to `stream`; the first frame is the cached snapshot, if any.
-    pub fn subscribe(&self, stream: &str) -> Subscription {
+    pub fn subscribe(&self, stream: &str) -> StreamSubscription {
         self.subscribe_from(stream, None)
     }
 
     /// Subscribes to `stream`, resuming after version `last` (`Last-Event-ID`): exactly the
     /// missed patches when the history still holds them, nothing when up to date, else a
     /// snapshot. `None` means a fresh start (snapshot).
-    pub fn subscribe_from(&self, stream: &str, last: Option<u64>) -> Subscription {
+    pub fn subscribe_from(&self, stream: &str, last: Option<u64>) -> StreamSubscription {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(SubShared::new(id, self.inner.config.queue));
         let mut cache = crate::lock(&self.inner.cache);
@@ -553,7 +553,7 @@ impl<S: BroadcastState> BroadcastChannel<S> {
         drop(cache);
         let owner: Weak<Inner<S>> = Arc::downgrade(&self.inner);
         let owner: Weak<dyn Unsubscribe> = owner;
-        Subscription { shared, key, owner }
+        StreamSubscription { shared, key, owner }
     }
 
     /// The cached state of `stream` (promoted in the LRU).

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use hookwire_core::{Event, Pattern};
 
 use crate::frame::Frame;
-use crate::queue::{Counters, QueueLimits, SubShared, Subscription, Unsubscribe};
+use crate::queue::{Counters, QueueLimits, StreamSubscription, SubShared, Unsubscribe};
 
 /// Which events a subscriber receives.
 ///
@@ -42,16 +42,16 @@ impl EventFilter {
 
     /// Parses a comma-separated pattern list (`order.*,invoice.paid`), at most
     /// [`MAX_FILTER_PATTERNS`] entries.
-    pub fn parse(list: &str) -> Result<Self, FilterError> {
+    pub fn parse(list: &str) -> crate::Result<Self> {
         let parts: Vec<&str> = list.split(',').map(str::trim).collect();
         if parts.len() > MAX_FILTER_PATTERNS {
-            return Err(FilterError(format!(
+            return Err(crate::Error::invalid(format!(
                 "more than {MAX_FILTER_PATTERNS} patterns"
             )));
         }
         parts
             .into_iter()
-            .map(|p| Pattern::parse(p).map_err(|e| FilterError(e.to_string())))
+            .map(|p| Pattern::parse(p).map_err(|e| crate::Error::invalid(e.to_string())))
             .collect::<Result<Vec<_>, _>>()
             .map(Self::new)
     }
@@ -74,18 +74,6 @@ impl EventFilter {
         self.patterns.iter().any(|p| p.matches(&event.name))
     }
 }
-
-/// Why an event filter was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterError(String);
-
-impl fmt::Display for FilterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for FilterError {}
 
 struct Published {
     frame: Frame,
@@ -205,7 +193,7 @@ impl EventBroadcast {
     }
 
     /// Subscribes with `filter`, resuming after sequence `last` when given.
-    pub fn subscribe(&self, filter: EventFilter, last: Option<u64>) -> Subscription {
+    pub fn subscribe(&self, filter: EventFilter, last: Option<u64>) -> StreamSubscription {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(SubShared::new(id, self.inner.queue));
         let mut st = crate::lock(&self.inner.state);
@@ -234,7 +222,7 @@ impl EventBroadcast {
         drop(st);
         let owner: Weak<EvInner> = Arc::downgrade(&self.inner);
         let owner: Weak<dyn Unsubscribe> = owner;
-        Subscription {
+        StreamSubscription {
             shared,
             key: Arc::from(""),
             owner,

@@ -3,7 +3,7 @@
 //! hyper's HTTP/1 connection keeps two fixed 8 KiB buffers per connection (~20 KiB per idle
 //! subscriber in total). This acceptor parses the request head with `httparse` into a
 //! temporary buffer that is freed before streaming, writes the response head itself, and then
-//! only holds the socket, the [`Subscription`](crate::Subscription) and an empty frame list —
+//! only holds the socket, the [`StreamSubscription`](crate::StreamSubscription) and an empty frame list —
 //! about 2 KiB per idle subscriber (measured by `cargo xtask bench sse`). Same
 //! [`BroadcastChannel`], same wire format (`Transfer-Encoding: chunked` with the frames'
 //! pre-encoded chunks), same [`Authorize`](crate::http::Authorize) hook as [`SseApp`].
@@ -11,9 +11,9 @@
 //! Every drain writes all queued frames with one vectored write. Routes: `GET /events/<s>`
 //! and `GET /state/<s>` (the latter answered with `Connection: close`); anything else is
 //! 404/405. Limits: request head ≤ [`MAX_HEAD`] bytes and ≤ 32 headers (else 431), sent
-//! within [`ServerLimits::header_read_timeout`] (else the connection is closed), at most
+//! within [`SseServerLimits::header_read_timeout`] (else the connection is closed), at most
 //! [`LeanAcceptor::max_subscribers`] streams at once (else 503) and at most
-//! [`ServerLimits::max_connections`] connections of any kind (above it the acceptor stops
+//! [`SseServerLimits::max_connections`] connections of any kind (above it the acceptor stops
 //! accepting until one closes). Request bodies are never read; there is no keep-alive (one
 //! request per connection), so no idle timeout either.
 
@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::channel::{BroadcastChannel, BroadcastState};
 use crate::frame::Frame;
 use crate::http::{RequestInfo, SSE_HEADERS, SseApp, SseConfig, last_event_id, valid_stream_name};
-use crate::server::ServerLimits;
+use crate::server::SseServerLimits;
 
 /// Largest accepted request head, in bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -48,7 +48,7 @@ const MAX_HEADERS: usize = 32;
 /// ```
 pub struct LeanAcceptor<S = serde_json::Value> {
     app: SseApp<S>,
-    limits: ServerLimits,
+    limits: SseServerLimits,
     max_subscribers: usize,
     live: Arc<AtomicUsize>,
 }
@@ -73,7 +73,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
     pub fn from_app(app: SseApp<S>) -> Self {
         Self {
             app,
-            limits: ServerLimits::default(),
+            limits: SseServerLimits::default(),
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             live: Arc::new(AtomicUsize::new(0)),
         }
@@ -90,7 +90,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
     /// Sets the header-read timeout and the connection cap (the body timeout does not apply:
     /// bodies are never read). Raise `max_connections` together with `ulimit -n`.
     #[must_use]
-    pub fn limits(mut self, limits: ServerLimits) -> Self {
+    pub fn limits(mut self, limits: SseServerLimits) -> Self {
         self.limits = limits;
         self
     }
@@ -99,7 +99,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
     /// descriptors) are logged and retried after a short pause.
     pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
         let this = Arc::new(self);
-        let permits = this.limits.permits();
+        let permits = this.limits.permits()?;
         let mut never = std::pin::pin!(std::future::pending::<()>());
         while let Some((tcp, permit)) = crate::server::accept(&listener, &permits, &mut never).await
         {
@@ -307,7 +307,7 @@ impl crate::queue::DirectWrite for Direct {
 /// Streams frames until the subscription ends or the peer goes away. While idle, the
 /// publisher writes frames directly ([`Direct`]); this task only drains what had to be
 /// queued (a busy socket), all of it per vectored write.
-async fn stream_frames(tcp: &TcpStream, mut sub: crate::Subscription) -> io::Result<()> {
+async fn stream_frames(tcp: &TcpStream, mut sub: crate::StreamSubscription) -> io::Result<()> {
     let mut batch: Vec<Frame> = Vec::new();
     loop {
         tokio::select! {

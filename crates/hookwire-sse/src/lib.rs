@@ -33,19 +33,24 @@
 //! - [`http`]: the SSE response body for hyper/axum, resume parsing, the browser client.
 //! - [`lean`]: an opt-in acceptor costing ~2 KiB per idle subscriber.
 //! - [`server`]: the hyper accept loop with a header-read timeout, a body timeout, a
-//!   connection cap and graceful shutdown ([`server::ServerLimits`]).
+//!   connection cap and graceful shutdown ([`server::SseServerLimits`]).
 //!
 //! # Features
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
 //! | `axum` | axum handlers and a router for `/state`, `/events` and the client script | no |
-//! | `redis` | `redis::RedisFanOut`: publish on any node, deliver on every node | no |
+//! | `redis` | `redis::SseRedisFanOut`: publish on any node, deliver on every node | no |
 //!
 //! MSRV: the workspace's `rust-version`.
+//!
+//! ---
+//!
+#![doc = include_str!("../../../docs/hookwire-sse.md")]
 
 mod apply;
 mod cache;
 mod channel;
+mod error;
 mod events;
 mod frame;
 mod presence;
@@ -65,10 +70,11 @@ pub use channel::{
     BroadcastChannel, BroadcastState, ChannelConfig, ChannelStats, DEFAULT_HISTORY_BYTES,
     DEFAULT_HISTORY_FRAMES, PublishError,
 };
-pub use events::{EventBroadcast, EventFilter, FilterError, MAX_FILTER_PATTERNS};
+pub use error::{Error, ErrorKind, Result};
+pub use events::{EventBroadcast, EventFilter, MAX_FILTER_PATTERNS};
 pub use frame::{Frame, FrameKind};
 pub use presence::{DEFAULT_MAX_PRESENCE_PER_STREAM, PresenceTracker};
-pub use queue::{DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, QueueLimits, Subscription};
+pub use queue::{DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, QueueLimits, StreamSubscription};
 
 /// Locks a mutex, recovering from poisoning: every critical section here leaves its data
 /// consistent before any call that could panic, so a poisoned lock is still usable.

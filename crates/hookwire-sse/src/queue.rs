@@ -1,4 +1,4 @@
-//! Per-subscriber bounded queues and the [`Subscription`] stream.
+//! Per-subscriber bounded queues and the [`StreamSubscription`] stream.
 //!
 //! Policy (sse.md): a publish never waits for a subscriber. Each subscriber has a queue bounded
 //! in frames and bytes; when a push would exceed either bound the queue is emptied and one
@@ -177,7 +177,7 @@ impl SubShared {
     }
 }
 
-/// Removes a subscriber from its channel when the [`Subscription`] is dropped.
+/// Removes a subscriber from its channel when the [`StreamSubscription`] is dropped.
 pub(crate) trait Unsubscribe: Send + Sync {
     fn unsubscribe(&self, key: &str, id: u64);
 }
@@ -188,22 +188,22 @@ pub(crate) trait Unsubscribe: Send + Sync {
 /// channel is dropped or the stream is closed. Dropping the subscription unsubscribes.
 /// `poll_next` and [`recv_batch`](Self::recv_batch) are cancel safe: a frame is removed from
 /// the queue only when it is returned.
-pub struct Subscription {
+pub struct StreamSubscription {
     pub(crate) shared: Arc<SubShared>,
     pub(crate) key: Arc<str>,
     pub(crate) owner: Weak<dyn Unsubscribe>,
 }
 
-impl std::fmt::Debug for Subscription {
+impl std::fmt::Debug for StreamSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
+        f.debug_struct("StreamSubscription")
             .field("stream", &self.key)
             .field("id", &self.shared.id)
             .finish_non_exhaustive()
     }
 }
 
-impl Subscription {
+impl StreamSubscription {
     /// The stream (or event filter key) this subscription belongs to.
     pub fn stream(&self) -> &str {
         &self.key
@@ -264,7 +264,7 @@ impl Subscription {
     }
 }
 
-impl futures_core::Stream for Subscription {
+impl futures_core::Stream for StreamSubscription {
     type Item = Frame;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
@@ -283,7 +283,7 @@ impl futures_core::Stream for Subscription {
     }
 }
 
-impl Drop for Subscription {
+impl Drop for StreamSubscription {
     fn drop(&mut self) {
         self.shared.close();
         if let Some(owner) = self.owner.upgrade() {

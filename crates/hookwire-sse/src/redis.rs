@@ -22,45 +22,10 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::channel::{BroadcastChannel, BroadcastState, PublishError};
+use crate::channel::{BroadcastChannel, BroadcastState};
 use crate::frame::Frame;
 
 const PUBLISH_LUA: &str = include_str!("../lua/publish.lua");
-
-/// Why a fan-out operation failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum FanOutError {
-    /// Redis failed or is unreachable; nothing was published anywhere.
-    Redis(String),
-    /// Another node already published this or a newer version of the stream.
-    NotNewer {
-        /// The version stored in Redis.
-        current: u64,
-        /// The refused version.
-        got: u64,
-    },
-    /// The local publish was refused.
-    Publish(PublishError),
-}
-
-impl std::fmt::Display for FanOutError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Redis(e) => write!(f, "redis: {e}"),
-            Self::NotNewer { current, got } => {
-                write!(f, "version {got} is not newer than {current} in redis")
-            }
-            Self::Publish(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for FanOutError {}
-
-fn redis_err(e: redis::RedisError) -> FanOutError {
-    FanOutError::Redis(e.to_string())
-}
 
 #[derive(Serialize, Deserialize)]
 struct Envelope<S> {
@@ -82,15 +47,15 @@ const CATCH_UP: Duration = Duration::from_secs(2);
 /// Dropping it stops receiving from other nodes.
 ///
 /// ```no_run
-/// use hookwire_sse::{BroadcastChannel, redis::RedisFanOut};
+/// use hookwire_sse::{BroadcastChannel, redis::SseRedisFanOut};
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let channel: BroadcastChannel = BroadcastChannel::new();
 /// let client = redis::Client::open("redis://127.0.0.1/")?;
-/// let fan = RedisFanOut::start(channel.clone(), client, "hookwire:sse").await?;
+/// let fan = SseRedisFanOut::start(channel.clone(), client, "hookwire:sse").await?;
 /// fan.publish("board", serde_json::json!({"_v": 1, "n": 1}), vec![serde_json::json!({"n": 1})]).await?;
 /// # Ok(()) }
 /// ```
-pub struct RedisFanOut<S = Value> {
+pub struct SseRedisFanOut<S = Value> {
     channel: BroadcastChannel<S>,
     conn: ConnectionManager,
     node: Arc<str>,
@@ -99,35 +64,44 @@ pub struct RedisFanOut<S = Value> {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl<S> std::fmt::Debug for RedisFanOut<S> {
+impl<S> std::fmt::Debug for SseRedisFanOut<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisFanOut")
+        f.debug_struct("SseRedisFanOut")
             .field("node", &self.node)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
 
-impl<S> Drop for RedisFanOut<S> {
+impl<S> Drop for SseRedisFanOut<S> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl<S: BroadcastState + Clone> RedisFanOut<S> {
+impl<S: BroadcastState + Clone> SseRedisFanOut<S> {
     /// Connects, subscribes to the envelopes of `prefix`, and starts delivering them to
     /// `channel`. Returns once the subscription is active.
     pub async fn start(
         channel: BroadcastChannel<S>,
         client: redis::Client,
         prefix: &str,
-    ) -> Result<Self, FanOutError> {
-        let conn = client.get_connection_manager().await.map_err(redis_err)?;
+    ) -> crate::Result<Self> {
+        let conn = client
+            .get_connection_manager()
+            .await
+            .map_err(crate::Error::redis)?;
         let node: Arc<str> = Arc::from(format!("{:016x}", hookwire_core::id::random_u64()));
         let prefix: Arc<str> = Arc::from(prefix);
         let pattern = format!("{prefix}:ch:*");
-        let mut pubsub = client.get_async_pubsub().await.map_err(redis_err)?;
-        pubsub.psubscribe(&pattern).await.map_err(redis_err)?;
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .map_err(crate::Error::redis)?;
+        pubsub
+            .psubscribe(&pattern)
+            .await
+            .map_err(crate::Error::redis)?;
         let task = tokio::spawn(receive_loop(
             client,
             pubsub,
@@ -162,11 +136,10 @@ impl<S: BroadcastState + Clone> RedisFanOut<S> {
         stream: &str,
         state: S,
         patches: Vec<Value>,
-    ) -> Result<Frame, FanOutError> {
+    ) -> crate::Result<Frame> {
         let v = state.version();
         let snapshot = patches.is_empty();
-        let state_json =
-            serde_json::to_string(&state).map_err(|e| FanOutError::Redis(e.to_string()))?;
+        let state_json = serde_json::to_string(&state).map_err(crate::Error::serialize)?;
         let env = Envelope {
             o: self.node.to_string(),
             s: stream.to_owned(),
@@ -174,7 +147,7 @@ impl<S: BroadcastState + Clone> RedisFanOut<S> {
             p: patches.clone(),
             ov: None,
         };
-        let env = serde_json::to_string(&env).map_err(|e| FanOutError::Redis(e.to_string()))?;
+        let env = serde_json::to_string(&env).map_err(crate::Error::serialize)?;
         let mut conn = self.conn.clone();
         let r: i64 = self
             .script
@@ -187,12 +160,12 @@ impl<S: BroadcastState + Clone> RedisFanOut<S> {
             .arg(if snapshot { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
-            .map_err(redis_err)?;
+            .map_err(crate::Error::redis)?;
         if r >= 0 {
-            return Err(FanOutError::NotNewer {
-                current: u64::try_from(r).unwrap_or_default(),
-                got: v,
-            });
+            return Err(crate::Error::not_newer(
+                u64::try_from(r).unwrap_or_default(),
+                v,
+            ));
         }
         // Redis ordered this version after every version it stored before; other nodes'
         // envelopes for those may still be in flight to this node. Deliver locally only once
@@ -216,15 +189,15 @@ impl<S: BroadcastState + Clone> RedisFanOut<S> {
             return self
                 .channel
                 .reset(stream, state)
-                .map_err(FanOutError::Publish);
+                .map_err(crate::Error::from);
         }
         self.channel
             .publish(stream, state, patches)
-            .map_err(FanOutError::Publish)
+            .map_err(crate::Error::from)
     }
 
     /// Sends an overlay to every node (not versioned; applied on each node's cached state).
-    pub async fn overlay(&self, stream: &str, patch: Value) -> Result<Option<Frame>, FanOutError> {
+    pub async fn overlay(&self, stream: &str, patch: Value) -> crate::Result<Option<Frame>> {
         let env: Envelope<S> = Envelope {
             o: self.node.to_string(),
             s: stream.to_owned(),
@@ -232,31 +205,30 @@ impl<S: BroadcastState + Clone> RedisFanOut<S> {
             p: Vec::new(),
             ov: Some(patch.clone()),
         };
-        let env = serde_json::to_string(&env).map_err(|e| FanOutError::Redis(e.to_string()))?;
+        let env = serde_json::to_string(&env).map_err(crate::Error::serialize)?;
         let mut conn = self.conn.clone();
         redis::cmd("PUBLISH")
             .arg(format!("{}:ch:{stream}", self.prefix))
             .arg(env)
             .exec_async(&mut conn)
             .await
-            .map_err(redis_err)?;
+            .map_err(crate::Error::redis)?;
         self.channel
             .overlay(stream, patch)
-            .map_err(FanOutError::Publish)
+            .map_err(crate::Error::from)
     }
 
     /// Loads the state stored in Redis into the local channel (e.g. after a node restart,
     /// before serving `GET /state`). Returns false when Redis has none.
-    pub async fn load(&self, stream: &str) -> Result<bool, FanOutError> {
+    pub async fn load(&self, stream: &str) -> crate::Result<bool> {
         let mut conn = self.conn.clone();
         let json: Option<String> = redis::cmd("GET")
             .arg(format!("{}:{{{stream}}}:state", self.prefix))
             .query_async(&mut conn)
             .await
-            .map_err(redis_err)?;
+            .map_err(crate::Error::redis)?;
         let Some(json) = json else { return Ok(false) };
-        let state: S =
-            serde_json::from_str(&json).map_err(|e| FanOutError::Redis(e.to_string()))?;
+        let state: S = serde_json::from_str(&json).map_err(crate::Error::serialize)?;
         if self
             .channel
             .version(stream)
@@ -266,7 +238,7 @@ impl<S: BroadcastState + Clone> RedisFanOut<S> {
         }
         self.channel
             .reset(stream, state)
-            .map_err(FanOutError::Publish)?;
+            .map_err(crate::Error::from)?;
         Ok(true)
     }
 }

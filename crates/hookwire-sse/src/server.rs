@@ -2,7 +2,7 @@
 //! [`crate::http::serve_fn`]) and of anything else that wants the same protection (the
 //! `hookwire demo` serves its axum router with it): a header-read timeout that is also the
 //! idle keep-alive timeout, a request-body timeout, a connection cap, WebSocket upgrades and a
-//! graceful shutdown. The lean acceptor applies the same [`ServerLimits`] with its own parser.
+//! graceful shutdown. The lean acceptor applies the same [`SseServerLimits`] with its own parser.
 //!
 //! Without them, connections that never finish their request head hold a file descriptor
 //! each forever: about a thousand of them fill a default `ulimit -n` of 1 024 and every
@@ -29,17 +29,17 @@ use tokio::time::{Instant, Sleep};
 /// Default time a client has to send a complete request head (10 s). hyper starts the same
 /// timer as soon as a kept-alive connection goes idle, so this is also the idle keep-alive
 /// timeout.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a request body has to arrive completely, counted from the end of its head
 /// (30 s).
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a graceful shutdown waits for open connections before returning.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// File descriptors left to the rest of the process when the connection cap is derived from
 /// the open-file limit.
-pub const FD_RESERVE: usize = 256;
+pub(crate) const FD_RESERVE: usize = 256;
 /// The connection cap when the open-file limit cannot be read (not Linux): 1 024 − 256.
-pub const FALLBACK_MAX_CONNECTIONS: usize = 768;
+pub(crate) const FALLBACK_MAX_CONNECTIONS: usize = 768;
 const MIN_MAX_CONNECTIONS: usize = 64;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -48,26 +48,26 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use hookwire_sse::server::ServerLimits;
-/// let l = ServerLimits::default().header_read_timeout(Duration::from_secs(5)).max_connections(10_000);
+/// use hookwire_sse::server::SseServerLimits;
+/// let l = SseServerLimits::default().header_read_timeout(Duration::from_secs(5)).max_connections(10_000);
 /// assert_eq!(l.body_timeout, Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ServerLimits {
+pub struct SseServerLimits {
     /// Time to send a complete request head; also how long a kept-alive connection may sit idle
-    /// ([`DEFAULT_HEADER_READ_TIMEOUT`]). The connection is closed when it runs out.
+    /// (default 10 s). The connection is closed when it runs out.
     pub header_read_timeout: Duration,
-    /// Time for the whole request body after the head ([`DEFAULT_BODY_TIMEOUT`]); reading it
-    /// fails with [`BodyTimeout`] after that, and the connection is closed.
+    /// Time for the whole request body after the head (default 30 s); reading it
+    /// fails with [`SseBodyTimeout`] after that, and the connection is closed.
     pub body_timeout: Duration,
     /// Most connections open at once, WebSocket and SSE streams included. At the cap the server
     /// stops accepting (new connections wait in the kernel's backlog) until one closes. Default:
-    /// [`default_max_connections`].
+    /// the open-file soft limit minus 256 (768 where it cannot be read).
     pub max_connections: usize,
 }
 
-impl Default for ServerLimits {
+impl Default for SseServerLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
@@ -77,7 +77,7 @@ impl Default for ServerLimits {
     }
 }
 
-impl ServerLimits {
+impl SseServerLimits {
     /// Sets the header-read (and idle keep-alive) timeout.
     #[must_use]
     pub fn header_read_timeout(mut self, d: Duration) -> Self {
@@ -92,10 +92,12 @@ impl ServerLimits {
         self
     }
 
-    /// Sets the connection cap (at least 1). Keep it below `ulimit -n`.
+    /// Sets the connection cap. Keep it below `ulimit -n`. A cap of 0 (nothing would ever be
+    /// accepted) or above the largest permit count tokio allows is not clamped: the server
+    /// refuses to start with [`io::ErrorKind::InvalidInput`].
     #[must_use]
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        self.max_connections = n;
         self
     }
 
@@ -108,16 +110,27 @@ impl ServerLimits {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    /// A semaphore with one permit per allowed connection.
-    pub(crate) fn permits(&self) -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(self.cap() as usize))
+    /// A semaphore with one permit per allowed connection; an unusable cap is reported here,
+    /// when a server starts, instead of being changed silently.
+    pub(crate) fn permits(&self) -> io::Result<Arc<Semaphore>> {
+        if self.cap() as usize != self.max_connections {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "max_connections must be between 1 and {}, got {}",
+                    Semaphore::MAX_PERMITS.min(u32::MAX as usize),
+                    self.max_connections
+                ),
+            ));
+        }
+        Ok(Arc::new(Semaphore::new(self.cap() as usize)))
     }
 }
 
-/// The default connection cap: the process's open-file soft limit minus [`FD_RESERVE`] (at
-/// least 64), read once from `/proc/self/limits`; [`FALLBACK_MAX_CONNECTIONS`] where that
+/// The default connection cap: the process's open-file soft limit minus `FD_RESERVE` (at
+/// least 64), read once from `/proc/self/limits`; `FALLBACK_MAX_CONNECTIONS` where that
 /// cannot be read. So a server never accepts connections it has no descriptors for.
-pub fn default_max_connections() -> usize {
+pub(crate) fn default_max_connections() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| {
         open_file_limit().map_or(FALLBACK_MAX_CONNECTIONS, |n| {
@@ -137,8 +150,8 @@ fn open_file_limit() -> Option<usize> {
         .ok()
 }
 
-/// A request body that fails with [`BodyTimeout`] once its deadline passes.
-pub struct TimedBody {
+/// A request body that fails with [`SseBodyTimeout`] once its deadline passes.
+pub struct SseRequestBody {
     inner: Incoming,
     deadline: Instant,
     limit: Duration,
@@ -146,15 +159,15 @@ pub struct TimedBody {
     timer: Option<Pin<Box<Sleep>>>,
 }
 
-impl fmt::Debug for TimedBody {
+impl fmt::Debug for SseRequestBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimedBody")
+        f.debug_struct("SseRequestBody")
             .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }
 
-impl TimedBody {
+impl SseRequestBody {
     fn new(inner: Incoming, limit: Duration) -> Self {
         Self {
             inner,
@@ -165,19 +178,19 @@ impl TimedBody {
     }
 }
 
-/// The request body did not arrive within [`ServerLimits::body_timeout`].
+/// The request body did not arrive within [`SseServerLimits::body_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyTimeout(pub Duration);
+pub struct SseBodyTimeout(pub Duration);
 
-impl fmt::Display for BodyTimeout {
+impl fmt::Display for SseBodyTimeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "request body not received within {:?}", self.0)
     }
 }
 
-impl StdError for BodyTimeout {}
+impl StdError for SseBodyTimeout {}
 
-impl Body for TimedBody {
+impl Body for SseRequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -194,7 +207,7 @@ impl Body for TimedBody {
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimeout(this.limit).into()))),
+                    Poll::Ready(()) => Poll::Ready(Some(Err(SseBodyTimeout(this.limit).into()))),
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -290,20 +303,20 @@ pub(crate) async fn accept<F: Future + Unpin>(
 /// Serves `service` over HTTP/1.1 (keep-alive, WebSocket upgrades) on `listener` under
 /// `limits` until `shutdown` completes; then stops accepting, lets every connection finish its
 /// current response (end your SSE streams and WebSockets in `shutdown`: they never finish by
-/// themselves) and returns once all are closed or after [`SHUTDOWN_GRACE`].
+/// themselves) and returns once all are closed or after a 30 s grace period.
 ///
 /// An axum `Router` is served with `hyper_util::service::TowerToHyperService::new(router)`.
 ///
 /// ```no_run
-/// use hookwire_sse::server::{ServerLimits, TimedBody, serve_service};
+/// use hookwire_sse::server::{SseServerLimits, SseRequestBody, serve_service};
 /// # async fn run() -> std::io::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-/// let service = hyper::service::service_fn(|_req: http::Request<TimedBody>| async {
+/// let service = hyper::service::service_fn(|_req: http::Request<SseRequestBody>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
 /// });
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// # drop(stop);
-/// serve_service(listener, ServerLimits::default(), service, async {
+/// serve_service(listener, SseServerLimits::default(), service, async {
 ///     let _ = stopped.await; // e.g. Ctrl-C; end open SSE streams here
 /// })
 /// .await
@@ -311,12 +324,15 @@ pub(crate) async fn accept<F: Future + Unpin>(
 /// ```
 pub async fn serve_service<S, B, F>(
     listener: TcpListener,
-    limits: ServerLimits,
+    limits: SseServerLimits,
     service: S,
     shutdown: F,
 ) -> io::Result<()>
 where
-    S: hyper::service::Service<Request<TimedBody>, Response = Response<B>> + Clone + Send + 'static,
+    S: hyper::service::Service<Request<SseRequestBody>, Response = Response<B>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: Body + Send + 'static,
@@ -324,7 +340,7 @@ where
     B::Error: Into<BoxError>,
     F: Future<Output = ()>,
 {
-    let permits = limits.permits();
+    let permits = limits.permits()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     while let Some((tcp, permit)) = accept(&listener, &permits, &mut shutdown).await {
@@ -343,10 +359,10 @@ async fn connection<S, B>(
     tcp: TcpStream,
     permit: OwnedSemaphorePermit,
     service: S,
-    limits: ServerLimits,
+    limits: SseServerLimits,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: hyper::service::Service<Request<TimedBody>, Response = Response<B>> + Send + 'static,
+    S: hyper::service::Service<Request<SseRequestBody>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: Body + Send + 'static,
@@ -355,7 +371,7 @@ async fn connection<S, B>(
 {
     let body_timeout = limits.body_timeout;
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        service.call(req.map(|b| TimedBody::new(b, body_timeout)))
+        service.call(req.map(|b| SseRequestBody::new(b, body_timeout)))
     });
     let io = Counted {
         io: TokioIo::new(tcp),
@@ -393,9 +409,9 @@ mod tests {
 
     #[test]
     fn any_cap_becomes_a_usable_permit_count() {
-        let mut l = ServerLimits {
+        let mut l = SseServerLimits {
             max_connections: 0,
-            ..ServerLimits::default()
+            ..SseServerLimits::default()
         };
         assert_eq!(l.cap(), 1);
         l.max_connections = usize::MAX;

@@ -101,7 +101,7 @@ fn hookwire_router() -> axum::Router {
         .build()
         .expect("gateway");
     let _ = GW.set(gw.clone());
-    hookwire_ws::axum::router(gw)
+    hookwire_ws::axum::ws_router(gw)
 }
 
 type RawSink = futures_util::stream::SplitSink<axum::extract::ws::WebSocket, AxMessage>;

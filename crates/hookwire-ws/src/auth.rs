@@ -148,8 +148,10 @@ impl<'a> AuthRequest<'a> {
             .filter(|t| !t.is_empty())
     }
 
-    /// The first value of query parameter `name`, percent-decoded (`+` is a space); browsers
-    /// cannot set headers on a WebSocket, so tokens often travel as `?token=`.
+    /// The first value of query parameter `name`, decoded as
+    /// `application/x-www-form-urlencoded` (`+` is a space, `%XX` escapes; a malformed escape
+    /// stays as written, invalid UTF-8 becomes U+FFFD): the same reading as `hookwire-sse`.
+    /// Browsers cannot set headers on a WebSocket, so tokens often travel as `?token=`.
     ///
     /// ```
     /// let uri: http::Uri = "/ws?a=1&token=u%40acme".parse().unwrap();
@@ -159,46 +161,10 @@ impl<'a> AuthRequest<'a> {
     /// assert_eq!(r.query_param("nope"), None);
     /// ```
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.uri.query()?.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k)? == name)
-                .then(|| percent_decode(v))
-                .flatten()
-        })
+        form_urlencoded::parse(self.uri.query()?.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     }
-}
-
-/// Decodes `%XX` escapes and `+`; `None` on a malformed escape or non-UTF-8 result.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                // Two hex digits exactly: `u8::from_str_radix` would also take `+1`.
-                let hi = hex_digit(*bytes.get(i + 1)?)?;
-                let lo = hex_digit(*bytes.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Decides who an upgrade request is; `None` refuses it (401 before the upgrade).
@@ -283,25 +249,17 @@ impl fmt::Debug for SharedAuth {
 mod tests {
     use super::*;
 
+    /// A malformed escape never matches a real token: it is kept as written (the token `%zz`,
+    /// not a decoded byte), so an authenticator compares it like any other unknown token.
     #[test]
-    fn malformed_percent_escapes_are_not_a_match() {
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("a+b%21").as_deref(), Some("a b!"));
-    }
-
-    #[test]
-    fn a_signed_percent_escape_is_malformed() {
-        // `%+4` used to decode as byte 0x04 (`from_str_radix` accepts a sign): found by the
-        // `query_decoding` fuzz target.
-        assert_eq!(percent_decode("%+41"), None);
-        assert_eq!(percent_decode("%+a"), None);
-        let uri: http::Uri = "/ws?token=%+41&token=ok".parse().unwrap();
-        let h = http::HeaderMap::new();
-        assert_eq!(
-            AuthRequest::new(&uri, &h).query_param("token").as_deref(),
-            Some("ok")
-        );
+    fn malformed_percent_escapes_are_kept_as_written() {
+        let param = |q: &str| {
+            let uri: http::Uri = format!("/ws?{q}").parse().unwrap();
+            AuthRequest::new(&uri, &http::HeaderMap::new()).query_param("token")
+        };
+        assert_eq!(param("token=%zz").as_deref(), Some("%zz"));
+        assert_eq!(param("token=%4").as_deref(), Some("%4"));
+        assert_eq!(param("token=a+b%21").as_deref(), Some("a b!"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
 use crate::{
-    AuthRequest, Close, Connection, ExposeStats, KillSignal, Outbound, Outcome, WsGateway,
+    AuthRequest, Close, Connection, ExposeStats, KillSignal, Outbound, Reaction, WsGateway,
 };
 
 /// Read buffer per socket. tungstenite's default (128 KiB, allocated eagerly) would cost
@@ -54,12 +54,12 @@ type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// use hookwire_ws::{DemoAuthenticator, WsGateway};
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let gw = WsGateway::builder().authenticator(DemoAuthenticator).resources(["order"]).build()?;
-/// let app = hookwire_ws::axum::router(gw.clone());
+/// let app = hookwire_ws::axum::ws_router(gw.clone());
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// axum::serve(listener, app).await?;
 /// # Ok(()) }
 /// ```
-pub fn router<S>(gw: WsGateway) -> Router<S>
+pub fn ws_router<S>(gw: WsGateway) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -306,7 +306,7 @@ async fn drive(mut ws: Socket, mut conn: Connection, mut reauth: Option<Reauth>)
     // drained raw after the close frame.
     let mut oversized = false;
     while stop.is_none() {
-        let outcome: Outcome = tokio::select! {
+        let outcome: Reaction = tokio::select! {
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => conn.on_text(t.as_str()),
                 Some(Ok(Message::Binary(b))) => conn.on_binary(b.len()),

@@ -1,56 +1,122 @@
-//! Errors of building a gateway.
+//! The one error type of the WebSocket crate: opaque, with a kind to branch on and the source
+//! chain kept (a Redis error stays a Redis error underneath).
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
+/// A boxed error source.
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Auth is on (the default) but no authenticator was given: fail closed, do not serve.
     MissingAuthenticator,
-    Invalid(String),
+    /// A builder option is out of range (for example a zero `max_message_bytes`).
+    InvalidOption,
+    /// Redis failed or is unreachable (feature `redis`).
+    Redis,
 }
 
-/// Why [`crate::WsGatewayBuilder::build`] refused a configuration.
+impl ErrorKind {
+    /// A short lowercase name (`missing_authenticator`, `invalid_option`, `redis`).
+    ///
+    /// ```
+    /// assert_eq!(hookwire_ws::ErrorKind::Redis.as_str(), "redis");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingAuthenticator => "missing_authenticator",
+            Self::InvalidOption => "invalid_option",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// Why building a gateway or connecting its fan-out failed.
 ///
 /// ```
 /// let err = hookwire_ws::WsGateway::builder().build().unwrap_err();
 /// assert!(err.is_missing_authenticator());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError {
-    kind: Kind,
+pub struct Error {
+    inner: Box<Inner>,
 }
 
-impl BuildError {
-    pub(crate) fn missing_authenticator() -> Self {
-        Self {
-            kind: Kind::MissingAuthenticator,
-        }
-    }
-    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
-        Self {
-            kind: Kind::Invalid(msg.into()),
-        }
-    }
+struct Inner {
+    kind: ErrorKind,
+    source: Source,
+}
 
+impl Error {
+    fn new(kind: ErrorKind, source: impl Into<Source>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                source: source.into(),
+            }),
+        }
+    }
+    pub(crate) fn missing_authenticator() -> Self {
+        Self::new(
+            ErrorKind::MissingAuthenticator,
+            "auth is on but no authenticator is set: call .authenticator(..) or .auth(false)",
+        )
+    }
+    pub(crate) fn invalid(msg: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::InvalidOption, format!("invalid option: {msg}"))
+    }
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
     /// Auth is on (the default) but no authenticator was given: fail closed, do not serve.
     pub fn is_missing_authenticator(&self) -> bool {
-        self.kind == Kind::MissingAuthenticator
+        self.inner.kind == ErrorKind::MissingAuthenticator
     }
-
     /// An option is out of range (for example a zero `max_message_bytes`).
     pub fn is_invalid_option(&self) -> bool {
-        matches!(self.kind, Kind::Invalid(_))
+        self.inner.kind == ErrorKind::InvalidOption
+    }
+    /// Redis failed or is unreachable.
+    pub fn is_redis(&self) -> bool {
+        self.inner.kind == ErrorKind::Redis
     }
 }
 
-impl fmt::Display for BuildError {
+#[cfg(feature = "redis")]
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Self::new(ErrorKind::Redis, e)
+    }
+}
+
+impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::MissingAuthenticator => f.write_str(
-                "auth is on but no authenticator is set: call .authenticator(..) or .auth(false)",
-            ),
-            Kind::Invalid(m) => write!(f, "invalid option: {m}"),
+        f.debug_struct("hookwire_ws::Error")
+            .field("kind", &self.inner.kind)
+            .field("source", &self.inner.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.inner.kind {
+            ErrorKind::Redis => write!(f, "redis fan-out: {}", self.inner.source),
+            _ => self.inner.source.fmt(f),
         }
     }
 }
 
-impl std::error::Error for BuildError {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self.inner.kind {
+            ErrorKind::Redis => Some(&*self.inner.source),
+            _ => None,
+        }
+    }
+}

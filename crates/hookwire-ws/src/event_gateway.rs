@@ -30,7 +30,7 @@ use hookwire_sse::{BroadcastChannel, EventBroadcast};
 
 use crate::auth::SharedAuth;
 use crate::gateway::RoomPolicy;
-use crate::{AuthRequest, Authenticator, BuildError, Identity, WsGateway, WsGatewayBuilder};
+use crate::{AuthRequest, Authenticator, Error, Identity, WsGateway, WsGatewayBuilder};
 
 tokio::task_local! {
     /// The identity the gateway authenticated for the SSE request being handled.
@@ -151,11 +151,11 @@ impl EventGatewayBuilder {
     /// Checks the configuration and builds the gateway.
     ///
     /// # Errors
-    /// [`BuildError::is_missing_authenticator`] when auth is on without an authenticator (even if
+    /// [`Error::is_missing_authenticator`] when auth is on without an authenticator (even if
     /// one side is off), and any error of the WebSocket options.
-    pub fn build(self) -> Result<EventGateway, BuildError> {
+    pub fn build(self) -> Result<EventGateway, Error> {
         if self.auth && self.authenticator.is_none() {
-            return Err(BuildError::missing_authenticator());
+            return Err(Error::missing_authenticator());
         }
         if self.ws && self.sse {
             // axum panics when merged routers share a route; refuse it here instead.
@@ -163,7 +163,7 @@ impl EventGatewayBuilder {
             let stats = format!("{path}/stats");
             let sse_routes = ["/events", hookwire_sse::http::CLIENT_JS_PATH];
             if sse_routes.iter().any(|r| *r == path || *r == stats) {
-                return Err(BuildError::invalid(
+                return Err(Error::invalid(
                     "the WebSocket path collides with an SSE route (/events, /hookwire-sse.js)",
                 ));
             }
@@ -337,7 +337,7 @@ impl EventGateway {
         }
     }
 
-    /// The routes of both sides: the WebSocket route and its stats (see [`crate::axum::router`]),
+    /// The routes of both sides: the WebSocket route and its stats (see [`crate::axum::ws_router`]),
     /// `GET /events`, `/events/{stream}`, `/state/{stream}` and the SSE browser client.
     pub fn router<S>(&self) -> Router<S>
     where
@@ -345,7 +345,7 @@ impl EventGateway {
     {
         let mut r = Router::new();
         if let Some(ws) = &self.inner.ws {
-            r = r.merge(crate::axum::router(ws.clone()));
+            r = r.merge(crate::axum::ws_router(ws.clone()));
         }
         if self.inner.sse.is_some() {
             let sse: Router<S> = Router::new()

@@ -125,7 +125,7 @@ impl RemoteSink {
 }
 
 /// Carries envelopes between the nodes of a cluster (the Redis implementation is
-/// `redis::RedisFanOut`, feature `redis`).
+/// `redis::RoomRedisFanOut`, feature `redis`).
 ///
 /// `publish` must not block: queue the envelope and send it from a task. Delivery across nodes
 /// is at most once (a node that is disconnected misses frames), as with any pub/sub.

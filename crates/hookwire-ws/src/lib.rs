@@ -24,7 +24,7 @@
 //! assert_eq!(gw.publish(&Event::new("order.paid", serde_json::json!({"id": 8})).with_organization("globex")), 0);
 //! let frame = conn.try_next_outbound().unwrap();
 //! assert!(frame.starts_with(br#"{"type":"order.paid","data":{"id":7}"#));
-//! # Ok::<(), hookwire_ws::BuildError>(())
+//! # Ok::<(), hookwire_ws::Error>(())
 //! ```
 //!
 //! # Concepts
@@ -39,7 +39,7 @@
 //! - **Org scoping** (on by default): an event with an organization reaches only that
 //!   organization's clients; one without reaches only clients without organization unless it is
 //!   published with [`WsGateway::publish_global`].
-//! - **Several nodes**: a [`FanOut`] (Redis pub/sub in `redis::RedisFanOut`, feature `redis`) carries every broadcast to the
+//! - **Several nodes**: a [`FanOut`] (Redis pub/sub in `redis::RoomRedisFanOut`, feature `redis`) carries every broadcast to the
 //!   other nodes; each subscriber receives it once.
 //!
 //! # Limits (defaults)
@@ -55,11 +55,25 @@
 //! # Features
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
-//! | `axum` | `axum::router`: the WebSocket route and `<path>/stats` on axum | no |
-//! | `redis` | `redis::RedisFanOut`: cross-node fan-out over Redis pub/sub | no |
+//! | `axum` | `axum::ws_router`: the WebSocket route and `<path>/stats` on axum | no |
+//! | `redis` | `redis::RoomRedisFanOut`: cross-node fan-out over Redis pub/sub | no |
 //! | `sse` | `EventGateway`: SSE (`hookwire-sse`) and WebSocket behind one configuration (implies `axum`) | no |
 //!
 //! MSRV: Rust 1.88.
+//!
+//! ---
+//!
+// The guide (`docs/hookwire-ws.md`) is the rest of this page; its examples use the `sse` and
+// `redis` features, so it is included (and its examples compiled as doctests) with them: docs.rs
+// builds with all features.
+#![cfg_attr(
+    all(feature = "sse", feature = "redis"),
+    doc = include_str!("../../../docs/hookwire-ws.md")
+)]
+#![cfg_attr(
+    not(all(feature = "sse", feature = "redis")),
+    doc = "The guide, `docs/hookwire-ws.md`, follows here when built with features `sse` and `redis`."
+)]
 
 mod auth;
 mod error;
@@ -69,15 +83,15 @@ mod gateway;
 mod room;
 
 pub use auth::{AuthRequest, Authenticator, DemoAuthenticator, Identity};
-pub use error::BuildError;
+pub use error::{Error, ErrorKind, Result};
 pub use fanout::{Envelope, FanOut, RemoteSink};
 pub use frame::{
     CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CLIENT,
     CLOSE_TOO_BIG, ErrorCode,
 };
 pub use gateway::{
-    ClientInfo, Close, Connection, ExposeStats, HookReply, MAX_ROOM_NAME_BYTES, Outcome, WsGateway,
-    WsGatewayBuilder,
+    ClientInfo, Close, Connection, ExposeStats, HookReply, MAX_ROOM_NAME_BYTES, Reaction,
+    WsGateway, WsGatewayBuilder,
 };
 pub use room::{Audience, KillSignal, Member, Outbound, Outbox, RoomManager, Stats};
 
@@ -89,8 +103,3 @@ mod event_gateway;
 pub mod redis;
 #[cfg(feature = "sse")]
 pub use event_gateway::{EventGateway, EventGatewayBuilder, SseSide};
-
-/// The guide's examples (`docs/hookwire-ws.md`), compiled as doctests so they cannot rot.
-#[cfg(all(doctest, feature = "sse", feature = "redis"))]
-#[doc = include_str!("../../../docs/hookwire-ws.md")]
-struct Guide;

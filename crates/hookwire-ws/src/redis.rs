@@ -29,26 +29,6 @@ pub const DEFAULT_CHANNEL: &str = "hookwire-ws";
 /// Envelopes waiting to be published before new ones are dropped.
 const PUBLISH_QUEUE: usize = 10_000;
 
-/// Connecting to Redis failed.
-#[derive(Debug)]
-pub struct FanOutError {
-    msg: String,
-}
-
-impl fmt::Display for FanOutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redis fan-out: {}", self.msg)
-    }
-}
-
-impl std::error::Error for FanOutError {}
-
-impl From<redis::RedisError> for FanOutError {
-    fn from(e: redis::RedisError) -> Self {
-        Self { msg: e.to_string() }
-    }
-}
-
 #[derive(Serialize, Deserialize)]
 struct Wire<N, E> {
     node: N,
@@ -59,12 +39,12 @@ struct Wire<N, E> {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use hookwire_ws::{DemoAuthenticator, WsGateway, redis::RedisFanOut};
-/// let fan_out = RedisFanOut::connect("redis://127.0.0.1:6379/").await?;
+/// use hookwire_ws::{DemoAuthenticator, WsGateway, redis::RoomRedisFanOut};
+/// let fan_out = RoomRedisFanOut::connect("redis://127.0.0.1:6379/").await?;
 /// let gw = WsGateway::builder().authenticator(DemoAuthenticator).fan_out(fan_out).build()?;
 /// # Ok(()) }
 /// ```
-pub struct RedisFanOut {
+pub struct RoomRedisFanOut {
     node: String,
     channel: String,
     client: redis::Client,
@@ -73,21 +53,21 @@ pub struct RedisFanOut {
     dropped: Arc<AtomicU64>,
 }
 
-impl fmt::Debug for RedisFanOut {
+impl fmt::Debug for RoomRedisFanOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisFanOut")
+        f.debug_struct("RoomRedisFanOut")
             .field("node", &self.node)
             .field("channel", &self.channel)
             .finish_non_exhaustive()
     }
 }
 
-impl RedisFanOut {
+impl RoomRedisFanOut {
     /// Connects to `url` on [`DEFAULT_CHANNEL`]. Must run inside a Tokio runtime.
     ///
     /// # Errors
     /// The URL is invalid or Redis cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self, FanOutError> {
+    pub async fn connect(url: &str) -> crate::Result<Self> {
         Self::connect_with_channel(url, DEFAULT_CHANNEL).await
     }
 
@@ -96,7 +76,7 @@ impl RedisFanOut {
     ///
     /// # Errors
     /// The URL is invalid or Redis cannot be reached.
-    pub async fn connect_with_channel(url: &str, channel: &str) -> Result<Self, FanOutError> {
+    pub async fn connect_with_channel(url: &str, channel: &str) -> crate::Result<Self> {
         let client = redis::Client::open(url)?;
         let mut sub = client.get_async_pubsub().await?;
         sub.subscribe(channel).await?;
@@ -194,7 +174,7 @@ async fn resubscribe(
     Ok(s)
 }
 
-impl FanOut for RedisFanOut {
+impl FanOut for RoomRedisFanOut {
     fn publish(&self, env: &Envelope) {
         let wire = Wire {
             node: self.node.as_str(),

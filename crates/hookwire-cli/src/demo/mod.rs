@@ -105,7 +105,7 @@ fn init_tracing() {
 enum Publisher {
     Local(BroadcastChannel),
     #[allow(clippy::large_enum_variant, reason = "built once")]
-    Redis(Arc<hookwire_sse::redis::RedisFanOut>),
+    Redis(Arc<hookwire_sse::redis::SseRedisFanOut>),
 }
 
 impl Publisher {
@@ -182,7 +182,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     let channel: BroadcastChannel = BroadcastChannel::new();
     let publisher = match &redis {
         Some(client) => {
-            let fan = hookwire_sse::redis::RedisFanOut::start(
+            let fan = hookwire_sse::redis::SseRedisFanOut::start(
                 channel.clone(),
                 client.clone(),
                 "hookwire:demo:sse",
@@ -224,7 +224,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         .authenticator(DemoAuthenticator)
         .resources(["order"]);
     if let Some(url) = &args.redis {
-        let fan = hookwire_ws::redis::RedisFanOut::connect(url)
+        let fan = hookwire_ws::redis::RoomRedisFanOut::connect(url)
             .await
             .map_err(|e| format!("redis (ws fan-out): {e}"))?;
         ws = ws.fan_out(fan);
@@ -337,8 +337,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
             }),
         )
         .route_service("/webhook", receiver)
-        .merge(hookwire_sse::axum::router(sse))
-        .merge(hookwire_ws::axum::router(ws.clone()));
+        .merge(hookwire_sse::axum::sse_router(sse))
+        .merge(hookwire_ws::axum::ws_router(ws.clone()));
 
     let generator = tokio::spawn(generate(
         dispatcher,
@@ -353,7 +353,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     // connection cap below the open-file limit (docs/hookwire-cli.md), WebSocket upgrades.
     hookwire_sse::server::serve_service(
         listener,
-        hookwire_sse::server::ServerLimits::default(),
+        hookwire_sse::server::SseServerLimits::default(),
         hyper_util::service::TowerToHyperService::new(app),
         async move {
             let _ = tokio::signal::ctrl_c().await;

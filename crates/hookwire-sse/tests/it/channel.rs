@@ -5,7 +5,7 @@ use hookwire_sse::{
 };
 use serde_json::{Value, json};
 
-fn drain(sub: &mut hookwire_sse::Subscription) -> Vec<hookwire_sse::Frame> {
+fn drain(sub: &mut hookwire_sse::StreamSubscription) -> Vec<hookwire_sse::Frame> {
     std::iter::from_fn(|| sub.try_next()).collect()
 }
 
@@ -172,7 +172,7 @@ fn resume_gets_exactly_the_missed_patches_else_a_snapshot() {
             .unwrap();
     }
     // History holds versions 3, 4, 5.
-    let versions = |sub: &mut hookwire_sse::Subscription| {
+    let versions = |sub: &mut hookwire_sse::StreamSubscription| {
         drain(sub)
             .iter()
             .map(|f| (f.kind(), f.version()))

@@ -297,7 +297,7 @@ async fn event_stream_filters_by_pattern_and_organization() {
 async fn start_axum(app: SseApp) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let router = hookwire_sse::axum::router(app);
+    let router = hookwire_sse::axum::sse_router(app);
     use axum::serve::ListenerExt;
     let l = l.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -119,7 +119,7 @@ proptest! {
         let mut sub = ch.subscribe("s");
         let mut client: Option<Value> = None;
         let mut state = json!({"_v": 0});
-        let apply_frames = |sub: &mut hookwire_sse::Subscription, n: usize, client: &mut Option<Value>, ch: &BroadcastChannel| {
+        let apply_frames = |sub: &mut hookwire_sse::StreamSubscription, n: usize, client: &mut Option<Value>, ch: &BroadcastChannel| {
             for _ in 0..n {
                 let Some(f) = sub.try_next() else { break };
                 let msg: Value = serde_json::from_slice(f.json()).unwrap();

@@ -212,11 +212,11 @@ fn building_the_gateway_with_auth_on_and_no_authenticator_fails() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn with_a_redis_fan_out_both_sides_of_every_node_get_the_event_once() {
-    use hookwire_ws::redis::RedisFanOut;
+    use hookwire_ws::redis::RoomRedisFanOut;
     let redis = hookwire_testkit::RedisServer::start().unwrap();
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let fan_out = RedisFanOut::connect(&redis.url()).await.unwrap();
+        let fan_out = RoomRedisFanOut::connect(&redis.url()).await.unwrap();
         let gw = EventGateway::builder()
             .authenticator(DemoAuthenticator)
             .ws_options(WsGateway::builder().resources(["order"]).fan_out(fan_out))

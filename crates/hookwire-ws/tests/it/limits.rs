@@ -228,8 +228,8 @@ async fn chromium_sees_close_1009_for_a_frame_far_over_the_limit() {
         .max_message_bytes(1024)
         .build()
         .unwrap();
-    let router =
-        hookwire_ws::axum::router(gw.clone()).route("/", axum::routing::get(|| async { "page" }));
+    let router = hookwire_ws::axum::ws_router(gw.clone())
+        .route("/", axum::routing::get(|| async { "page" }));
     let addr = serve(router).await;
     let page = hookwire_testkit::browser::Chromium::open(&format!("http://{addr}/"))
         .await

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use hookwire_core::Event;
 use hookwire_testkit::RedisServer;
-use hookwire_ws::redis::RedisFanOut;
+use hookwire_ws::redis::RoomRedisFanOut;
 use hookwire_ws::{DemoAuthenticator, WsGateway};
 use serde_json::json;
 
@@ -14,7 +14,7 @@ async fn node(url: &str) -> (WsGateway, SocketAddr) {
     let gw = WsGateway::builder()
         .authenticator(DemoAuthenticator)
         .resources(["order"])
-        .fan_out(RedisFanOut::connect(url).await.unwrap())
+        .fan_out(RoomRedisFanOut::connect(url).await.unwrap())
         .build()
         .unwrap();
     let addr = serve_gw(&gw).await;

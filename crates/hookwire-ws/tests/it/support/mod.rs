@@ -27,7 +27,7 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
 
 /// Serves a gateway's router.
 pub async fn serve_gw(gw: &WsGateway) -> SocketAddr {
-    serve(hookwire_ws::axum::router(gw.clone())).await
+    serve(hookwire_ws::axum::ws_router(gw.clone())).await
 }
 
 /// Connects with `?token=<token>` (the demo authenticator's format), or without a token.
