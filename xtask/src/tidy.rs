@@ -37,7 +37,6 @@ const LONG_FILE_DEBT: &[&str] = &[
     "crates/hookwire-core/src/idempotency.rs",
 ];
 
-
 /// A set of files: path relative to the repository root, and text.
 pub(crate) type Tree = Vec<(String, String)>;
 
