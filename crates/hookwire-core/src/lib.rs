@@ -53,6 +53,11 @@ pub mod queue;
 pub mod signing;
 pub mod time;
 
+/// Compiles every Rust block of the crate guide, so its examples cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/hookwire-core.md")]
+pub struct GuideDoctests;
+
 pub use backoff::{Backoff, Jitter, RetryPolicy};
 pub use breaker::{BreakerRegistry, CircuitBreaker};
 pub use error::{
