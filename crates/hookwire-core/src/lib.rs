@@ -38,10 +38,12 @@
 //! | --- | --- | --- |
 //! | `http` | [`signing::HeaderSource`] for `http::HeaderMap` | yes |
 //! | `ed25519` | Standard Webhooks `v1a` signatures (`whsk_`/`whpk_` keys) | no |
+//! | `tower` | `breaker::BreakerLayer`, the circuit breaker as a tower layer | no |
 //!
 //! MSRV: Rust 1.88.
 
 pub mod backoff;
+pub mod breaker;
 pub mod error;
 pub mod event;
 pub mod id;
@@ -51,7 +53,13 @@ pub mod queue;
 pub mod signing;
 pub mod time;
 
+/// Compiles every Rust block of the crate guide, so its examples cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/hookwire-core.md")]
+pub struct GuideDoctests;
+
 pub use backoff::{Backoff, Jitter, RetryPolicy};
+pub use breaker::{BreakerRegistry, CircuitBreaker};
 pub use error::{
     Disposition, HttpError, NonRetryableError, NonRetryableHttpError, RetryableHttpError,
     classify_http_status, try_ok,
