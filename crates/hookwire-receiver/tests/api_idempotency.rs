@@ -271,6 +271,21 @@ async fn oversized_response_is_sent_but_not_stored(layer: ApiIdempotencyLayer) {
     assert_eq!(runs.create.load(Ordering::SeqCst), 2);
 }
 
+async fn invalidate_is_exact_not_a_prefix(layer: ApiIdempotencyLayer) {
+    let (addr, _runs) = serve(layer.clone()).await;
+    assert_eq!(
+        send(addr, "POST", "/orders", Some("abc:def"), "{}")
+            .await
+            .status,
+        201
+    );
+    // Forgetting `abc` must not clear `abc:def` (a prefix match would).
+    assert!(!layer.invalidate("abc").await.unwrap());
+    assert!(layer.has("abc:def").await.unwrap());
+    let again = send(addr, "POST", "/orders", Some("abc:def"), "{}").await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+}
+
 macro_rules! suite {
     ($make:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,6 +329,11 @@ macro_rules! suite {
             super::keys_are_scoped_per_caller_identity(layer).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn invalidate_is_exact_not_a_prefix() {
+            let (layer, _server) = $make;
+            super::invalidate_is_exact_not_a_prefix(layer).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn oversized_response_is_sent_but_not_stored() {
             let (layer, _server) = $make;
             super::oversized_response_is_sent_but_not_stored(layer).await;
@@ -323,6 +343,39 @@ macro_rules! suite {
 
 mod memory {
     suite!(super::memory_layer());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_key_header_is_400_not_ignored() {
+    let (addr, runs) = serve(memory_layer().0).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /orders HTTP/1.1\r\nhost: x\r\nconnection: close\r\nidempotency-key: a\r\nidempotency-key: b\r\ncontent-length: 2\r\n\r\n{}",
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    assert!(
+        raw.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    assert_eq!(runs.create.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quoted_structured_field_key_is_the_same_key() {
+    let (addr, runs) = serve(memory_layer().0).await;
+    assert_eq!(
+        send(addr, "POST", "/orders", Some("\"k-9\""), "{}")
+            .await
+            .status,
+        201
+    );
+    let again = send(addr, "POST", "/orders", Some("k-9"), "{}").await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(runs.create.load(Ordering::SeqCst), 1);
 }
 
 #[cfg(feature = "redis")]
@@ -340,4 +393,19 @@ mod redis {
     }
 
     suite!(layer());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_store_is_503_and_the_handler_never_runs() {
+        let port = hookwire_testkit::free_port();
+        let store = RedisIdempotencyStore::open(
+            &format!("redis://127.0.0.1:{port}"),
+            super::IdempotencyConfig::default(),
+        )
+        .expect("url");
+        let (addr, runs) = super::serve(super::ApiIdempotencyLayer::new(store)).await;
+        let r = super::send(addr, "POST", "/orders", Some("k-10"), "{}").await;
+        assert_eq!(r.status, 503);
+        assert!(r.body.contains("store-unavailable"), "{}", r.body);
+        assert_eq!(runs.create.load(super::Ordering::SeqCst), 0);
+    }
 }
