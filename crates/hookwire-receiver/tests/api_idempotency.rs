@@ -346,6 +346,39 @@ mod memory {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_releases_its_key_for_the_retry() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let app = Router::new()
+        .route(
+            "/boom",
+            post(move || {
+                let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    assert!(n > 1, "first run dies");
+                    (StatusCode::CREATED, "ok")
+                }
+            }),
+        )
+        .layer(memory_layer().0);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // The first connection dies with its handler; no answer comes back.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /boom HTTP/1.1\r\nhost: x\r\nconnection: close\r\nidempotency-key: p-1\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    // Not a 409 for the lease's 30 s: the dropped request released its claim.
+    let retry = send(addr, "POST", "/boom", Some("p-1"), "{}").await;
+    assert_eq!(retry.status, 201);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_key_header_is_400_not_ignored() {
     let (addr, runs) = serve(memory_layer().0).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
