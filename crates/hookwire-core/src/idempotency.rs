@@ -211,6 +211,39 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         Box::pin(std::future::ready(Ok(false)))
     }
 
+    /// [`commit`](Self::commit), keeping `value` with the done key for the TTL, so a duplicate
+    /// can be answered with what the first request produced (an HTTP API's stored response).
+    /// Returns `false` (and changes nothing) when `token` no longer holds the key. The default
+    /// refuses with [`StoreError::unavailable`]: a store that cannot keep values must not
+    /// pretend to, or a duplicate would find a done key with nothing to replay.
+    fn commit_value<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = (key, token, value);
+        Box::pin(std::future::ready(Err(StoreError::unavailable(
+            "this idempotency store cannot keep values",
+        ))))
+    }
+
+    /// The value committed with `key` by [`commit_value`](Self::commit_value), while the key is
+    /// done and unexpired; `None` otherwise (free, in flight, or committed without a value). The
+    /// default returns `Ok(None)`.
+    fn value<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        let _ = key;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Forgets `key` whatever its state (done or in flight), so the next claim is fresh.
+    /// Returns whether a key was held. An in-flight holder's later commit or release then finds
+    /// its token no longer holds the key and changes nothing. The default returns `Ok(false)`.
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = key;
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
     /// [`claim`](Self::claim) without a future, for stores that never wait (in-process ones):
     /// `None` (the default) means "call `claim`". Receivers try this first, which spares a boxed
     /// future on every request.
@@ -256,6 +289,20 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         (**self).renew(key, token)
+    }
+    fn commit_value<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).commit_value(key, token, value)
+    }
+    fn value<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        (**self).value(key)
+    }
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).remove(key)
     }
     fn claim_now(&self, key: &str) -> Option<Result<Claim, StoreError>> {
         (**self).claim_now(key)
@@ -337,9 +384,9 @@ impl IdempotencyConfig {
     }
 }
 
-// A table slot is 32 bytes (two per cache line): the key, its expiry, and one word that is
-// either a commit sequence number (done) or a claim id (in flight, top bit set). With 100 000
-// keys the table is ~4 MiB, and each claim or eviction touches one line of it.
+// A table slot is 48 bytes: the key, its expiry, one word that is either a commit sequence
+// number (done) or a claim id (in flight, top bit set), and an optional committed value. With
+// 100 000 keys the table is ~6 MiB, and each claim or eviction touches one line of it.
 const IN_FLIGHT: u64 = 1 << 63;
 
 /// Most committed keys evicted at once when a full store needs room.
@@ -351,6 +398,9 @@ struct Slot {
     // Nanoseconds since the store's epoch.
     until: u64,
     word: u64,
+    // What `commit_value` kept with a done key (an HTTP API's stored response); `None` for
+    // plain commits and in-flight claims, so webhook keys pay only the empty option.
+    value: Option<Arc<[u8]>>,
 }
 
 impl Slot {
@@ -588,12 +638,40 @@ impl MemoryStore {
             key: Arc::from(key),
             until: Self::later(now, self.config.lease),
             word: id | IN_FLIGHT,
+            value: None,
         };
         let hasher = &inner.hasher;
         inner
             .table
             .insert_unique(hash, slot, |s| hasher.hash_one(&*s.key));
         Ok(Claim::Fresh(inner.token(id)))
+    }
+
+    /// The value kept with `key`, while it is done and unexpired.
+    fn value_at(&self, key: &str, at: Instant) -> Option<Vec<u8>> {
+        let now = self.nanos(at);
+        let inner = self.lock();
+        let hash = inner.hasher.hash_one(key);
+        let slot = inner.table.find(hash, |s| &*s.key == key)?;
+        if slot.until <= now || slot.in_flight().is_some() {
+            return None;
+        }
+        slot.value.as_deref().map(<[u8]>::to_vec)
+    }
+
+    /// Drops `key` in any state; its eviction-queue slot turns stale (the table no longer holds
+    /// that allocation) and is skipped.
+    fn remove_key(&self, key: &str) -> bool {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let hash = inner.hasher.hash_one(key);
+        match inner.table.find_entry(hash, |s| &*s.key == key) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// The in-flight claim `token` holds on `key`, with the key's hash.
@@ -629,6 +707,16 @@ impl MemoryStore {
     }
 
     fn finish(&self, key: &str, token: &FencingToken, commit: bool) -> bool {
+        self.finish_with(key, token, commit, None)
+    }
+
+    fn finish_with(
+        &self,
+        key: &str,
+        token: &FencingToken,
+        commit: bool,
+        value: Option<Arc<[u8]>>,
+    ) -> bool {
         let now = self.nanos(Instant::now());
         let mut guard = self.lock();
         let seq = guard.seq + 1;
@@ -643,6 +731,7 @@ impl MemoryStore {
         let slot = entry.into_mut();
         slot.until = until;
         slot.word = seq;
+        slot.value = value;
         let key = slot.key.clone();
         let inner = &mut *guard;
         inner.seq = seq;
@@ -657,6 +746,21 @@ impl MemoryStore {
 }
 
 impl IdempotencyStore for MemoryStore {
+    fn commit_value<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let done = self.finish_with(key, token, true, Some(Arc::from(value)));
+        Box::pin(std::future::ready(Ok(done)))
+    }
+    fn value<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.value_at(key, Instant::now()))))
+    }
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.remove_key(key))))
+    }
     fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, StoreError>> {
         let r = self.claim_at(key, Instant::now());
         Box::pin(std::future::ready(r))
@@ -892,6 +996,27 @@ mod tests {
                 "{k}"
             );
         }
+    }
+
+    #[test]
+    fn committed_value_is_read_back_until_removed() {
+        let s = store(10, 60_000, 60_000);
+        let t = fresh(&s, "a");
+        assert_eq!(block_on(s.value("a")).unwrap(), None);
+        assert!(block_on(s.commit_value("a", &t, b"resp")).unwrap());
+        assert_eq!(
+            block_on(s.value("a")).unwrap().as_deref(),
+            Some(&b"resp"[..])
+        );
+        assert_eq!(block_on(s.claim("a")).unwrap(), Claim::Done);
+        assert!(block_on(s.remove("a")).unwrap());
+        assert!(!block_on(s.remove("a")).unwrap());
+        assert_eq!(block_on(s.value("a")).unwrap(), None);
+        // The removed in-flight claim's token no longer finishes the new claim.
+        let old = fresh(&s, "a");
+        assert!(block_on(s.remove("a")).unwrap());
+        let _new = fresh(&s, "a");
+        assert!(!block_on(s.commit_value("a", &old, b"x")).unwrap());
     }
 
     #[test]

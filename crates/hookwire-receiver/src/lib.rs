@@ -1,5 +1,6 @@
 #![doc = include_str!("../../../docs/hookwire-receiver.md")]
 
+mod api_idempotency;
 mod body;
 mod check;
 mod error;
@@ -14,6 +15,11 @@ mod verify;
 #[cfg(feature = "redis")]
 mod redis_store;
 
+pub use api_idempotency::{
+    API_IDEMPOTENCY_HEADER, ApiIdempotency, ApiIdempotencyBody, ApiIdempotencyFuture,
+    ApiIdempotencyLayer, ApiRequestBody, DEFAULT_API_MAX_KEY_LEN, DEFAULT_API_MAX_STORED_BODY,
+    IdentityFn,
+};
 pub use body::{DEFAULT_RECEIVER_MAX_BODY, LimitedBody, read_limited, read_stream};
 pub use check::{
     Admission, Admitted, Check, CheckOptions, Gate, MAX_KEY_LEN, check, extract_idempotency_key,

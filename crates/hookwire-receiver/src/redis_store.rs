@@ -9,7 +9,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
 // Values: `i:<token>` while in flight (expires with the lease), `d` once done (expires with the
-// TTL). Each script touches exactly one key, so it is cluster-safe.
+// TTL), or `v<bytes>` once done with a committed value (an HTTP API's stored response). Each script touches exactly one key, so it is cluster-safe.
 const CLAIM: &str = r"
 if redis.call('SET', KEYS[1], 'i:' .. ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, 0} end
 local v = redis.call('GET', KEYS[1])
@@ -17,12 +17,19 @@ if not v then
   redis.call('SET', KEYS[1], 'i:' .. ARGV[1], 'PX', ARGV[2])
   return {1, 0}
 end
-if v == 'd' then return {3, 0} end
+if v == 'd' or string.sub(v, 1, 1) == 'v' then return {3, 0} end
 return {2, redis.call('PTTL', KEYS[1])}
 ";
 const COMMIT: &str = r"
 if redis.call('GET', KEYS[1]) == 'i:' .. ARGV[1] then
   redis.call('SET', KEYS[1], 'd', 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+const COMMIT_VALUE: &str = r"
+if redis.call('GET', KEYS[1]) == 'i:' .. ARGV[1] then
+  redis.call('SET', KEYS[1], 'v' .. ARGV[3], 'PX', ARGV[2])
   return 1
 end
 return 0
@@ -69,6 +76,7 @@ pub struct RedisIdempotencyStore {
     prefix: String,
     claim: redis::Script,
     commit: redis::Script,
+    commit_value: redis::Script,
     release: redis::Script,
     renew: redis::Script,
 }
@@ -100,6 +108,7 @@ impl RedisIdempotencyStore {
             prefix: "hookwire:idem".to_owned(),
             claim: redis::Script::new(CLAIM),
             commit: redis::Script::new(COMMIT),
+            commit_value: redis::Script::new(COMMIT_VALUE),
             release: redis::Script::new(RELEASE),
             renew: redis::Script::new(RENEW),
         }
@@ -202,6 +211,56 @@ impl IdempotencyStore for RedisIdempotencyStore {
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(self.finish(&self.commit, key, token, self.config.ttl))
+    }
+
+    fn commit_value<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a FencingToken,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn().await?;
+            let n: i64 = self
+                .commit_value
+                .key(self.redis_key(key))
+                .arg(token.as_str())
+                .arg(millis(self.config.ttl))
+                .arg(value)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(StoreError::unavailable)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn value<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn().await?;
+            let raw: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(self.redis_key(key))
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::unavailable)?;
+            Ok(raw.and_then(|mut v| {
+                (v.first() == Some(&b'v')).then(|| {
+                    v.remove(0);
+                    v
+                })
+            }))
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn().await?;
+            let n: i64 = redis::cmd("DEL")
+                .arg(self.redis_key(key))
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::unavailable)?;
+            Ok(n == 1)
+        })
     }
 
     fn release<'a>(

@@ -97,6 +97,39 @@ mod redis {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn committed_values_read_back_plain_commits_stay_done_and_remove_frees() {
+        let server = RedisServer::start().expect("redis-server");
+        let s = RedisIdempotencyStore::open(&server.url(), IdempotencyConfig::default()).unwrap();
+        let hookwire_core::Claim::Fresh(t) = s.claim("a").await.unwrap() else {
+            panic!("fresh")
+        };
+        assert_eq!(s.value("a").await.unwrap(), None, "in flight has no value");
+        // Binary-safe, including a leading `d` and NUL bytes.
+        let v = b"d\0\xffresp".to_vec();
+        assert!(
+            !s.commit_value("a", &FencingToken::random(), &v)
+                .await
+                .unwrap()
+        );
+        assert!(s.commit_value("a", &t, &v).await.unwrap());
+        assert_eq!(s.value("a").await.unwrap(), Some(v));
+        assert_eq!(s.claim("a").await.unwrap(), hookwire_core::Claim::Done);
+        // A plain commit (the webhook path) is still done and carries no value.
+        let hookwire_core::Claim::Fresh(t) = s.claim("b").await.unwrap() else {
+            panic!("fresh")
+        };
+        assert!(s.commit("b", &t).await.unwrap());
+        assert_eq!(s.claim("b").await.unwrap(), hookwire_core::Claim::Done);
+        assert_eq!(s.value("b").await.unwrap(), None);
+        assert!(s.remove("a").await.unwrap());
+        assert!(!s.remove("a").await.unwrap());
+        assert!(matches!(
+            s.claim("a").await.unwrap(),
+            hookwire_core::Claim::Fresh(_)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn renew_extends_only_the_holders_live_claim() {
         let lease = std::time::Duration::from_millis(600);
         let s = make(IdempotencyConfig::default().with_lease(lease));
