@@ -15,7 +15,7 @@
 //! use std::time::Duration;
 //! use hookwire_core::breaker::{CallError, CircuitBreaker, State};
 //!
-//! # futures_lite_block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let breaker = CircuitBreaker::builder()
 //!     .failure_threshold(2)
 //!     .cool_down(Duration::from_secs(30))
@@ -30,12 +30,6 @@
 //! let v = breaker.call_or(async { Ok::<_, &str>(1) }, |_open| Ok(0)).await;
 //! assert_eq!(v, Ok(0));
 //! # });
-//! # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     use std::task::{Context, Poll, Waker};
-//! #     let mut f = std::pin::pin!(f);
-//! #     let mut cx = Context::from_waker(Waker::noop());
-//! #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
-//! # }
 //! ```
 
 use std::collections::HashMap;
@@ -73,7 +67,7 @@ impl fmt::Display for State {
     }
 }
 
-/// One state change, passed to the listener and kept as [`Stats::last_transition`].
+/// One state change, passed to the listener and kept as [`BreakerStats::last_transition`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
     /// The state left.
@@ -167,7 +161,7 @@ impl std::error::Error for ConfigError {}
 
 /// Counters and state of a breaker at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
+pub struct BreakerStats {
     /// The current state (an open breaker whose cool-down has passed still reads `Open` until
     /// the next call moves it to half-open).
     pub state: State,
@@ -545,15 +539,15 @@ impl CircuitBreaker {
         }
     }
 
-    /// The current state (see [`Stats::state`]).
+    /// The current state (see [`BreakerStats::state`]).
     pub fn state(&self) -> State {
         self.lock().state
     }
 
     /// A snapshot of the counters.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> BreakerStats {
         let c = self.lock();
-        Stats {
+        BreakerStats {
             state: c.state,
             consecutive_failures: c.consecutive_failures,
             half_open_successes: c.half_open_successes,
@@ -594,251 +588,10 @@ impl CircuitBreaker {
     }
 }
 
-/// The registry was full of breakers that are not closed, so none could be evicted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RegistryFull;
-
-impl fmt::Display for RegistryFull {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("breaker registry is full and every breaker in it is open or half-open")
-    }
-}
-
-impl std::error::Error for RegistryFull {}
-
-type KeyListener<K> = Arc<dyn Fn(&K, Transition) + Send + Sync>;
-
-struct Slot {
-    breaker: CircuitBreaker,
-    last_used: u64,
-}
-
-struct Table<K> {
-    map: HashMap<K, Slot>,
-    tick: u64,
-}
-
-/// One breaker per key (an endpoint, a host, a tenant), all built from one template, at most
-/// `max_keys` at once. When full, the least recently used **closed** breaker is evicted; if every
-/// breaker is open or half-open, a new key is refused with [`RegistryFull`] rather than dropping
-/// what the registry knows about a failing dependency.
-pub struct BreakerRegistry<K> {
-    template: BreakerBuilder,
-    max_keys: usize,
-    listener: Option<KeyListener<K>>,
-    table: Mutex<Table<K>>,
-}
-
-impl<K> fmt::Debug for BreakerRegistry<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BreakerRegistry")
-            .field("template", &self.template)
-            .field("max_keys", &self.max_keys)
-            .finish()
-    }
-}
-
-impl<K: Eq + Hash + Clone + Send + Sync + 'static> BreakerRegistry<K> {
-    /// A registry whose breakers use `template`'s options (checked here) and which holds at most
-    /// `max_keys` breakers.
-    pub fn new(template: BreakerBuilder, max_keys: usize) -> Result<Self, ConfigError> {
-        template.check()?;
-        if max_keys == 0 {
-            return Err(ConfigError::ZeroCapacity);
-        }
-        Ok(Self {
-            template,
-            max_keys,
-            listener: None,
-            table: Mutex::new(Table {
-                map: HashMap::new(),
-                tick: 0,
-            }),
-        })
-    }
-
-    /// Hear every state change of every breaker, with its key (in addition to any listener set
-    /// on the template).
-    pub fn on_state_change(mut self, f: impl Fn(&K, Transition) + Send + Sync + 'static) -> Self {
-        self.listener = Some(Arc::new(f));
-        self
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Table<K>> {
-        // The table is consistent after each statement; a poisoned lock only means a panic
-        // elsewhere, so keep serving.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The breaker for `key`, created on first use.
-    pub fn get(&self, key: &K) -> Result<CircuitBreaker, RegistryFull> {
-        let mut table = self.lock();
-        table.tick += 1;
-        let tick = table.tick;
-        if let Some(slot) = table.map.get_mut(key) {
-            slot.last_used = tick;
-            return Ok(slot.breaker.clone());
-        }
-        if table.map.len() >= self.max_keys {
-            let victim = table
-                .map
-                .iter()
-                .filter(|(_, s)| s.breaker.state() == State::Closed)
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| k.clone());
-            match victim {
-                Some(k) => {
-                    table.map.remove(&k);
-                }
-                None => return Err(RegistryFull),
-            }
-        }
-        let breaker = self.make(key);
-        table.map.insert(
-            key.clone(),
-            Slot {
-                breaker: breaker.clone(),
-                last_used: tick,
-            },
-        );
-        Ok(breaker)
-    }
-
-    fn make(&self, key: &K) -> CircuitBreaker {
-        let mut b = self.template.clone();
-        if let Some(l) = self.listener.clone() {
-            let own = b.listener.take();
-            let key = key.clone();
-            b.listener = Some(Arc::new(move |t| {
-                if let Some(own) = &own {
-                    own(t);
-                }
-                l(&key, t);
-            }));
-        }
-        CircuitBreaker::from_checked(b)
-    }
-
-    /// The breaker for `key` if the registry holds one (does not create or touch it).
-    pub fn peek(&self, key: &K) -> Option<CircuitBreaker> {
-        self.lock().map.get(key).map(|s| s.breaker.clone())
-    }
-
-    /// Forget `key`'s breaker.
-    pub fn remove(&self, key: &K) {
-        self.lock().map.remove(key);
-    }
-
-    /// How many breakers the registry holds.
-    pub fn len(&self) -> usize {
-        self.lock().map.len()
-    }
-
-    /// Whether the registry holds no breaker.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Every key with its breaker's stats.
-    pub fn stats(&self) -> Vec<(K, Stats)> {
-        let breakers: Vec<(K, CircuitBreaker)> = self
-            .lock()
-            .map
-            .iter()
-            .map(|(k, s)| (k.clone(), s.breaker.clone()))
-            .collect();
-        breakers.into_iter().map(|(k, b)| (k, b.stats())).collect()
-    }
-
-    /// Reset every breaker.
-    pub fn reset_all(&self) {
-        let breakers: Vec<CircuitBreaker> = self
-            .lock()
-            .map
-            .values()
-            .map(|s| s.breaker.clone())
-            .collect();
-        for b in breakers {
-            b.reset();
-        }
-    }
-}
+mod registry;
+pub use registry::{BreakerRegistry, RegistryFull};
 
 #[cfg(feature = "tower")]
-pub use self::tower::{BreakerLayer, BreakerService};
-
+mod layer;
 #[cfg(feature = "tower")]
-mod tower {
-    //! The breaker as a tower layer: an `Err` from the inner service is a failure.
-
-    use super::{CallError, CircuitBreaker};
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// Wraps a service in a [`CircuitBreaker`]. Only `Err` from the inner service counts as a
-    /// failure; map failing responses (say HTTP 5xx) to `Err` in the inner service if they
-    /// should open the breaker.
-    #[derive(Debug, Clone)]
-    pub struct BreakerLayer {
-        breaker: CircuitBreaker,
-    }
-
-    impl BreakerLayer {
-        /// A layer sharing `breaker` across every service it wraps.
-        pub fn new(breaker: CircuitBreaker) -> Self {
-            Self { breaker }
-        }
-    }
-
-    impl<S> tower_layer::Layer<S> for BreakerLayer {
-        type Service = BreakerService<S>;
-        fn layer(&self, inner: S) -> Self::Service {
-            BreakerService {
-                inner,
-                breaker: self.breaker.clone(),
-            }
-        }
-    }
-
-    /// The service made by [`BreakerLayer`]; refused requests fail with `CallError::Open`
-    /// without reaching the inner service.
-    #[derive(Debug, Clone)]
-    pub struct BreakerService<S> {
-        inner: S,
-        breaker: CircuitBreaker,
-    }
-
-    impl<S> BreakerService<S> {
-        /// The breaker guarding this service.
-        pub fn breaker(&self) -> &CircuitBreaker {
-            &self.breaker
-        }
-    }
-
-    impl<S, R> tower_service::Service<R> for BreakerService<S>
-    where
-        S: tower_service::Service<R>,
-        S::Future: Send + 'static,
-        S::Response: Send + 'static,
-        S::Error: Send + 'static,
-    {
-        type Response = S::Response;
-        type Error = CallError<S::Error>;
-        type Future = Pin<Box<dyn Future<Output = Result<S::Response, Self::Error>> + Send>>;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            self.inner.poll_ready(cx).map_err(CallError::Inner)
-        }
-
-        fn call(&mut self, req: R) -> Self::Future {
-            match self.breaker.try_acquire() {
-                Err(open) => Box::pin(std::future::ready(Err(CallError::Open(open)))),
-                Ok(permit) => {
-                    let fut = self.inner.call(req);
-                    Box::pin(async move { permit.settle(fut.await) })
-                }
-            }
-        }
-    }
-}
+pub use layer::{BreakerLayer, BreakerService};
