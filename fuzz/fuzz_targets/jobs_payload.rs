@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use hookwire_fuzz::{bytes, json_value, short_string};
 use hookwire_jobs::{
-    ClaimRequest, JobBackend, MAX_JOB_ID, MAX_PAYLOAD, MAX_PRIORITY, MAX_QUEUE_NAME, MemoryBackend,
-    NewJob, Retention, validate_job_id, validate_queue_name,
+    ClaimRequest, JobAdmin, MAX_JOB_ID, MAX_PAYLOAD, MAX_PRIORITY, MAX_QUEUE_NAME, MemoryBackend,
+    NewJob, Retention, WorkerBackend, validate_job_id, validate_queue_name,
 };
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;

@@ -107,7 +107,8 @@ fn hostile(u: &mut Unstructured<'_>) -> Result<()> {
     // One behaviour for both crates (application/x-www-form-urlencoded): names and values are
     // decoded leniently (a malformed escape stays as written, invalid UTF-8 becomes U+FFFD),
     // empty pairs are skipped, and the first pair whose decoded name matches wins.
-    let lossy = |s: &str| String::from_utf8_lossy(&reference(s, false).unwrap_or_default()).into_owned();
+    let lossy =
+        |s: &str| String::from_utf8_lossy(&reference(s, false).unwrap_or_default()).into_owned();
     let expect = |query: &str| {
         query.split('&').filter(|p| !p.is_empty()).find_map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
