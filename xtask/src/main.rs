@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask ci [--no-bench]\n       cargo xtask bench <suite|all> [--quick]\n       cargo xtask fuzz [--seconds N] [target...]\n       cargo xtask tidy";
+const USAGE: &str = "usage: cargo xtask ci [--no-bench]\n       cargo xtask bench <suite|all> [--quick]\n       cargo xtask fuzz [--seconds N | --runs N] [target...]\n       cargo xtask tidy";
 
 #[allow(clippy::print_stderr, reason = "xtask reports progress on stderr")]
 pub(crate) fn report(msg: &str) {
