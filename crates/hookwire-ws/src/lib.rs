@@ -90,8 +90,8 @@ pub use frame::{
     CLOSE_TOO_BIG, ErrorCode,
 };
 pub use gateway::{
-    ClientInfo, Close, Connection, ExposeStats, HookReply, MAX_ROOM_NAME_BYTES, Reaction,
-    WsGateway, WsGatewayBuilder,
+    ClientInfo, Close, Connection, DEFAULT_POLICY_TIMEOUT, ExposeStats, HookReply,
+    MAX_ROOM_NAME_BYTES, Reaction, WsGateway, WsGatewayBuilder,
 };
 pub use room::{Audience, KillSignal, Member, Outbound, Outbox, RoomManager, Stats};
 
