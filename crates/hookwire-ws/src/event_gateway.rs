@@ -154,7 +154,9 @@ impl EventGatewayBuilder {
         self
     }
     /// WebSocket-only options (path, resources, heartbeat, limits, hooks, fan-out). Its auth,
-    /// room policy and org scoping are replaced by the gateway's.
+    /// room policy (and its time limit) and org scoping are replaced by the gateway's; scope
+    /// rules set here are a build error (set them on this builder, for both sides), so none is
+    /// dropped silently.
     pub fn ws_options(mut self, b: WsGatewayBuilder) -> Self {
         self.ws_options = b;
         self
@@ -181,13 +183,20 @@ impl EventGatewayBuilder {
     ///
     /// # Errors
     /// [`Error::is_missing_authenticator`] when auth is on without an authenticator (even if
-    /// one side is off), and any error of the WebSocket options.
+    /// one side is off); [`Error::is_invalid_option`] for a refused `require_scope` rule, scope
+    /// rules on the WebSocket options, a zero `room_policy_timeout`, a WebSocket path on an SSE
+    /// route; and any error of the WebSocket options.
     pub fn build(self) -> Result<EventGateway, Error> {
         if self.auth && self.authenticator.is_none() {
             return Err(Error::missing_authenticator());
         }
         if let Some(e) = &self.scope_error {
             return Err(Error::invalid(e));
+        }
+        if !self.ws_options.admission.rules.is_empty() || self.ws_options.scope_error.is_some() {
+            return Err(Error::invalid(
+                "scope rules belong on EventGatewayBuilder::require_scope (both sides), not on ws_options",
+            ));
         }
         if self.admission.timeout.is_zero() {
             return Err(Error::invalid("room_policy_timeout must be > 0"));
@@ -506,6 +515,16 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn scope_rules_on_the_websocket_options_are_refused_not_dropped() {
+        let err = EventGateway::builder()
+            .auth(false)
+            .ws_options(WsGateway::builder().require_scope("audit", "audit:read"))
+            .build()
+            .unwrap_err();
+        assert!(err.is_invalid_option());
     }
 
     #[test]
