@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hookwire_core::signing::{HeaderLookup, HeaderSource, SchemeChoice, VerifyOptions};
 use hookwire_core::{IdempotencyConfig, IdempotencyStore, KeyRing, MemoryStore, Secret};
 use hookwire_receiver::server::TimedBody;
-use hookwire_receiver::{Admission, ClaimGuard, Gate, REPLAYED_HEADER, Reason, Rejection};
+use hookwire_receiver::{Admission, Gate, REPLAYED_HEADER, Reason, Rejection};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
@@ -341,7 +341,7 @@ impl Listener {
             Some(f) => {
                 let call = forward(f, &parts.headers, body, self.forward_timeout);
                 let answer = match &checked.guard {
-                    Some(g) => renewing(g, self.lease, call).await,
+                    Some(g) => g.renew_while(self.lease, call).await,
                     None => call.await,
                 };
                 match answer {
@@ -393,34 +393,6 @@ impl Listener {
             "body": body,
         })
         .to_string()
-    }
-}
-
-/// Runs `work` while renewing `guard`'s claim every third of a lease, so a duplicate arriving
-/// while the app is still answering gets 409 instead of calling the app a second time.
-async fn renewing<T>(
-    guard: &ClaimGuard,
-    lease: Duration,
-    work: impl std::future::Future<Output = T>,
-) -> T {
-    let mut work = std::pin::pin!(work);
-    let period = (lease / 3).max(Duration::from_millis(10));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut renewable = true;
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick(), if renewable => {
-                if !guard.renew().await {
-                    renewable = false;
-                    tracing::warn!(
-                        key = guard.key(),
-                        "could not renew the claim; a duplicate may reach the app after the lease"
-                    );
-                }
-            }
-        }
     }
 }
 

@@ -211,6 +211,13 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         Box::pin(std::future::ready(Ok(false)))
     }
 
+    /// How long a claim lasts before another request may take the key over, when the store
+    /// knows it; holders that renew ([`renew`](Self::renew)) do so a few times per lease. The
+    /// default returns `None` (callers then assume [`DEFAULT_LEASE`]).
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+
     /// [`commit`](Self::commit), keeping `value` with the done key for the TTL, so a duplicate
     /// can be answered with what the first request produced (an HTTP API's stored response).
     /// Returns `false` (and changes nothing) when `token` no longer holds the key. The default
@@ -289,6 +296,9 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         (**self).renew(key, token)
+    }
+    fn lease(&self) -> Option<Duration> {
+        (**self).lease()
     }
     fn commit_value<'a>(
         &'a self,
@@ -787,6 +797,9 @@ impl IdempotencyStore for MemoryStore {
         token: &'a FencingToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(std::future::ready(Ok(self.finish(key, token, false))))
+    }
+    fn lease(&self) -> Option<Duration> {
+        Some(self.config.lease)
     }
     fn renew<'a>(
         &'a self,

@@ -31,6 +31,8 @@
 //! - **Retries** ([`RetryPolicy`]): `max_retries` counts retries after the first attempt; the
 //!   policy's envelope sizes idempotency TTLs ([`IdempotencyConfig::for_retry_profile`]).
 //! - **Patterns** ([`Pattern`], [`PatternSet`]): `order.created`, `order.*`, `*`.
+//! - **Scopes** ([`scope::Scopes`], [`scope::ScopeRules`]): which rooms and event patterns need
+//!   which scope, shared by the WebSocket and SSE gateways.
 //! - **Idempotency** ([`IdempotencyStore`]): claim → commit | release, with fencing tokens.
 //!
 //! # Features
@@ -50,6 +52,7 @@ pub mod id;
 pub mod idempotency;
 pub mod pattern;
 pub mod queue;
+pub mod scope;
 pub mod signing;
 pub mod time;
 

@@ -131,6 +131,16 @@ impl Pattern {
         }
     }
 
+    /// The literal prefix without its dot for prefix patterns (`order` for `order.*`, `""` for
+    /// `*`), `None` for exact patterns.
+    pub(crate) fn wildcard_prefix(&self) -> Option<&str> {
+        match self.prefix_len {
+            None => None,
+            Some(0) => Some(""),
+            Some(n) => Some(&self.text[..n - 1]),
+        }
+    }
+
     fn literal_segments(&self) -> impl Iterator<Item = &str> {
         let lit = match self.prefix_len {
             None => self.text.as_str(),

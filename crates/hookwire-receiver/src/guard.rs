@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hookwire_core::{FencingToken, IdempotencyStore};
 
@@ -55,6 +56,15 @@ impl ClaimGuard {
                 false
             }
         }
+    }
+
+    /// Runs `work` while renewing this claim every third of `lease`, so a duplicate arriving
+    /// while the work outlives a lease is refused (409) instead of processed a second time.
+    /// Renewing stops at the first refusal (the claim is no longer ours, or the store cannot
+    /// renew), which is logged. Cancel safe: dropping the future drops `work`. An example is in
+    /// the crate guide ("Slow handlers").
+    pub async fn renew_while<T>(&self, lease: Duration, work: impl Future<Output = T>) -> T {
+        renewing(lease, self.key(), || self.renew(), work).await
     }
 
     /// Commits for a status below 400, releases otherwise (the rule every adapter applies).
@@ -113,6 +123,40 @@ impl ClaimGuard {
             return Finalized::Lost;
         };
         release_now(&*store, &key, &token).await
+    }
+}
+
+/// Runs `work`, calling `renew` every third of `lease` (at least every 10 ms) until it
+/// finishes or `renew` first answers `false`: the one renewal loop of `ClaimGuard` users
+/// (`hookwire listen --forward-to`) and the API idempotency layer.
+pub(crate) async fn renewing<T, R, F>(
+    lease: Duration,
+    key: &str,
+    mut renew: R,
+    work: impl Future<Output = T>,
+) -> T
+where
+    R: FnMut() -> F,
+    F: Future<Output = bool>,
+{
+    let mut work = std::pin::pin!(work);
+    let period = (lease / 3).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewable = true;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick(), if renewable => {
+                if !renew().await {
+                    renewable = false;
+                    tracing::warn!(
+                        key,
+                        "could not renew the claim; a duplicate may be processed after the lease"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -271,6 +271,9 @@ impl IdempotencyStore for RedisIdempotencyStore {
         Box::pin(self.finish(&self.release, key, token, self.config.ttl))
     }
 
+    fn lease(&self) -> Option<Duration> {
+        Some(self.config.lease)
+    }
     fn renew<'a>(
         &'a self,
         key: &'a str,

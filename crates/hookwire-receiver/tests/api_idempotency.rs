@@ -286,6 +286,44 @@ async fn invalidate_is_exact_not_a_prefix(layer: ApiIdempotencyLayer) {
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
 }
 
+/// The claim's lease in the slow-handler case: the `/slow` handler (700 ms) outlives three.
+const SHORT_LEASE: Duration = Duration::from_millis(200);
+
+async fn a_handler_slower_than_the_lease_runs_once_per_key(layer: ApiIdempotencyLayer) {
+    let (addr, runs) = serve(layer).await;
+    let first =
+        tokio::spawn(async move { send(addr, "POST", "/slow", Some("k-slow"), "{}").await });
+    while runs.slow.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Duplicates across several leases while the handler still runs: each one is refused.
+    let mut refused = 0;
+    while !first.is_finished() {
+        let dup = send(addr, "POST", "/slow", Some("k-slow"), "{}").await;
+        if first.is_finished() && dup.status != 409 {
+            // Answered after the first finished: a replay of its stored response.
+            assert_eq!(dup.header("idempotent-replayed"), Some("true"), "{dup:?}");
+            break;
+        }
+        assert_eq!(dup.status, 409, "{dup:?}");
+        assert!(dup.header("retry-after").is_some(), "{dup:?}");
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert!(
+        refused >= 3,
+        "only {refused} duplicates were sent while the handler ran"
+    );
+    assert_eq!(first.await.unwrap().status, 200);
+    let after = send(addr, "POST", "/slow", Some("k-slow"), "{}").await;
+    assert_eq!(after.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        runs.slow.load(Ordering::SeqCst),
+        1,
+        "the handler ran twice for one key"
+    );
+}
+
 macro_rules! suite {
     ($make:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,6 +381,13 @@ macro_rules! suite {
 
 mod memory {
     suite!(super::memory_layer());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handler_slower_than_the_lease_runs_once_per_key() {
+        let config = super::IdempotencyConfig::default().with_lease(super::SHORT_LEASE);
+        let layer = super::ApiIdempotencyLayer::memory(config);
+        super::a_handler_slower_than_the_lease_runs_once_per_key(layer).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,6 +471,15 @@ mod redis {
     }
 
     suite!(layer());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handler_slower_than_the_lease_runs_once_per_key() {
+        let server = RedisServer::start().expect("redis-server");
+        let config = super::IdempotencyConfig::default().with_lease(super::SHORT_LEASE);
+        let store = RedisIdempotencyStore::open(&server.url(), config).expect("url");
+        let layer = super::ApiIdempotencyLayer::new(store);
+        super::a_handler_slower_than_the_lease_runs_once_per_key(layer).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_store_is_503_and_the_handler_never_runs() {

@@ -56,6 +56,16 @@ impl EventFilter {
             .map(Self::new)
     }
 
+    /// The filter's patterns.
+    ///
+    /// ```
+    /// let f = hookwire_sse::EventFilter::parse("order.*, user.created").unwrap();
+    /// assert_eq!(f.patterns().len(), 2);
+    /// ```
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+
     /// Only events of organization `org` (events without an organization never match). Set
     /// this from the authenticated principal so tenants never see each other's events.
     #[must_use]

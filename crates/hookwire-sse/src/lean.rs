@@ -27,7 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::channel::{BroadcastChannel, BroadcastState};
 use crate::frame::Frame;
-use crate::http::{RequestInfo, SSE_HEADERS, SseApp, SseConfig, last_event_id, valid_stream_name};
+use crate::http::{
+    Refused, RequestInfo, SSE_HEADERS, SseApp, SseConfig, last_event_id, valid_stream_name,
+};
 use crate::server::SseServerLimits;
 
 /// Largest accepted request head, in bytes.
@@ -125,12 +127,28 @@ impl<S: BroadcastState> LeanAcceptor<S> {
         };
         let sub = match self.route(&head) {
             Route::Respond(status, body, ctype) => {
-                return respond(&mut tcp, status, &body, ctype).await;
+                return respond(&mut tcp, status, &body, ctype, None).await;
+            }
+            Route::Refused(refused) => {
+                let r = refused.response();
+                let challenge = r.headers().get(http::header::WWW_AUTHENTICATE).cloned();
+                let body = match &refused {
+                    Refused::Scope(s) => format!("insufficient_scope: {s}").into_bytes(),
+                    Refused::Status(_) => Vec::new(),
+                };
+                return respond(&mut tcp, r.status(), &body, None, challenge.as_ref()).await;
             }
             Route::Stream(stream, last, access) => {
                 if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_subscribers {
                     self.live.fetch_sub(1, Ordering::AcqRel);
-                    return respond(&mut tcp, StatusCode::SERVICE_UNAVAILABLE, b"busy", None).await;
+                    return respond(
+                        &mut tcp,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        b"busy",
+                        None,
+                        None,
+                    )
+                    .await;
                 }
                 let presence = self.app.presence_guard(&stream, &access);
                 let channel = self.app.channel();
@@ -188,9 +206,11 @@ impl<S: BroadcastState> LeanAcceptor<S> {
             return Route::Respond(StatusCode::BAD_REQUEST, Vec::new(), None);
         }
         let info = RequestInfo::new(stream, &head.headers, query);
-        let access = match self.app.config().auth.authorize(&info) {
+        let access = match self.app.config().admit(&info) {
             Ok(a) => a,
-            Err(status) => return Route::Respond(status, Vec::new(), None),
+            Err(Refused::Status(status)) => return Route::Respond(status, Vec::new(), None),
+            // The same answer as the hyper routes: 403 naming the scope, with its challenge.
+            Err(refused) => return Route::Refused(refused),
         };
         if events {
             return Route::Stream(
@@ -211,6 +231,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
 enum Route {
     Respond(StatusCode, Vec<u8>, Option<&'static str>),
     Stream(String, Option<u64>, crate::http::Access),
+    Refused(Refused),
 }
 
 struct Live(Arc<AtomicUsize>);
@@ -262,11 +283,18 @@ async fn read_head(tcp: &mut TcpStream) -> io::Result<Option<Head>> {
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
             Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                respond(tcp, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, b"", None).await?;
+                respond(
+                    tcp,
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    b"",
+                    None,
+                    None,
+                )
+                .await?;
                 return Ok(None);
             }
             Err(_) => {
-                respond(tcp, StatusCode::BAD_REQUEST, b"", None).await?;
+                respond(tcp, StatusCode::BAD_REQUEST, b"", None, None).await?;
                 return Ok(None);
             }
         }
@@ -278,6 +306,7 @@ async fn respond(
     status: StatusCode,
     body: &[u8],
     ctype: Option<&str>,
+    challenge: Option<&HeaderValue>,
 ) -> io::Result<()> {
     let reason = status.canonical_reason().unwrap_or("");
     let body = if body.is_empty() && !status.is_success() {
@@ -285,8 +314,13 @@ async fn respond(
     } else {
         body
     };
+    // A header value built by `Refused::challenge` is visible ASCII.
+    let challenge = challenge
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!("www-authenticate: {v}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache, no-store\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache, no-store\r\n{challenge}connection: close\r\n\r\n",
         status.as_u16(),
         ctype.unwrap_or("text/plain; charset=utf-8"),
         body.len()

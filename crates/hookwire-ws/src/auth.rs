@@ -5,22 +5,32 @@ use std::fmt;
 use std::sync::Arc;
 
 use hookwire_core::BoxFuture;
+use hookwire_core::scope::Scopes;
 
-/// The authenticated party of one connection.
+/// The authenticated party of one connection: a user, or a service account (a client id with
+/// scopes, no user).
 ///
 /// `organization_id` is the tenant: with org scoping (the default) an event carrying an
-/// organization reaches only clients whose `organization_id` is equal to it.
+/// organization reaches only clients whose `organization_id` is equal to it. A service account
+/// is scoped the same way: give it the organization it acts for; without one it is a platform
+/// client that receives only events without organization (or published with
+/// `publish_global`), never another tenant's.
 ///
 /// ```
 /// let who = hookwire_ws::Identity::new().with_user("u1").with_organization("acme");
 /// assert_eq!(who.organization_id(), Some("acme"));
 /// assert_eq!(who.user_id(), Some("u1"));
+///
+/// let svc = hookwire_ws::Identity::service("billing-sync", ["orders:read"]).with_organization("acme");
+/// assert!(svc.is_service() && svc.has_scope("orders:read") && svc.user_id().is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Identity {
     user_id: Option<Arc<str>>,
     organization_id: Option<Arc<str>>,
+    client_id: Option<Arc<str>>,
+    scopes: Scopes,
 }
 
 impl Identity {
@@ -54,6 +64,79 @@ impl Identity {
     pub fn with_organization(mut self, org: impl Into<Arc<str>>) -> Self {
         self.organization_id = Some(org.into());
         self
+    }
+
+    /// A service account: a machine client `client_id` holding `scopes`, with no user. Scopes
+    /// are bounded ([`hookwire_core::scope::MAX_SCOPES`] of at most
+    /// [`hookwire_core::scope::MAX_SCOPE_LEN`] bytes); the rest are dropped, never granted.
+    ///
+    /// ```
+    /// let svc = hookwire_ws::Identity::service("etl", ["audit:read"]);
+    /// assert_eq!(svc.client_id(), Some("etl"));
+    /// assert_eq!(svc.scopes().iter().collect::<Vec<_>>(), ["audit:read"]);
+    /// ```
+    pub fn service<I, S>(client_id: impl Into<Arc<str>>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self {
+            client_id: Some(client_id.into()),
+            scopes: Scopes::new(scopes),
+            ..Self::default()
+        }
+    }
+
+    /// Replaces the scopes (a user's token may carry scopes too; rules apply to every identity).
+    ///
+    /// ```
+    /// let who = hookwire_ws::Identity::new().with_user("ann").with_scopes(["audit:read"]);
+    /// assert!(who.has_scope("audit:read") && !who.is_service());
+    /// ```
+    #[must_use]
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.scopes = Scopes::new(scopes);
+        self
+    }
+
+    /// The service account's client id, if this is one.
+    ///
+    /// ```
+    /// assert_eq!(hookwire_ws::Identity::new().client_id(), None);
+    /// ```
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// Whether this is a service account (it has a client id).
+    ///
+    /// ```
+    /// assert!(!hookwire_ws::Identity::new().is_service());
+    /// ```
+    pub fn is_service(&self) -> bool {
+        self.client_id.is_some()
+    }
+
+    /// The scopes held.
+    ///
+    /// ```
+    /// assert!(hookwire_ws::Identity::new().scopes().is_empty());
+    /// ```
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// Whether `scope` is held (exact comparison).
+    ///
+    /// ```
+    /// assert!(!hookwire_ws::Identity::service("etl", ["a"]).has_scope("b"));
+    /// ```
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.contains(scope)
     }
 
     /// The user id, if any (machine clients may have none).

@@ -23,7 +23,7 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
 use crate::{
-    AuthRequest, Close, Connection, ExposeStats, KillSignal, Outbound, Reaction, WsGateway,
+    AuthRequest, Close, Connection, ExposeStats, KillSignal, Outbound, Outbox, Reaction, WsGateway,
 };
 
 /// Read buffer per socket. tungstenite's default (128 KiB, allocated eagerly) would cost
@@ -292,6 +292,42 @@ async fn drain_and_shut(ws: &mut Socket) {
     }
 }
 
+/// `first` and whatever else is queued, up to [`MAX_BATCH`] frames (one coalesced write).
+fn batch(first: Bytes, outbox: &Outbox) -> Vec<Bytes> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match outbox.try_recv() {
+            Some(f) => batch.push(f),
+            None => break,
+        }
+    }
+    batch
+}
+
+/// Feeds one text frame. A `subscribe` under an asynchronous room policy is awaited (within
+/// its time limit) while queued outbound frames keep going out and a close request still
+/// closes; the client's next frames wait in the socket meanwhile, so they keep their order.
+async fn on_text(
+    ws: &mut Socket,
+    conn: &mut Connection,
+    text: &str,
+    kill: &KillSignal,
+    stall: Duration,
+) -> Result<Reaction, Stop> {
+    let member = std::sync::Arc::clone(&conn.member);
+    let mut decided = std::pin::pin!(conn.on_text_async(text));
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut decided => return Ok(r),
+            next = member.outbox().recv() => match next {
+                Outbound::Frame(f) => write(ws, batch(f, member.outbox()), kill, stall).await?,
+                Outbound::Close(code) => return Err(Stop::Close(Close::for_code(code))),
+            },
+        }
+    }
+}
+
 /// Runs one connection until the peer leaves or it is closed; dropping `conn` at the end
 /// removes the client from its rooms.
 async fn drive(mut ws: Socket, mut conn: Connection, mut reauth: Option<Reauth>) {
@@ -308,7 +344,15 @@ async fn drive(mut ws: Socket, mut conn: Connection, mut reauth: Option<Reauth>)
     while stop.is_none() {
         let outcome: Reaction = tokio::select! {
             msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => conn.on_text(t.as_str()),
+                Some(Ok(Message::Text(t))) => {
+                    match on_text(&mut ws, &mut conn, t.as_str(), &kill, stall).await {
+                        Ok(r) => r,
+                        Err(s) => {
+                            stop = Some(s);
+                            break;
+                        }
+                    }
+                }
                 Some(Ok(Message::Binary(b))) => conn.on_binary(b.len()),
                 // tungstenite answers protocol pings itself; protocol pongs carry no meaning here.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
@@ -335,14 +379,7 @@ async fn drive(mut ws: Socket, mut conn: Connection, mut reauth: Option<Reauth>)
                         break;
                     }
                 };
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match conn.try_next_outbound() {
-                        Some(f) => batch.push(f),
-                        None => break,
-                    }
-                }
-                stop = write(&mut ws, batch, &kill, stall).await.err();
+                stop = write(&mut ws, batch(first, conn.member.outbox()), &kill, stall).await.err();
                 continue;
             }
             () = tick(&mut hb) => conn.on_heartbeat(),

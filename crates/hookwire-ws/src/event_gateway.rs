@@ -29,7 +29,7 @@ use hookwire_sse::http::{Access, RequestInfo, SseApp, SseConfig};
 use hookwire_sse::{BroadcastChannel, EventBroadcast};
 
 use crate::auth::SharedAuth;
-use crate::gateway::RoomPolicy;
+use crate::gateway::{Admission, Refusal, RoomPolicy};
 use crate::{AuthRequest, Authenticator, Error, Identity, WsGateway, WsGatewayBuilder};
 
 tokio::task_local! {
@@ -53,7 +53,8 @@ tokio::task_local! {
 pub struct EventGatewayBuilder {
     auth: bool,
     authenticator: Option<SharedAuth>,
-    room_policy: Option<RoomPolicy>,
+    admission: Admission,
+    scope_error: Option<String>,
     org_scoping: bool,
     ws: bool,
     sse: bool,
@@ -78,7 +79,8 @@ impl Default for EventGatewayBuilder {
         Self {
             auth: true,
             authenticator: None,
-            room_policy: None,
+            admission: Admission::default(),
+            scope_error: None,
             org_scoping: true,
             ws: true,
             sse: true,
@@ -106,7 +108,34 @@ impl EventGatewayBuilder {
         mut self,
         f: impl Fn(&Identity, &str) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.room_policy = Some(Arc::new(f));
+        self.admission.policy = Some(RoomPolicy::sync(f));
+        self
+    }
+    /// An asynchronous room policy for both sides (see
+    /// [`WsGatewayBuilder::room_policy_async`]). On the SSE side a refusal is 403, and an error
+    /// or no answer within the time limit is 503 (fail closed).
+    pub fn room_policy_async<F, Fut, E>(mut self, f: F) -> Self
+    where
+        F: Fn(Identity, String) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<bool, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+    {
+        self.admission.policy = Some(RoomPolicy::from_async(f));
+        self
+    }
+    /// Longest an asynchronous room policy may take (default 5 s, must be > 0).
+    pub fn room_policy_timeout(mut self, d: std::time::Duration) -> Self {
+        self.admission.timeout = d;
+        self
+    }
+    /// A scope rule for both sides: WebSocket rooms, SSE state streams and SSE event filters
+    /// overlapping `pattern` need `scope` (see [`WsGatewayBuilder::require_scope`]). Without it a
+    /// WebSocket join gets `insufficient-scope` and an SSE request 403 with
+    /// `WWW-Authenticate: Bearer error="insufficient_scope"`.
+    pub fn require_scope(mut self, pattern: &str, scope: &str) -> Self {
+        if let Err(e) = self.admission.rules.require(pattern, scope) {
+            self.scope_error.get_or_insert(e.to_string());
+        }
         self
     }
     /// Org scoping of both sides (default on).
@@ -125,7 +154,9 @@ impl EventGatewayBuilder {
         self
     }
     /// WebSocket-only options (path, resources, heartbeat, limits, hooks, fan-out). Its auth,
-    /// room policy and org scoping are replaced by the gateway's.
+    /// room policy (and its time limit) and org scoping are replaced by the gateway's; scope
+    /// rules set here are a build error (set them on this builder, for both sides), so none is
+    /// dropped silently.
     pub fn ws_options(mut self, b: WsGatewayBuilder) -> Self {
         self.ws_options = b;
         self
@@ -152,10 +183,23 @@ impl EventGatewayBuilder {
     ///
     /// # Errors
     /// [`Error::is_missing_authenticator`] when auth is on without an authenticator (even if
-    /// one side is off), and any error of the WebSocket options.
+    /// one side is off); [`Error::is_invalid_option`] for a refused `require_scope` rule, scope
+    /// rules on the WebSocket options, a zero `room_policy_timeout`, a WebSocket path on an SSE
+    /// route; and any error of the WebSocket options.
     pub fn build(self) -> Result<EventGateway, Error> {
         if self.auth && self.authenticator.is_none() {
             return Err(Error::missing_authenticator());
+        }
+        if let Some(e) = &self.scope_error {
+            return Err(Error::invalid(e));
+        }
+        if !self.ws_options.admission.rules.is_empty() || self.ws_options.scope_error.is_some() {
+            return Err(Error::invalid(
+                "scope rules belong on EventGatewayBuilder::require_scope (both sides), not on ws_options",
+            ));
+        }
+        if self.admission.timeout.is_zero() {
+            return Err(Error::invalid("room_policy_timeout must be > 0"));
         }
         if self.ws && self.sse {
             // axum panics when merged routers share a route; refuse it here instead.
@@ -175,7 +219,7 @@ impl EventGatewayBuilder {
                     .shared(
                         self.auth,
                         authenticator.clone(),
-                        self.room_policy.clone(),
+                        self.admission.clone(),
                         self.org_scoping,
                     )
                     .build()?,
@@ -184,13 +228,17 @@ impl EventGatewayBuilder {
             None
         };
         let sse = self.sse.then(|| {
-            let policy = self.room_policy.clone();
             let scoping = self.org_scoping;
-            let config = self.sse_config.auth(move |req: &RequestInfo<'_>| {
-                SSE_IDENTITY
-                    .try_with(|who| sse_access(who, req.stream, policy.as_ref(), scoping))
-                    .unwrap_or(Err(StatusCode::UNAUTHORIZED))
-            });
+            // The room policy (possibly asynchronous) runs in the gateway's handler before
+            // this hook; the scope rules run in `hookwire-sse` right after it.
+            let config = self
+                .sse_config
+                .auth(move |req: &RequestInfo<'_>| {
+                    SSE_IDENTITY
+                        .try_with(|who| sse_access(who, req.stream, scoping))
+                        .unwrap_or(Err(StatusCode::UNAUTHORIZED))
+                })
+                .scope_rules(self.admission.rules.clone());
             let events = EventBroadcast::new(self.history);
             let channel = self.channel.unwrap_or_default();
             SseSide {
@@ -211,7 +259,7 @@ impl EventGatewayBuilder {
         Ok(EventGateway {
             inner: Arc::new(GatewayInner {
                 authenticator,
-                room_policy: self.room_policy,
+                admission: self.admission,
                 ws,
                 sse,
             }),
@@ -219,25 +267,23 @@ impl EventGatewayBuilder {
     }
 }
 
-/// The SSE authorization decision for an already authenticated identity.
-fn sse_access(
-    who: &Identity,
-    stream: &str,
-    policy: Option<&RoomPolicy>,
-    org_scoping: bool,
-) -> Result<Access, StatusCode> {
-    if !stream.is_empty() {
-        return if policy.is_none_or(|p| p(who, stream)) {
-            Ok(Access::all())
-        } else {
-            Err(StatusCode::FORBIDDEN)
-        };
-    }
-    match who.organization_id() {
-        Some(org) => Ok(Access::organization(org)),
-        None if !org_scoping => Ok(Access::all()),
-        None => Err(StatusCode::FORBIDDEN),
-    }
+/// The SSE authorization decision for an already authenticated identity whose room policy
+/// already passed: its organization scoping and its scopes (checked by `hookwire-sse`).
+fn sse_access(who: &Identity, stream: &str, org_scoping: bool) -> Result<Access, StatusCode> {
+    let access = if !stream.is_empty() {
+        Access::all()
+    } else {
+        match who.organization_id() {
+            Some(org) => Access::organization(org),
+            None if !org_scoping => Access::all(),
+            None => return Err(StatusCode::FORBIDDEN),
+        }
+    };
+    let access = match who.client_id() {
+        Some(client) => access.with_service(client, who.scopes().iter()),
+        None => access.with_scopes(who.scopes().iter()),
+    };
+    Ok(access)
 }
 
 /// The SSE side of a gateway.
@@ -260,7 +306,7 @@ impl SseSide {
 
 struct GatewayInner {
     authenticator: Option<SharedAuth>,
-    room_policy: Option<RoomPolicy>,
+    admission: Admission,
     ws: Option<WsGateway>,
     sse: Option<SseSide>,
 }
@@ -359,17 +405,41 @@ impl EventGateway {
         r
     }
 
-    fn events_allowed(&self, who: &Identity, query: Option<&str>) -> bool {
-        let Some(policy) = &self.inner.room_policy else {
-            return true;
+    /// The room policy for an SSE request: the stream for `/events/<stream>` and
+    /// `/state/<stream>`, every filter pattern's resource for `/events` (`order.*` → `order`,
+    /// `*` → `*`). Malformed names are left to `hookwire-sse` (400).
+    async fn policy_allows(
+        &self,
+        who: &Identity,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if self.inner.admission.policy.is_none() {
+            return Ok(());
+        }
+        let list;
+        let rooms: Vec<&str> = if path == "/events" {
+            list = query
+                .and_then(|q| hookwire_sse::http::query_param(q, "filter"))
+                .unwrap_or_else(|| "*".to_owned());
+            list.split(',')
+                .map(str::trim)
+                .map(|p| p.split('.').next().unwrap_or(p))
+                .collect()
+        } else {
+            match path
+                .strip_prefix("/events/")
+                .or_else(|| path.strip_prefix("/state/"))
+            {
+                Some(s) if hookwire_sse::http::valid_stream_name(s) => vec![s],
+                _ => Vec::new(),
+            }
         };
-        let list = query
-            .and_then(|q| hookwire_sse::http::query_param(q, "filter"))
-            .unwrap_or_else(|| "*".to_owned());
-        list.split(',')
-            .map(str::trim)
-            .map(|p| p.split('.').next().unwrap_or(p))
-            .all(|resource| policy(who, resource))
+        if rooms.is_empty() || rooms.len() > hookwire_sse::MAX_FILTER_PATTERNS {
+            // Nothing to decide, or a filter hookwire-sse refuses with 400 anyway.
+            return Ok(());
+        }
+        self.inner.admission.policy_for_all(who, &rooms).await
     }
 }
 
@@ -388,8 +458,15 @@ async fn sse_handler(State(gw): State<EventGateway>, req: Request) -> Response {
     let Some(who) = SharedAuth::identify(gw.inner.authenticator.as_ref(), req_auth).await else {
         return crate::axum::unauthorized();
     };
-    if req.uri().path() == "/events" && !gw.events_allowed(&who, req.uri().query()) {
-        return StatusCode::FORBIDDEN.into_response();
+    match gw
+        .policy_allows(&who, req.uri().path(), req.uri().query())
+        .await
+    {
+        Ok(()) => {}
+        Err(Refusal::Failed | Refusal::TimedOut) => {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        Err(_) => return StatusCode::FORBIDDEN.into_response(),
     }
     SSE_IDENTITY.sync_scope(who, || hookwire_sse::axum::handle(&sse.app, &req))
 }
@@ -402,29 +479,21 @@ mod tests {
     fn sse_access_rules() {
         let acme = Identity::new().with_organization("acme");
         let none = Identity::new();
-        let deny: RoomPolicy = Arc::new(|_, room| room != "secret");
         assert_eq!(
-            sse_access(&acme, "", None, true)
-                .unwrap()
-                .organization
-                .as_deref(),
+            sse_access(&acme, "", true).unwrap().organization.as_deref(),
             Some("acme")
         );
         assert_eq!(
-            sse_access(&none, "", None, true).unwrap_err(),
+            sse_access(&none, "", true).unwrap_err(),
             StatusCode::FORBIDDEN
         );
-        assert!(
-            sse_access(&none, "", None, false)
-                .unwrap()
-                .organization
-                .is_none()
-        );
-        assert_eq!(
-            sse_access(&acme, "secret", Some(&deny), true).unwrap_err(),
-            StatusCode::FORBIDDEN
-        );
-        assert!(sse_access(&acme, "board", Some(&deny), true).is_ok());
+        assert!(sse_access(&none, "", false).unwrap().organization.is_none());
+        // A service account keeps its organization and carries its scopes to hookwire-sse.
+        let svc = Identity::service("etl", ["audit:read"]).with_organization("acme");
+        let a = sse_access(&svc, "", true).unwrap();
+        assert_eq!(a.organization.as_deref(), Some("acme"));
+        assert_eq!(a.client_id.as_deref(), Some("etl"));
+        assert!(a.scopes.contains("audit:read"));
     }
 
     #[test]
@@ -446,6 +515,16 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn scope_rules_on_the_websocket_options_are_refused_not_dropped() {
+        let err = EventGateway::builder()
+            .auth(false)
+            .ws_options(WsGateway::builder().require_scope("audit", "audit:read"))
+            .build()
+            .unwrap_err();
+        assert!(err.is_invalid_option());
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub enum ErrorCode {
     BinaryNotSupported,
     /// Re-authentication failed; the socket is closed with 4003.
     SessionExpired,
+    /// A scope rule covers the room and the identity lacks its scope (the message names it).
+    InsufficientScope,
+    /// The asynchronous room policy failed or did not answer within its time limit: the join
+    /// is refused (fail closed); the client may retry later.
+    PolicyUnavailable,
 }
 
 impl ErrorCode {
@@ -62,6 +67,8 @@ impl ErrorCode {
             Self::MessageTooLarge => "message-too-large",
             Self::BinaryNotSupported => "binary-not-supported",
             Self::SessionExpired => "session-expired",
+            Self::InsufficientScope => "insufficient-scope",
+            Self::PolicyUnavailable => "policy-unavailable",
         }
     }
 }

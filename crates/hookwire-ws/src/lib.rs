@@ -39,6 +39,14 @@
 //! - **Org scoping** (on by default): an event with an organization reaches only that
 //!   organization's clients; one without reaches only clients without organization unless it is
 //!   published with [`WsGateway::publish_global`].
+//! - **Service accounts and scopes**: an [`Authenticator`] may return
+//!   [`Identity::service`] (a client id with scopes); `require_scope` rules refuse a room to an
+//!   identity without its scope (`insufficient-scope`), on both sides of the event gateway.
+//! - **Room policies**: synchronous, or asynchronous (`room_policy_async`, a lookup) under a time
+//!   limit; an error or no answer refuses the join (`policy-unavailable`).
+//! - **Clients**: [`WsGateway::client`] looks a connected client up by id,
+//!   [`WsGateway::send_to`] writes to it alone, [`WsGateway::broadcast_from`] relays to its room
+//!   except itself, inside its organization.
 //! - **Several nodes**: a [`FanOut`] (Redis pub/sub in `redis::RoomRedisFanOut`, feature `redis`) carries every broadcast to the
 //!   other nodes; each subscriber receives it once.
 //!
@@ -51,6 +59,8 @@
 //! | `outbound_queue` | 256 frames | close 1013 |
 //! | `heartbeat_interval` | 30 s | two unanswered pings: close 4000 |
 //! | room name | 256 bytes | `error` `bad-request` |
+//! | `room_policy_timeout` | 5 s | `error` `policy-unavailable` |
+//! | scopes per identity | 64 of ≤ 128 bytes | surplus dropped (never granted) |
 //!
 //! # Features
 //! | Name | Description | Default? |
@@ -90,8 +100,8 @@ pub use frame::{
     CLOSE_TOO_BIG, ErrorCode,
 };
 pub use gateway::{
-    ClientInfo, Close, Connection, ExposeStats, HookReply, MAX_ROOM_NAME_BYTES, Reaction,
-    WsGateway, WsGatewayBuilder,
+    ClientInfo, Close, Connection, DEFAULT_POLICY_TIMEOUT, ExposeStats, HookReply,
+    MAX_ROOM_NAME_BYTES, Reaction, WsGateway, WsGatewayBuilder,
 };
 pub use room::{Audience, KillSignal, Member, Outbound, Outbox, RoomManager, Stats};
 

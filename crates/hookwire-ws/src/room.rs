@@ -225,6 +225,13 @@ struct Room {
     by_org: HashMap<Option<Arc<str>>, HashMap<u64, Arc<Member>>>,
 }
 
+/// Every registered member, by key and by client id.
+#[derive(Debug, Default)]
+struct Registry {
+    by_key: HashMap<u64, Arc<Member>>,
+    by_id: HashMap<Arc<str>, u64>,
+}
+
 /// Counts for the stats endpoint (`GET <path>/stats`).
 ///
 /// ```
@@ -261,8 +268,10 @@ pub struct RoomManager {
     max_per_room: usize,
     rooms: RwLock<HashMap<Arc<str>, Room>>,
     clients: AtomicUsize,
-    /// Every registered client's kill signal, so a shutdown can close sockets that hold no room.
-    kills: std::sync::Mutex<HashMap<u64, Arc<KillSignal>>>,
+    /// Every registered client, so a shutdown can close sockets that hold no room and a client
+    /// can be looked up by id. Several members may share an id (`register` takes any string):
+    /// the newest one is found, and removing an older one keeps it findable.
+    members: std::sync::Mutex<Registry>,
     next_key: AtomicU64,
     slow_dropped: AtomicU64,
 }
@@ -274,7 +283,7 @@ impl RoomManager {
             max_per_room,
             rooms: RwLock::default(),
             clients: AtomicUsize::new(0),
-            kills: std::sync::Mutex::default(),
+            members: std::sync::Mutex::default(),
             next_key: AtomicU64::new(1),
             slow_dropped: AtomicU64::new(0),
         }
@@ -290,11 +299,49 @@ impl RoomManager {
             outbox: Outbox::new(queue),
         });
         self.clients.fetch_add(1, Ordering::Relaxed);
-        self.kills
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(member.key, Arc::clone(member.kill_signal()));
+        let mut reg = self.lock_members();
+        reg.by_id.insert(Arc::from(member.client_id()), member.key);
+        reg.by_key.insert(member.key, Arc::clone(&member));
+        drop(reg);
         member
+    }
+
+    fn lock_members(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The registered client `client_id`, if any.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, RoomManager};
+    /// let rooms = RoomManager::new(10);
+    /// let m = rooms.register("ws_1".into(), Identity::new(), 4);
+    /// assert!(rooms.client("ws_1").is_some_and(|c| std::sync::Arc::ptr_eq(&c, &m)));
+    /// rooms.remove(&m, []);
+    /// assert!(rooms.client("ws_1").is_none());
+    /// ```
+    pub fn client(&self, client_id: &str) -> Option<Arc<Member>> {
+        let reg = self.lock_members();
+        let key = reg.by_id.get(client_id)?;
+        reg.by_key.get(key).cloned()
+    }
+
+    /// Whether `member` is in `room`.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, RoomManager};
+    /// let rooms = RoomManager::new(10);
+    /// let m = rooms.register("ws_1".into(), Identity::new(), 4);
+    /// rooms.subscribe(&m, "r").unwrap();
+    /// assert!(rooms.holds(&m, "r") && !rooms.holds(&m, "s"));
+    /// ```
+    pub fn holds(&self, member: &Member, room: &str) -> bool {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms.get(room).is_some_and(|r| {
+            r.by_org
+                .get(&member.identity.org_arc())
+                .is_some_and(|m| m.contains_key(&member.key))
+        })
     }
 
     /// Adds `member` to `room` (idempotent). Fails with [`ErrorCode::RoomFull`] when the room
@@ -353,15 +400,39 @@ impl RoomManager {
             self.unsubscribe(member, room);
         }
         self.clients.fetch_sub(1, Ordering::Relaxed);
-        self.kills
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&member.key);
+        let mut reg = self.lock_members();
+        reg.by_key.remove(&member.key);
+        if reg.by_id.get(member.client_id()) == Some(&member.key) {
+            reg.by_id.remove(member.client_id());
+        }
     }
 
     /// Queues `frame` for the members of `room` in `audience`, never waiting; returns how many
     /// accepted it. Members whose queue is full are marked for a 1013 close.
     pub fn deliver(&self, room: &str, audience: &Audience, frame: Bytes) -> usize {
+        self.deliver_except(room, audience, frame, None)
+    }
+
+    /// Like [`deliver`](Self::deliver), skipping `except` (the sender of a relayed message).
+    ///
+    /// ```
+    /// use hookwire_ws::{Audience, Identity, RoomManager};
+    /// let rooms = RoomManager::new(10);
+    /// let a = rooms.register("ws_a".into(), Identity::new(), 4);
+    /// let b = rooms.register("ws_b".into(), Identity::new(), 4);
+    /// rooms.subscribe(&a, "r").unwrap();
+    /// rooms.subscribe(&b, "r").unwrap();
+    /// assert_eq!(rooms.deliver_except("r", &Audience::All, bytes::Bytes::new(), Some(&a)), 1);
+    /// assert!(a.outbox().is_empty());
+    /// ```
+    pub fn deliver_except(
+        &self,
+        room: &str,
+        audience: &Audience,
+        frame: Bytes,
+        except: Option<&Member>,
+    ) -> usize {
+        let skip = except.map(|m| m.key);
         let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
         let Some(r) = rooms.get(room) else {
             return 0;
@@ -369,6 +440,9 @@ impl RoomManager {
         let mut sent = 0;
         let mut offer = |members: &HashMap<u64, Arc<Member>>| {
             for m in members.values() {
+                if Some(m.key) == skip {
+                    continue;
+                }
                 if m.offer(frame.clone()) {
                     sent += 1;
                 } else if m.kill_signal().is_killed() {
@@ -403,11 +477,11 @@ impl RoomManager {
     /// assert!(m.kill_signal().is_killed());
     /// ```
     pub fn close_all(&self, code: u16) -> usize {
-        let kills = self.kills.lock().unwrap_or_else(|e| e.into_inner());
-        for k in kills.values() {
-            k.kill(code);
+        let reg = self.lock_members();
+        for m in reg.by_key.values() {
+            m.kill_signal().kill(code);
         }
-        kills.len()
+        reg.by_key.len()
     }
 
     /// Members of `room` on this node.

@@ -12,9 +12,11 @@ use http_body::Body;
 use http_body_util::{BodyExt, Either, Full};
 use tower_service::Service;
 
+use hookwire_core::idempotency::DEFAULT_LEASE;
 use hookwire_core::{Claim, FencingToken, IdempotencyStore};
 
 use super::{ApiIdempotencyBody, ApiRequestBody, Config, Stored, fingerprint};
+use crate::guard::renewing;
 use crate::{REPLAYED_HEADER, Rejection, read_limited};
 
 type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -50,6 +52,20 @@ struct Held {
 impl Held {
     fn take(&mut self) -> Option<FencingToken> {
         self.token.take()
+    }
+
+    /// Extends the claim by one lease: `false` when it is no longer ours or the store cannot.
+    async fn renew(&self) -> bool {
+        let Some(token) = &self.token else {
+            return false;
+        };
+        match self.store.renew(&self.key, token).await {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                tracing::warn!(error = %e, "api idempotency: renewing the claim failed");
+                false
+            }
+        }
     }
 
     /// Releases now and waits for it, so the client's retry finds the key free.
@@ -187,19 +203,29 @@ where
             token: Some(token),
         };
         let req = Request::from_parts(parts, Either::Left(Full::new(body)));
-        let resp = inner.call(req).await?;
-        let (rparts, rbody) = resp.into_parts();
-        let fits = rbody
-            .size_hint()
-            .upper()
-            .is_some_and(|n| n <= config.max_stored_body as u64);
-        if !storable(rparts.status) || !fits {
-            held.release().await;
-            return Ok(Response::from_parts(rparts, Either::Right(rbody)));
-        }
-        let bytes = match rbody.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(_) => {
+        // The claim is renewed while the handler runs and its body is read, so a handler
+        // slower than the lease is never run twice for one key: a duplicate meanwhile gets 409.
+        let lease = config.store.lease().unwrap_or(DEFAULT_LEASE);
+        let handled = renewing(lease, &held.key, || held.renew(), async {
+            let resp = inner.call(req).await?;
+            let (rparts, rbody) = resp.into_parts();
+            let fits = rbody
+                .size_hint()
+                .upper()
+                .is_some_and(|n| n <= config.max_stored_body as u64);
+            if !storable(rparts.status) || !fits {
+                return Ok(Err(Response::from_parts(rparts, Either::Right(rbody))));
+            }
+            Ok(Ok((rparts, rbody.collect().await.map(|c| c.to_bytes()))))
+        })
+        .await?;
+        let (rparts, bytes) = match handled {
+            Err(passed_through) => {
+                held.release().await;
+                return Ok(passed_through);
+            }
+            Ok((rparts, Ok(bytes))) => (rparts, bytes),
+            Ok((_, Err(_))) => {
                 held.release().await;
                 return Ok(refuse(&Rejection::handler_failed(None)));
             }

@@ -130,9 +130,9 @@ impl<S: BroadcastState> SseApp<S> {
             headers,
             query,
         };
-        let access = match self.config.auth.authorize(&info) {
+        let access = match self.config.admit(&info) {
             Ok(a) => a,
-            Err(status) => return status_response(status),
+            Err(refused) => return refused.response(),
         };
         if kind {
             let guard = self.presence_guard(stream, &access);
@@ -190,9 +190,9 @@ impl<S: BroadcastState> SseApp<S> {
             headers,
             query,
         };
-        let access = match self.config.auth.authorize(&info) {
+        let access = match self.config.admit(&info) {
             Ok(a) => a,
-            Err(status) => return status_response(status),
+            Err(refused) => return refused.response(),
         };
         let list = query
             .and_then(|q| query_param(q, "filter"))
@@ -200,6 +200,9 @@ impl<S: BroadcastState> SseApp<S> {
         let Ok(mut filter) = EventFilter::parse(&list) else {
             return status_response(StatusCode::BAD_REQUEST);
         };
+        if let Err(refused) = self.config.admit_filter(filter.patterns(), &access) {
+            return refused.response();
+        }
         if let Some(org) = access.organization {
             filter = filter.organization(org);
         }

@@ -1,6 +1,9 @@
 //! Who may open a stream
 
-use http::{HeaderMap, StatusCode};
+use hookwire_core::scope::Scopes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::{ResponseBody, status_response};
 
 /// What the authorization hook sees of a request.
 #[derive(Debug)]
@@ -24,6 +27,12 @@ pub struct Access {
     /// Who is connecting; with [`SseApp::with_presence`](super::SseApp::with_presence) each open state stream counts this
     /// identity as online on that stream.
     pub identity: Option<String>,
+    /// The client id when a service account (a machine client) connects instead of a user.
+    pub client_id: Option<String>,
+    /// The scopes granted to whoever connects, checked against
+    /// [`SseConfig::scope_rules`](super::SseConfig::scope_rules): a stream or event filter a
+    /// rule covers needs the rule's scope, else 403 `insufficient_scope`.
+    pub scopes: Scopes,
 }
 
 impl Access {
@@ -36,8 +45,45 @@ impl Access {
     pub fn organization(org: impl Into<String>) -> Self {
         Self {
             organization: Some(org.into()),
-            identity: None,
+            ..Self::default()
         }
+    }
+
+    /// The same access for a service account: a machine client `client_id` holding `scopes`
+    /// (bounded as [`Scopes::new`] says). It stays scoped to the access's organization.
+    ///
+    /// ```
+    /// use hookwire_sse::http::Access;
+    /// let a = Access::organization("acme").with_service("billing-sync", ["orders:read"]);
+    /// assert_eq!(a.client_id.as_deref(), Some("billing-sync"));
+    /// assert!(a.scopes.contains("orders:read"));
+    /// assert_eq!(a.organization.as_deref(), Some("acme"));
+    /// ```
+    #[must_use]
+    pub fn with_service<I, S>(mut self, client_id: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.client_id = Some(client_id.into());
+        self.scopes = Scopes::new(scopes);
+        self
+    }
+
+    /// The same access holding `scopes` (a user's token may carry scopes too).
+    ///
+    /// ```
+    /// let a = hookwire_sse::http::Access::all().with_scopes(["audit:read"]);
+    /// assert!(a.scopes.contains("audit:read") && a.client_id.is_none());
+    /// ```
+    #[must_use]
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.scopes = Scopes::new(scopes);
+        self
     }
 
     /// The same access, naming who connects (for presence).
@@ -111,6 +157,46 @@ impl<'a> RequestInfo<'a> {
             stream,
             headers,
             query,
+        }
+    }
+}
+
+/// Why a request was not admitted: a status from the hook, or a scope rule it does not meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    Status(StatusCode),
+    Scope(String),
+}
+
+impl Refused {
+    /// The `WWW-Authenticate` value for a missing scope (RFC 6750 §3.1), when the scope is a
+    /// valid scope token (it is configuration, but a quote must not break the header).
+    pub(crate) fn challenge(scope: &str) -> Option<HeaderValue> {
+        let token_ok = scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !token_ok {
+            return None;
+        }
+        HeaderValue::from_str(&format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+        ))
+        .ok()
+    }
+
+    /// The response: the hook's status, or 403 naming the missing scope.
+    pub(crate) fn response(&self) -> http::Response<ResponseBody> {
+        match self {
+            Refused::Status(s) => status_response(*s),
+            Refused::Scope(scope) => {
+                let mut r = status_response(StatusCode::FORBIDDEN);
+                *r.body_mut() =
+                    ResponseBody::full(format!("insufficient_scope: {scope}").into_bytes());
+                if let Some(v) = Self::challenge(scope) {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                r
+            }
         }
     }
 }

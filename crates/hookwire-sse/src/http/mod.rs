@@ -18,8 +18,8 @@ mod query;
 mod serve;
 
 pub use app::{SseApp, state_response};
-pub(crate) use auth::Unchosen;
 pub use auth::{Access, Authorize, Public, RequestInfo};
+pub(crate) use auth::{Refused, Unchosen};
 pub use body::{ResponseBody, status_response};
 pub(crate) use body::{SSE_HEADERS, sse_head};
 pub use config::SseConfig;

@@ -538,3 +538,71 @@ async fn an_app_without_an_auth_choice_refuses_every_stream() {
         200
     );
 }
+
+/// The hook returns a service account; the scope rules refuse what it lacks on every server
+/// (hyper and lean), with a 403 naming the scope (RFC 6750 `insufficient_scope`).
+#[tokio::test]
+async fn a_service_account_without_a_rules_scope_is_refused_with_insufficient_scope() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    ch.publish("audit", json!({"_v": 1}), vec![]).unwrap();
+    ch.publish("board", json!({"_v": 1}), vec![]).unwrap();
+    let mut rules = hookwire_core::scope::ScopeRules::new();
+    rules.require("audit.*", "audit:read").unwrap();
+    let auth = |r: &RequestInfo<'_>| {
+        let q = r.query.unwrap_or("");
+        let scopes: &[&str] = if q.contains("grant") {
+            &["audit:read"]
+        } else {
+            &[]
+        };
+        Ok(Access::organization("acme").with_service("etl", scopes))
+    };
+    let cfg = SseConfig::default().auth(auth).scope_rules(rules);
+    let events = EventBroadcast::new(8);
+    let hyper = start(SseApp::new(ch.clone(), cfg.clone()).with_events(events.clone())).await;
+    let lean = start_lean(&ch, cfg, 10).await;
+    let refused = |c: &Client| {
+        let head = c.head.to_ascii_lowercase();
+        c.status == 403
+            && head.contains(
+                r#"www-authenticate: bearer error="insufficient_scope", scope="audit:read""#,
+            )
+    };
+    for addr in [hyper, lean] {
+        for path in ["/events/audit", "/state/audit"] {
+            let c = Client::connect(addr, path, None).await;
+            assert!(refused(&c), "{path}: {}", c.head);
+        }
+        assert_eq!(
+            Client::connect(addr, "/events/board", None).await.status,
+            200
+        );
+        assert_eq!(
+            Client::connect(addr, "/events/audit?grant", None)
+                .await
+                .status,
+            200
+        );
+    }
+    for path in [
+        "/events?filter=audit.*",
+        "/events?filter=*",
+        "/events?filter=order.*,audit.login",
+    ] {
+        let c = Client::connect(hyper, path, None).await;
+        assert!(refused(&c), "{path}: {}", c.head);
+    }
+    let mut ok = Client::connect(hyper, "/events?filter=audit.*&grant", None).await;
+    assert_eq!(ok.status, 200);
+    while events.subscriber_count() < 1 {
+        tokio::task::yield_now().await;
+    }
+    for org in ["globex", "acme"] {
+        events.publish(
+            &hookwire_core::Event::new("audit.login", json!({"org": org})).with_organization(org),
+        );
+    }
+    // Still scoped to its organization: globex's event never arrives.
+    assert_eq!(ok.next(WAIT).await.unwrap().json()["data"]["org"], "acme");
+    assert!(ok.next(QUIET).await.is_none(), "no cross-tenant delivery");
+}

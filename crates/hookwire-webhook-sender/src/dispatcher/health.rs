@@ -1,13 +1,16 @@
 //! Endpoint health: a circuit breaker and time/count-based auto-disable per subscription.
 //!
-//! A delivery (all its retries) counts once. Consecutive failed deliveries open the breaker for a
-//! cool-down, after which one probe delivery is let through (half-open): success closes it, failure
-//! re-opens it. Failing for long enough (a count, or a period since the first failure of the
-//! streak) disables the subscription until an operator re-enables it. Any success resets the
-//! streak. Modelled on Convoy's breaker and Svix's time-based disable; the thresholds are in
-//! the crate guide ("Many endpoints").
+//! A delivery (all its retries) counts once. Consecutive failed deliveries open the breaker (the
+//! workspace's one breaker, `hookwire_core::breaker`) for a cool-down, after which one probe
+//! delivery is let through (half-open): success closes it, failure re-opens it. Failing for
+//! long enough (a count, or a period since the first failure of the streak) disables the
+//! subscription until an operator re-enables it. Any success resets the streak. Modelled on
+//! Convoy's breaker and Svix's time-based disable; the thresholds are in the crate guide
+//! ("Many endpoints").
 
 use std::time::{Duration, Instant};
+
+use hookwire_core::breaker::{CircuitBreaker, Permit, State};
 
 /// Thresholds of the health tracker.
 ///
@@ -102,12 +105,19 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// One subscription's health: the circuit breaker (`hookwire_core::breaker`) and the failure
+/// streak the auto-disable counts.
+///
+/// The breaker is built at the first failure (before it, it would be closed anyway). A gate
+/// that admits a half-open probe keeps its permit until the next outcome, so only one probe
+/// runs at a time; a gate that admits a call while closed keeps nothing (every outcome counts
+/// through a permit taken when it is recorded).
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     failures: u32,
     failing_since: Option<Instant>,
-    open_until: Option<Instant>,
-    probing: bool,
+    breaker: Option<CircuitBreaker>,
+    probe: Option<Permit>,
 }
 
 /// What [`Health::record`] decided.
@@ -117,40 +127,76 @@ pub(crate) struct Verdict {
     pub(crate) disable: Option<String>,
 }
 
+/// Wait suggested to a caller refused while the one probe runs.
+const PROBE_BUSY_WAIT: Duration = Duration::from_millis(100);
+
 impl Health {
-    pub(crate) fn gate(&mut self, now: Instant) -> Gate {
-        match self.open_until {
-            None => Gate::Pass,
-            Some(until) if now < until => Gate::Open(until - now),
-            Some(_) if self.probing => Gate::Open(Duration::from_millis(100)),
-            Some(_) => {
-                self.probing = true;
+    fn breaker(&mut self, cfg: &HealthConfig) -> Option<&CircuitBreaker> {
+        if cfg.breaker_threshold == 0 {
+            return None;
+        }
+        if self.breaker.is_none() {
+            // The core breaker refuses a zero cool-down; here zero means "probe at once".
+            let cool_down = cfg.breaker_cooldown.max(Duration::from_nanos(1));
+            self.breaker = CircuitBreaker::builder()
+                .failure_threshold(cfg.breaker_threshold)
+                .cool_down(cool_down)
+                .build()
+                .ok();
+        }
+        self.breaker.as_ref()
+    }
+
+    pub(crate) fn gate(&mut self, _now: Instant) -> Gate {
+        let Some(b) = &self.breaker else {
+            return Gate::Pass;
+        };
+        match b.try_acquire() {
+            Ok(permit) => {
+                if b.state() == State::HalfOpen {
+                    self.probe = Some(permit);
+                }
                 Gate::Pass
             }
+            Err(open) => Gate::Open(open.retry_after.unwrap_or(PROBE_BUSY_WAIT)),
         }
     }
 
     pub(crate) fn record(&mut self, ok: bool, now: Instant, cfg: &HealthConfig) -> Verdict {
         let mut v = Verdict::default();
-        if ok {
-            if self.open_until.is_some() {
-                v.events.push(HealthEventKind::CircuitClosed);
+        if !ok {
+            self.failures = self.failures.saturating_add(1);
+            self.failing_since.get_or_insert(now);
+        }
+        let probe = self.probe.take();
+        if let Some(b) = self.breaker(cfg).cloned() {
+            let before = b.state();
+            // An outcome while open (a delivery admitted before it opened) moves nothing.
+            if let Some(permit) = probe.or_else(|| b.try_acquire().ok()) {
+                if ok {
+                    permit.success();
+                } else {
+                    permit.failure();
+                }
             }
-            *self = Health::default();
+            // A failed probe re-opens without a second "opened" event, as an open breaker
+            // that stays open does.
+            match (before, b.state()) {
+                (State::Closed, State::Open) => v.events.push(HealthEventKind::CircuitOpened {
+                    consecutive_failures: self.failures,
+                }),
+                (State::Open | State::HalfOpen, State::Closed) => {
+                    v.events.push(HealthEventKind::CircuitClosed);
+                }
+                _ => {}
+            }
+        }
+        if ok {
+            self.failures = 0;
+            self.failing_since = None;
             return v;
         }
-        self.failures = self.failures.saturating_add(1);
-        let since = *self.failing_since.get_or_insert(now);
-        let was_open = self.open_until.is_some();
-        if cfg.breaker_threshold > 0 && (was_open || self.failures >= cfg.breaker_threshold) {
-            self.open_until = Some(later(now, cfg.breaker_cooldown));
-            if !was_open {
-                v.events.push(HealthEventKind::CircuitOpened {
-                    consecutive_failures: self.failures,
-                });
-            }
-        }
-        self.probing = false;
+        let since = self.failing_since.unwrap_or(now);
         if cfg.disable_after_failures > 0 && self.failures >= cfg.disable_after_failures {
             v.disable = Some(format!("{} consecutive failed deliveries", self.failures));
         } else if let Some(limit) = cfg.disable_after
@@ -171,9 +217,17 @@ impl Health {
 mod tests {
     use super::*;
 
+    /// The breaker runs on the real clock: cool-downs here are short and waited out.
+    const COOL: Duration = Duration::from_millis(40);
+
+    fn after_cool_down() -> Instant {
+        std::thread::sleep(COOL + Duration::from_millis(20));
+        Instant::now()
+    }
+
     #[test]
     fn breaker_opens_probes_once_and_closes_on_success() {
-        let cfg = HealthConfig::default().with_breaker(2, Duration::from_secs(10));
+        let cfg = HealthConfig::default().with_breaker(2, COOL);
         let mut h = Health::default();
         let t0 = Instant::now();
         assert!(h.record(false, t0, &cfg).events.is_empty());
@@ -184,8 +238,8 @@ mod tests {
                 consecutive_failures: 2
             }]
         );
-        assert!(matches!(h.gate(t0 + Duration::from_secs(1)), Gate::Open(_)));
-        let later = t0 + Duration::from_secs(11);
+        assert!(matches!(h.gate(Instant::now()), Gate::Open(_)));
+        let later = after_cool_down();
         assert_eq!(h.gate(later), Gate::Pass, "one probe");
         assert!(
             matches!(h.gate(later), Gate::Open(_)),
@@ -212,14 +266,27 @@ mod tests {
 
     #[test]
     fn failed_probe_reopens_without_a_second_open_event() {
-        let cfg = HealthConfig::default().with_breaker(1, Duration::from_secs(1));
+        let cfg = HealthConfig::default().with_breaker(1, COOL);
         let mut h = Health::default();
         let t0 = Instant::now();
         h.record(false, t0, &cfg);
-        let t1 = t0 + Duration::from_secs(2);
+        let t1 = after_cool_down();
         assert_eq!(h.gate(t1), Gate::Pass);
         assert!(h.record(false, t1, &cfg).events.is_empty());
         assert!(matches!(h.gate(t1), Gate::Open(_)));
+    }
+
+    #[test]
+    fn a_zero_cooldown_probes_at_once() {
+        let cfg = HealthConfig::default().with_breaker(1, Duration::ZERO);
+        let mut h = Health::default();
+        h.record(false, Instant::now(), &cfg);
+        std::thread::sleep(Duration::from_millis(1));
+        assert_eq!(h.gate(Instant::now()), Gate::Pass);
+        assert_eq!(
+            h.record(true, Instant::now(), &cfg).events,
+            [HealthEventKind::CircuitClosed]
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub struct WsGatewayBuilder {
     pub(crate) queue: usize,
     pub(crate) expose_stats: ExposeStats,
     pub(crate) org_scoping: bool,
-    pub(crate) room_policy: Option<RoomPolicy>,
+    pub(crate) admission: Admission,
+    /// The first refused [`WsGatewayBuilder::require_scope`] rule, reported by `build`.
+    pub(crate) scope_error: Option<String>,
     pub(crate) on_connect: Option<ConnectHook>,
     pub(crate) on_disconnect: Option<ConnectHook>,
     pub(crate) on_message: Option<MessageHook>,
@@ -72,7 +74,8 @@ impl Default for WsGatewayBuilder {
             queue: 256,
             expose_stats: ExposeStats::Off,
             org_scoping: true,
-            room_policy: None,
+            admission: Admission::default(),
+            scope_error: None,
             on_connect: None,
             on_disconnect: None,
             on_message: None,
@@ -154,12 +157,57 @@ impl WsGatewayBuilder {
         self.org_scoping = on;
         self
     }
-    /// Whether `identity` may join `room` (default: allow).
+    /// Whether `identity` may join `room` (default: allow). Replaces any
+    /// [`room_policy_async`](Self::room_policy_async).
     pub fn room_policy(
         mut self,
         f: impl Fn(&Identity, &str) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.room_policy = Some(Arc::new(f));
+        self.admission.policy = Some(RoomPolicy::sync(f));
+        self
+    }
+    /// An asynchronous room policy (it may look something up): `Ok(true)` admits the join,
+    /// `Ok(false)` refuses it with `forbidden`; an `Err`, or no answer within
+    /// [`room_policy_timeout`](Self::room_policy_timeout), refuses it with
+    /// `policy-unavailable` (fail closed). While it runs, the client's later frames wait (so
+    /// they keep their order) and its outbound frames keep flowing. Replaces any
+    /// [`room_policy`](Self::room_policy).
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder()
+    ///     .auth(false)
+    ///     .room_policy_async(|who: Identity, room: String| async move {
+    ///         // e.g. a database lookup of the room's members
+    ///         Ok::<_, std::io::Error>(room.starts_with("team-") && who.organization_id().is_some())
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = gw;
+    /// ```
+    pub fn room_policy_async<F, Fut, E>(mut self, f: F) -> Self
+    where
+        F: Fn(Identity, String) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<bool, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + 'static,
+    {
+        self.admission.policy = Some(RoomPolicy::from_async(f));
+        self
+    }
+    /// Longest an asynchronous room policy may take before the join is refused (default
+    /// [`DEFAULT_POLICY_TIMEOUT`], 5 s; must be > 0).
+    pub fn room_policy_timeout(mut self, d: Duration) -> Self {
+        self.admission.timeout = d;
+        self
+    }
+    /// Rooms whose events overlap `pattern` (event-pattern grammar: `audit`, `audit.*`, `*`)
+    /// need `scope`: an identity without it is refused with `insufficient-scope`, whatever the
+    /// room policy says. See [`hookwire_core::scope::ScopeRules`]. Rules are checked by
+    /// [`build`](Self::build).
+    pub fn require_scope(mut self, pattern: &str, scope: &str) -> Self {
+        if let Err(e) = self.admission.rules.require(pattern, scope) {
+            self.scope_error.get_or_insert(e.to_string());
+        }
         self
     }
     /// Applies the event gateway's shared settings (they win over the WebSocket-only ones).
@@ -168,12 +216,12 @@ impl WsGatewayBuilder {
         mut self,
         auth: bool,
         authenticator: Option<SharedAuth>,
-        policy: Option<RoomPolicy>,
+        admission: Admission,
         org_scoping: bool,
     ) -> Self {
         self.auth = auth;
         self.authenticator = authenticator;
-        self.room_policy = policy;
+        self.admission = admission;
         self.org_scoping = org_scoping;
         self
     }
@@ -213,7 +261,8 @@ impl WsGatewayBuilder {
     /// [`Error::is_invalid_option`] for a path not starting with `/` or containing route
     /// syntax (`{`, `}`, `*`), a zero
     /// `max_message_bytes`, `outbound_queue` or `max_subscriptions_per_client`, and
-    /// [`ExposeStats::Authenticated`] with auth off.
+    /// [`ExposeStats::Authenticated`] with auth off, a zero `room_policy_timeout`, and a
+    /// refused [`require_scope`](Self::require_scope) rule.
     pub fn build(self) -> Result<WsGateway, Error> {
         if self.auth && self.authenticator.is_none() {
             return Err(Error::missing_authenticator());
@@ -233,6 +282,12 @@ impl WsGatewayBuilder {
         }
         if self.max_subscriptions == 0 {
             return Err(Error::invalid("max_subscriptions_per_client must be > 0"));
+        }
+        if let Some(e) = &self.scope_error {
+            return Err(Error::invalid(e));
+        }
+        if self.admission.timeout.is_zero() {
+            return Err(Error::invalid("room_policy_timeout must be > 0"));
         }
         if self.expose_stats == ExposeStats::Authenticated && !self.auth {
             // Nobody could ever be authenticated: say so now instead of answering 401 forever.

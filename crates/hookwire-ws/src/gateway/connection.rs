@@ -57,6 +57,12 @@ impl Reaction {
     }
 }
 
+/// What an inbound text frame needs: nothing more, or a room decision.
+enum Step {
+    Done(Reaction),
+    Join(String),
+}
+
 /// One client's protocol state: subscriptions, heartbeat bookkeeping and its outbound queue.
 /// Sans-IO: a driver (the axum integration, or your own) feeds it inbound frames and ticks and
 /// writes what it returns.
@@ -146,10 +152,29 @@ impl Connection {
     /// assert_eq!(c.on_reauth(Some(&moved)).close.unwrap().code, hookwire_ws::CLOSE_SESSION_EXPIRED);
     /// assert_eq!(c.on_reauth(None).close.unwrap().code, 4003);
     /// ```
+    ///
+    /// Scopes are re-checked too: when the identity now lacks the scope of a room it holds (a
+    /// revoked grant), it gets an `insufficient-scope` error and close 4003.
     pub fn on_reauth(&mut self, now: Option<&Identity>) -> Reaction {
         match now {
             Some(who) if who.organization_id() == self.identity().organization_id() => {
-                Reaction::default()
+                let rules = &self.gw.inner.cfg.admission.rules;
+                let lost = self.subs.iter().find_map(|room| {
+                    rules
+                        .missing_for_room(room, who.scopes())
+                        .map(|scope| (room, scope))
+                });
+                match lost {
+                    None => Reaction::default(),
+                    Some((room, scope)) => Reaction {
+                        reply: Some(frame::error(
+                            ErrorCode::InsufficientScope,
+                            &format!("scope {scope} was revoked"),
+                            Some(room),
+                        )),
+                        close: Some(Close::for_code(frame::CLOSE_SESSION_EXPIRED)),
+                    },
+                }
             }
             _ => Reaction {
                 reply: Some(frame::error(
@@ -210,20 +235,83 @@ impl Connection {
     /// assert_eq!(&out.reply.unwrap()[..], br#"{"type":"subscribed","channel":"order"}"#);
     /// assert!(c.on_text("not json").reply.is_some()); // an error frame, never a panic
     /// ```
+    ///
+    /// With an asynchronous room policy a `subscribe` cannot be decided here and is refused
+    /// with `policy-unavailable`: drive such a gateway with
+    /// [`on_text_async`](Self::on_text_async) (the axum integration does).
     pub fn on_text(&mut self, text: &str) -> Reaction {
+        match self.step(text) {
+            Step::Done(r) => r,
+            Step::Join(room) => {
+                let decision = self
+                    .gw
+                    .inner
+                    .cfg
+                    .admission
+                    .decide_now(self.identity(), &room);
+                self.finish_join(&room, decision)
+            }
+        }
+    }
+
+    /// An inbound text frame, awaiting an asynchronous room policy for a `subscribe` (at most
+    /// its `room_policy_timeout`; an error or no answer refuses the join with
+    /// `policy-unavailable`). Other frames are answered at once, as by
+    /// [`on_text`](Self::on_text). Cancel safe: a cancelled join leaves no subscription.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder()
+    ///     .auth(false)
+    ///     .room_policy_async(|_who: Identity, room: String| async move {
+    ///         if room == "broken" { Err("lookup failed") } else { Ok(room != "secret") }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let mut c = gw.connect(Identity::new());
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// let code = |r: hookwire_ws::Reaction| {
+    ///     let v: serde_json::Value = serde_json::from_slice(&r.reply.unwrap()).unwrap();
+    ///     v["code"].as_str().map(str::to_owned)
+    /// };
+    /// let ok = rt.block_on(c.on_text_async(r#"{"type":"subscribe","resource":"lobby"}"#));
+    /// assert_eq!(code(ok), None);
+    /// let no = rt.block_on(c.on_text_async(r#"{"type":"subscribe","resource":"secret"}"#));
+    /// assert_eq!(code(no).as_deref(), Some("forbidden"));
+    /// let err = rt.block_on(c.on_text_async(r#"{"type":"subscribe","resource":"broken"}"#));
+    /// assert_eq!(code(err).as_deref(), Some("policy-unavailable"));
+    /// ```
+    pub async fn on_text_async(&mut self, text: &str) -> Reaction {
+        match self.step(text) {
+            Step::Done(r) => r,
+            Step::Join(room) => {
+                let admission = self.gw.inner.cfg.admission.clone();
+                let decision = admission.decide(self.identity(), &room).await;
+                self.finish_join(&room, decision)
+            }
+        }
+    }
+
+    /// Everything of an inbound text frame that needs no room policy; a subscribe that passed
+    /// the name and limit checks comes back as [`Step::Join`].
+    fn step(&mut self, text: &str) -> Step {
         if text.len() > self.gw.inner.cfg.max_message_bytes {
-            return self.on_too_large();
+            return Step::Done(self.on_too_large());
         }
         let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(text) else {
-            return Reaction::error(ErrorCode::BadJson, "expected a JSON object", None);
+            return Step::Done(Reaction::error(
+                ErrorCode::BadJson,
+                "expected a JSON object",
+                None,
+            ));
         };
         let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
         let room = msg
             .get("resource")
             .or_else(|| msg.get("channel"))
             .and_then(Value::as_str);
-        match kind {
-            "subscribe" => self.subscribe(room),
+        Step::Done(match kind {
+            "subscribe" => return self.subscribe(room),
             "unsubscribe" => self.unsubscribe(room),
             "pong" => {
                 self.missed_pongs = 0;
@@ -249,7 +337,7 @@ impl Connection {
                     }
                 }
             }
-        }
+        })
     }
 
     fn valid_room(room: Option<&str>) -> Result<&str, Reaction> {
@@ -268,22 +356,29 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, room: Option<&str>) -> Reaction {
+    fn subscribe(&mut self, room: Option<&str>) -> Step {
         let room = match Self::valid_room(room) {
             Ok(r) => r,
-            Err(o) => return o,
+            Err(o) => return Step::Done(o),
         };
         let held = self.subs.iter().any(|s| &**s == room);
         if !held && self.subs.len() >= self.gw.inner.cfg.max_subscriptions {
-            return Reaction::error(
+            return Step::Done(Reaction::error(
                 ErrorCode::TooManySubscriptions,
                 "subscription limit reached",
                 Some(room),
-            );
+            ));
         }
-        if !self.gw.may_join(self.member.identity(), room) {
-            return Reaction::error(ErrorCode::Forbidden, "subscription denied", Some(room));
+        Step::Join(room.to_owned())
+    }
+
+    /// Completes a subscribe once scope rules and the room policy have decided.
+    fn finish_join(&mut self, room: &str, decision: Result<(), Refusal>) -> Reaction {
+        if let Err(refusal) = decision {
+            let (code, msg) = refusal.frame();
+            return Reaction::error(code, &msg, Some(room));
         }
+        let held = self.subs.iter().any(|s| &**s == room);
         if let Err(code) = self.gw.inner.rooms.subscribe(&self.member, room) {
             return Reaction::error(code, "room at capacity", Some(room));
         }

@@ -83,13 +83,96 @@ impl WsGateway {
     pub fn org_scoping(&self) -> bool {
         self.inner.cfg.org_scoping
     }
-    /// Whether `identity` may join `room` under the configured room policy.
+    /// Whether `identity` may join `room` under the scope rules and a synchronous room policy.
+    /// An asynchronous policy cannot answer here: `false` (fail closed); use
+    /// [`may_join_async`](Self::may_join_async).
     pub fn may_join(&self, identity: &Identity, room: &str) -> bool {
+        self.inner.cfg.admission.decide_now(identity, room).is_ok()
+    }
+
+    /// Whether `identity` may join `room`: scope rules, then the room policy, awaited under
+    /// its time limit when asynchronous (an error or no answer is `false`).
+    pub async fn may_join_async(&self, identity: &Identity, room: &str) -> bool {
         self.inner
             .cfg
-            .room_policy
-            .as_ref()
-            .is_none_or(|p| p(identity, room))
+            .admission
+            .decide(identity, room)
+            .await
+            .is_ok()
+    }
+
+    /// The connected client `client_id` on this node (its identity, kill signal, queue), if
+    /// any. Client ids are node-local: a client connected to another node is not found.
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let c = gw.connect(Identity::service("etl", ["audit:read"]));
+    /// let found = gw.client(c.client_id()).unwrap();
+    /// assert_eq!(found.identity().client_id(), Some("etl"));
+    /// drop(c);
+    /// assert!(gw.client("ws_gone").is_none());
+    /// ```
+    pub fn client(&self, client_id: &str) -> Option<Arc<crate::Member>> {
+        self.inner.rooms.client(client_id)
+    }
+
+    /// Sends the JSON frame `data` to one client of this node, without waiting; `false` when
+    /// it is not connected here, closing, or its queue is full (which closes it with 1013).
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let mut c = gw.connect(Identity::new());
+    /// assert!(gw.send_to(c.client_id(), &serde_json::json!({"type":"notice"})));
+    /// assert_eq!(&c.try_next_outbound().unwrap()[..], br#"{"type":"notice"}"#);
+    /// ```
+    pub fn send_to(&self, client_id: &str, data: &Value) -> bool {
+        let Some(m) = self.inner.rooms.client(client_id) else {
+            return false;
+        };
+        m.offer(Bytes::from(serde_json::to_vec(data).unwrap_or_default()))
+    }
+
+    /// Relays `data` as a broadcast frame to the other members of `room` in the sender's
+    /// organization (members without organization when it has none), never back to the sender
+    /// and never to another tenant; through the fan-out to other nodes too. Returns the local
+    /// clients it was queued for; 0 when `sender` is not connected here or does not hold
+    /// `room` (a client cannot speak into a room it has not joined).
+    ///
+    /// ```
+    /// use hookwire_ws::{Identity, WsGateway};
+    /// let gw = WsGateway::builder().auth(false).build().unwrap();
+    /// let acme = || Identity::new().with_organization("acme");
+    /// let (mut a, mut b) = (gw.connect(acme()), gw.connect(acme()));
+    /// let mut other = gw.connect(Identity::new().with_organization("globex"));
+    /// for c in [&mut a, &mut b, &mut other] {
+    ///     c.on_text(r#"{"type":"subscribe","resource":"chat"}"#);
+    /// }
+    /// assert_eq!(gw.broadcast_from(a.client_id(), "chat", &serde_json::json!("hi")), 1);
+    /// assert!(a.try_next_outbound().is_none() && other.try_next_outbound().is_none());
+    /// assert!(b.try_next_outbound().is_some());
+    /// ```
+    pub fn broadcast_from(&self, sender: &str, room: &str, data: &Value) -> usize {
+        let Some(m) = self.inner.rooms.client(sender) else {
+            return 0;
+        };
+        if !self.inner.rooms.holds(&m, room) {
+            return 0;
+        }
+        let audience = match m.identity().org_arc() {
+            Some(org) => Audience::Org(org),
+            None => Audience::NoOrg,
+        };
+        let frame = frame::broadcast(room, data);
+        let n = self
+            .inner
+            .rooms
+            .deliver_except(room, &audience, frame.clone(), Some(&m));
+        if let Some(f) = &self.inner.cfg.fan_out {
+            f.publish(&Envelope::new(room, audience, frame));
+        }
+        n
     }
 
     /// Authenticates an upgrade request: the authenticator's answer when auth is on, an

@@ -7,9 +7,13 @@ use serde_json::Value;
 
 use crate::Identity;
 
+mod admission;
 mod builder;
 mod connection;
 mod handle;
+
+pub use admission::DEFAULT_POLICY_TIMEOUT;
+pub(crate) use admission::{Admission, Refusal, RoomPolicy};
 
 pub use builder::WsGatewayBuilder;
 pub use connection::{Close, Connection, Reaction};
@@ -56,7 +60,6 @@ pub struct ClientInfo<'a> {
 
 type ConnectHook = Arc<dyn Fn(ClientInfo<'_>) + Send + Sync>;
 type MessageHook = Arc<dyn Fn(ClientInfo<'_>, &Value) -> HookReply + Send + Sync>;
-pub(crate) type RoomPolicy = Arc<dyn Fn(&Identity, &str) -> bool + Send + Sync>;
 
 /// Longest accepted room name, in bytes.
 pub const MAX_ROOM_NAME_BYTES: usize = 256;

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use crate::support::*;
 
 /// An open SSE response: the status and the connection to read the body from.
-async fn sse_get(addr: SocketAddr, path: &str) -> (u16, TcpStream, String) {
+pub async fn sse_get(addr: SocketAddr, path: &str) -> (u16, TcpStream, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
@@ -32,7 +32,7 @@ async fn sse_get(addr: SocketAddr, path: &str) -> (u16, TcpStream, String) {
 }
 
 /// Reads from an SSE connection until `needle` has been seen `times` times (or 5 s pass).
-async fn read_until(s: &mut TcpStream, seen: String, needle: &str, times: usize) -> String {
+pub async fn read_until(s: &mut TcpStream, seen: String, needle: &str, times: usize) -> String {
     read_within(s, seen, needle, times, Duration::from_secs(5)).await
 }
 

@@ -7,9 +7,13 @@ mod support;
 
 #[cfg(feature = "sse")]
 mod gateway;
+#[cfg(feature = "sse")]
+mod gateway_scopes;
 mod limits;
 #[cfg(feature = "redis")]
 mod nodes;
 mod props;
 mod protocol;
+mod rooms;
+mod scopes;
 mod tenants;
