@@ -293,9 +293,15 @@ async fn durable_mode_loses_nothing_while_the_sink_is_down() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The sink answers before the worker writes its record: wait for the log as well, so the
+    // worker is not stopped between the two.
+    let successes = || disp.delivery_log(100).iter().filter(|r| r.success).count();
+    while successes() < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     worker.abort();
     assert_eq!(sink.count(), 20, "each event delivered exactly once");
-    assert!(disp.delivery_log(100).iter().filter(|r| r.success).count() == 20);
+    assert_eq!(successes(), 20, "each delivery recorded once as a success");
 }
 
 #[tokio::test]
