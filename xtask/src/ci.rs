@@ -100,7 +100,11 @@ fn dependency_boundary() -> Result<(), String> {
 const ALLOWED: &[(&str, &[&str])] = &[
     ("hookwire-core", &[]),
     ("hookwire-patch", &[]),
-    ("hookwire-webhook-sender", &["hookwire-core"]),
+    // Feature `events`: the dispatcher runs as a consumer group of the bus (`BusDispatcher`).
+    (
+        "hookwire-webhook-sender",
+        &["hookwire-core", "hookwire-events"],
+    ),
     ("hookwire-receiver", &["hookwire-core"]),
     (
         "hookwire-receiver-axum",
