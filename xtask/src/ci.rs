@@ -121,9 +121,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hookwire-sse", &["hookwire-core", "hookwire-patch"]),
     ("hookwire-jobs", &["hookwire-core"]),
     ("hookwire-jobs-redis", &["hookwire-core", "hookwire-jobs"]),
+    // Feature `events`: the event gateway as a broadcast subscriber of the bus.
     (
         "hookwire-ws",
-        &["hookwire-core", "hookwire-sse", "hookwire-patch"],
+        &[
+            "hookwire-core",
+            "hookwire-sse",
+            "hookwire-patch",
+            "hookwire-events",
+        ],
     ),
     ("hookwire-events", &["hookwire-core"]),
     // The outbox conformance suite (feature `outbox`) runs against the events crate's trait.
