@@ -119,7 +119,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["hookwire-core", "hookwire-receiver"],
     ),
     ("hookwire-sse", &["hookwire-core", "hookwire-patch"]),
-    ("hookwire-jobs", &["hookwire-core"]),
+    // Feature `events`: job lifecycle events published on the bus.
+    ("hookwire-jobs", &["hookwire-core", "hookwire-events"]),
     ("hookwire-jobs-redis", &["hookwire-core", "hookwire-jobs"]),
     // Feature `events`: the event gateway as a broadcast subscriber of the bus.
     (
