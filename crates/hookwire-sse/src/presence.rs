@@ -168,6 +168,7 @@ impl PresenceTracker {
 
     /// Replaces the identities online on other nodes for `stream` (sorted, deduplicated by the
     /// caller); true when the roster [`online`](Self::online) reports changed.
+    #[cfg(feature = "redis")]
     pub(crate) fn set_remote(&self, stream: &str, ids: Vec<String>) -> bool {
         let before = self.online(stream);
         {
@@ -182,6 +183,7 @@ impl PresenceTracker {
     }
 
     /// Streams with identities online on other nodes.
+    #[cfg(feature = "redis")]
     pub(crate) fn remote_streams(&self) -> Vec<String> {
         crate::lock(&self.remote).keys().cloned().collect()
     }

@@ -104,5 +104,7 @@ mod bus;
 mod event_gateway;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "events")]
+pub use bus::{BusFanOut, DEFAULT_FAN_OUT_EVENT};
 #[cfg(feature = "sse")]
 pub use event_gateway::{EventGateway, EventGatewayBuilder, SseSide};
