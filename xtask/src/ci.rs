@@ -100,7 +100,11 @@ fn dependency_boundary() -> Result<(), String> {
 const ALLOWED: &[(&str, &[&str])] = &[
     ("hookwire-core", &[]),
     ("hookwire-patch", &[]),
-    ("hookwire-webhook-sender", &["hookwire-core"]),
+    // Feature `events`: the dispatcher runs as a consumer group of the bus (`BusDispatcher`).
+    (
+        "hookwire-webhook-sender",
+        &["hookwire-core", "hookwire-events"],
+    ),
     ("hookwire-receiver", &["hookwire-core"]),
     (
         "hookwire-receiver-axum",
@@ -115,11 +119,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["hookwire-core", "hookwire-receiver"],
     ),
     ("hookwire-sse", &["hookwire-core", "hookwire-patch"]),
-    ("hookwire-jobs", &["hookwire-core"]),
+    // Feature `events`: job lifecycle events published on the bus.
+    ("hookwire-jobs", &["hookwire-core", "hookwire-events"]),
     ("hookwire-jobs-redis", &["hookwire-core", "hookwire-jobs"]),
+    // Feature `events`: the event gateway as a broadcast subscriber of the bus.
     (
         "hookwire-ws",
-        &["hookwire-core", "hookwire-sse", "hookwire-patch"],
+        &[
+            "hookwire-core",
+            "hookwire-sse",
+            "hookwire-patch",
+            "hookwire-events",
+        ],
     ),
     ("hookwire-events", &["hookwire-core"]),
     // The outbox conformance suite (feature `outbox`) runs against the events crate's trait.

@@ -306,6 +306,10 @@ async fn two_demos_on_one_redis_share_the_board() {
     let js = |p: &str| format!("demo.state && demo.state.orders.some(o => o.id.startsWith('{p}'))");
     page_b.wait_for(&js(&prefix_a), t).await.unwrap();
     page_a.wait_for(&js(&prefix_b), t).await.unwrap();
+    // Presence is shared (TTL leases in Redis): each page's roster shows the other node's user.
+    let online = |u: &str| format!("demo.state && (demo.state.online || []).includes('{u}')");
+    page_a.wait_for(&online("bea@acme"), t).await.unwrap();
+    page_b.wait_for(&online("al@acme"), t).await.unwrap();
 
     // Both nodes serve the same versions: a state read on either is never behind the other's
     // by more than the events in flight.

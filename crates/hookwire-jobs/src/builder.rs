@@ -104,7 +104,8 @@ impl JobsBuilder {
     }
     /// Calls `f` for every completed / failed event, on a dedicated task; a panicking listener
     /// is logged and never affects a worker. Use it to bridge into an event bus
-    /// ([`JobEvent::to_event`] gives `job.<name>.completed` / `job.<name>.failed`).
+    /// ([`JobEvent::to_event`] gives `job.<name>.completed` / `job.<name>.failed`), or use
+    /// `publish_events` (feature `events`), which does it for the `hookwire-events` bus.
     #[must_use]
     pub fn on_event(mut self, f: impl Fn(&JobEvent) + Send + Sync + 'static) -> Self {
         self.listeners.push(Arc::new(f));

@@ -4,6 +4,8 @@
 
 mod backend;
 mod builder;
+#[cfg(feature = "events")]
+mod bus;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod def;
@@ -20,6 +22,8 @@ mod worker;
 
 pub use backend::{JobAdmin, JobBackend, WorkerBackend};
 pub use builder::{Defaults, JobsBuilder};
+#[cfg(feature = "events")]
+pub use bus::BUS_QUEUE_CAPACITY;
 pub use def::{Job, JobDef, JobMeta, MIN_LEASE};
 #[allow(deprecated)]
 pub use error::JobsError;

@@ -33,6 +33,9 @@ struct StreamPresence {
 #[derive(Debug)]
 pub struct PresenceTracker {
     streams: Mutex<HashMap<String, StreamPresence>>,
+    /// Identities online on other nodes, per stream, as last read from a shared roster
+    /// (`redis::SharedPresence`); empty without one.
+    remote: Mutex<HashMap<String, Vec<String>>>,
     max_per_stream: usize,
 }
 
@@ -44,6 +47,7 @@ impl Default for PresenceTracker {
     fn default() -> Self {
         Self {
             streams: Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
             max_per_stream: DEFAULT_MAX_PRESENCE_PER_STREAM,
         }
     }
@@ -124,8 +128,26 @@ impl PresenceTracker {
         gone
     }
 
-    /// Identities online on `stream`, in the order they came online (a new `Vec`).
+    /// Identities online on `stream`, in the order they came online (a new `Vec`); with a
+    /// shared roster, followed by those online only on other nodes (at most
+    /// [`max_per_stream`](Self::max_per_stream) in all).
     pub fn online(&self, stream: &str) -> Vec<String> {
+        let mut v = self.online_here(stream);
+        if let Some(remote) = crate::lock(&self.remote).get(stream) {
+            for id in remote {
+                if v.len() >= self.max_per_stream {
+                    break;
+                }
+                if !v.contains(id) {
+                    v.push(id.clone());
+                }
+            }
+        }
+        v
+    }
+
+    /// Identities with a connection to this node on `stream`, in the order they came online.
+    pub fn online_here(&self, stream: &str) -> Vec<String> {
         let g = crate::lock(&self.streams);
         let Some(s) = g.get(stream) else {
             return Vec::new();
@@ -139,11 +161,41 @@ impl PresenceTracker {
         v.into_iter().map(|(_, k)| k).collect()
     }
 
-    /// Whether `id` has at least one connection on `stream`.
+    /// Streams with at least one identity connected to this node.
+    pub fn streams_here(&self) -> Vec<String> {
+        crate::lock(&self.streams).keys().cloned().collect()
+    }
+
+    /// Replaces the identities online on other nodes for `stream` (sorted, deduplicated by the
+    /// caller); true when the roster [`online`](Self::online) reports changed.
+    #[cfg(feature = "redis")]
+    pub(crate) fn set_remote(&self, stream: &str, ids: Vec<String>) -> bool {
+        let before = self.online(stream);
+        {
+            let mut g = crate::lock(&self.remote);
+            if ids.is_empty() {
+                g.remove(stream);
+            } else {
+                g.insert(stream.to_owned(), ids);
+            }
+        }
+        self.online(stream) != before
+    }
+
+    /// Streams with identities online on other nodes.
+    #[cfg(feature = "redis")]
+    pub(crate) fn remote_streams(&self) -> Vec<String> {
+        crate::lock(&self.remote).keys().cloned().collect()
+    }
+
+    /// Whether `id` is online on `stream` (here, or on another node with a shared roster).
     pub fn is_online(&self, stream: &str, id: &str) -> bool {
         crate::lock(&self.streams)
             .get(stream)
             .is_some_and(|s| s.ids.contains_key(id))
+            || crate::lock(&self.remote)
+                .get(stream)
+                .is_some_and(|r| r.iter().any(|x| x == id))
     }
 
     /// An overlay patch `{ key: [online ids] }` for publishing presence as a version-neutral

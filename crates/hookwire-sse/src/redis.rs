@@ -25,6 +25,10 @@ use serde_json::Value;
 use crate::channel::{BroadcastChannel, BroadcastState};
 use crate::frame::Frame;
 
+mod presence;
+
+pub use presence::{DEFAULT_PRESENCE_TTL, SharedPresence};
+
 const PUBLISH_LUA: &str = include_str!("../lua/publish.lua");
 
 #[derive(Serialize, Deserialize)]

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Store,
     /// The durable queue refused a task; the event was not (fully) enqueued.
     Queue,
+    /// The event bus refused a subscription or an announcement (feature `events`).
+    Bus,
 }
 
 impl ErrorKind {
@@ -38,6 +40,7 @@ impl ErrorKind {
             Self::NotFound => "not_found",
             Self::Store => "store",
             Self::Queue => "queue",
+            Self::Bus => "bus",
         }
     }
 }

@@ -25,6 +25,10 @@ pub use client::{
 pub use delivery::{Delivery, DeliveryOutcome};
 #[cfg(feature = "redis")]
 pub use dispatcher::RedisSubscriptionStore;
+#[cfg(feature = "events")]
+pub use dispatcher::{
+    BusDispatcher, BusDispatcherBuilder, DEFAULT_CHANGES_EVENT, DEFAULT_RELOAD_INTERVAL,
+};
 pub use dispatcher::{
     DEFAULT_CONCURRENCY, DEFAULT_LOG_CAPACITY, DEFAULT_MAX_SUBSCRIPTIONS, DELIVER_TASK,
     DeliveryRecord, Dispatcher, DispatcherBuilder, EndpointRateLimit, HealthConfig, HealthEvent,

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     InvalidOption,
     /// Redis failed or is unreachable (feature `redis`).
     Redis,
+    /// The event bus refused a subscription (feature `events`).
+    Bus,
 }
 
 impl ErrorKind {
@@ -32,6 +34,7 @@ impl ErrorKind {
             Self::MissingAuthenticator => "missing_authenticator",
             Self::InvalidOption => "invalid_option",
             Self::Redis => "redis",
+            Self::Bus => "bus",
         }
     }
 }
@@ -87,6 +90,13 @@ impl Error {
     }
 }
 
+#[cfg(feature = "events")]
+impl From<hookwire_events::Error> for Error {
+    fn from(e: hookwire_events::Error) -> Self {
+        Self::new(ErrorKind::Bus, e)
+    }
+}
+
 #[cfg(feature = "redis")]
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
@@ -115,7 +125,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self.inner.kind {
-            ErrorKind::Redis => Some(&*self.inner.source),
+            ErrorKind::Redis | ErrorKind::Bus => Some(&*self.inner.source),
             _ => None,
         }
     }

@@ -68,6 +68,7 @@
 //! | `axum` | `axum::ws_router`: the WebSocket route and `<path>/stats` on axum | no |
 //! | `redis` | `redis::RoomRedisFanOut`: cross-node fan-out over Redis pub/sub | no |
 //! | `sse` | `EventGateway`: SSE (`hookwire-sse`) and WebSocket behind one configuration (implies `axum`) | no |
+//! | `events` | `EventGateway::subscribe_bus`: the gateway as a broadcast subscriber of the `hookwire-events` bus (implies `sse`) | no |
 //!
 //! MSRV: Rust 1.88.
 //!
@@ -107,9 +108,13 @@ pub use room::{Audience, KillSignal, Member, Outbound, Outbox, RoomManager, Stat
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "events")]
+mod bus;
 #[cfg(feature = "sse")]
 mod event_gateway;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "events")]
+pub use bus::{BusFanOut, DEFAULT_FAN_OUT_EVENT};
 #[cfg(feature = "sse")]
 pub use event_gateway::{EventGateway, EventGatewayBuilder, SseSide};

@@ -1,14 +1,15 @@
 //! `hookwire demo`: every hookwire crate in one process, on embedded defaults.
 //!
-//! The path of one event (docs/architecture.md): a generator publishes `order.*` events through
-//! the webhook [`Dispatcher`] → a signed POST to this process's own `/webhook` → the receiver
+//! The path of one event (docs/architecture.md): a generator publishes `order.*` events on the
+//! event bus → the webhook [`Dispatcher`], the bus's `webhooks` group → a signed POST to this process's own `/webhook` → the receiver
 //! verifies the signature and claims the idempotency key → its handler enqueues a job whose id is
 //! that key (a redelivery cannot enqueue twice) → the job applies the event to the order board
 //! and publishes the new state as a version-keyed patch on the SSE stream `board`, and the event
 //! itself to the WebSocket gateway at `/ws`, scoped to its organization.
 //!
-//! `--redis URL` moves the job queue, the idempotency claims and both fan-outs to Redis, so
-//! several demo processes share one board.
+//! The generator publishes on the event bus; the dispatcher is the bus's `webhooks` group.
+//! `--redis URL` moves the bus (Redis Streams), the job queue, the idempotency claims, the board
+//! fan-out and presence to Redis, so several demo processes share one board.
 
 mod board;
 
@@ -24,6 +25,7 @@ use axum::routing::{get, post};
 use hookwire_core::{
     Backoff, Event, IdempotencyConfig, IdempotencyStore, MemoryStore, Pattern, Scheme,
 };
+use hookwire_events::Bus;
 use hookwire_jobs::{DispatchOptions, JobBackend, JobDef, JobMeta, Jobs, MemoryBackend};
 use hookwire_receiver::Context;
 use hookwire_sse::http::{Access, RequestInfo, SseApp, SseConfig, query_param};
@@ -213,18 +215,37 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         }
     }
     let presence = Arc::new(PresenceTracker::new().max_per_stream(MAX_PRESENCE));
+    // With `--redis` the roster covers every demo process, with TTL leases: the viewers of a
+    // process that dies leave the other pages' rosters within the lease time.
+    let _shared_presence = match &redis {
+        Some(client) => Some(
+            hookwire_sse::redis::SharedPresence::start(
+                channel.clone(),
+                Arc::clone(&presence),
+                "online",
+                client.clone(),
+                "hookwire:demo:sse",
+            )
+            .await
+            .map_err(|e| format!("redis (presence): {e}"))?,
+        ),
+        None => None,
+    };
     let sse = SseApp::new(
         channel.clone(),
         SseConfig::default().auth(presence_identity),
     )
     .with_presence(presence, "online");
 
+    // The event bus: in process, or Redis Streams with `--redis` (every demo process is a node).
+    let bus = demo_bus(args.redis.as_deref(), addr).await?;
     // WebSocket gateway: demo token auth (`user@org`), `order.*` events per organization.
     let mut ws = WsGateway::builder()
         .authenticator(DemoAuthenticator)
         .resources(["order"]);
-    if let Some(url) = &args.redis {
-        let fan = hookwire_ws::redis::RoomRedisFanOut::connect(url)
+    if args.redis.is_some() {
+        // The WebSocket fan-out rides on the bus: bus broadcasts, not a second pub/sub channel.
+        let fan = hookwire_ws::BusFanOut::new(&bus)
             .await
             .map_err(|e| format!("redis (ws fan-out): {e}"))?;
         ws = ws.fan_out(fan);
@@ -302,7 +323,14 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     let policy = SsrfPolicy::default()
         .allow("127.0.0.0/8".parse()?)
         .allow("::1/128".parse()?);
-    let dispatcher = Dispatcher::builder().ssrf(policy).build()?;
+    let dispatcher = Dispatcher::builder()
+        .ssrf(policy)
+        .build()?
+        // The dispatcher is the bus's `webhooks` group: each published event is dispatched by
+        // one demo process, to that process's own `/webhook`.
+        .on_bus(&bus)
+        .start()
+        .await?;
     dispatcher
         .register(
             Subscription::new("demo-board", format!("http://{addr}/webhook"), &["order.*"])?
@@ -341,7 +369,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         .merge(hookwire_ws::axum::ws_router(ws.clone()));
 
     let generator = tokio::spawn(generate(
-        dispatcher,
+        bus.clone(),
         addr.port(),
         Duration::from_millis(args.interval_ms),
     ));
@@ -365,8 +393,27 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     )
     .await?;
     generator.abort();
+    dispatcher.stop().await;
+    bus.shutdown().await;
     jobs.shutdown().await;
     Ok(())
+}
+
+/// The demo's bus: a `MemoryTransport` in one process, Redis Streams (node id from the listen
+/// address, stable across restarts) with `--redis`.
+async fn demo_bus(redis: Option<&str>, addr: SocketAddr) -> Result<Bus, Box<dyn Error>> {
+    let transport: hookwire_events::Transport = match redis {
+        Some(url) => {
+            let node = format!("demo-{}", addr.port());
+            hookwire_events::RedisStreams::connect(url)
+                .await
+                .map_err(|e| format!("redis (bus): {e}"))?
+                .node_id(node)
+                .into()
+        }
+        None => hookwire_events::MemoryTransport::new().into(),
+    };
+    Ok(Bus::builder(transport).build()?)
 }
 
 #[allow(
@@ -402,9 +449,9 @@ fn due(last: &std::sync::Mutex<Option<std::time::Instant>>, every: Duration) -> 
     true
 }
 
-/// Emits one event per interval through the dispatcher; each delivery runs in its own task so a
-/// slow or retried delivery never delays the next event.
-async fn generate(dispatcher: Dispatcher, port: u16, every: Duration) {
+/// Publishes one event per interval on the bus; the dispatcher's group subscription delivers it
+/// as a webhook. Each publish runs in its own task so a slow one never delays the next event.
+async fn generate(bus: Bus, port: u16, every: Duration) {
     let mut generator = board::Generator::new(format!("{port}-"));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -412,15 +459,10 @@ async fn generate(dispatcher: Dispatcher, port: u16, every: Duration) {
         tick.tick().await;
         let e = generator.next_event();
         let event = Event::new(e.name, e.payload).with_organization(e.organization);
-        let d = dispatcher.clone();
+        let bus = bus.clone();
         tokio::spawn(async move {
-            match d.publish(&event).await {
-                Ok(report) => {
-                    for r in report.records.iter().filter(|r| !r.success) {
-                        tracing::warn!(target: "hookwire::demo", event = %event.name, status = ?r.status, error = ?r.error, "delivery failed");
-                    }
-                }
-                Err(e) => tracing::warn!(target: "hookwire::demo", error = %e, "publish failed"),
+            if let Err(e) = bus.publish(event).await {
+                tracing::warn!(target: "hookwire::demo", error = %e, "publish failed");
             }
         });
     }

@@ -62,6 +62,8 @@ macro_rules! jobs_conformance {
 }
 
 mod admin;
+#[cfg(feature = "events")]
+mod bus;
 mod delivery;
 mod failure;
 mod lease;
@@ -73,6 +75,8 @@ pub use admin::{
     pause_holds_for_every_worker_until_resumed, progress_is_stored_and_emitted, retention_options,
     stats_handler_requires_the_token,
 };
+#[cfg(feature = "events")]
+pub use bus::lifecycle_events_reach_the_bus;
 pub use delivery::{
     concurrency_is_bounded, delays_hold_jobs_back, dispatch_and_complete_once, job_id_deduplicates,
     many_due_at_once, no_duplicates_under_load, priorities_lower_first_fifo_within,

@@ -2,6 +2,8 @@
 //! durable mode (the crate guide, "Many endpoints: the `Dispatcher`", states the contract).
 
 mod builder;
+#[cfg(feature = "events")]
+mod bus;
 mod durable;
 mod health;
 mod log;
@@ -9,6 +11,7 @@ mod queue;
 mod rate;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod reload;
 mod store;
 mod subscription;
 
@@ -24,6 +27,10 @@ use tokio::sync::{Semaphore, broadcast};
 use tracing::Instrument;
 
 pub use builder::DispatcherBuilder;
+#[cfg(feature = "events")]
+pub use bus::{
+    BusDispatcher, BusDispatcherBuilder, DEFAULT_CHANGES_EVENT, DEFAULT_RELOAD_INTERVAL,
+};
 pub use durable::TaskOutcome;
 pub use health::{HealthConfig, HealthEvent, HealthEventKind};
 pub use log::DeliveryRecord;
@@ -252,16 +259,7 @@ impl Dispatcher {
         if let Some(e) = entry {
             st.entries.insert(e.sub.id.clone(), Arc::new(e));
         }
-        // Rebuild the matcher: registration is rare, matching is per event.
-        let mut ids: Vec<&Arc<Entry>> = st.entries.values().collect();
-        ids.sort_by(|a, b| a.sub.id.cmp(&b.sub.id));
-        let mut set = PatternSet::new();
-        for e in ids {
-            for p in &e.sub.events {
-                set.insert(p.clone(), e.sub.id.clone());
-            }
-        }
-        st.set = set;
+        st.rebuild_set();
     }
 
     /// Reads every subscription from the store (call once at startup); returns how many were
@@ -399,15 +397,16 @@ impl Dispatcher {
         self.inner.log.newest(n)
     }
 
-    fn targets(&self, event_type: &str) -> Vec<Arc<Entry>> {
+    fn targets(&self, event: &Event) -> Vec<Arc<Entry>> {
         let st = self.state();
         let mut seen = std::collections::HashSet::new();
+        let org = event.organization_id();
         st.set
-            .matching(event_type)
+            .matching(&event.name)
             .into_iter()
             .filter(|id| seen.insert(id.as_str()))
             .filter_map(|id| st.entries.get(id.as_str()))
-            .filter(|e| e.sub.enabled)
+            .filter(|e| e.sub.enabled && e.sub.accepts_organization(org))
             .cloned()
             .collect()
     }
@@ -422,7 +421,7 @@ impl Dispatcher {
     /// is dropped (their records still reach the log); in durable mode, tasks enqueued before the
     /// drop stay enqueued and the rest are not — publish again (re-enqueueing is de-duplicated).
     pub async fn publish(&self, event: &Event) -> Result<PublishReport, Error> {
-        let targets = self.targets(&event.name);
+        let targets = self.targets(event);
         let body = envelope_body(event);
         let mut report = PublishReport {
             matched: targets.len(),

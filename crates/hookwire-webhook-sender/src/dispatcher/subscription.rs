@@ -76,6 +76,12 @@ pub struct Subscription {
     /// Optional per-endpoint rate limit.
     #[serde(default)]
     pub rate_limit: Option<EndpointRateLimit>,
+    /// Only events of this organization (`meta.organizationId`) are delivered; `None` = every
+    /// event. An organization-scoped subscription never receives an event of another
+    /// organization, nor one without organization. Omitted from JSON when `None`, so stored
+    /// subscriptions read and write as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
 }
 
 fn default_scheme() -> Scheme {
@@ -111,6 +117,7 @@ impl fmt::Debug for Subscription {
             .field("enabled", &self.enabled)
             .field("disabled_reason", &self.disabled_reason)
             .field("rate_limit", &self.rate_limit)
+            .field("organization", &self.organization)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +143,7 @@ impl Subscription {
             enabled: true,
             disabled_reason: None,
             rate_limit: None,
+            organization: None,
         })
     }
 
@@ -167,9 +175,41 @@ impl Subscription {
         self
     }
 
+    /// Receives only events of organization `org`.
+    ///
+    /// ```
+    /// use hookwire_core::Event;
+    /// use hookwire_webhook_sender::Subscription;
+    /// let s = Subscription::new("s1", "https://a.example/", &["order.*"])
+    ///     .unwrap()
+    ///     .with_organization("acme");
+    /// let e = Event::new("order.paid", serde_json::json!({}));
+    /// assert!(s.accepts(&e.clone().with_organization("acme")));
+    /// assert!(!s.accepts(&e.clone().with_organization("globex")));
+    /// assert!(!s.accepts(&e), "an event without organization is not acme's");
+    /// ```
+    #[must_use]
+    pub fn with_organization(mut self, org: impl Into<String>) -> Self {
+        self.organization = Some(org.into());
+        self
+    }
+
     /// Whether any pattern matches `event_type`.
     pub fn matches(&self, event_type: &str) -> bool {
         self.events.iter().any(|p| p.matches(event_type))
+    }
+
+    /// Whether the organization filter lets an event of organization `org` through.
+    pub fn accepts_organization(&self, org: Option<&str>) -> bool {
+        self.organization
+            .as_deref()
+            .is_none_or(|mine| org == Some(mine))
+    }
+
+    /// Whether `event` is for this subscription: a pattern matches its type and the
+    /// organization filter lets it through.
+    pub fn accepts(&self, event: &hookwire_core::Event) -> bool {
+        self.matches(&event.name) && self.accepts_organization(event.organization_id())
     }
 }
 
@@ -187,6 +227,14 @@ mod tests {
         assert!(j.contains(r#""scheme":"standard""#), "{j}");
         let back: Subscription = serde_json::from_str(&j).unwrap();
         assert_eq!(back, s);
+        assert!(
+            !j.contains("organization"),
+            "absent filter, absent field: {j}"
+        );
+        let scoped = s.with_organization("acme");
+        let j = serde_json::to_string(&scoped).unwrap();
+        assert!(j.contains(r#""organization":"acme""#), "{j}");
+        assert_eq!(serde_json::from_str::<Subscription>(&j).unwrap(), scoped);
     }
 
     #[test]

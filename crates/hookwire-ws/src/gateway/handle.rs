@@ -309,6 +309,19 @@ impl WsGateway {
         n
     }
 
+    /// Publishes a resource event to this node's clients only, never to the fan-out: for events
+    /// every node receives anyway (a bus broadcast subscription).
+    #[cfg(feature = "events")]
+    pub(crate) fn publish_local(&self, e: &Event) -> usize {
+        match self.room_for(&e.name) {
+            Some(room) => {
+                let audience = self.scoped_audience(e, false);
+                self.inner.rooms.deliver(room, &audience, frame::event(e))
+            }
+            None => 0,
+        }
+    }
+
     /// Sets where events relayed from other nodes go (once; the event gateway's SSE side).
     #[cfg(feature = "sse")]
     pub(crate) fn set_event_relay(&self, f: EventRelay) {

@@ -326,3 +326,68 @@ async fn graceful_shutdown_ends_every_stream_including_events() {
 fn gw_router(gw: &EventGateway) -> axum::Router {
     gw.router()
 }
+
+/// Two gateways on one Redis, each a broadcast subscriber of its node's bus: an event
+/// published on either bus reaches the browsers of both nodes, SSE and WebSocket, once each and
+/// only in its organization.
+#[cfg(feature = "events")]
+#[tokio::test]
+async fn as_bus_broadcast_subscribers_both_sides_of_every_node_get_each_event_once() {
+    use hookwire_events::{Bus, RedisStreams};
+    let redis = hookwire_testkit::RedisServer::start().unwrap();
+    let mut nodes = Vec::new();
+    for node in ["n1", "n2"] {
+        let t = RedisStreams::connect(&redis.url())
+            .await
+            .unwrap()
+            .node_id(node);
+        let bus = Bus::builder(t).build().unwrap();
+        let gw = EventGateway::builder()
+            .authenticator(DemoAuthenticator)
+            .ws_options(WsGateway::builder().resources(["order"]))
+            .build()
+            .unwrap();
+        let feed = gw.subscribe_bus(&bus, "order.*").await.unwrap();
+        let addr = serve_event_gw(&gw).await;
+        nodes.push((bus, gw, addr, feed));
+    }
+    let mut clients = Vec::new();
+    for (_, gw, addr, _) in &nodes {
+        let (_, acme, acme_head) = sse_get(*addr, "/events?filter=order.*&token=ann@acme").await;
+        let (_, globex, globex_head) =
+            sse_get(*addr, "/events?filter=order.*&token=gil@globex").await;
+        let (mut ws, _) = connect(*addr, "al@acme").await;
+        subscribe(&mut ws, "order").await;
+        assert!(eventually(|| gw.sse().unwrap().events().subscriber_count() == 2).await);
+        clients.push(((acme, acme_head), (globex, globex_head), ws));
+    }
+    let (bus1, bus2) = (&nodes[0].0, &nodes[1].0);
+    let ev = |n: &str, org: &str| {
+        Event::new("order.created", json!({ "n": n })).with_organization(org.to_owned())
+    };
+    bus1.publish(ev("first", "acme")).await.unwrap();
+    bus2.publish(ev("second", "globex")).await.unwrap();
+    bus2.publish(ev("third", "acme")).await.unwrap();
+    // Not an `order.*` event: no gateway forwards it.
+    bus1.publish(Event::new("user.created", json!({})).with_organization("acme"))
+        .await
+        .unwrap();
+
+    let extra = Duration::from_millis(700);
+    for ((mut acme, acme_head), (mut globex, globex_head), mut ws) in clients {
+        let acme = read_within(&mut acme, acme_head, "event: order.created", 3, extra).await;
+        assert_eq!(acme.matches("event: order.created").count(), 2, "{acme}");
+        assert!(acme.contains("first") && acme.contains("third") && !acme.contains("second"));
+        let globex = read_within(&mut globex, globex_head, "event: order.created", 2, extra).await;
+        assert_eq!(
+            globex.matches("event: order.created").count(),
+            1,
+            "{globex}"
+        );
+        assert!(globex.contains("second"));
+        for want in ["first", "third"] {
+            assert_eq!(recv_no_ping(&mut ws).await["data"]["n"], want);
+        }
+        expect_silence(&mut ws, 200).await;
+    }
+}

@@ -26,6 +26,41 @@ async fn broadcasts_reach_every_node_exactly_once_and_stay_in_their_org() {
     let redis = RedisServer::start().unwrap();
     let (a, addr_a) = node(&redis.url()).await;
     let (b, addr_b) = node(&redis.url()).await;
+    exactly_once_in_their_org((a, addr_a), (b, addr_b)).await;
+}
+
+/// The same with the fan-out carried by the event bus (Redis Streams broadcast) instead of the
+/// WebSocket crate's own pub/sub channel.
+#[cfg(feature = "events")]
+#[tokio::test]
+async fn over_the_bus_broadcasts_reach_every_node_exactly_once_and_stay_in_their_org() {
+    use hookwire_events::{Bus, RedisStreams};
+    let redis = RedisServer::start().unwrap();
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2"] {
+        let t = RedisStreams::connect(&redis.url())
+            .await
+            .unwrap()
+            .node_id(id);
+        let bus = Bus::builder(t).build().unwrap();
+        let gw = WsGateway::builder()
+            .authenticator(DemoAuthenticator)
+            .resources(["order"])
+            .fan_out(hookwire_ws::BusFanOut::new(&bus).await.unwrap())
+            .build()
+            .unwrap();
+        let addr = serve_gw(&gw).await;
+        nodes.push((gw, addr));
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    exactly_once_in_their_org(a, b).await;
+}
+
+async fn exactly_once_in_their_org(
+    (a, addr_a): (WsGateway, SocketAddr),
+    (b, addr_b): (WsGateway, SocketAddr),
+) {
     let mut clients = Vec::new();
     for (addr, token) in [
         (addr_a, "a1@acme"),
