@@ -10,4 +10,4 @@ pub use config::{
     DEFAULT_SHUTDOWN_GRACE, Error, FALLBACK_MAX_CONNECTIONS, FD_RESERVE, MAX_CONNECTIONS,
     MIN_HEAD_BYTES, Result, ServerConfig, ServerConfigBuilder, default_max_connections,
 };
-pub use serve::Server;
+pub use serve::{Continuation, Server};

@@ -81,7 +81,6 @@ impl ServerConfig {
         S: hyper::service::Service<Request<RequestBody>, Response = Response<B>>
             + Clone
             + Send
-            + Sync
             + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
@@ -122,7 +121,6 @@ impl ServerConfig {
         S: hyper::service::Service<Request<RequestBody>, Response = Response<B>>
             + Clone
             + Send
-            + Sync
             + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
@@ -151,8 +149,10 @@ impl ServerConfig {
     /// The same accept loop for a protocol handler of your own (e.g. a hand-written parser):
     /// `handler` gets each accepted socket (`TCP_NODELAY` set) under the connection cap. The
     /// header-read and body timeouts are the handler's to apply (read them from this config).
-    /// Once `shutdown` completes nothing more is accepted, and the handlers still running after
-    /// the grace period are dropped, closing their sockets.
+    /// A handler may end by returning a [`Continuation`]: the connection (and its slot under
+    /// the cap) then goes on in a fresh task holding only that future. Once `shutdown`
+    /// completes nothing more is accepted, and what still runs after the grace period is
+    /// dropped, closing its sockets.
     pub async fn serve_tcp<H, Fut, F>(
         &self,
         listener: TcpListener,
@@ -161,7 +161,7 @@ impl ServerConfig {
     ) -> io::Result<()>
     where
         H: FnMut(TcpStream) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = Option<Continuation>> + Send + 'static,
         F: Future<Output = ()>,
     {
         run(
@@ -169,14 +169,44 @@ impl ServerConfig {
             listener,
             move |tcp, permit, _stop| {
                 let fut = handler(tcp);
-                async move {
-                    let _permit = permit;
-                    fut.await;
-                }
+                async move { fut.await.map(|next| (permit, next)) }
             },
             shutdown,
         )
         .await
+    }
+}
+
+/// The rest of a connection, run by [`ServerConfig::serve_tcp`] in a task of its own: the
+/// task's allocation holds only this future, not the state the handler needed before it (a
+/// long-lived stream stays small).
+pub struct Continuation(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl Continuation {
+    /// Wraps the rest of a connection.
+    pub fn new<F: Future<Output = ()> + Send + 'static>(fut: F) -> Self {
+        Self(Box::pin(fut))
+    }
+}
+
+impl std::fmt::Debug for Continuation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Continuation").finish_non_exhaustive()
+    }
+}
+
+/// What a connection task leaves behind: nothing, or the rest of the connection with its slot.
+type Next = Option<(OwnedSemaphorePermit, Continuation)>;
+
+/// Takes a finished connection task's result: its continuation, if any, becomes a task of
+/// the same set.
+fn reap(conns: &mut JoinSet<Next>, done: Result<Next, tokio::task::JoinError>) {
+    if let Ok(Some((permit, next))) = done {
+        conns.spawn(async move {
+            next.0.await;
+            drop(permit);
+            None
+        });
     }
 }
 
@@ -189,7 +219,7 @@ async fn run<H, Fut, F>(
 ) -> io::Result<()>
 where
     H: FnMut(TcpStream, OwnedSemaphorePermit, watch::Receiver<bool>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = Next> + Send + 'static,
     F: Future<Output = ()>,
 {
     let cap = config.max_connections;
@@ -202,7 +232,10 @@ where
         let permit = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                reap(&mut conns, done);
+                continue;
+            }
             p = Arc::clone(&permits).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break, // ok: never closed
@@ -212,7 +245,7 @@ where
             tokio::select! {
                 biased;
                 () = &mut shutdown => break None,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                Some(done) = conns.join_next(), if !conns.is_empty() => reap(&mut conns, done),
                 a = listener.accept() => break Some(a),
             }
         };
@@ -233,7 +266,9 @@ where
     drop(listener);
     let _ = stop_tx.send(true);
     let drained = async {
-        while conns.join_next().await.is_some() {}
+        while let Some(done) = conns.join_next().await {
+            reap(&mut conns, done);
+        }
         // Upgraded sockets hold their permit after their connection task ended.
         let all = u32::try_from(cap).unwrap_or(u32::MAX);
         let _ = permits.acquire_many(all).await;
@@ -250,7 +285,8 @@ async fn connection<S, B>(
     permit: OwnedSemaphorePermit,
     service: S,
     mut stop: watch::Receiver<bool>,
-) where
+) -> Next
+where
     S: hyper::service::Service<Request<RequestBody>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -281,11 +317,11 @@ async fn connection<S, B>(
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended");
                 }
-                return;
+                return None;
             }
             () = &mut head, if watching_head => {
                 if !started.load(Ordering::Relaxed) {
-                    return; // dropping the connection closes the socket
+                    return None; // dropping the connection closes the socket
                 }
                 watching_head = false;
             }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookwire_server::{BodyTimeout, RequestBody, Server, ServerConfig};
+use hookwire_server::{BodyTimeout, Continuation, RequestBody, Server, ServerConfig};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -229,7 +229,8 @@ async fn dropping_the_server_stops_it() {
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
 
-/// `serve_tcp` applies the same cap to a protocol handler of its own and returns on shutdown.
+/// `serve_tcp` applies the same cap to a protocol handler of its own (its continuation keeps
+/// the slot) and returns on shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_tcp_keeps_the_cap_and_stops() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -246,8 +247,11 @@ async fn serve_tcp_keeps_the_cap_and_stops() {
                 l,
                 |mut tcp: TcpStream| async move {
                     let _ = tcp.write_all(b"hi").await;
-                    let mut buf = [0u8; 8];
-                    let _ = tcp.read(&mut buf).await; // until the client closes
+                    // The rest in a fresh task: it keeps the connection's slot.
+                    Some(Continuation::new(async move {
+                        let mut buf = [0u8; 8];
+                        let _ = tcp.read(&mut buf).await; // until the client closes
+                    }))
                 },
                 async {
                     let _ = rx.await;
