@@ -105,7 +105,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hookwire-webhook-sender",
         &["hookwire-core", "hookwire-events"],
     ),
-    ("hookwire-receiver", &["hookwire-core"]),
+    // `server`: the built-in server is hookwire-server's accept loop (feature `server`).
+    ("hookwire-receiver", &["hookwire-core", "hookwire-server"]),
+    // The one accept loop; it needs nothing from core.
+    ("hookwire-server", &[]),
     (
         "hookwire-receiver-axum",
         &["hookwire-core", "hookwire-receiver"],
@@ -118,7 +121,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hookwire-receiver-warp",
         &["hookwire-core", "hookwire-receiver"],
     ),
-    ("hookwire-sse", &["hookwire-core", "hookwire-patch"]),
+    // `server`: `serve*` and the lean acceptor run hookwire-server's accept loop.
+    (
+        "hookwire-sse",
+        &["hookwire-core", "hookwire-patch", "hookwire-server"],
+    ),
     // Feature `events`: job lifecycle events published on the bus.
     ("hookwire-jobs", &["hookwire-core", "hookwire-events"]),
     ("hookwire-jobs-redis", &["hookwire-core", "hookwire-jobs"]),

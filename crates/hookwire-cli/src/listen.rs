@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hookwire_core::signing::{HeaderLookup, HeaderSource, SchemeChoice, VerifyOptions};
 use hookwire_core::{IdempotencyConfig, IdempotencyStore, KeyRing, MemoryStore, Secret};
-use hookwire_receiver::server::TimedBody;
+use hookwire_receiver::server::RequestBody;
 use hookwire_receiver::{Admission, Gate, REPLAYED_HEADER, Reason, Rejection};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -311,7 +311,7 @@ fn reply(status: StatusCode, body: Bytes, replayed: bool) -> Response<Full<Bytes
 }
 
 impl Listener {
-    async fn handle(&self, req: Request<TimedBody>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
         if req.method() != http::Method::POST || req.uri().path() != self.path {
             return Rejection::from(Reason::NotFound).to_response();
         }

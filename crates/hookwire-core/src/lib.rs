@@ -38,7 +38,7 @@
 //! # Features
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
-//! | `http` | [`signing::HeaderSource`] for `http::HeaderMap` | yes |
+//! | `http` | [`signing::HeaderSource`] for `http::HeaderMap` | no |
 //! | `ed25519` | Standard Webhooks `v1a` signatures (`whsk_`/`whpk_` keys) | no |
 //! | `tower` | `breaker::BreakerLayer`, the circuit breaker as a tower layer | no |
 //!

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use actix_web::HttpMessage;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use hookwire_receiver::{Check, Gate, read_stream};
+use hookwire_receiver::{Check, Gate};
 
 use crate::{ActixHeaders, rejection_response, replayed_response};
 
@@ -68,28 +68,23 @@ where
         let gate = self.gate.clone();
         Box::pin(async move {
             let payload = req.take_payload();
-            let headers = ActixHeaders(req.headers());
-            let body = match read_stream(&headers, payload, gate.max_body_len()).await {
-                Ok(b) => b,
-                Err(r) => return Ok(own(req, rejection_response(&r))),
-            };
-            let admission = match gate.check(&ActixHeaders(req.headers()), &body).await {
-                Check::Proceed(a) => a,
-                Check::Replay(_) => return Ok(own(req, replayed_response())),
-                Check::Reject(r) => return Ok(own(req, rejection_response(&r))),
+            let (admission, body) = match gate
+                .admit_stream(&ActixHeaders(req.headers()), payload)
+                .await
+            {
+                (Check::Proceed(a), body) => (a, body),
+                (Check::Replay(_), _) => return Ok(own(req, replayed_response())),
+                (Check::Reject(r), _) => return Ok(own(req, rejection_response(&r))),
             };
             req.extensions_mut().insert(admission.admitted());
             req.set_payload(Payload::from(body));
-            // A panic or a dropped future drops the guard, which releases the key.
-            let guard = admission.guard;
+            // A panic or a dropped future drops the admission's guard, which releases the key.
             let res = service.call(req).await;
             let status = match &res {
                 Ok(r) => r.status().as_u16(),
                 Err(e) => e.as_response_error().status_code().as_u16(),
             };
-            if let Some(g) = guard {
-                g.finish(status).await;
-            }
+            admission.finish(status).await;
             res.map(ServiceResponse::map_into_left_body)
         })
     }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use hookwire_core::signing::Scheme;
-use hookwire_receiver::{Admission, ClaimGuard, Rejection};
+use hookwire_receiver::{Admission, Rejection};
 use serde::de::DeserializeOwned;
 use warp::Reply;
 
@@ -18,16 +18,16 @@ pub struct WebhookRequest {
     pub scheme: Option<Scheme>,
     /// The raw body, exactly as verified.
     pub body: Bytes,
-    guard: Option<ClaimGuard>,
+    admission: Admission,
 }
 
 impl WebhookRequest {
     pub(crate) fn new(admission: Admission, body: Bytes) -> Self {
         Self {
             scheme: admission.scheme(),
-            key: admission.key,
+            key: admission.key.clone(),
             body,
-            guard: admission.guard,
+            admission,
         }
     }
 
@@ -42,11 +42,9 @@ impl WebhookRequest {
     }
 
     /// Turns `reply` into a response and finalizes the claim from its status.
-    pub async fn finish(mut self, reply: impl Reply) -> warp::reply::Response {
+    pub async fn finish(self, reply: impl Reply) -> warp::reply::Response {
         let resp = reply.into_response();
-        if let Some(g) = self.guard.take() {
-            g.finish(resp.status().as_u16()).await;
-        }
+        self.admission.finish(resp.status().as_u16()).await;
         resp
     }
 }

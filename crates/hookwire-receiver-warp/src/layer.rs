@@ -1,6 +1,6 @@
 //! The filter that reads, verifies and claims, and the recovery that renders its rejections.
 
-use hookwire_receiver::{Check, Gate, read_stream};
+use hookwire_receiver::{Check, Gate};
 use warp::Filter;
 use warp::http::HeaderMap;
 
@@ -26,14 +26,10 @@ pub fn webhook(
         .and(warp::body::stream())
         .and(warp::any().map(move || gate.clone()))
         .and_then(|headers: HeaderMap, stream, gate: Gate| async move {
-            let reject = |r| warp::reject::custom(WebhookRejection(r));
-            let body = read_stream(&headers, stream, gate.max_body_len())
-                .await
-                .map_err(reject)?;
-            match gate.check(&headers, &body).await {
-                Check::Proceed(a) => Ok(WebhookRequest::new(a, body)),
-                Check::Replay(_) => Err(warp::reject::custom(Replayed)),
-                Check::Reject(r) => Err(reject(r)),
+            match gate.admit_stream(&headers, stream).await {
+                (Check::Proceed(a), body) => Ok(WebhookRequest::new(a, body)),
+                (Check::Replay(_), _) => Err(warp::reject::custom(Replayed)),
+                (Check::Reject(r), _) => Err(warp::reject::custom(WebhookRejection(r))),
             }
         })
 }

@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use hookwire_core::signing::{self, HeaderLookup, HeaderSource, Scheme, Verified, VerifyOptions};
 use hookwire_core::{Claim, IdempotencyStore, KeyRing};
 
@@ -110,6 +112,14 @@ impl Admission {
         Admitted {
             key: self.key.clone(),
             scheme: self.scheme(),
+        }
+    }
+
+    /// Finishes the claim, if any, from the response status: commit below 400, release from
+    /// 400 on ([`ClaimGuard::finish`]).
+    pub async fn finish(self, status: u16) {
+        if let Some(g) = self.guard {
+            g.finish(status).await;
         }
     }
 }
@@ -513,6 +523,23 @@ impl Gate {
     /// Whether a secret is configured.
     pub fn is_signed(&self) -> bool {
         self.0.keys.is_some()
+    }
+
+    /// The admission of a request whose body arrives as a stream of chunks (actix-web's
+    /// payload, warp's body stream): reads it under the body limit ([`crate::read_stream`]),
+    /// then [`Gate::check`]s it. The framework adapters run this and [`Admission::finish`]
+    /// and no admission step of their own. A body that cannot be read is a `Reject` with an
+    /// empty body.
+    pub async fn admit_stream<H, S, D, E>(&self, headers: &H, stream: S) -> (Check, Bytes)
+    where
+        H: HeaderSource + ?Sized,
+        S: futures_core::Stream<Item = Result<D, E>>,
+        D: bytes::Buf,
+    {
+        match crate::read_stream(headers, stream, self.max_body_len()).await {
+            Ok(body) => (self.check(headers, &body).await, body),
+            Err(r) => (Check::Reject(r), Bytes::new()),
+        }
     }
 
     /// Runs [`check`] with this configuration.

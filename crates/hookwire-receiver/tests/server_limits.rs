@@ -5,16 +5,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hookwire_receiver::server::{ServerLimits, serve_with_limits};
+use hookwire_receiver::server::{ServerConfig, serve_with_config};
 use http::Response;
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn start(limits: ServerLimits) -> (SocketAddr, hookwire_receiver::Server) {
+async fn start(config: ServerConfig) -> (SocketAddr, hookwire_receiver::Server) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let server = serve_with_limits(l, limits, |req: http::Request<_>| async move {
+    let server = serve_with_config(l, config, |req: http::Request<_>| async move {
         match hookwire_receiver::read_limited(req.into_body(), 1024).await {
             Ok(b) => Response::new(Full::new(b)),
             Err(r) => r.to_response(),
@@ -24,11 +24,13 @@ async fn start(limits: ServerLimits) -> (SocketAddr, hookwire_receiver::Server) 
     (addr, server)
 }
 
-fn limits() -> ServerLimits {
-    ServerLimits::default()
+fn limits() -> ServerConfig {
+    ServerConfig::builder()
         .header_read_timeout(Duration::from_millis(400))
         .body_timeout(Duration::from_millis(400))
         .max_connections(8)
+        .build()
+        .unwrap()
 }
 
 /// Sends `req` on a new connection and reads until the server closes it (or 8 s pass).
@@ -115,7 +117,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 
 #[test]
 fn the_default_cap_stays_below_the_open_file_limit() {
-    let limits = ServerLimits::default();
+    let limits = ServerConfig::default();
     let text = std::fs::read_to_string("/proc/self/limits").unwrap();
     let soft: usize = text
         .lines()
@@ -124,7 +126,7 @@ fn the_default_cap_stays_below_the_open_file_limit() {
         .and_then(|n| n.parse().ok())
         .unwrap();
     assert_eq!(
-        limits.max_connections,
+        limits.max_connections(),
         soft.saturating_sub(hookwire_receiver::server::FD_RESERVE)
             .max(64)
     );

@@ -11,9 +11,9 @@
 //! Every drain writes all queued frames with one vectored write. Routes: `GET /events/<s>`
 //! and `GET /state/<s>` (the latter answered with `Connection: close`); anything else is
 //! 404/405. Limits: request head ≤ [`MAX_HEAD`] bytes and ≤ 32 headers (else 431), sent
-//! within [`SseServerLimits::header_read_timeout`] (else the connection is closed), at most
+//! within [`ServerConfig::header_read_timeout`] (else the connection is closed), at most
 //! [`LeanAcceptor::max_subscribers`] streams at once (else 503) and at most
-//! [`SseServerLimits::max_connections`] connections of any kind (above it the acceptor stops
+//! [`ServerConfig::max_connections`] connections of any kind (above it the acceptor stops
 //! accepting until one closes). Request bodies are never read; there is no keep-alive (one
 //! request per connection), so no idle timeout either.
 
@@ -30,7 +30,8 @@ use crate::frame::Frame;
 use crate::http::{
     Refused, RequestInfo, SSE_HEADERS, SseApp, SseConfig, last_event_id, valid_stream_name,
 };
-use crate::server::SseServerLimits;
+use crate::server::ServerConfig;
+use hookwire_server::Continuation;
 
 /// Largest accepted request head, in bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -50,7 +51,7 @@ const MAX_HEADERS: usize = 32;
 /// ```
 pub struct LeanAcceptor<S = serde_json::Value> {
     app: SseApp<S>,
-    limits: SseServerLimits,
+    config: ServerConfig,
     max_subscribers: usize,
     live: Arc<AtomicUsize>,
 }
@@ -58,7 +59,7 @@ pub struct LeanAcceptor<S = serde_json::Value> {
 impl<S> std::fmt::Debug for LeanAcceptor<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeanAcceptor")
-            .field("limits", &self.limits)
+            .field("config", &self.config)
             .field("max_subscribers", &self.max_subscribers)
             .field("live", &self.live.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -75,7 +76,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
     pub fn from_app(app: SseApp<S>) -> Self {
         Self {
             app,
-            limits: SseServerLimits::default(),
+            config: ServerConfig::default(),
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             live: Arc::new(AtomicUsize::new(0)),
         }
@@ -92,42 +93,44 @@ impl<S: BroadcastState> LeanAcceptor<S> {
     /// Sets the header-read timeout and the connection cap (the body timeout does not apply:
     /// bodies are never read). Raise `max_connections` together with `ulimit -n`.
     #[must_use]
-    pub fn limits(mut self, limits: SseServerLimits) -> Self {
-        self.limits = limits;
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
         self
     }
 
-    /// Accepts connections until the task is dropped. Accept errors (e.g. out of file
+    /// Accepts connections (hookwire-server's loop, under the configured connection cap) until
+    /// the task is dropped, which closes every connection. Accept errors (e.g. out of file
     /// descriptors) are logged and retried after a short pause.
     pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
+        let config = self.config;
         let this = Arc::new(self);
-        let permits = this.limits.permits()?;
-        let mut never = std::pin::pin!(std::future::pending::<()>());
-        while let Some((tcp, permit)) = crate::server::accept(&listener, &permits, &mut never).await
-        {
+        let handler = move |tcp: TcpStream| {
             let this = Arc::clone(&this);
-            tokio::spawn(async move {
-                if let Err(e) = this.connection(tcp, permit).await {
+            async move {
+                this.connection(tcp).await.unwrap_or_else(|e| {
                     tracing::debug!(error = %e, "lean connection ended");
-                }
-            });
-        }
-        Ok(())
+                    None
+                })
+            }
+        };
+        config
+            .serve_tcp(listener, handler, std::future::pending())
+            .await
     }
 
-    async fn connection(
-        &self,
-        mut tcp: TcpStream,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> io::Result<()> {
-        let head = tokio::time::timeout(self.limits.header_read_timeout, read_head(&mut tcp)).await;
+    /// Answers the request; a stream goes on as the returned continuation.
+    async fn connection(&self, mut tcp: TcpStream) -> io::Result<Option<Continuation>> {
+        let head =
+            tokio::time::timeout(self.config.header_read_timeout(), read_head(&mut tcp)).await;
         let Ok(Some(head)) = head.unwrap_or(Ok(None)) else {
-            // Closed early, answered already, or too slow: the connection (and its permit) goes.
-            return Ok(());
+            // Closed early, answered already, or too slow: the connection (and its slot) goes.
+            return Ok(None);
         };
         let sub = match self.route(&head) {
             Route::Respond(status, body, ctype) => {
-                return respond(&mut tcp, status, &body, ctype, None).await;
+                return respond(&mut tcp, status, &body, ctype, None)
+                    .await
+                    .map(|()| None);
             }
             Route::Refused(refused) => {
                 let r = refused.response();
@@ -136,7 +139,9 @@ impl<S: BroadcastState> LeanAcceptor<S> {
                     Refused::Scope(s) => format!("insufficient_scope: {s}").into_bytes(),
                     Refused::Status(_) => Vec::new(),
                 };
-                return respond(&mut tcp, r.status(), &body, None, challenge.as_ref()).await;
+                return respond(&mut tcp, r.status(), &body, None, challenge.as_ref())
+                    .await
+                    .map(|()| None);
             }
             Route::Stream(stream, last, access) => {
                 if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_subscribers {
@@ -148,7 +153,8 @@ impl<S: BroadcastState> LeanAcceptor<S> {
                         None,
                         None,
                     )
-                    .await;
+                    .await
+                    .map(|()| None);
                 }
                 let presence = self.app.presence_guard(&stream, &access);
                 let channel = self.app.channel();
@@ -174,19 +180,18 @@ impl<S: BroadcastState> LeanAcceptor<S> {
         out.push_str("\r\n");
         tcp.write_all(out.as_bytes()).await?;
         drop(out);
-        // Stream from a fresh task: its future holds only what streaming needs, not the
-        // head-parsing state, which keeps an idle subscriber small.
+        // Stream from a fresh task (owned by the accept loop, holding the connection's slot):
+        // its future holds only what streaming needs, not the head-parsing state, which keeps
+        // an idle subscriber small.
         let tcp = Arc::new(tcp);
         sub.set_direct(Arc::new(Direct(Arc::clone(&tcp))));
-        tokio::spawn(async move {
+        Ok(Some(Continuation::new(async move {
             if let Err(e) = stream_frames(&tcp, sub).await {
                 tracing::debug!(error = %e, "lean stream ended");
             }
             drop(guard);
             drop(presence);
-            drop(permit);
-        });
-        Ok(())
+        })))
     }
 
     fn route(&self, head: &Head) -> Route {

@@ -32,8 +32,9 @@
 //! - [`EventBroadcast`]: application events with pattern filters (`order.*`).
 //! - [`http`]: the SSE response body for hyper/axum, resume parsing, the browser client.
 //! - [`lean`]: an opt-in acceptor costing ~2 KiB per idle subscriber.
-//! - [`server`]: the hyper accept loop with a header-read timeout, a body timeout, a
-//!   connection cap and graceful shutdown ([`server::SseServerLimits`]).
+//! - [`server`]: the accept loop's configuration ([`server::ServerConfig`], from
+//!   hookwire-server): header-read and idle timeout, body timeout, connection cap, graceful
+//!   shutdown.
 //!
 //! # Features
 //! | Name | Description | Default? |

@@ -59,23 +59,30 @@ impl PresenceTracker {
         Self::default()
     }
 
-    /// Caps the identities online per stream (at least 1). A further identity is not
+    /// Caps the identities online per stream. A cap of 0 (nobody could ever show online) is
+    /// refused with an error of kind [`crate::ErrorKind::Invalid`]. A further identity is not
     /// counted ([`try_add`](Self::try_add) answers `None`; its stream is still served, it just
     /// does not appear in the roster); more connections of an identity already online always
     /// count.
     ///
     /// ```
-    /// let p = hookwire_sse::PresenceTracker::new().max_per_stream(2);
+    /// let p = hookwire_sse::PresenceTracker::new().max_per_stream(2)?;
     /// assert_eq!(p.try_add("s", "ann"), Some(true));
     /// assert_eq!(p.try_add("s", "bob"), Some(true));
     /// assert_eq!(p.try_add("s", "eve"), None);
     /// assert_eq!(p.try_add("s", "ann"), Some(false), "a second tab of someone online");
     /// assert_eq!(p.online("s"), ["ann", "bob"]);
+    /// assert!(hookwire_sse::PresenceTracker::new().max_per_stream(0).unwrap_err().is_invalid());
+    /// # Ok::<(), hookwire_sse::Error>(())
     /// ```
-    #[must_use]
-    pub fn max_per_stream(mut self, n: usize) -> Self {
-        self.max_per_stream = n.max(1);
-        self
+    pub fn max_per_stream(mut self, n: usize) -> Result<Self, crate::Error> {
+        if n == 0 {
+            return Err(crate::Error::invalid(
+                "presence max_per_stream must be at least 1, got 0",
+            ));
+        }
+        self.max_per_stream = n;
+        Ok(self)
     }
 
     /// One more connection of `id` on `stream`. Returns true when `id` just came online. Past

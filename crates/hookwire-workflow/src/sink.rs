@@ -62,11 +62,26 @@ impl Default for MemorySink {
 impl MemorySink {
     /// A sink keeping the last [`DEFAULT_SINK_CAPACITY`] transitions.
     pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_SINK_CAPACITY)
+        Self::sized(DEFAULT_SINK_CAPACITY)
     }
-    /// A sink keeping the last `capacity` transitions (and a broadcast buffer as deep).
-    pub fn with_capacity(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+    /// A sink keeping the last `capacity` transitions (and a broadcast buffer as deep). A
+    /// capacity of 0 is refused (`ErrorKind::Config`): the broadcast channel needs room for
+    /// one transition.
+    ///
+    /// ```
+    /// use hookwire_workflow::{ErrorKind, MemorySink};
+    /// assert!(MemorySink::with_capacity(8).is_ok());
+    /// assert_eq!(MemorySink::with_capacity(0).unwrap_err().kind(), ErrorKind::Config);
+    /// ```
+    pub fn with_capacity(capacity: usize) -> crate::Result<Self> {
+        if capacity == 0 {
+            return Err(crate::Error::config(
+                "MemorySink capacity must be at least 1, got 0",
+            ));
+        }
+        Ok(Self::sized(capacity))
+    }
+    fn sized(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity);
         Self {
             tx,

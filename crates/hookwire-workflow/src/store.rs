@@ -188,12 +188,21 @@ impl Default for MemoryRunStore {
 impl MemoryRunStore {
     /// An empty store holding up to [`DEFAULT_MEMORY_RUNS`] runs.
     pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_MEMORY_RUNS)
+        Self::sized(DEFAULT_MEMORY_RUNS)
     }
-    /// An empty store holding up to `capacity` runs (at least 1).
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// An empty store holding up to `capacity` runs. A capacity of 0 (no run could ever be
+    /// stored) is refused (`ErrorKind::Config`).
+    pub fn with_capacity(capacity: usize) -> crate::Result<Self> {
+        if capacity == 0 {
+            return Err(crate::Error::config(
+                "MemoryRunStore capacity must be at least 1, got 0",
+            ));
+        }
+        Ok(Self::sized(capacity))
+    }
+    fn sized(capacity: usize) -> Self {
         Self {
-            capacity: capacity.max(1),
+            capacity,
             inner: Mutex::new(Tables::default()),
         }
     }
@@ -299,7 +308,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_store_evicts_the_oldest_finished_run_and_refuses_when_all_are_active() {
-        let s = MemoryRunStore::with_capacity(2);
+        let s = MemoryRunStore::with_capacity(2).unwrap();
+        let zero = MemoryRunStore::with_capacity(0).unwrap_err();
+        assert_eq!(zero.kind(), crate::ErrorKind::Config);
         s.insert(doc("r1", RunStatus::Completed), Some("k1"))
             .await
             .unwrap();

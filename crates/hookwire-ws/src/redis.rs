@@ -51,6 +51,22 @@ pub struct RoomRedisFanOut {
     tx: mpsc::Sender<Vec<u8>>,
     first_sub: Mutex<Option<redis::aio::PubSub>>,
     dropped: Arc<AtomicU64>,
+    /// The subscriber task `start` spawned: it holds a Redis subscription (and reconnects
+    /// forever while Redis is down), so it ends with this fan-out, not at the next message.
+    subscriber: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for RoomRedisFanOut {
+    fn drop(&mut self) {
+        if let Some(h) = self
+            .subscriber
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            h.abort();
+        }
+    }
 }
 
 impl fmt::Debug for RoomRedisFanOut {
@@ -90,6 +106,7 @@ impl RoomRedisFanOut {
             tx,
             first_sub: Mutex::new(Some(sub)),
             dropped: Arc::default(),
+            subscriber: Mutex::new(None),
         })
     }
 
@@ -194,12 +211,21 @@ impl FanOut for RoomRedisFanOut {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        tokio::spawn(subscriber(
+        let task = tokio::spawn(subscriber(
             self.client.clone(),
             self.channel.clone(),
             self.node.clone(),
             first,
             sink,
         ));
+        let old = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task.abort_handle());
+        // A second `start` replaces the first subscriber instead of running two.
+        if let Some(old) = old {
+            old.abort();
+        }
     }
 }

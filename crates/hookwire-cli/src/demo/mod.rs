@@ -214,7 +214,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
                 .map_err(|e| format!("redis (board): {e}"))?;
         }
     }
-    let presence = Arc::new(PresenceTracker::new().max_per_stream(MAX_PRESENCE));
+    let presence = Arc::new(PresenceTracker::new().max_per_stream(MAX_PRESENCE)?);
     // With `--redis` the roster covers every demo process, with TTL leases: the viewers of a
     // process that dies leave the other pages' rosters within the lease time.
     let _shared_presence = match &redis {
@@ -377,21 +377,21 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     report_listening(addr);
     let shutdown_channel = channel.clone();
     let shutdown_ws = ws.clone();
-    // hookwire-sse's accept loop: header-read and idle timeouts, a body timeout and a
+    // hookwire-server's accept loop: header-read and idle timeouts, a body timeout and a
     // connection cap below the open-file limit (docs/hookwire-cli.md), WebSocket upgrades.
-    hookwire_sse::server::serve_service(
-        listener,
-        hookwire_sse::server::SseServerLimits::default(),
-        hyper_util::service::TowerToHyperService::new(app),
-        async move {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!(target: "hookwire::demo", "shutting down");
-            // Open streams would keep the server waiting forever: end them (browsers reconnect).
-            shutdown_channel.shutdown();
-            shutdown_ws.close_all();
-        },
-    )
-    .await?;
+    hookwire_server::ServerConfig::default()
+        .serve(
+            listener,
+            hyper_util::service::TowerToHyperService::new(app),
+            async move {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!(target: "hookwire::demo", "shutting down");
+                // Open streams would keep the server waiting forever: end them (browsers reconnect).
+                shutdown_channel.shutdown();
+                shutdown_ws.close_all();
+            },
+        )
+        .await?;
     generator.abort();
     dispatcher.stop().await;
     bus.shutdown().await;

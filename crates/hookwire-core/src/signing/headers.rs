@@ -14,7 +14,7 @@ pub enum HeaderLookup<'a> {
 /// Anything that can answer "what is the value of header `name`?".
 ///
 /// `name` is always lowercase ASCII; implementations compare case-insensitively. Implemented for
-/// `http::HeaderMap` (feature `http`, on by default) and for slices and vectors of
+/// `http::HeaderMap` (feature `http`, off by default) and for slices and vectors of
 /// `(name, value)` pairs, so frameworks with their own header types adapt with a few lines.
 ///
 /// ```

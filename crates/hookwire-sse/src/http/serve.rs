@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use super::*;
 
 /// Serves `app` over plain hyper HTTP/1.1 on `listener` until the task is dropped, under the
-/// default [`SseServerLimits`](crate::server::SseServerLimits) (header-read and idle timeout, body
+/// default [`ServerConfig`](crate::server::ServerConfig) (header-read and idle timeout, body
 /// timeout, connection cap). Sets `TCP_NODELAY` on every connection. Accept errors (e.g. out
 /// of file descriptors) are logged and retried after a short pause instead of ending the
 /// server.
@@ -40,18 +40,18 @@ where
 {
     serve_fn_with(
         listener,
-        crate::server::SseServerLimits::default(),
+        crate::server::ServerConfig::default(),
         handler,
         std::future::pending(),
     )
     .await
 }
 
-/// Like [`serve_fn`] with explicit limits, stopping gracefully once `shutdown` completes (end
+/// Like [`serve_fn`] under an explicit `config`, stopping gracefully once `shutdown` completes (end
 /// the streams in it, e.g. with [`BroadcastChannel::shutdown`](crate::BroadcastChannel::shutdown)). Request bodies are never read.
 pub async fn serve_fn_with<F, G>(
     listener: tokio::net::TcpListener,
-    limits: crate::server::SseServerLimits,
+    config: crate::server::ServerConfig,
     handler: F,
     shutdown: G,
 ) -> std::io::Result<()>
@@ -63,15 +63,14 @@ where
         + 'static,
     G: std::future::Future<Output = ()>,
 {
-    let svc =
-        hyper::service::service_fn(move |req: http::Request<crate::server::SseRequestBody>| {
-            let r = handler(
-                req.method(),
-                req.uri().path(),
-                req.uri().query(),
-                req.headers(),
-            );
-            std::future::ready(Ok::<_, Infallible>(r))
-        });
-    crate::server::serve_service(listener, limits, svc, shutdown).await
+    let svc = hyper::service::service_fn(move |req: http::Request<crate::server::RequestBody>| {
+        let r = handler(
+            req.method(),
+            req.uri().path(),
+            req.uri().query(),
+            req.headers(),
+        );
+        std::future::ready(Ok::<_, Infallible>(r))
+    });
+    config.serve(listener, svc, shutdown).await
 }

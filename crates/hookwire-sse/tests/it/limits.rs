@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hookwire_sse::BroadcastChannel;
 use hookwire_sse::http::{Public, SseApp, SseConfig};
-use hookwire_sse::server::{SseRequestBody, SseServerLimits};
+use hookwire_sse::server::{RequestBody, ServerConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -20,11 +20,17 @@ use crate::support::Client;
 const STALLED: usize = 24;
 const CAP: usize = 8;
 
-fn limits() -> SseServerLimits {
-    SseServerLimits::default()
+fn limits() -> ServerConfig {
+    ServerConfig::builder()
         .header_read_timeout(Duration::from_millis(400))
         .body_timeout(Duration::from_millis(400))
         .max_connections(CAP)
+        .build()
+        .unwrap()
+}
+
+fn cap(n: usize) -> ServerConfig {
+    ServerConfig::builder().max_connections(n).build().unwrap()
 }
 
 fn board() -> BroadcastChannel {
@@ -33,7 +39,7 @@ fn board() -> BroadcastChannel {
     ch
 }
 
-async fn start_hyper(ch: &BroadcastChannel, limits: SseServerLimits) -> SocketAddr {
+async fn start_hyper(ch: &BroadcastChannel, limits: ServerConfig) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let app = SseApp::new(ch.clone(), SseConfig::default().auth(Public));
@@ -46,12 +52,12 @@ async fn start_hyper(ch: &BroadcastChannel, limits: SseServerLimits) -> SocketAd
     addr
 }
 
-async fn start_lean(ch: &BroadcastChannel, limits: SseServerLimits) -> SocketAddr {
+async fn start_lean(ch: &BroadcastChannel, limits: ServerConfig) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let acceptor =
         hookwire_sse::lean::LeanAcceptor::new(ch.clone(), SseConfig::default().auth(Public))
-            .limits(limits);
+            .config(limits);
     tokio::spawn(acceptor.serve(l));
     addr
 }
@@ -145,40 +151,35 @@ async fn the_cap_holds_and_frees(addr: SocketAddr, ch: &BroadcastChannel) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hyper_connection_cap_holds_and_frees() {
     let ch = board();
-    let addr = start_hyper(&ch, SseServerLimits::default().max_connections(2)).await;
+    let addr = start_hyper(&ch, cap(2)).await;
     the_cap_holds_and_frees(addr, &ch).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lean_connection_cap_holds_and_frees() {
     let ch = board();
-    let addr = start_lean(&ch, SseServerLimits::default().max_connections(2)).await;
+    let addr = start_lean(&ch, cap(2)).await;
     the_cap_holds_and_frees(addr, &ch).await;
 }
 
-/// A service that reads the body sees `SseBodyTimeout` once the body stops arriving; the
+/// A service that reads the body sees `BodyTimeout` once the body stops arriving; the
 /// connection is then closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_arriving_fails_after_the_body_timeout() {
     use http_body_util::BodyExt;
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let svc = hyper::service::service_fn(|req: http::Request<SseRequestBody>| async move {
+    let svc = hyper::service::service_fn(|req: http::Request<RequestBody>| async move {
         let status = match req.into_body().collect().await {
             Ok(_) => 200,
-            Err(e) if e.is::<hookwire_sse::server::SseBodyTimeout>() => 408,
+            Err(e) if e.is::<hookwire_sse::server::BodyTimeout>() => 408,
             Err(_) => 400,
         };
         let mut r = http::Response::new(String::new());
         *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
         Ok::<_, Infallible>(r)
     });
-    tokio::spawn(hookwire_sse::server::serve_service(
-        l,
-        limits(),
-        svc,
-        std::future::pending(),
-    ));
+    tokio::spawn(async move { limits().serve(l, svc, std::future::pending()).await });
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
         .await
@@ -211,7 +212,7 @@ async fn graceful_shutdown_returns_once_streams_are_ended() {
     let on_stop = ch.clone();
     let server = tokio::spawn(hookwire_sse::http::serve_fn_with(
         l,
-        SseServerLimits::default(),
+        ServerConfig::default(),
         move |m, p, q, h| app.handle(m, p, q, h),
         async move {
             let _ = rx.await;
@@ -229,37 +230,18 @@ async fn graceful_shutdown_returns_once_streams_are_ended() {
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
 
-/// A connection cap of 0 would never accept anything: both servers refuse to start with
-/// `InvalidInput` instead of silently serving with another cap.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_zero_connection_cap_is_refused_when_the_server_starts() {
-    let ch = board();
-    let zero = SseServerLimits::default().max_connections(0);
+/// A connection cap of 0 would never accept anything: the configuration both servers take
+/// refuses it when it is built (`InvalidInput` as an I/O error) instead of serving with
+/// another cap.
+#[test]
+fn a_zero_connection_cap_is_refused_when_the_configuration_is_built() {
+    let zero = ServerConfig::builder()
+        .max_connections(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(zero.option(), "max_connections");
     assert_eq!(
-        zero.max_connections, 0,
-        "the setter keeps what it was given"
+        std::io::Error::from(zero).kind(),
+        std::io::ErrorKind::InvalidInput
     );
-
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = SseApp::new(ch.clone(), SseConfig::default().auth(Public));
-    let hyper = tokio::time::timeout(
-        Duration::from_secs(5),
-        hookwire_sse::http::serve_fn_with(
-            l,
-            zero,
-            move |m, p, q, h| app.handle(m, p, q, h),
-            std::future::pending(),
-        ),
-    )
-    .await
-    .expect("returns at once");
-    assert_eq!(hyper.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
-
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let lean =
-        hookwire_sse::lean::LeanAcceptor::new(ch, SseConfig::default().auth(Public)).limits(zero);
-    let lean = tokio::time::timeout(Duration::from_secs(5), lean.serve(l))
-        .await
-        .expect("returns at once");
-    assert_eq!(lean.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
 }

@@ -141,6 +141,7 @@ impl DispatcherBuilder {
                 events,
                 state: RwLock::new(State::default()),
                 write: tokio::sync::Mutex::new(()),
+                tasks: Arc::default(),
             }),
         })
     }

@@ -220,7 +220,8 @@ impl Dispatcher {
             };
             let task = queue.next().await;
             let (me, q) = (self.clone(), Arc::clone(&queue));
-            tokio::spawn(async move {
+            // Owned by the dispatcher: `shutdown` stops a task a dropped worker left running.
+            self.inner.tasks.spawn(async move {
                 let _permit = permit;
                 if let TaskOutcome::Retry(t) = me.run_task(&task).await
                     && let Err(e) = q.enqueue(t).await

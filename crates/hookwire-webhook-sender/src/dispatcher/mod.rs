@@ -14,6 +14,7 @@ mod redis_store;
 mod reload;
 mod store;
 mod subscription;
+mod tasks;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -117,6 +118,8 @@ pub(crate) struct Inner {
     state: RwLock<State>,
     /// Serializes store writes with the in-memory swap so the two never disagree.
     write: tokio::sync::Mutex<()>,
+    /// The delivery tasks `publish` and `work` started (stopped by `shutdown`).
+    tasks: Arc<tasks::Tasks>,
 }
 
 /// Fans events out to subscriptions whose patterns match, with retries, health tracking, rate
@@ -218,6 +221,11 @@ impl Dispatcher {
             )));
         }
         check_url(&sub.url, &self.inner.ssrf).map_err(invalid)?;
+        if let Some(limit) = &sub.rate_limit {
+            limit
+                .check()
+                .map_err(|m| invalid(format!("subscription {}: {m}", sub.id)))?;
+        }
         let mut b = Webhook::builder()
             .url(sub.url.clone())
             .client(Arc::clone(&self.inner.client))
@@ -411,6 +419,19 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Stops every delivery task this dispatcher (or any clone of it) started that is still
+    /// running: `publish`'s fan-out, which goes on when its caller stops waiting, and the
+    /// tasks of [`work`](Self::work). An attempt cut off this way is not recorded; a durable
+    /// task is delivered again after its lease. Publishing after a shutdown works as before.
+    pub fn shutdown(&self) {
+        self.inner.tasks.abort_all();
+    }
+
+    /// How many delivery tasks are running (what [`shutdown`](Self::shutdown) would stop).
+    pub fn running_deliveries(&self) -> usize {
+        self.inner.tasks.len()
+    }
+
     /// Delivers `event` to every enabled subscription whose patterns match — concurrently,
     /// bounded by the concurrency limit, each with the retry policy — and waits for all of them.
     /// In durable mode it only enqueues one task per subscription (the outbox pattern).
@@ -432,13 +453,16 @@ impl Dispatcher {
             return Ok(report);
         }
         let event = Arc::new(event.clone());
-        // Detached tasks (not a JoinSet, which aborts its tasks when dropped): a caller that
-        // stops waiting does not cut deliveries off mid-request.
+        // The dispatcher's tasks (not a JoinSet of this call, which would abort them when
+        // dropped): a caller that stops waiting does not cut deliveries off mid-request, and
+        // `shutdown` still stops them.
         let handles: Vec<_> = targets
             .into_iter()
             .map(|e| {
                 let (me, event, body) = (self.clone(), Arc::clone(&event), body.clone());
-                tokio::spawn(async move { me.deliver_one(&e, &event, body).await })
+                self.inner
+                    .tasks
+                    .spawn(async move { me.deliver_one(&e, &event, body).await })
             })
             .collect();
         for h in handles {

@@ -12,10 +12,13 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
-    pub(crate) fn new(limit: EndpointRateLimit) -> Self {
-        // The fields are public and deserialized from stores: re-apply the constructor's rules so
-        // a zero, negative or NaN rate can never reach a division or `Duration` conversion.
-        let limit = EndpointRateLimit::new(limit.per_second, limit.burst);
+    pub(crate) fn new(mut limit: EndpointRateLimit) -> Self {
+        // Registration refuses an unusable limit; this only keeps a zero, negative or NaN rate
+        // that reached here some other way from a division or `Duration` conversion.
+        if limit.check().is_err() {
+            limit.per_second = 1.0;
+            limit.burst = 1;
+        }
         Self {
             limit,
             state: Mutex::new((f64::from(limit.burst), Instant::now())),
@@ -71,7 +74,7 @@ mod tests {
 
     #[test]
     fn burst_then_refill_at_the_rate() {
-        let b = Bucket::new(EndpointRateLimit::new(10.0, 2));
+        let b = Bucket::new(EndpointRateLimit::new(10.0, 2).unwrap());
         let t = Instant::now();
         assert!(b.try_take(t).is_ok());
         assert!(b.try_take(t).is_ok());

@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 /// A token-bucket rate limit: `per_second` deliveries on average, bursts up to `burst`.
 ///
 /// ```
-/// let r = hookwire_webhook_sender::EndpointRateLimit::new(10.0, 5);
+/// use hookwire_webhook_sender::EndpointRateLimit;
+/// let r = EndpointRateLimit::new(10.0, 5)?;
 /// assert_eq!(r.burst, 5);
+/// assert!(EndpointRateLimit::new(0.0, 5).unwrap_err().is_build());
+/// assert!(EndpointRateLimit::new(10.0, 0).unwrap_err().is_build());
+/// # Ok::<(), hookwire_webhook_sender::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -21,17 +25,27 @@ pub struct EndpointRateLimit {
 }
 
 impl EndpointRateLimit {
-    /// A limit; non-finite or non-positive rates become 1/s and a zero burst becomes 1.
-    pub fn new(per_second: f64, burst: u32) -> Self {
-        let per_second = if per_second.is_finite() && per_second > 0.0 {
-            per_second
-        } else {
-            1.0
-        };
-        Self {
-            per_second,
-            burst: burst.max(1),
+    /// A limit. A rate that is not a finite number above 0, or a zero burst, is refused
+    /// with an error of kind [`crate::ErrorKind::Build`] (never changed silently).
+    pub fn new(per_second: f64, burst: u32) -> Result<Self, crate::Error> {
+        let limit = Self { per_second, burst };
+        limit.check().map_err(crate::Error::build)?;
+        Ok(limit)
+    }
+
+    /// Why this limit cannot be used, if it cannot (the fields are public and deserialized
+    /// from stores, so registration checks them again).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(self.per_second.is_finite() && self.per_second > 0.0) {
+            return Err(format!(
+                "rate limit per_second must be a finite number above 0, got {}",
+                self.per_second
+            ));
         }
+        if self.burst == 0 {
+            return Err("rate limit burst must be at least 1, got 0".to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -222,7 +236,7 @@ mod tests {
         let s = Subscription::new("a", "https://x.test/", &["order.*"])
             .unwrap()
             .with_scheme(Scheme::Standard)
-            .with_rate_limit(EndpointRateLimit::new(5.0, 2));
+            .with_rate_limit(EndpointRateLimit::new(5.0, 2).unwrap());
         let j = serde_json::to_string(&s).unwrap();
         assert!(j.contains(r#""scheme":"standard""#), "{j}");
         let back: Subscription = serde_json::from_str(&j).unwrap();

@@ -335,9 +335,11 @@ async fn rate_limit_spaces_deliveries_to_one_endpoint() {
         .retry(fast(0))
         .build()
         .unwrap();
-    disp.register(sub("s", &sink.url(), &["*"]).with_rate_limit(EndpointRateLimit::new(20.0, 1)))
-        .await
-        .unwrap();
+    disp.register(
+        sub("s", &sink.url(), &["*"]).with_rate_limit(EndpointRateLimit::new(20.0, 1).unwrap()),
+    )
+    .await
+    .unwrap();
     let t = Instant::now();
     for _ in 0..5 {
         disp.publish(&Event::new("x", serde_json::Value::Null))
@@ -369,6 +371,13 @@ async fn invalid_subscriptions_are_refused_with_reasons() {
             .with_secret("x")
             .with_scheme(hookwire_core::Scheme::Standard),
         Subscription::new("a", "http://u:p@127.0.0.1/", &["*"]).unwrap(),
+        // A rate limit that `EndpointRateLimit::new` refuses, arriving through its public,
+        // deserialized fields instead.
+        Subscription::new("a", "http://127.0.0.1/", &["*"])
+            .unwrap()
+            .with_rate_limit(
+                serde_json::from_value(serde_json::json!({"per_second": 0.0, "burst": 1})).unwrap(),
+            ),
     ];
     for s in bad {
         assert_eq!(
@@ -524,6 +533,48 @@ async fn dropping_publish_does_not_cut_deliveries_off() {
         log[0].success,
         "the delivery finished and was logged: {log:?}"
     );
+}
+
+/// The deliveries a dropped `publish` left running belong to the dispatcher: `shutdown` stops
+/// them (the endpoint sees its connection closed long before the 10 s delivery timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_the_deliveries_a_dropped_publish_left_running() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let disp = Dispatcher::builder()
+        .ssrf(local())
+        .retry(fast(0))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    disp.register(sub("s", &url, &["*"])).await.unwrap();
+    let event = Event::new("x", serde_json::Value::Null);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), disp.publish(&event))
+            .await
+            .is_err()
+    );
+    // The endpoint takes the request and never answers.
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert!(conn.read(&mut buf).await.unwrap() > 0);
+    assert_eq!(disp.running_deliveries(), 1);
+    let started = Instant::now();
+    disp.shutdown();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(_)) => {}
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the delivery still holds its connection");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(disp.running_deliveries(), 0);
 }
 
 #[tokio::test]

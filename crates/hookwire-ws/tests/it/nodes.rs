@@ -111,3 +111,41 @@ async fn exactly_once_in_their_org(
         expect_silence(ws, 300).await;
     }
 }
+
+/// How many subscribers Redis counts on `channel`.
+fn subscribers(redis: &RedisServer, channel: &str) -> u64 {
+    let reply = redis.command(&format!("PUBSUB NUMSUB {channel}")).unwrap();
+    reply
+        .rsplit(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected reply {reply:?}"))
+}
+
+/// The fan-out's subscriber task belongs to it: dropping the gateway ends the Redis
+/// subscription at once (before, the task ran on until the next message arrived, and
+/// reconnected forever while Redis was down).
+#[tokio::test]
+async fn dropping_the_gateway_ends_its_redis_subscription() {
+    let redis = RedisServer::start().unwrap();
+    let gw = WsGateway::builder()
+        .authenticator(DemoAuthenticator)
+        .resources(["order"])
+        .fan_out(
+            RoomRedisFanOut::connect_with_channel(&redis.url(), "owned-sub")
+                .await
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(subscribers(&redis, "owned-sub"), 1);
+    drop(gw);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while subscribers(&redis, "owned-sub") != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscription outlived its gateway"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
