@@ -167,7 +167,12 @@ async fn start_many(engine: &Engine, workflow: &str, n: usize) -> Vec<(String, O
                     return out;
                 }
                 let s = engine
-                    .start(&Scope::All, &workflow, &json!({ "i": i }), StartOptions::new())
+                    .start(
+                        &Scope::All,
+                        &workflow,
+                        &json!({ "i": i }),
+                        StartOptions::new(),
+                    )
                     .await
                     .expect("start");
                 out.push((s.run.id, s.run.due_ms));
@@ -272,7 +277,8 @@ async fn signal_latency(api: &Engine, probe: &Probe, m: usize) -> Vec<f64> {
             .expect("signal");
         assert!(
             matches!(r.0, hookwire_workflow::Signalled::Resumed),
-            "{:?}", r.0
+            "{:?}",
+            r.0
         );
         sent.insert(id.clone(), t0);
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -288,7 +294,11 @@ async fn signal_latency(api: &Engine, probe: &Probe, m: usize) -> Vec<f64> {
     let resumed = std::mem::take(&mut *probe.resumed.lock().unwrap());
     let mut ms: Vec<f64> = sent
         .iter()
-        .filter_map(|(id, t0)| resumed.get(id).map(|t| t.duration_since(*t0).as_secs_f64() * 1e3))
+        .filter_map(|(id, t0)| {
+            resumed
+                .get(id)
+                .map(|t| t.duration_since(*t0).as_secs_f64() * 1e3)
+        })
         .collect();
     ms.sort_by(f64::total_cmp);
     ms
@@ -346,7 +356,11 @@ async fn parked_memory(server: &RedisServer, p: usize) -> (f64, f64) {
         let r = server
             .command(&format!("HSTRLEN hw:wf:run:{{{id}}} body"))
             .unwrap_or_default();
-        body += r.trim().trim_start_matches(':').parse::<f64>().unwrap_or(0.0);
+        body += r
+            .trim()
+            .trim_start_matches(':')
+            .parse::<f64>()
+            .unwrap_or(0.0);
     }
     let run = engine
         .get(&Scope::All, sample[0])
@@ -449,8 +463,14 @@ fn main() {
     });
     for (name, figure) in [
         ("runs_per_s", "runs_per_s"),
-        ("redis_cpu_us_per_transition", "e2e_redis_cpu_us_per_transition"),
-        ("store_script_calls_per_transition", "store_script_calls_per_transition"),
+        (
+            "redis_cpu_us_per_transition",
+            "e2e_redis_cpu_us_per_transition",
+        ),
+        (
+            "store_script_calls_per_transition",
+            "store_script_calls_per_transition",
+        ),
         ("signal_p99_ms", "signal_next_step_p99_ms"),
         ("signal_two_engines_p99_ms", "signal_two_engines_p99_ms"),
         ("sleep_late_p99_ms", "sleep_late_p99_ms"),

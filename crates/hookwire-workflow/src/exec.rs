@@ -128,8 +128,8 @@ impl Inner {
         }
     }
 
-    /// Commits an attempt's result under its token. A fenced attempt (a zombie whose step was
-    /// taken over, rewound or cancelled) is refused and changes nothing.
+    /// `settle_from` with a fresh read (the conformance suite's zombie commits).
+    #[cfg(feature = "conformance")]
     pub(crate) async fn settle(
         &self,
         run: &str,
@@ -139,8 +139,10 @@ impl Inner {
         self.settle_from(run, token, result, None).await
     }
 
-    /// [`Inner::settle`] starting from `known`, the document the attempt began on (still the
-    /// stored one unless something happened to the run meanwhile).
+    /// Commits an attempt's result under its token, starting from `known` (the document the
+    /// attempt began on: still the stored one unless something happened to the run meanwhile).
+    /// A fenced attempt (a zombie whose step was taken over, rewound or cancelled) is refused
+    /// and changes nothing.
     async fn settle_from(
         &self,
         run: &str,
