@@ -373,11 +373,11 @@ async fn parked_memory(server: &RedisServer, p: usize) -> (f64, f64) {
 
 fn main() {
     let quick = quick_requested();
-    let n: usize = if quick { 2_000 } else { 20_000 };
-    let m: usize = if quick { 200 } else { 2_000 };
-    let k: usize = if quick { 200 } else { 2_000 };
+    let n: usize = if quick { 2_000 } else { 10_000 };
+    let m: usize = if quick { 200 } else { 1_000 };
+    let k: usize = if quick { 200 } else { 1_000 };
     let parked: usize = if quick { 10_000 } else { 100_000 };
-    let rounds = if quick { 1 } else { 3 };
+    let rounds = if quick { 1 } else { 2 };
     let mut report = Report::new("workflow", quick);
     report.rounds(rounds);
     report.extra("runs", json!(n));
