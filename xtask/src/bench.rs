@@ -26,6 +26,7 @@ const SUITES: &[(&str, Harness)] = &[
     ("receiver", Harness::InTree("hookwire-e2e", "receiver")),
     ("jobs", Harness::InTree("hookwire-jobs-redis", "jobs")),
     ("bus", Harness::InTree("hookwire-events", "bus")),
+    ("workflow", Harness::InTree("hookwire-workflow", "workflow")),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {

@@ -6,6 +6,26 @@ use std::process::ExitCode;
 
 /// Exit code for bad arguments.
 pub(crate) const EXIT_USAGE: u8 = 2;
+/// Exit code of `events` and `workflow` when the bus, the service or the store failed or refused.
+pub(crate) const EXIT_FAILED: u8 = 1;
+
+/// Prints `msg` on stderr and returns exit code 1.
+#[allow(clippy::print_stderr, reason = "the CLI reports failures on stderr")]
+pub(crate) fn failed(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("hookwire: {msg}");
+    ExitCode::from(EXIT_FAILED)
+}
+
+/// Runs `f` on a current-thread runtime (exit 1 when none can be started).
+pub(crate) fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => failed(format!("cannot start the runtime: {e}")),
+    }
+}
 
 /// Prints `msg` on stderr and returns exit code 2.
 #[allow(

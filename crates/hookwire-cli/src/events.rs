@@ -13,10 +13,7 @@ use hookwire_events::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::common::{json_data, usage_error};
-
-/// Exit code when the bus failed or the dead letter does not exist.
-const EXIT_FAILED: u8 = 1;
+use crate::common::{block_on, failed, json_data, usage_error};
 
 /// Tail, publish and manage dead letters of a Redis Streams event bus.
 #[derive(Debug, clap::Args)]
@@ -108,13 +105,6 @@ enum DlqCmd {
     },
 }
 
-/// Prints `msg` on stderr and returns exit code 1.
-#[allow(clippy::print_stderr, reason = "the CLI reports failures on stderr")]
-fn failed(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("hookwire: {msg}");
-    ExitCode::from(EXIT_FAILED)
-}
-
 /// A bad option, a bad event or a bad pattern is the caller's mistake (2); the rest is the
 /// bus failing (1).
 fn report(e: &hookwire_events::Error) -> ExitCode {
@@ -127,14 +117,7 @@ fn report(e: &hookwire_events::Error) -> ExitCode {
 }
 
 pub(crate) fn run(a: Args) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return failed(format!("cannot start the runtime: {e}")),
-    };
-    rt.block_on(run_async(a))
+    block_on(run_async(a))
 }
 
 async fn connect(a: &Args) -> Result<Bus, ExitCode> {

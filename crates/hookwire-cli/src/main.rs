@@ -1,5 +1,5 @@
 //! The `hookwire` command: sign, verify, send and receive webhooks, run the demo, and work
-//! with the event bus.
+//! with the event bus and workflow runs.
 //!
 //! Each subcommand lives in its own module with an `Args` struct (clap derive) and a
 //! `run(args) -> ExitCode` function; this file only dispatches. Exit codes are a contract
@@ -16,6 +16,7 @@ mod listen;
 mod send;
 mod sign;
 mod verify;
+mod workflow;
 
 /// Send, receive, sign and verify webhooks.
 #[derive(Debug, Parser)]
@@ -33,6 +34,7 @@ enum Command {
     Verify(verify::Args),
     Listen(listen::Args),
     Events(events::Args),
+    Workflow(workflow::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,5 +58,6 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Listen(a) => listen::run(a),
         Command::Events(a) => events::run(a),
+        Command::Workflow(a) => workflow::run(a),
     }
 }

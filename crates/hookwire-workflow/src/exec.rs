@@ -15,6 +15,7 @@ use crate::def::{Erased, Failure, Kind};
 use crate::engine::{Inner, decode};
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::run::{Begin, RunState, TaskKind};
+use crate::store::RunDoc;
 
 /// The job payload: which run, and which of its tasks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,29 +44,36 @@ impl Inner {
         if task.due > now {
             tokio::time::sleep(Duration::from_millis(task.due - now)).await;
         }
+        // The document just read starts the transition: a write is then one store call.
+        let known = Some(doc);
         match task.kind {
             TaskKind::Wake => {
-                self.transact(&msg.run, None, |st, env| {
+                self.transact_from(&msg.run, None, known, |st, env| {
                     st.wake(env, &msg.task);
                     Ok(())
                 })
                 .await?;
             }
             TaskKind::Timeout => {
-                self.transact(&msg.run, None, |st, env| {
+                self.transact_from(&msg.run, None, known, |st, env| {
                     st.time_out(env, &msg.task);
                     Ok(())
                 })
                 .await?;
             }
-            TaskKind::Run => self.attempt(&msg).await?,
+            TaskKind::Run => self.attempt(&msg, known).await?,
         }
         Ok(())
     }
 
-    async fn attempt(self: &Arc<Self>, msg: &TaskMsg) -> Result<()> {
-        let (begin, st) = self
-            .transact(&msg.run, None, |st, env| Ok(st.begin(env, &msg.task)))
+    async fn attempt(self: &Arc<Self>, msg: &TaskMsg, known: Option<RunDoc>) -> Result<()> {
+        let (begin, st, stored) = self
+            .transact_from(
+                &msg.run,
+                None,
+                known,
+                |st, env| Ok(st.begin(env, &msg.task)),
+            )
             .await?;
         let Begin::Run {
             step,
@@ -110,23 +118,42 @@ impl Inner {
                 retryable: true,
             })
         });
-        match self.settle(&msg.run, &token, result).await {
+        match self
+            .settle_from(&msg.run, &token, result, Some(stored))
+            .await
+        {
             // A fenced attempt is done: retrying the job could not make it commit.
             Err(e) if e.is_fenced() => Ok(()),
             other => other,
         }
     }
 
-    /// Commits an attempt's result under its token. A fenced attempt (a zombie whose step was
-    /// taken over, rewound or cancelled) is refused and changes nothing.
+    /// `settle_from` with a fresh read (the conformance suite's zombie commits).
+    #[cfg(feature = "conformance")]
     pub(crate) async fn settle(
         &self,
         run: &str,
         token: &str,
         result: std::result::Result<Erased, Failure>,
     ) -> Result<()> {
+        self.settle_from(run, token, result, None).await
+    }
+
+    /// Commits an attempt's result under its token, starting from `known` (the document the
+    /// attempt began on: still the stored one unless something happened to the run meanwhile).
+    /// A fenced attempt (a zombie whose step was taken over, rewound or cancelled) is refused
+    /// and changes nothing.
+    async fn settle_from(
+        &self,
+        run: &str,
+        token: &str,
+        result: std::result::Result<Erased, Failure>,
+        known: Option<RunDoc>,
+    ) -> Result<()> {
         match self
-            .transact(run, None, |st, env| st.settle(env, token, result.clone()))
+            .transact_from(run, None, known, |st, env| {
+                st.settle(env, token, result.clone())
+            })
             .await
         {
             Ok(_) => Ok(()),

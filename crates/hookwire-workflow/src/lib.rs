@@ -30,4 +30,6 @@ pub use redis_store::RedisRunStore;
 pub use routes::{Caller, Operation, Policy, RouteAuthenticator, Routes, RoutesBuilder};
 pub use run::{JOURNAL_LEN, Limits, Run, RunStatus, Signalled, StepRecord, StepStatus};
 pub use sink::{DEFAULT_SINK_CAPACITY, MemorySink, TransitionSink};
-pub use store::{DEFAULT_MEMORY_RUNS, Inserted, MemoryRunStore, RunDoc, RunQuery, RunStore};
+pub use store::{
+    DEFAULT_MEMORY_RUNS, Inserted, MemoryRunStore, Replaced, RunDoc, RunQuery, RunStore,
+};

@@ -64,6 +64,17 @@ pub enum Inserted {
     Existing(RunDoc),
 }
 
+/// What [`RunStore::replace_or_current`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Replaced {
+    /// The document is stored.
+    Written,
+    /// The stored revision was not the expected one: nothing was written. Holds the stored
+    /// document (`None`: the run is gone), so the caller can retry without another read.
+    Stale(Option<RunDoc>),
+}
+
 /// A page request for [`RunStore::list`]; every filter is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -143,6 +154,23 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
     /// Writes `doc` if the stored revision is `expected_rev` (then stored as `doc.rev`); returns
     /// whether it did.
     fn replace<'a>(&'a self, doc: RunDoc, expected_rev: u64) -> BoxFuture<'a, Result<bool>>;
+
+    /// [`RunStore::replace`], answering a lost compare-and-set with the stored document. The
+    /// engine writes every transition through this; the default is `replace` then `load`, a
+    /// store that can do both in one round trip (the Redis store's transition script) should.
+    fn replace_or_current<'a>(
+        &'a self,
+        doc: RunDoc,
+        expected_rev: u64,
+    ) -> BoxFuture<'a, Result<Replaced>> {
+        Box::pin(async move {
+            let id = doc.id.clone();
+            if self.replace(doc, expected_rev).await? {
+                return Ok(Replaced::Written);
+            }
+            Ok(Replaced::Stale(self.load(&id).await?))
+        })
+    }
 
     /// Runs matching `query`, in id order, at most `query.limit`.
     fn list<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<Vec<RunDoc>>>;
@@ -279,6 +307,24 @@ impl RunStore for MemoryRunStore {
                     Ok(true)
                 }
                 _ => Ok(false),
+            }
+        })
+    }
+
+    fn replace_or_current<'a>(
+        &'a self,
+        doc: RunDoc,
+        expected_rev: u64,
+    ) -> BoxFuture<'a, Result<Replaced>> {
+        Box::pin(async move {
+            let mut t = self.tables();
+            match t.runs.get_mut(&doc.id) {
+                Some((cur, _)) if cur.rev == expected_rev => {
+                    *cur = doc;
+                    Ok(Replaced::Written)
+                }
+                Some((cur, _)) => Ok(Replaced::Stale(Some(cur.clone()))),
+                None => Ok(Replaced::Stale(None)),
             }
         })
     }

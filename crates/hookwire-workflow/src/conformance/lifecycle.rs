@@ -127,7 +127,13 @@ pub async fn retry_then_success_and_exhausted_retries_fail_the_run(store: Store)
                         "twice" if ctx.attempt() <= 2 => Err::<Next<u32>, BoxError>("boom".into()),
                         "twice" => Ok(Next::output(ctx.attempt())),
                         "fatal" => Err(NonRetryableError::new("card declined").into()),
-                        "panic" if ctx.attempt() == 1 => panic!("step panicked on purpose"),
+                        // An unwind without the panic hook: `panic!` would make the hook
+                        // capture and print a backtrace on this runtime thread first, which
+                        // with RUST_BACKTRACE=1 on a loaded machine blocked the worker for
+                        // seconds (the case then timed out at 10 s now and then).
+                        "panic" if ctx.attempt() == 1 => {
+                            std::panic::resume_unwind(Box::new("step panicked on purpose"))
+                        }
                         "panic" => Ok(Next::output(ctx.attempt())),
                         _ => Err("always".into()),
                     }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::exec::TaskMsg;
 use crate::run::{Env, Limits, RunState, Task, Transition};
 use crate::sink::TransitionSink;
-use crate::store::{RunDoc, RunStore};
+use crate::store::{Replaced, RunDoc, RunStore};
 
 /// Compare-and-set attempts of one operation before it reports a conflict.
 const CAS_ATTEMPTS: usize = 64;
@@ -57,6 +57,18 @@ pub(crate) fn decode(doc: &RunDoc) -> Result<RunState> {
     })
 }
 
+fn missing(run: &str) -> Error {
+    Error::not_found(format!("no run {:?}", truncate(run)))
+}
+
+/// `doc`, unless it is outside `scope` (then reported as missing, like an unknown run).
+fn scoped(run: &str, doc: RunDoc, scope: Option<&Scope>) -> Result<RunDoc> {
+    if scope.is_some_and(|s| !s.allows(doc.organization.as_deref())) {
+        return Err(missing(run));
+    }
+    Ok(doc)
+}
+
 pub(super) fn unix_ms() -> u64 {
     hookwire_core::time::unix_millis()
 }
@@ -82,10 +94,30 @@ impl Inner {
         &self,
         run: &str,
         scope: Option<&Scope>,
-        mut f: impl FnMut(&mut RunState, &Env<'_>) -> Result<T>,
+        f: impl FnMut(&mut RunState, &Env<'_>) -> Result<T>,
     ) -> Result<(T, RunState)> {
+        self.transact_from(run, scope, None, f)
+            .await
+            .map(|(out, st, _)| (out, st))
+    }
+
+    /// [`Inner::transact`] starting from `known` (a document read or written moments ago)
+    /// instead of a fresh read: a stale one only costs the compare-and-set, which answers with
+    /// the stored document. Also returns the document as stored afterwards, for the next
+    /// transition of the same caller.
+    pub(crate) async fn transact_from<T>(
+        &self,
+        run: &str,
+        scope: Option<&Scope>,
+        known: Option<RunDoc>,
+        mut f: impl FnMut(&mut RunState, &Env<'_>) -> Result<T>,
+    ) -> Result<(T, RunState, RunDoc)> {
+        let mut known = known;
         for _ in 0..CAS_ATTEMPTS {
-            let doc = self.load(run, scope).await?;
+            let doc = match known.take() {
+                Some(d) => scoped(run, d, scope)?,
+                None => self.load(run, scope).await?,
+            };
             let mut st = decode(&doc)?;
             let wf = self.definition(&st.workflow, st.version)?;
             let env = Env {
@@ -98,7 +130,7 @@ impl Inner {
             let out = f(&mut st, &env)?;
             let body = serde_json::to_string(&st).map_err(Error::serialize)?;
             if body == doc.body {
-                return Ok((out, st));
+                return Ok((out, st, doc));
             }
             if body.len() > self.limits.max_run_state {
                 return Err(Error::limit(format!(
@@ -116,10 +148,14 @@ impl Inner {
                 doc.rev + 1,
                 body,
             );
-            if self.store.replace(next, doc.rev).await? {
-                self.after_commit(&st, before_seq, before_task.as_deref())
-                    .await;
-                return Ok((out, st));
+            match self.store.replace_or_current(next.clone(), doc.rev).await? {
+                Replaced::Written => {
+                    self.after_commit(&st, before_seq, before_task.as_deref())
+                        .await;
+                    return Ok((out, st, next));
+                }
+                Replaced::Stale(Some(current)) => known = Some(current),
+                Replaced::Stale(None) => return Err(missing(run)),
             }
         }
         Err(Error::conflict(
@@ -128,12 +164,8 @@ impl Inner {
     }
 
     pub(super) async fn load(&self, run: &str, scope: Option<&Scope>) -> Result<RunDoc> {
-        let missing = || Error::not_found(format!("no run {:?}", truncate(run)));
-        let doc = self.store.load(run).await?.ok_or_else(missing)?;
-        if scope.is_some_and(|s| !s.allows(doc.organization.as_deref())) {
-            return Err(missing());
-        }
-        Ok(doc)
+        let doc = self.store.load(run).await?.ok_or_else(|| missing(run))?;
+        scoped(run, doc, scope)
     }
 
     /// Publishes the new transitions and queues the new task, once the write is durable.

@@ -1,36 +1,40 @@
-//! [`RedisRunStore`]: the [`RunStore`] on Redis (feature `redis`). One Lua script per write:
-//! insert (run + index + idempotency key) and replace (compare-and-set on the revision); reads
-//! are one command or one script. Every key shares one hash tag, so the store is one Cluster slot.
+//! [`RedisRunStore`]: the [`RunStore`] on Redis (feature `redis`). Every transition of a run
+//! is one Lua script call on the run's own hash, whose key is hash-tagged by the run id, so a
+//! run's transition never leaves its Cluster slot; the id index and the idempotency keys live
+//! under the store's tag and are written once per run, by the insert.
 
 use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use hookwire_core::BoxFuture;
 use redis::Script;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{Error, Result};
 use crate::run::RunStatus;
-use crate::store::{Inserted, RunDoc, RunQuery, RunStore};
+use crate::store::{Inserted, Replaced, RunDoc, RunQuery, RunStore};
 
-static INSERT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/insert.lua")));
-static REPLACE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/replace.lua")));
-static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/list.lua")));
+static CREATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/create.lua")));
+static INDEX: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/index.lua")));
+static TRANSITION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/transition.lua")));
 
-/// Ids one list call scans at most before handing back a cursor, so a filter that matches few
-/// runs never blocks Redis for long.
-const SCAN_PER_CALL: usize = 2000;
+/// Ids one list step reads from the index (then one `HMGET` per id, pipelined).
+const LIST_BATCH: usize = 200;
+
+/// The fields of a run hash, in the order every read asks for them.
+const FIELDS: [&str; 5] = ["rev", "body", "status", "workflow", "org"];
 
 /// The run store on Redis, generic over the connection (a `ConnectionManager` by default; any
 /// `redis::aio::ConnectionLike`, e.g. a cluster connection, drops in).
 ///
-/// Keys (prefix `hw:wf` by default, the hash tag): `{hw:wf}:run:<id>` (hash: rev, body, status,
-/// workflow, org), `{hw:wf}:runs` (zset of ids, listed by lexical range) and `{hw:wf}:idem`
-/// (idempotency key → run id). Runs are kept until you delete them: run Redis with persistence
-/// (AOF) and watch its memory.
+/// Keys (prefix `hw:wf` by default): `hw:wf:run:{<id>}` (hash: rev, body, status, workflow,
+/// org; hash-tagged by the run id), `{hw:wf}:runs` (zset of ids, listed by lexical range) and
+/// `{hw:wf}:idem` (idempotency key → run id). Runs are kept until you delete them: run Redis
+/// with persistence (AOF) and watch its memory.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), hookwire_workflow::Error> {
@@ -40,13 +44,13 @@ const SCAN_PER_CALL: usize = 2000;
 #[derive(Clone)]
 pub struct RedisRunStore<C = ConnectionManager> {
     conn: C,
-    tag: String,
+    prefix: String,
 }
 
 impl<C> fmt::Debug for RedisRunStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRunStore")
-            .field("tag", &self.tag)
+            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
@@ -75,23 +79,84 @@ where
     pub fn new(conn: C) -> Self {
         Self {
             conn,
-            tag: "{hw:wf}".to_owned(),
+            prefix: "hw:wf".to_owned(),
         }
     }
 
-    /// Uses `prefix` (no braces) as the hash tag of every key, e.g. one per environment.
+    /// Uses `prefix` (no braces) for every key, e.g. one per environment: runs are
+    /// `<prefix>:run:{<id>}`, the index and idempotency keys `{<prefix>}:runs` and
+    /// `{<prefix>}:idem`.
     pub fn with_prefix(mut self, prefix: &str) -> Result<Self> {
         if prefix.is_empty() || prefix.contains(['{', '}']) {
             return Err(Error::invalid(
                 "a Redis key prefix must be non-empty and hold no braces",
             ));
         }
-        self.tag = format!("{{{prefix}}}");
+        prefix.clone_into(&mut self.prefix);
         Ok(self)
     }
 
-    fn run_key(&self, id: &str) -> String {
-        format!("{}:run:{id}", self.tag)
+    /// The run's hash, tagged by its id; `None` for an id no run can have (braces would move
+    /// the hash tag).
+    fn run_key(&self, id: &str) -> Option<String> {
+        (!id.is_empty() && !id.contains(['{', '}']))
+            .then(|| format!("{}:run:{{{id}}}", self.prefix))
+    }
+
+    fn global(&self, part: &str) -> String {
+        format!("{{{}}}:{part}", self.prefix)
+    }
+
+    /// One run's hash, read with `HMGET`.
+    async fn read(&self, id: String) -> Result<Option<RunDoc>> {
+        let Some(key) = self.run_key(&id) else {
+            return Ok(None);
+        };
+        let mut conn = self.conn.clone();
+        let f: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(key)
+            .arg(&FIELDS)
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::store)?;
+        let [Some(rev), Some(body), Some(status), Some(workflow), org] =
+            <[Option<String>; 5]>::try_from(f).unwrap_or_default()
+        else {
+            return Ok(None);
+        };
+        doc_of(
+            id,
+            &rev,
+            body,
+            &status,
+            workflow,
+            org.as_deref().unwrap_or(""),
+        )
+        .map(Some)
+    }
+
+    /// The transition script: compare-and-set, answered with the stored run when stale.
+    async fn transition(&self, doc: RunDoc, expected_rev: u64) -> Result<Replaced> {
+        let Some(key) = self.run_key(&doc.id) else {
+            return Ok(Replaced::Stale(None));
+        };
+        let mut conn = self.conn.clone();
+        let r: Vec<String> = TRANSITION
+            .key(key)
+            .arg(expected_rev)
+            .arg(doc.rev)
+            .arg(&doc.body)
+            .arg(doc.status.as_str())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Error::store)?;
+        match <[String; 6]>::try_from(r) {
+            Ok([_, rev, body, status, workflow, org]) => Ok(Replaced::Stale(Some(doc_of(
+                doc.id, &rev, body, &status, workflow, &org,
+            )?))),
+            Err(r) if r.is_empty() => Ok(Replaced::Stale(None)),
+            Err(_) => Ok(Replaced::Written),
+        }
     }
 }
 
@@ -129,113 +194,103 @@ where
         idempotency_key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Inserted>> {
         Box::pin(async move {
+            let key = self
+                .run_key(&doc.id)
+                .ok_or_else(|| Error::invalid("a run id holds no braces"))?;
             let mut conn = self.conn.clone();
-            let (what, id): (String, String) = INSERT
-                .key(format!("{}:runs", self.tag))
-                .key(format!("{}:idem", self.tag))
-                .key(self.run_key(&doc.id))
-                .arg(&doc.id)
+            // The run first, then the index: a crash between the two leaves an unlisted hash
+            // (never queued, never listed), never an index entry or a key naming no run.
+            let created: i64 = CREATE
+                .key(&key)
                 .arg(doc.rev)
                 .arg(&doc.body)
                 .arg(doc.status.as_str())
                 .arg(&doc.workflow)
                 .arg(org_field(doc.organization.as_ref()))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(Error::store)?;
+            if created != 1 {
+                return Err(Error::invalid(format!("run {} exists", doc.id)));
+            }
+            let existing: String = INDEX
+                .key(self.global("runs"))
+                .key(self.global("idem"))
+                .arg(&doc.id)
                 .arg(idempotency_key.unwrap_or(""))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(Error::store)?;
-            match what.as_str() {
-                "new" => Ok(Inserted::New),
-                "existing" => match self.load(&id).await? {
-                    Some(d) => Ok(Inserted::Existing(d)),
-                    None => Err(Error::store(format!(
-                        "idempotency key names run {id}, which is gone"
-                    ))),
-                },
-                _ => Err(Error::invalid(format!("run {id} exists"))),
+            if existing.is_empty() {
+                return Ok(Inserted::New);
+            }
+            // The key names an earlier run: this one was never listed nor queued; drop it.
+            let _: i64 = redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(Error::store)?;
+            match self.read(existing.clone()).await? {
+                Some(d) => Ok(Inserted::Existing(d)),
+                None => Err(Error::store(format!(
+                    "idempotency key names run {existing}, which is gone"
+                ))),
             }
         })
     }
 
     fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDoc>>> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let f: Vec<Option<String>> = redis::cmd("HMGET")
-                .arg(self.run_key(id))
-                .arg(&["rev", "body", "status", "workflow", "org"])
-                .query_async(&mut conn)
-                .await
-                .map_err(Error::store)?;
-            let [Some(rev), Some(body), Some(status), Some(workflow), org] =
-                <[Option<String>; 5]>::try_from(f).unwrap_or_default()
-            else {
-                return Ok(None);
-            };
-            doc_of(
-                id.to_owned(),
-                &rev,
-                body,
-                &status,
-                workflow,
-                org.as_deref().unwrap_or(""),
-            )
-            .map(Some)
-        })
+        Box::pin(self.read(id.to_owned()))
     }
 
     fn replace<'a>(&'a self, doc: RunDoc, expected_rev: u64) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let n: i64 = REPLACE
-                .key(self.run_key(&doc.id))
-                .arg(expected_rev)
-                .arg(doc.rev)
-                .arg(&doc.body)
-                .arg(doc.status.as_str())
-                .invoke_async(&mut conn)
-                .await
-                .map_err(Error::store)?;
-            Ok(n == 1)
+            Ok(matches!(
+                self.transition(doc, expected_rev).await?,
+                Replaced::Written
+            ))
         })
+    }
+
+    fn replace_or_current<'a>(
+        &'a self,
+        doc: RunDoc,
+        expected_rev: u64,
+    ) -> BoxFuture<'a, Result<Replaced>> {
+        Box::pin(self.transition(doc, expected_rev))
     }
 
     fn list<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<Vec<RunDoc>>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             let mut out = Vec::new();
-            let mut after = query.after.clone().unwrap_or_default();
-            let run_prefix = format!("{}:run:", self.tag);
+            let mut start = query
+                .after
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |a| format!("({a}"));
             while out.len() < query.limit {
-                let flat: Vec<String> = LIST
-                    .key(format!("{}:runs", self.tag))
-                    .arg(&after)
-                    .arg(query.limit - out.len())
-                    .arg(query.workflow.as_deref().unwrap_or(""))
-                    .arg(query.status.map_or("", RunStatus::as_str))
-                    .arg(org_field(query.organization.as_ref()))
-                    .arg(&run_prefix)
-                    .arg(SCAN_PER_CALL)
-                    .invoke_async(&mut conn)
+                let ids: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                    .arg(self.global("runs"))
+                    .arg(&start)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(LIST_BATCH)
+                    .query_async(&mut conn)
                     .await
                     .map_err(Error::store)?;
-                let mut it = flat.into_iter();
-                let cursor = it.next().unwrap_or_default();
-                let rest: Vec<String> = it.collect();
-                // ok: `chunks_exact(6)` yields slices of exactly six fields.
-                for c in rest.chunks_exact(6) {
-                    out.push(doc_of(
-                        c[0].clone(),
-                        &c[1],
-                        c[2].clone(),
-                        &c[3],
-                        c[4].clone(),
-                        &c[5],
-                    )?);
-                }
-                if cursor.is_empty() {
+                let Some(last) = ids.last() else {
                     break;
+                };
+                start = format!("({last}");
+                // One read per run, concurrently: the connection pipelines them, and each read
+                // goes to its run's slot on a cluster connection.
+                let docs = try_join_all(ids.into_iter().map(|id| self.read(id))).await?;
+                for d in docs.into_iter().flatten() {
+                    if query.matches(&d) && out.len() < query.limit {
+                        out.push(d);
+                    }
                 }
-                after = cursor;
             }
             Ok(out)
         })

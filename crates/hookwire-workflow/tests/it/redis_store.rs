@@ -70,3 +70,116 @@ async fn a_sleeping_run_wakes_on_time_after_an_engine_restart() {
     assert!(done.steps[0].finished_ms.unwrap() >= done.steps[0].started_ms + 800);
     second.shutdown().await;
 }
+
+/// `calls=` of one command in `INFO commandstats` (0 when it never ran).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let text = server.command("INFO commandstats").unwrap_or_default();
+    let prefix = format!("cmdstat_{command}:calls=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every step transition is one script call on the run's own hash (hash-tagged by the run id):
+/// a three-step no-op run costs two scripts to start (the run, then the index) and one per
+/// attempt begun and one per attempt settled (which also enters the next step, or completes
+/// the run), and a signal that resumes a parked wait is one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_transition_is_one_script_call_on_the_runs_own_slot() {
+    use std::time::Duration;
+
+    use hookwire_workflow::{
+        BoxError, Engine, Next, RunStatus, Scope, StartOptions, Step, Wait, Workflow,
+    };
+    use serde_json::{Value, json};
+
+    let server = RedisServer::start().expect("redis-server");
+    let noop = |name: &str| {
+        Step::new(name, |v: Value, _| async move {
+            Ok::<_, BoxError>(Next::output(v))
+        })
+    };
+    let three = Workflow::builder("three", 1)
+        .step(noop("a"))
+        .step(noop("b"))
+        .step(noop("c"))
+        .build()
+        .unwrap();
+    let parked = || {
+        Workflow::builder("parked", 1)
+            .wait("pay", Wait::signal("paid"))
+            .step(noop("ship"))
+            .build()
+            .unwrap()
+    };
+    let engine = Engine::builder()
+        .store(RedisRunStore::connect(&server.url()).await.unwrap())
+        .workflow(three)
+        .build()
+        .await
+        .unwrap();
+    let all = Scope::All;
+    let run_three = async || {
+        let run = engine
+            .start(&all, "three", &json!(1), StartOptions::new())
+            .await
+            .unwrap()
+            .run;
+        let done = engine
+            .wait_for(&all, &run.id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+        done
+    };
+    // Loads the scripts (the first call of each answers NOSCRIPT), outside the count.
+    run_three().await;
+    let (evalsha, eval) = (calls(&server, "evalsha"), calls(&server, "eval"));
+    let done = run_three().await;
+    assert_eq!(
+        calls(&server, "evalsha") - evalsha,
+        2 + 2 * 3,
+        "start: 2 scripts; each of 3 steps: begin + settle"
+    );
+    // started, 3 × (step_started, step_completed), completed.
+    assert_eq!(done.sequence, 8);
+    assert_eq!(calls(&server, "eval"), eval, "scripts travel once");
+    let keys = server
+        .command(&format!("EXISTS hw:wf:run:{{{}}}", done.id))
+        .unwrap();
+    assert_eq!(
+        keys.trim().trim_start_matches(':'),
+        "1",
+        "the run's hash is tagged by its id"
+    );
+
+    // Signalled through an engine without workers, so no step begins behind the count.
+    let api = Engine::builder()
+        .store(RedisRunStore::connect(&server.url()).await.unwrap())
+        .workflow(parked())
+        .workers(false)
+        .build()
+        .await
+        .unwrap();
+    let run = api
+        .start(&all, "parked", &json!(1), StartOptions::new())
+        .await
+        .unwrap()
+        .run;
+    assert_eq!(run.status, RunStatus::Waiting);
+    let before = calls(&server, "evalsha");
+    api.signal(&all, &run.id, "paid", &json!("ok"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        calls(&server, "evalsha") - before,
+        1,
+        "a signal resuming a parked wait (resumed + the next step queued) is one script"
+    );
+    let after = api.get(&all, &run.id).await.unwrap();
+    assert_eq!(after.current_step.as_deref(), Some("ship"), "{after:#?}");
+    api.shutdown().await;
+    engine.shutdown().await;
+}
