@@ -226,6 +226,9 @@ pub(crate) fn fmt(v: f64) -> String {
     if v.is_nan() {
         return "—".to_owned();
     }
+    if v == 0.0 {
+        return "0".to_owned();
+    }
     let a = v.abs();
     if a >= 1000.0 {
         let s = format!("{:.0}", v.abs());

@@ -253,7 +253,8 @@ fn draw<DB: DrawingBackend>(
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(64);
-            let y = 0.0..ymax * 1.15 + f64::MIN_POSITIVE;
+            // Head room above the highest point for the legend in the upper left corner.
+            let y = 0.0..ymax * 1.5 + f64::MIN_POSITIVE;
             let mut chart = b
                 .build_cartesian_2d((x0 / 1.5..x1 * 1.5).log_scale(), y)
                 .map_err(err)?;
