@@ -210,7 +210,11 @@ impl Run {
     }
 
     fn machine(&self) -> String {
-        let mut m = format!("{} CPUs", self.nproc);
+        // `nproc` is what the suite's process may use (it may have pinned itself first).
+        let mut m = match self.machine.get("cpus").and_then(Value::as_u64) {
+            Some(c) => format!("{c} CPUs (nproc {})", self.nproc),
+            None => format!("nproc {}", self.nproc),
+        };
         for key in ["cpu", "kernel"] {
             let v = self.machine.get(key).or_else(|| self.extra.get(key));
             if let Some(s) = v.and_then(Value::as_str) {

@@ -159,7 +159,13 @@ fn machine() -> Value {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
         .map(|k| k.trim().to_owned());
-    json!({ "cpu": cpu, "kernel": kernel })
+    // Every online CPU, not `available_parallelism`: a suite pins itself to one CPU first.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    json!({ "cpu": cpu, "kernel": kernel, "cpus": cpus })
 }
 
 /// `target/bench`, honouring `CARGO_TARGET_DIR`, else found from the workspace root.

@@ -42,7 +42,7 @@ fn a_suite_block_has_ratios_targets_figures_machine_date_and_command() {
     assert!(b.starts_with("<!-- suite:sse -->\n"), "{b}");
     assert!(b.contains("Command: `cargo xtask bench sse`"), "{b}");
     assert!(b.contains("date (UTC): 2026-12-07 03:00"), "{b}");
-    assert!(b.contains("2 CPUs, Test CPU, 6.1.0"), "{b}");
+    assert!(b.contains("nproc 2, Test CPU, 6.1.0"), "{b}");
     assert!(
         b.contains("| `fanout_vs_limit` | 0.890 | ≥ 0.8 | yes |"),
         "{b}"
@@ -59,6 +59,14 @@ fn a_suite_block_has_ratios_targets_figures_machine_date_and_command() {
     );
     assert!(b.contains("![sse chart](bench/sse.svg)"), "{b}");
     assert!(b.contains("- a note of the run"), "{b}");
+    // A pinned suite sees one CPU: the machine's count comes from `machine.cpus`.
+    let pinned = sse_json(false).replacen(
+        r#""nproc":2,"#,
+        r#""nproc":1,"machine":{"cpus":2,"cpu":"Pinned CPU","kernel":"6.2"},"#,
+        1,
+    );
+    let b = suite_block(&Run::parse(&pinned, String::new()).expect("parses"), None);
+    assert!(b.contains("2 CPUs (nproc 1), Pinned CPU, 6.2"), "{b}");
 }
 
 #[test]
