@@ -1,6 +1,7 @@
 //! `cargo xtask bench <suite>`: each suite is a `harness = false` bench target in the crate it
 //! measures, or a binary under `xtask/peers/` when it links peer crates; either way it writes
-//! `target/bench/<suite>.json` itself (format: `docs/benchmarks.md`).
+//! `target/bench/<suite>.json` itself (format: `docs/benchmarks.md`; a quick run writes
+//! `<suite>.quick.json`). `cargo xtask bench report` publishes the full runs (see `report`).
 
 use crate::cargo;
 
@@ -29,7 +30,15 @@ const SUITES: &[(&str, Harness)] = &[
     ("workflow", Harness::InTree("hookwire-workflow", "workflow")),
 ];
 
+/// The suites' names, in the order `all` runs them.
+pub(crate) fn suite_names() -> impl Iterator<Item = &'static str> {
+    SUITES.iter().map(|(s, _)| *s)
+}
+
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if args.first().is_some_and(|a| a == "report") {
+        return crate::report::run(&args[1..]);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let name = args
         .iter()

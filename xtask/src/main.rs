@@ -1,4 +1,5 @@
 //! Project automation for hookwire: `cargo xtask ci`, `cargo xtask bench <suite>`,
+//! `cargo xtask bench report`,
 //! `cargo xtask fuzz [target]`, `cargo xtask tidy`.
 //!
 //! Kept dependency-light (std::process only) so it builds in seconds on a fresh machine.
@@ -8,6 +9,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod ci;
 mod fuzz;
+mod report;
 mod tidy;
 
 fn main() -> ExitCode {
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask ci [--no-bench]\n       cargo xtask bench <suite|all> [--quick]\n       cargo xtask fuzz [--seconds N | --runs N] [target...]\n       cargo xtask tidy";
+const USAGE: &str = "usage: cargo xtask ci [--no-bench]\n       cargo xtask bench <suite|all> [--quick]\n       cargo xtask bench report [--from DIR]\n       cargo xtask fuzz [--seconds N | --runs N] [target...]\n       cargo xtask tidy";
 
 #[allow(clippy::print_stderr, reason = "xtask reports progress on stderr")]
 pub(crate) fn report(msg: &str) {

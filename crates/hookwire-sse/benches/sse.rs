@@ -1,13 +1,16 @@
 //! `cargo xtask bench sse`: one publish fanned out to 1k and 10k SSE subscribers on loopback,
-//! following the recipe in `shared/bench/README.md`.
+//! following the rules in `docs/benchmarks.md`.
 //!
 //! The bench binary plays two roles. With `HW_SSE_SERVER=<mode>` it is a server process
 //! (pinned to CPU 0 with `taskset`, one-worker runtime) driven by line commands on stdin:
 //! `lean` (hookwire's lean acceptor), `axum` (hookwire's SSE body under axum), `bare` (axum's
 //! own `Sse` over a `tokio::sync::broadcast`, the memory baseline) and `raw` (the limit: no
 //! queues and no task per subscriber, the pre-encoded chunk written to every socket in a loop
-//! from one thread). Without it, it is the orchestrator and the load generator (pinned to CPU
-//! 1): a single-threaded raw-TCP client that scans only for the `"t":` marker of each frame.
+//! from one thread; a burst of M frames goes to each socket in one write). The Node peer
+//! (`node_sse.mjs`: `node:http`, one `res.write` per frame per response) speaks the same line
+//! protocol. Without `HW_SSE_SERVER` the binary is the orchestrator and the load generator
+//! (pinned to CPU 1): a single-threaded raw-TCP client that scans only for the `"t":` marker of
+//! each frame, the same client for every server.
 //!
 //! The publisher embeds `CLOCK_MONOTONIC` nanoseconds in every patch (`{"v":{"t":…}}`). Rust
 //! has no portable accessor for the raw value without `unsafe`, so each process reads it once
@@ -336,13 +339,16 @@ fn raw_server() {
             ["PUB", k, pad] => {
                 let (k, pad): (u64, usize) = (k.parse().unwrap(), pad.parse().unwrap());
                 let mut socks = socks.lock().unwrap();
+                // A burst is encoded once and written to each socket with one call: the limit
+                // coalesces as well as hookwire's one `writev` per subscriber and drain can.
+                let mut burst = Vec::new();
                 for _ in 0..k {
                     v += 1;
                     let msg = json!({ v.to_string(): patch(now_ns(), pad) }).to_string();
-                    let f = Frame::patch(v, v, msg);
-                    for s in socks.iter_mut() {
-                        let _ = s.write_all(f.chunked());
-                    }
+                    burst.extend_from_slice(Frame::patch(v, v, msg).chunked());
+                }
+                for s in socks.iter_mut() {
+                    let _ = s.write_all(&burst);
                 }
                 reply("OK");
             }
@@ -354,6 +360,29 @@ fn raw_server() {
             _ => return,
         }
     }
+}
+
+// ---------------------------------------------------------------- Node peer
+
+/// Writes the Node peer's script under `target/bench/peers/sse-node/` (it needs no npm
+/// package: `node:http` only) and returns its path.
+fn node_script() -> std::path::PathBuf {
+    let dir = hookwire_testkit::bench::bench_dir().join("peers/sse-node");
+    std::fs::create_dir_all(&dir).expect("peer dir");
+    let path = dir.join("bench.mjs");
+    std::fs::write(&path, include_str!("node_sse.mjs")).expect("peer script");
+    path
+}
+
+/// `node --version`, or `None` when Node is not installed.
+fn node_version() -> Option<String> {
+    let out = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 // ---------------------------------------------------------------- client role
@@ -368,12 +397,20 @@ struct Server {
 impl Server {
     async fn spawn(mode: &str, pinned: bool) -> Self {
         let exe = std::env::current_exe().unwrap();
+        // The Node peer runs its script; every other mode is this binary re-executed.
+        let argv: Vec<std::ffi::OsString> = if mode == "node" {
+            vec!["node".into(), node_script().into()]
+        } else {
+            vec![exe.into()]
+        };
         let mut cmd = if pinned {
             let mut c = tokio::process::Command::new("taskset");
-            c.arg("-c").arg("0").arg(exe);
+            c.arg("-c").arg("0").args(&argv);
             c
         } else {
-            tokio::process::Command::new(exe)
+            let mut c = tokio::process::Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
         };
         cmd.env("HW_SSE_SERVER", mode)
             .env("HW_SSE_WORKERS", if pinned { "1" } else { "2" })
@@ -644,6 +681,7 @@ struct Params {
     idle: Duration,
     burst: usize,
     mem_n: usize,
+    mem_rounds: usize,
     slow_n: usize,
 }
 
@@ -832,6 +870,7 @@ async fn orchestrate() {
             idle: Duration::from_millis(300),
             burst: 20,
             mem_n: 1000,
+            mem_rounds: 1,
             slow_n: 200,
         }
     } else {
@@ -844,6 +883,7 @@ async fn orchestrate() {
             idle: Duration::from_secs(2),
             burst: 50,
             mem_n: 10_000,
+            mem_rounds: 3,
             slow_n: 300,
         }
     };
@@ -897,15 +937,25 @@ async fn orchestrate() {
     if quick {
         report.note("quick: shared layout (2 workers, no pinning) not measured; pinned only");
     }
-    report.note("the limit writes every frame to every socket with its own write(); fanout_vs_limit > 1 comes from hookwire coalescing queued frames into one writev per subscriber");
+    report.note("the limit writes a burst of M frames to each socket with one write (N writes per burst); a single publish is one write per socket");
+    let node = node_version();
+    match &node {
+        Some(v) => report.peer("node", v),
+        None => report.note("node not installed: the Node peer was not measured"),
+    }
+    report.extra(
+        "node_peer",
+        json!("node:http server holding every response, res.write(frame) per frame per response"),
+    );
     for round in 0..p.rounds {
         eprintln!("round {}/{}", round + 1, p.rounds);
-        // Alternate which mode goes first, so slow drifts in machine load hit both alike.
-        let order = if round % 2 == 0 {
-            ["lean", "raw"]
-        } else {
-            ["raw", "lean"]
-        };
+        // Rotate which mode goes first, so slow drifts in machine load hit every mode alike.
+        let mut order = vec!["lean", "raw"];
+        if node.is_some() {
+            order.push("node");
+        }
+        let k = round % order.len();
+        order.rotate_left(k);
         for mode in order {
             fanout_mode(&p, mode, pinned, "", &mut report).await;
         }
@@ -935,8 +985,20 @@ async fn orchestrate() {
             "shared_raw_10k_p99_ms",
         );
     }
-    for mode in ["lean", "axum", "bare"] {
+    for mode in ["axum", "bare"] {
         memory(&p, mode, pinned, &mut report).await;
+    }
+    // The lean acceptor against the Node peer, interleaved rounds.
+    for round in 0..p.mem_rounds {
+        let mut order = vec!["lean"];
+        if node.is_some() {
+            order.push("node");
+        }
+        let k = round % order.len();
+        order.rotate_left(k);
+        for mode in order {
+            memory(&p, mode, pinned, &mut report).await;
+        }
     }
     slow_consumer(&p, pinned, &mut report).await;
 
@@ -958,14 +1020,34 @@ async fn orchestrate() {
     let axum_vs = median(report.figures("axum_rss_kib_per_sub"))
         / median(report.figures("bare_rss_kib_per_sub"));
     report.ratio("rss_vs_bare_axum", axum_vs);
-    let checks = [
+    let mut checks = vec![
         ("fanout_vs_limit >= 0.8", fan >= 0.8),
         ("p99_vs_limit_10k <= 1.3", p99 <= 1.3),
         ("p99_ms_1k < 20", p99_1k < 20.0),
         ("rss_kib_per_sub_lean <= 4", lean <= 4.0),
         ("rss_vs_bare_axum <= 1.1", axum_vs <= 1.1),
     ];
-    for (what, ok) in checks {
+    if node.is_some() {
+        let vs_node = report.ratio_of_rounds(
+            "fanout_vs_node",
+            "lean_10k_deliveries_per_s",
+            "node_10k_deliveries_per_s",
+        );
+        report.ratio_of_rounds(
+            "fanout_vs_node_1k",
+            "lean_1k_deliveries_per_s",
+            "node_1k_deliveries_per_s",
+        );
+        report.ratio_of_rounds("p99_vs_node_10k", "lean_10k_p99_ms", "node_10k_p99_ms");
+        let rss_vs_node = report.ratio_of_rounds(
+            "rss_per_sub_vs_node",
+            "lean_rss_kib_per_sub",
+            "node_rss_kib_per_sub",
+        );
+        checks.push(("fanout_vs_node >= 3", vs_node >= 3.0));
+        checks.push(("rss_per_sub_vs_node <= 0.5", rss_vs_node <= 0.5));
+    }
+    for (what, ok) in &checks {
         if !ok {
             report.note(format!("target missed: {what}"));
         }

@@ -1,5 +1,5 @@
 //! The JSON report every benchmark suite writes to `target/bench/<suite>.json`
-//! (format: `shared/bench/README.md`).
+//! (format: `docs/benchmarks.md`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +98,7 @@ impl Report {
             "quick": self.quick,
             "rounds": self.rounds,
             "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "machine": machine(),
             "peers": self.peers,
             "figures": self.figures,
             "medians": medians,
@@ -107,12 +108,18 @@ impl Report {
         })
     }
 
-    /// Writes `target/bench/<suite>.json` (under `$CARGO_TARGET_DIR` when set) and prints a
+    /// Writes `target/bench/<suite>.json` (under `$CARGO_TARGET_DIR` when set; a quick run
+    /// writes `<suite>.quick.json`, so it never replaces a full run's figures) and prints a
     /// short table on stderr; returns the path.
     pub fn write(&self) -> std::io::Result<PathBuf> {
         let dir = bench_dir();
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.json", self.suite));
+        let name = if self.quick {
+            format!("{}.quick.json", self.suite)
+        } else {
+            format!("{}.json", self.suite)
+        };
+        let path = dir.join(name);
         let text = serde_json::to_string_pretty(&self.to_json()).map_err(std::io::Error::other)?;
         std::fs::write(&path, text)?;
         let mut table = format!("bench {} (quick: {})\n", self.suite, self.quick);
@@ -139,6 +146,26 @@ impl Report {
         }
         Ok(path)
     }
+}
+
+/// The CPU model and kernel release, for the report's machine line.
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|k| k.trim().to_owned());
+    // Every online CPU, not `available_parallelism`: a suite pins itself to one CPU first.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    json!({ "cpu": cpu, "kernel": kernel, "cpus": cpus })
 }
 
 /// `target/bench`, honouring `CARGO_TARGET_DIR`, else found from the workspace root.

@@ -16,7 +16,11 @@
 //!   to each client's receipt (one loopback hop for the command included), median over
 //!   publishes, against the limit measured in the same run, interleaved: a "raw" server that
 //!   writes the pre-encoded frame to every socket in a loop (no rooms, queues or tasks);
-//! - `soak_p50_ms` / `soak_p99_ms`: the same latency during the soak (absolute).
+//! - `soak_p50_ms` / `soak_p99_ms`: the same latency during the soak (absolute);
+//! - `fanout_vs_node_ws` / `rss_per_client_vs_node_ws`: room fan-out (burst deliveries/s) at
+//!   10 000 clients and RSS per idle client against a Node server on the `ws` package
+//!   (`node_ws.mjs`, installed from npm under `target/bench/peers/ws-node/`), same client, same
+//!   run, interleaved rounds; the fan-out phase is described in `ws/fanout.rs`.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -34,8 +38,18 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+#[path = "ws/fanout.rs"]
+mod fanout;
+
 const ROLE_ENV: &str = "HOOKWIRE_WS_BENCH_SERVER";
+const HEARTBEAT_ENV: &str = "HOOKWIRE_WS_BENCH_HEARTBEAT_MS";
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Heartbeat of both servers in the fan-out phase: 30 s, the usual `ws` keep-alive period, so
+/// neither spends the measured seconds on pings.
+const FANOUT_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The Node peer's script, once installed.
+static NODE_SCRIPT: OnceLock<std::path::PathBuf> = OnceLock::new();
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE_ENV) {
@@ -81,22 +95,31 @@ fn server(role: &str) {
 
 fn hookwire_router() -> axum::Router {
     static GW: OnceLock<WsGateway> = OnceLock::new();
+    let heartbeat = std::env::var(HEARTBEAT_ENV)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(HEARTBEAT, Duration::from_millis);
     let gw = WsGateway::builder()
         .authenticator(DemoAuthenticator)
         .resources(["bench"])
-        .heartbeat_interval(HEARTBEAT)
+        .heartbeat_interval(heartbeat)
         .expose_stats(ExposeStats::On)
         .on_message(|_, msg| {
-            if msg["type"] == "bench.publish" {
-                let seq = msg["seq"].clone();
-                if let Some(gw) = GW.get() {
+            // `bench.publish`: one event; `bench.burst`: `n` events back to back.
+            let n = match msg["type"].as_str() {
+                Some("bench.publish") => 1,
+                Some("bench.burst") => msg["n"].as_u64().unwrap_or(1),
+                _ => return HookReply::Unknown,
+            };
+            let seq0 = msg["seq"].as_u64().unwrap_or(0);
+            if let Some(gw) = GW.get() {
+                for seq in seq0..seq0 + n {
                     let e = Event::new("bench.tick", json!({"seq": seq, "pad": "x".repeat(96)}))
                         .with_organization("acme");
                     gw.publish(&e);
                 }
-                return HookReply::Handled;
             }
-            HookReply::Unknown
+            HookReply::Handled
         })
         .build()
         .expect("gateway");
@@ -164,8 +187,24 @@ struct Server {
 
 impl Server {
     async fn start(role: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("exe"))
+        Self::start_with(role, HEARTBEAT).await
+    }
+
+    /// Starts the server for `role` (`hookwire`, `bare`, `raw`: this binary; `node`: the Node
+    /// peer) with application heartbeats every `heartbeat` (hookwire, node).
+    async fn start_with(role: &str, heartbeat: Duration) -> Self {
+        let mut cmd = match NODE_SCRIPT.get() {
+            Some(script) if role == "node" => {
+                let mut c = Command::new("node");
+                c.arg(script);
+                c
+            }
+            _ => Command::new(std::env::current_exe().expect("exe")),
+        };
+        let mut child = cmd
             .env(ROLE_ENV, role)
+            .env(HEARTBEAT_ENV, heartbeat.as_millis().to_string())
+            .env("HEARTBEAT_MS", heartbeat.as_millis().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -196,6 +235,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `node --version`, or `None` when Node is not installed.
+fn node_version() -> Option<String> {
+    let out = Command::new("node").arg("--version").output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn proc_status_kib(pid: u32, key: &str) -> f64 {
@@ -341,7 +388,8 @@ async fn idle_rss(role: &str, n: usize) -> (f64, f64) {
     let server = Server::start(role).await;
     let sent: Sent = Arc::default();
     let lat: Lat = Arc::default();
-    let hookwire = role == "hookwire";
+    // The Node peer speaks the same subscribe protocol.
+    let hookwire = role != "bare";
     let _one = connect_all(server.addr, 1, hookwire, &sent, &lat).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let a = server.rss_kib();
@@ -476,18 +524,98 @@ async fn run() {
         ),
     );
 
-    // Idle memory, interleaved A (hookwire) / B (bare axum defaults).
+    // The Node peer (npm `ws`), installed once under target/bench/peers/ws-node.
+    match hookwire_testkit::bench::npm_peer("ws-node", include_str!("node_ws.mjs"), &["ws@8"]) {
+        Ok((dir, version)) => {
+            report.peer("ws", &version);
+            if let Some(v) = node_version() {
+                report.peer("node", &v);
+            }
+            let _ = NODE_SCRIPT.set(dir.join("bench.mjs"));
+        }
+        Err(e) => report.note(format!("Node ws peer not measured: {e}")),
+    }
+    let node = NODE_SCRIPT.get().is_some();
+
+    // Room fan-out, interleaved hookwire / Node ws, on a single-threaded client of its own.
+    let fp = fanout::Params {
+        // A Node round at 10 000 clients takes minutes: 3 rounds, as the other ws phases.
+        rounds: if quick { 1 } else { 3 },
+        sizes: if quick { [200, 1000] } else { [2_000, 10_000] },
+        warmup: if quick { 1 } else { 3 },
+        publishes: if quick { 5 } else { 15 },
+        spacing: Duration::from_millis(if quick { 50 } else { 150 }),
+        bursts: 2,
+        burst: if quick { 20 } else { 50 },
+    };
+    report.extra("fanout_clients", json!(fp.sizes));
+    report.extra("fanout_burst_frames", json!(fp.burst));
+    report.extra("fanout_heartbeat_ms", json!(FANOUT_HEARTBEAT.as_millis()));
+    if quick {
+        report.note("quick: fan-out at 200 and 1000 clients (the *_2k / *_10k figures), 1 round");
+    }
+    let roles: &[&str] = if node {
+        &["hookwire", "node"]
+    } else {
+        &["hookwire"]
+    };
+    let (figures, notes) = tokio::task::spawn_blocking(move || fanout::run(&fp, roles))
+        .await
+        .expect("fan-out phase");
+    for (k, v) in figures {
+        report.figure(&k, v);
+    }
+    for note in notes {
+        report.note(note);
+    }
+
+    // Idle memory, interleaved A (hookwire) / B (bare axum defaults) / C (Node ws).
     for _ in 0..rounds {
         let (a, b) = idle_rss("hookwire", n).await;
         report.figure("hookwire_rss_kib_per_client", (b - a) / n as f64);
         let (a, b) = idle_rss("bare", n).await;
         report.figure("bare_axum_rss_kib_per_client", (b - a) / n as f64);
+        if node {
+            let (a, b) = idle_rss("node", n).await;
+            report.figure("node_ws_rss_kib_per_client", (b - a) / n as f64);
+        }
     }
     report.ratio_of_rounds(
         "rss_vs_bare_axum",
         "hookwire_rss_kib_per_client",
         "bare_axum_rss_kib_per_client",
     );
+    let mut checks = Vec::new();
+    if node {
+        let fan = report.ratio_of_rounds(
+            "fanout_vs_node_ws",
+            "hookwire_10k_deliveries_per_s",
+            "node_10k_deliveries_per_s",
+        );
+        report.ratio_of_rounds(
+            "fanout_vs_node_ws_2k",
+            "hookwire_2k_deliveries_per_s",
+            "node_2k_deliveries_per_s",
+        );
+        report.ratio_of_rounds(
+            "p99_vs_node_ws_10k",
+            "hookwire_10k_p99_ms",
+            "node_10k_p99_ms",
+        );
+        let rss = report.ratio_of_rounds(
+            "rss_per_client_vs_node_ws",
+            "hookwire_rss_kib_per_client",
+            "node_ws_rss_kib_per_client",
+        );
+        checks.push(("fanout_vs_node_ws >= 3", fan >= 3.0));
+        checks.push(("rss_per_client_vs_node_ws <= 0.5", rss <= 0.5));
+    }
+    for (what, ok) in &checks {
+        if !ok {
+            report.note(format!("target missed: {what}"));
+        }
+    }
+    report.extra("targets_met", json!(checks.iter().all(|(_, ok)| *ok)));
     let per = median(report.figures("hookwire_rss_kib_per_client"));
     report.ratio("rss_kib_per_client", per);
 

@@ -27,8 +27,9 @@ use crate::{
 };
 
 /// Read buffer per socket. tungstenite's default (128 KiB, allocated eagerly) would cost
-/// ~1.3 GB for 10 000 idle clients; protocol frames are small, so 4 KiB is plenty.
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// ~1.3 GB for 10 000 idle clients. Client messages (subscribe, pong, …) are tens of bytes, so
+/// 1 KiB is plenty; a larger message (up to the gateway's limit) still arrives, in more reads.
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// Most frames written in one flush when several are queued (coalesced writes).
 const MAX_BATCH: usize = 64;
