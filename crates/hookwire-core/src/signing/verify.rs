@@ -664,7 +664,7 @@ mod tests {
 
     use base64::Engine as _;
 
-    /// The reference: what the `base64` crate's padded engine accepts as 32 bytes.
+    /// What the `base64` crate's padded engine accepts as 32 bytes: the decoder must agree.
     fn reference_b64_32(v: &[u8]) -> Option<Sig> {
         let raw = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
         <Sig>::try_from(raw.as_slice()).ok()
