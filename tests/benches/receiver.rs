@@ -1,6 +1,7 @@
 //! `cargo xtask bench receiver`: signed 1 KiB webhook POSTs per second through each adapter
-//! versus the same framework's bare handler, and through the axum adapter versus a Node
-//! receiver (express + the npm `standardwebhooks` package verifying the same requests).
+//! versus the same framework's HMAC floor and bare handler, and through the axum adapter versus
+//! an axum handler verifying with the `svix` crate and a Node receiver (express + the npm
+//! `standardwebhooks` package), all verifying the same requests.
 //!
 //! Load comes from `wrk` (one thread, 16 keep-alive connections) on loopback. Every server runs
 //! on one worker thread (Node is single-threaded too); with two or more CPUs the servers are
@@ -12,15 +13,17 @@
 //!   Lua script; that scheme's key is not signed) and the signature replay cache off (every
 //!   request has the same signature), so every request takes the full path: read with limit,
 //!   verify, claim, handler, commit.
-//! - `hmac_floor_vs_bare`: the floor for any receiver that verifies signatures. A bare axum
-//!   handler that only checks the `hookwire` HMAC with the raw `hmac`/`sha2` crates (pre-keyed
-//!   state, constant-time compare), no store, no key handling; `axum_vs_hmac_floor` is the
-//!   adapter against that floor.
+//! - `<framework>_vs_hmac_floor`: against the floor for any receiver that verifies signatures
+//!   — the same framework with a bare handler that only checks the `hookwire` HMAC with the raw
+//!   `hmac`/`sha2` crates (pre-keyed state, constant-time compare), no store, no key handling
+//!   (`<framework>_hmac_floor_vs_bare` for the record; `hmac_floor_vs_bare` is axum's).
 //! - `memory_store_claim_commit_ns`: one claim + commit of a fresh key in a full 100 000-key
 //!   `MemoryStore`, in-process (the store's share of a request, without the network);
 //!   `replay_cache_bind_ns` likewise for the signature replay cache the default gate adds.
-//! - `axum_vs_node`: `standard` scheme, one signed request replayed. Node verifies it; axum
-//!   verifies it and answers from the idempotency store (the replay path, handler skipped).
+//! - `axum_vs_node`, `axum_vs_svix`: `standard` scheme, one signed request replayed. Node and
+//!   the svix handler (`svix-receiver` in `xtask/peers/sign`, a separate process on a one-thread
+//!   runtime, built by this suite) verify it; axum verifies it and answers from the idempotency
+//!   store (the replay path, handler skipped).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -90,33 +93,46 @@ fn axum_server(layered: bool) -> SocketAddr {
     })
 }
 
-/// The HMAC floor: a bare axum handler that reads the body and checks the `hookwire` signature
-/// (`sha256=hex(HMAC(secret, ts "." body))`) with nothing else around it.
-fn hmac_floor_server() -> SocketAddr {
-    use hmac::{Hmac, Mac};
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The HMAC floor's whole check: the `hookwire` signature (`sha256=hex(HMAC(secret, ts "."
+/// body))`) with the raw crates, from a pre-keyed state, compared in constant time.
+fn floor_check(keyed: &HmacSha256, ts: Option<&[u8]>, sig: Option<&[u8]>, body: &[u8]) -> bool {
+    use hmac::Mac;
     use subtle::ConstantTimeEq;
-    type HmacSha256 = Hmac<sha2::Sha256>;
-    let keyed = HmacSha256::new_from_slice(SECRET.as_bytes()).unwrap();
+    let (Some(ts), Some(sig)) = (ts, sig.and_then(|s| s.strip_prefix(b"sha256="))) else {
+        return false;
+    };
+    let mut want = [0u8; 32];
+    if hex::decode_to_slice(sig, &mut want).is_err() {
+        return false;
+    }
+    let mut mac = keyed.clone();
+    mac.update(ts);
+    mac.update(b".");
+    mac.update(body);
+    bool::from(mac.finalize().into_bytes().as_slice().ct_eq(&want))
+}
+
+fn floor_key() -> HmacSha256 {
+    use hmac::Mac;
+    HmacSha256::new_from_slice(SECRET.as_bytes()).unwrap()
+}
+
+/// The HMAC floor on axum: a bare handler that reads the body and runs [`floor_check`], with
+/// nothing else around it.
+fn hmac_floor_server() -> SocketAddr {
+    let keyed = floor_key();
     tokio_server(move |l| async move {
         let h = move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
-            let mut mac = keyed.clone();
+            let ok = floor_check(
+                &keyed,
+                headers.get("x-webhook-timestamp").map(|v| v.as_bytes()),
+                headers.get("x-webhook-signature").map(|v| v.as_bytes()),
+                &body,
+            );
             async move {
-                let ts = headers.get("x-webhook-timestamp").map(|v| v.as_bytes());
-                let sig = headers
-                    .get("x-webhook-signature")
-                    .and_then(|v| v.as_bytes().strip_prefix(b"sha256="));
-                let (Some(ts), Some(sig)) = (ts, sig) else {
-                    return axum::http::StatusCode::UNAUTHORIZED;
-                };
-                let mut want = [0u8; 32];
-                if hex::decode_to_slice(sig, &mut want).is_err() {
-                    return axum::http::StatusCode::UNAUTHORIZED;
-                }
-                mac.update(ts);
-                mac.update(b".");
-                mac.update(&body);
-                let got = mac.finalize().into_bytes();
-                if bool::from(got.as_slice().ct_eq(&want)) {
+                if ok {
                     axum::http::StatusCode::NO_CONTENT
                 } else {
                     axum::http::StatusCode::UNAUTHORIZED
@@ -126,6 +142,76 @@ fn hmac_floor_server() -> SocketAddr {
         let app = axum::Router::new().route("/webhook", axum::routing::post(h));
         axum::serve(l, app).await.unwrap();
     })
+}
+
+/// The HMAC floor on warp: the same check in a bare filter chain.
+fn warp_floor_server() -> SocketAddr {
+    use warp::Filter;
+    let keyed = floor_key();
+    tokio_server(move |l| async move {
+        let route = warp::post()
+            .and(warp::path("webhook"))
+            .and(warp::path::end())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .map(move |h: warp::http::HeaderMap, body: bytes::Bytes| {
+                let ok = floor_check(
+                    &keyed,
+                    h.get("x-webhook-timestamp").map(|v| v.as_bytes()),
+                    h.get("x-webhook-signature").map(|v| v.as_bytes()),
+                    &body,
+                );
+                if ok {
+                    warp::http::StatusCode::NO_CONTENT
+                } else {
+                    warp::http::StatusCode::UNAUTHORIZED
+                }
+            });
+        warp::serve(route).incoming(l).run().await;
+    })
+}
+
+/// The HMAC floor on actix-web: the same check in a bare handler.
+fn actix_floor_server() -> SocketAddr {
+    use actix_web::{App, HttpRequest, HttpResponse, web};
+    let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            async fn h(
+                req: HttpRequest,
+                body: web::Bytes,
+                key: web::Data<HmacSha256>,
+            ) -> HttpResponse {
+                let h = req.headers();
+                let ok = floor_check(
+                    &key,
+                    h.get("x-webhook-timestamp").map(|v| v.as_bytes()),
+                    h.get("x-webhook-signature").map(|v| v.as_bytes()),
+                    &body,
+                );
+                if ok {
+                    HttpResponse::NoContent().finish()
+                } else {
+                    HttpResponse::Unauthorized().finish()
+                }
+            }
+            let key = web::Data::new(floor_key());
+            actix_web::HttpServer::new(move || {
+                App::new()
+                    .app_data(key.clone())
+                    .route("/webhook", web::post().to(h))
+            })
+            .workers(1)
+            .disable_signals()
+            .listen(std_l)
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        });
+    });
+    addr
 }
 
 /// Nanoseconds per claim + commit of a fresh key in a full default `MemoryStore` (100 000 keys,
@@ -391,10 +477,71 @@ fn wrk(addr: SocketAddr, script: &Path, secs: u32, pinned: bool) -> f64 {
         .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
 }
 
+/// One framework's three servers: the adapter, a bare body-reading handler, the HMAC floor.
+struct Servers {
+    name: &'static str,
+    hookwire: SocketAddr,
+    bare: SocketAddr,
+    floor: SocketAddr,
+}
+
+/// Builds the `svix-receiver` peer (`xtask/peers/sign`, its own manifest and lockfile, so svix
+/// stays out of the workspace's dependency graph) into `target/bench/peers`, the directory the
+/// `sign` suite builds the same crate into, and returns the binary.
+fn build_svix_peer() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/bench/peers");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--bin",
+            "svix-receiver",
+            "--manifest-path",
+        ])
+        .arg(root.join("xtask/peers/sign/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building svix-receiver failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(target.join("release/svix-receiver"))
+}
+
+/// The svix peer on CPU 0 (when pinned), killed when dropped.
+fn svix_server(exe: &Path, pinned: bool) -> (NodeServer, SocketAddr) {
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    let mut child = cmd
+        .arg(SECRET)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("svix-receiver");
+    let stdout = child.stdout.take().unwrap();
+    let child = NodeServer(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let port: u16 = line.trim().parse().expect("svix-receiver printed its port");
+    (child, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// Profiling aid (`HOOKWIRE_BENCH_SERVE=1`): keeps the servers up and prints where they listen,
 /// so `perf` can watch one server while `wrk` drives it by hand. Never returns.
 #[allow(clippy::print_stdout, reason = "the addresses are the output")]
-fn serve_for_profiling(servers: &[(&str, SocketAddr, SocketAddr)]) -> ! {
+fn serve_for_profiling(servers: &[Servers]) -> ! {
     let body = body();
     let ts = hookwire_core::time::unix_now();
     let headers = sign(
@@ -408,10 +555,12 @@ fn serve_for_profiling(servers: &[(&str, SocketAddr, SocketAddr)]) -> ! {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     script(&path, &headers, &body, Some(&format!("serve-{ts}-")));
     println!("wrk script: {}", path.display());
-    for (name, layered, bare) in servers {
-        println!("{name}: hookwire http://{layered}/webhook bare http://{bare}/webhook");
+    for s in servers {
+        println!(
+            "{}: hookwire http://{}/webhook bare http://{}/webhook hmac floor http://{}/webhook",
+            s.name, s.hookwire, s.bare, s.floor
+        );
     }
-    println!("hmac floor http://{}/webhook", hmac_floor_server());
     loop {
         std::thread::park();
     }
@@ -445,15 +594,39 @@ fn main() {
     report.figure("replay_cache_bind_ns", replay_cache_bind_ns(store_ops));
 
     let servers = [
-        ("axum", axum_server(true), axum_server(false)),
-        ("actix", actix_server(true), actix_server(false)),
-        ("warp", warp_server(true), warp_server(false)),
+        Servers {
+            name: "axum",
+            hookwire: axum_server(true),
+            bare: axum_server(false),
+            floor: hmac_floor_server(),
+        },
+        Servers {
+            name: "actix",
+            hookwire: actix_server(true),
+            bare: actix_server(false),
+            floor: actix_floor_server(),
+        },
+        Servers {
+            name: "warp",
+            hookwire: warp_server(true),
+            bare: warp_server(false),
+            floor: warp_floor_server(),
+        },
     ];
     if std::env::var_os("HOOKWIRE_BENCH_SERVE").is_some() {
         serve_for_profiling(&servers);
     }
-    let floor = hmac_floor_server();
     let (node, node_addr) = node_server(&node_dir, pinned);
+    let svix = match build_svix_peer() {
+        Ok(exe) => {
+            report.peer("svix (crate, axum handler)", "2.9.1");
+            Some(svix_server(&exe, pinned))
+        }
+        Err(e) => {
+            report.note(format!("axum_vs_svix not measured: {e}"));
+            None
+        }
+    };
     std::thread::sleep(Duration::from_millis(300));
 
     let body = body();
@@ -480,13 +653,16 @@ fn main() {
     // Warm up every server once (JIT for Node, connection pools, allocator).
     let warm = dir.join("warm.lua");
     script(&warm, &hookwire_headers, &body, Some("warm-"));
-    for (_, layered, bare) in &servers {
-        wrk(*layered, &warm, 1, pinned);
-        wrk(*bare, &warm, 1, pinned);
+    for s in &servers {
+        for addr in [s.hookwire, s.bare, s.floor] {
+            wrk(addr, &warm, 1, pinned);
+        }
     }
-    wrk(floor, &warm, 1, pinned);
-    wrk(servers[0].1, &standard, 1, pinned);
+    wrk(servers[0].hookwire, &standard, 1, pinned);
     wrk(node_addr, &standard, 1, pinned);
+    if let Some((_, addr)) = &svix {
+        wrk(*addr, &standard, 1, pinned);
+    }
 
     for round in 0..rounds {
         let fresh = dir.join(format!("round{round}.lua"));
@@ -496,34 +672,36 @@ fn main() {
             &body,
             Some(&format!("r{round}-{ts}-")),
         );
-        for (name, layered, bare) in &servers {
-            let mut runs = vec![
-                (format!("{name}_hookwire"), *layered),
-                (format!("{name}_bare"), *bare),
+        for s in &servers {
+            let mut runs = [
+                ("hookwire", s.hookwire),
+                ("bare", s.bare),
+                ("hmac_floor", s.floor),
             ];
-            if *name == "axum" {
-                runs.push(("axum_hmac_floor".to_owned(), floor));
-            }
             if round % 2 == 1 {
                 runs.reverse();
             }
             for (fig, addr) in runs {
                 let rps = wrk(addr, &fresh, secs, pinned);
-                report.figure(&format!("{fig}_rps"), rps);
+                report.figure(&format!("{}_{fig}_rps", s.name), rps);
             }
         }
-        let mut pair = [
-            ("axum_hookwire_standard", servers[0].1),
+        let mut standard_runs = vec![
+            ("axum_hookwire_standard", servers[0].hookwire),
             ("node_standardwebhooks", node_addr),
         ];
-        if round % 2 == 1 {
-            pair.reverse();
+        if let Some((_, addr)) = &svix {
+            standard_runs.push(("axum_svix", *addr));
         }
-        for (fig, addr) in pair {
+        if round % 2 == 1 {
+            standard_runs.reverse();
+        }
+        for (fig, addr) in standard_runs {
             report.figure(&format!("{fig}_rps"), wrk(addr, &standard, secs, pinned));
         }
     }
     drop(node);
+    drop(svix);
 
     for name in ["axum", "actix", "warp"] {
         report.ratio_of_rounds(
@@ -531,18 +709,31 @@ fn main() {
             &format!("{name}_hookwire_rps"),
             &format!("{name}_bare_rps"),
         );
+        report.ratio_of_rounds(
+            &format!("{name}_vs_hmac_floor"),
+            &format!("{name}_hookwire_rps"),
+            &format!("{name}_hmac_floor_rps"),
+        );
+        report.ratio_of_rounds(
+            &format!("{name}_hmac_floor_vs_bare"),
+            &format!("{name}_hmac_floor_rps"),
+            &format!("{name}_bare_rps"),
+        );
     }
+    // The name earlier reports used for the axum floor.
     report.ratio_of_rounds("hmac_floor_vs_bare", "axum_hmac_floor_rps", "axum_bare_rps");
-    report.ratio_of_rounds(
-        "axum_vs_hmac_floor",
-        "axum_hookwire_rps",
-        "axum_hmac_floor_rps",
-    );
     report.ratio_of_rounds(
         "axum_vs_node",
         "axum_hookwire_standard_rps",
         "node_standardwebhooks_rps",
     );
+    if !report.figures("axum_svix_rps").is_empty() {
+        report.ratio_of_rounds(
+            "axum_vs_svix",
+            "axum_hookwire_standard_rps",
+            "axum_svix_rps",
+        );
+    }
     report.extra(
         "method",
         serde_json::json!({
@@ -551,10 +742,13 @@ fn main() {
             "body_bytes": 1024,
             "server_threads": 1,
             "seconds_per_run": secs,
-            "targets": {"each_vs_bare": 0.85, "axum_vs_node": 5.0},
+            "targets": {"each_vs_hmac_floor": 0.92, "axum_vs_svix": 1.0, "axum_vs_node": 5.0},
         }),
     );
     report.note("vs_bare: hookwire scheme, fresh Idempotency-Key per request, replay cache off (full verify+claim+commit path)");
-    report.note("axum_vs_node: standard scheme, one signed request replayed; node verifies, axum verifies and answers from the store");
+    report.note("axum_vs_node, axum_vs_svix: standard scheme, one signed request replayed; node and the svix handler verify, axum verifies and answers from the store");
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        report.extra("loadavg_at_end", serde_json::json!(load.trim()));
+    }
     report.write().unwrap();
 }

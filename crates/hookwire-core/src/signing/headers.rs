@@ -45,6 +45,24 @@ pub trait HeaderSource {
             .filter(|(_, n)| self.lookup(n) != HeaderLookup::Absent)
             .fold(0, |m, (i, _)| m | (1 << i))
     }
+
+    /// Looks up every name of `names` (lowercase ASCII) into the same position of `out` (the
+    /// shorter of the two bounds the work). The default looks each one up; sources that can
+    /// walk their headers once override it (a `standard` verification asks for six names on
+    /// every request).
+    ///
+    /// ```
+    /// use hookwire_core::signing::{HeaderLookup, HeaderSource};
+    /// let h = [("Webhook-Id", "msg_1"), ("x-a", "1"), ("X-A", "2")];
+    /// let mut out = [HeaderLookup::Absent; 3];
+    /// h.lookup_into(&["webhook-id", "x-a", "x-b"], &mut out);
+    /// assert_eq!(out, [HeaderLookup::One(b"msg_1"), HeaderLookup::Many, HeaderLookup::Absent]);
+    /// ```
+    fn lookup_into<'a>(&'a self, names: &[&str], out: &mut [HeaderLookup<'a>]) {
+        for (o, n) in out.iter_mut().zip(names) {
+            *o = self.lookup(n);
+        }
+    }
 }
 
 impl<T: HeaderSource + ?Sized> HeaderSource for &T {
@@ -53,6 +71,9 @@ impl<T: HeaderSource + ?Sized> HeaderSource for &T {
     }
     fn present_mask(&self, names: &[&str]) -> u32 {
         (**self).present_mask(names)
+    }
+    fn lookup_into<'a>(&'a self, names: &[&str], out: &mut [HeaderLookup<'a>]) {
+        (**self).lookup_into(names, out);
     }
 }
 
@@ -158,6 +179,25 @@ impl HeaderSource for http::HeaderMap {
         }
         mask
     }
+
+    fn lookup_into<'a>(&'a self, names: &[&str], out: &mut [HeaderLookup<'a>]) {
+        // One walk over every value (a request has a handful of headers) instead of a hash and
+        // probe per wanted name; the length test rejects almost every pair.
+        let n = names.len().min(out.len());
+        let (names, out) = (&names[..n], &mut out[..n]);
+        out.fill(HeaderLookup::Absent);
+        for (key, value) in self {
+            let key = key.as_str();
+            for (o, want) in out.iter_mut().zip(names) {
+                if want.len() == key.len() && *want == key {
+                    *o = match o {
+                        HeaderLookup::Absent => HeaderLookup::One(value.as_bytes()),
+                        _ => HeaderLookup::Many,
+                    };
+                }
+            }
+        }
+    }
 }
 
 #[cfg(all(test, feature = "http"))]
@@ -192,6 +232,45 @@ mod tests {
         many[31] = "content-type";
         assert_eq!(m.present_mask(&many), 1 << 31);
         assert_eq!(pairs.present_mask(&many), 1 << 31);
+    }
+
+    #[test]
+    fn header_map_lookup_into_matches_lookups() {
+        let mut m = http::HeaderMap::new();
+        m.append("Webhook-Id", http::HeaderValue::from_static("a"));
+        m.append("svix-id", http::HeaderValue::from_static("b"));
+        m.append("SVIX-ID", http::HeaderValue::from_static("c"));
+        m.append("webhook-timestamp", http::HeaderValue::from_static(""));
+        m.append("content-type", http::HeaderValue::from_static("d"));
+        let names = [
+            "webhook-id",
+            "svix-id",
+            "webhook-timestamp",
+            "svix-timestamp",
+            "content-type",
+            "webhook-id",
+        ];
+        let mut out = [HeaderLookup::Many; 6];
+        m.lookup_into(&names, &mut out);
+        let by_lookup: Vec<_> = names.iter().map(|n| m.lookup(n)).collect();
+        assert_eq!(out.as_slice(), by_lookup.as_slice());
+        assert_eq!(out[1], HeaderLookup::Many);
+        assert_eq!(out[2], HeaderLookup::One(b""));
+        assert_eq!(out[3], HeaderLookup::Absent);
+        // A shorter `out` bounds the work; a longer one keeps its tail.
+        let mut short = [HeaderLookup::Many; 2];
+        m.lookup_into(&names, &mut short);
+        assert_eq!(short.as_slice(), &by_lookup[..2]);
+        let mut long = [HeaderLookup::Many; 3];
+        m.lookup_into(&names[..1], &mut long);
+        assert_eq!(
+            long,
+            [
+                HeaderLookup::One(b"a"),
+                HeaderLookup::Many,
+                HeaderLookup::Many
+            ]
+        );
     }
 
     #[test]

@@ -141,6 +141,16 @@ impl Secret {
         self.raw.clone()
     }
 
+    /// The keyed state for the raw-byte schemes, to clone per message.
+    pub(crate) fn raw_key(&self) -> &HmacSha256 {
+        &self.raw
+    }
+
+    /// The keyed state for the `standard` scheme, when the secret is a valid `whsec_` key.
+    pub(crate) fn standard_key(&self) -> Option<&HmacSha256> {
+        self.standard.as_ref().ok()
+    }
+
     pub(crate) fn standard_mac(&self) -> Result<HmacSha256, &'static str> {
         self.standard.clone()
     }

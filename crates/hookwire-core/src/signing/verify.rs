@@ -1,6 +1,5 @@
 //! Verification: one function, every scheme, a deterministic reason order.
 
-use base64::Engine as _;
 use hmac::Mac;
 use subtle::ConstantTimeEq;
 
@@ -77,7 +76,12 @@ fn single<'h, H: HeaderSource + ?Sized>(
     name: &str,
     max_len: usize,
 ) -> Result<Option<&'h [u8]>, VerifyError> {
-    match h.lookup(name) {
+    checked(h.lookup(name), max_len)
+}
+
+/// The rule of [`single`] on a lookup already made.
+fn checked(found: HeaderLookup<'_>, max_len: usize) -> Result<Option<&[u8]>, VerifyError> {
+    match found {
         HeaderLookup::Absent => Ok(None),
         HeaderLookup::Many => Err(VerifyError::MalformedHeader),
         HeaderLookup::One([]) => Ok(None),
@@ -98,13 +102,15 @@ fn parse_timestamp(v: &[u8]) -> Result<i64, VerifyError> {
     if !canonical {
         return Err(VerifyError::MissingTimestamp);
     }
-    // Only ASCII digits (and a sign) remain, so this is valid UTF-8 and fits an i64.
-    let text = std::str::from_utf8(v).map_err(|_| VerifyError::MissingTimestamp)?;
-    let n: i64 = text.parse().map_err(|_| VerifyError::MissingTimestamp)?;
+    // At most 16 ASCII digits: the value fits an i64 with room to spare, so no overflow check
+    // is needed (this runs on every request; a `str::parse` would validate the text again).
+    let n = digits
+        .iter()
+        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
     if n.unsigned_abs() > (1u64 << 53) {
         return Err(VerifyError::MissingTimestamp);
     }
-    Ok(n)
+    Ok(if v[0] == b'-' { -n } else { n })
 }
 
 fn check_window(ts: i64, now: i64, opts: &VerifyOptions) -> Result<(), VerifyError> {
@@ -154,16 +160,49 @@ fn decode_hex32(v: &[u8]) -> Option<Sig> {
     (bad < 16).then_some(out)
 }
 
+/// Standard-alphabet base64 digit values; 0xff marks a non-digit (`=` included).
+const B64: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = 52 + i as u8;
+        i += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t
+};
+
+/// Decodes the canonical padded base64 of 32 bytes: 43 digits, then `=`, the last digit's two
+/// unused bits zero — exactly what the `base64` crate's `STANDARD` engine accepts for 32 bytes.
+/// A table lookup per digit: this runs on every request, and the signature is not secret.
 fn decode_b64_32(v: &[u8]) -> Option<Sig> {
-    let mut buf = [0u8; 48];
-    let n = base64::engine::general_purpose::STANDARD
-        .decode_slice(v, &mut buf)
-        .ok()?;
-    (n == 32).then(|| {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&buf[..32]);
-        out
-    })
+    let Some((b'=', digits)) = v.split_last() else {
+        return None;
+    };
+    let digits: &[u8; 43] = digits.try_into().ok()?;
+    let d = |i: usize| u32::from(B64[usize::from(digits[i])]);
+    let mut out = [0u8; 32];
+    // A non-digit is 0xff, so OR-ing every value sets bit 7 (or 6) only when one was invalid.
+    let mut bad = 0u32;
+    // 10 groups of 4 digits make 30 bytes; the last 3 digits make 2 bytes and 2 zero bits.
+    for g in 0..10 {
+        let n = d(4 * g) << 18 | d(4 * g + 1) << 12 | d(4 * g + 2) << 6 | d(4 * g + 3);
+        bad |= d(4 * g) | d(4 * g + 1) | d(4 * g + 2) | d(4 * g + 3);
+        out[3 * g..3 * g + 3].copy_from_slice(&n.to_be_bytes()[1..]);
+    }
+    let n = d(40) << 12 | d(41) << 6 | d(42);
+    bad |= d(40) | d(41) | d(42);
+    out[30] = (n >> 10) as u8;
+    out[31] = (n >> 2) as u8;
+    // Every digit is below 64; the last digit's two unused bits must be zero.
+    (bad < 64 && n & 0b11 == 0).then_some(out)
 }
 
 /// Runs each usable key's MAC over `parts` and compares it with every candidate signature in
@@ -173,13 +212,13 @@ fn find_key(
     now: i64,
     candidates: &[Sig],
     parts: &[&[u8]],
-    mac_of: impl Fn(&super::Secret) -> Option<HmacSha256>,
+    mac_of: impl Fn(&super::Secret) -> Option<&HmacSha256>,
 ) -> Option<(usize, Sig)> {
     for (i, secret) in keys.secrets().iter().enumerate() {
         if !secret.usable_at(now) {
             continue;
         }
-        let Some(mut mac) = mac_of(secret) else {
+        let Some(mut mac) = mac_of(secret).cloned() else {
             continue;
         };
         for p in parts {
@@ -316,7 +355,7 @@ fn hex_scheme<H: HeaderSource + ?Sized>(
         Some((raw, _)) => [s.pre, raw, s.mid, body],
         None => [b"", b"", b"", body],
     };
-    let (idx, mac) = find_key(keys, now, &[candidate], &parts, |k| Some(k.raw_mac()))
+    let (idx, mac) = find_key(keys, now, &[candidate], &parts, |k| Some(k.raw_key()))
         .ok_or(VerifyError::BadSignature)?;
     Ok(verified(
         s.scheme,
@@ -371,7 +410,7 @@ fn stripe<H: HeaderSource + ?Sized>(
         return Err(VerifyError::BadSignature);
     }
     let (idx, mac) = find_key(keys, now, &sigs, &[raw_ts, b".", body], |k| {
-        Some(k.raw_mac())
+        Some(k.raw_key())
     })
     .ok_or(VerifyError::BadSignature)?;
     Ok(verified(
@@ -384,15 +423,23 @@ fn stripe<H: HeaderSource + ?Sized>(
     ))
 }
 
-/// A Standard Webhooks header under its `webhook-` name or its `svix-` alias.
-fn alias<'h, H: HeaderSource + ?Sized>(
-    h: &'h H,
-    names: [&str; 2],
-    max: usize,
-) -> Result<Option<&'h [u8]>, VerifyError> {
-    match single(h, names[0], max)? {
+/// The Standard Webhooks headers, each under its `webhook-` name then its `svix-` alias:
+/// signature, timestamp, id. Looked up together, in one walk where the source can.
+const STANDARD_HEADERS: [&str; 6] = [
+    "webhook-signature",
+    "svix-signature",
+    "webhook-timestamp",
+    "svix-timestamp",
+    "webhook-id",
+    "svix-id",
+];
+
+/// A Standard Webhooks header from its `webhook-` lookup, else its `svix-` alias: the first
+/// name wins when it holds a value, and either one repeated or too long is malformed.
+fn alias<'h>(pair: [HeaderLookup<'h>; 2], max: usize) -> Result<Option<&'h [u8]>, VerifyError> {
+    match checked(pair[0], max)? {
         Some(v) => Ok(Some(v)),
-        None => single(h, names[1], max),
+        None => checked(pair[1], max),
     }
 }
 
@@ -445,11 +492,12 @@ fn standard<H: HeaderSource + ?Sized>(
     now: i64,
 ) -> Result<Verified, VerifyError> {
     let max = opts.max_header_len;
-    let header = alias(h, ["webhook-signature", "svix-signature"], max)?
-        .ok_or(VerifyError::MissingSignature)?;
-    let raw_ts = alias(h, ["webhook-timestamp", "svix-timestamp"], max)?
-        .ok_or(VerifyError::MissingTimestamp)?;
-    let id = alias(h, ["webhook-id", "svix-id"], max)?.ok_or(VerifyError::MissingId)?;
+    let mut found = [HeaderLookup::Absent; 6];
+    h.lookup_into(&STANDARD_HEADERS, &mut found);
+    let [sig, sig_alias, ts, ts_alias, id, id_alias] = found;
+    let header = alias([sig, sig_alias], max)?.ok_or(VerifyError::MissingSignature)?;
+    let raw_ts = alias([ts, ts_alias], max)?.ok_or(VerifyError::MissingTimestamp)?;
+    let id = alias([id, id_alias], max)?.ok_or(VerifyError::MissingId)?;
     let ts = parse_timestamp(raw_ts)?;
     check_window(ts, now, opts)?;
 
@@ -484,8 +532,7 @@ fn standard<H: HeaderSource + ?Sized>(
         }
     }
     let parts: [&[u8]; 5] = [id, b".", raw_ts, b".", body];
-    if let Some((idx, mac)) = find_key(keys, now, v1.as_slice(), &parts, |k| k.standard_mac().ok())
-    {
+    if let Some((idx, mac)) = find_key(keys, now, v1.as_slice(), &parts, |k| k.standard_key()) {
         return Ok(verified(
             Scheme::Standard,
             keys,
@@ -615,10 +662,62 @@ mod tests {
         }
     }
 
+    use base64::Engine as _;
+
+    /// What the `base64` crate's padded engine accepts as 32 bytes: the decoder must agree.
+    fn reference_b64_32(v: &[u8]) -> Option<Sig> {
+        let raw = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
+        <Sig>::try_from(raw.as_slice()).ok()
+    }
+
+    #[test]
+    fn base64_signatures_decode_like_the_base64_crate() {
+        let engine = base64::engine::general_purpose::STANDARD;
+        for seed in 0u8..8 {
+            let raw: Vec<u8> = (0u8..32)
+                .map(|i| i.wrapping_mul(73).wrapping_add(seed.wrapping_mul(151)))
+                .collect();
+            let text = engine.encode(&raw);
+            assert_eq!(
+                decode_b64_32(text.as_bytes()).map(|s| s.to_vec()),
+                Some(raw)
+            );
+            // Every byte value at every position: same answer as the crate (non-digits,
+            // misplaced `=`, non-zero trailing bits of the last digit).
+            for at in 0..text.len() {
+                for b in 0..=255u8 {
+                    let mut v = text.clone().into_bytes();
+                    v[at] = b;
+                    assert_eq!(decode_b64_32(&v), reference_b64_32(&v), "{b} at {at}");
+                }
+            }
+            for bad in [
+                &text.as_bytes()[..43],
+                &text.as_bytes()[..40],
+                format!("{text}=").as_bytes(),
+                format!("{}==", &text[..42]).as_bytes(),
+                b"",
+            ] {
+                assert_eq!(decode_b64_32(bad), None);
+                assert_eq!(reference_b64_32(bad), None);
+            }
+        }
+    }
+
     #[test]
     fn canonical_timestamps_only() {
-        for ok in ["0", "1700000000", "-5", "9007199254740992"] {
-            assert!(parse_timestamp(ok.as_bytes()).is_ok(), "{ok}");
+        for ok in [
+            "0",
+            "1700000000",
+            "-5",
+            "9007199254740992",
+            "-9007199254740992",
+        ] {
+            assert_eq!(
+                parse_timestamp(ok.as_bytes()),
+                Ok(ok.parse::<i64>().unwrap_or_default()),
+                "{ok}"
+            );
         }
         for bad in [
             "",
@@ -634,6 +733,9 @@ mod tests {
             "1e9",
             "-",
             "9007199254740993",
+            "-9007199254740993",
+            "9999999999999999",
+            "99999999999999999",
             "99999999999999999999999",
             "١٢",
         ] {
