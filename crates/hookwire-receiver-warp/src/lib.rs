@@ -27,11 +27,37 @@
 //!     .recover(recover);
 //! # let _ = route;
 //! ```
+//!
+//! For your own API, [`api_idempotency`] puts the receiver's `ApiIdempotencyLayer` (see
+//! "API idempotency" in the `hookwire-receiver` guide) around a route: a `POST`/`PUT`/`PATCH`
+//! with an `Idempotency-Key` runs once per key, retries get the stored response with
+//! `Idempotent-Replayed: true`, the key reused with another request is a `422`, a duplicate
+//! while the first still runs a `409` with `Retry-After`. Wrap the whole route tree.
+//!
+//! ```
+//! use warp::Filter;
+//! use hookwire_receiver::{ApiIdempotencyLayer, IdempotencyConfig};
+//! use hookwire_receiver_warp::api_idempotency;
+//!
+//! let orders = warp::post()
+//!     .and(warp::path("orders"))
+//!     .and(warp::body::bytes())
+//!     .map(|body: bytes::Bytes| warp::reply::with_status(body.to_vec(), warp::http::StatusCode::CREATED));
+//! let idem = ApiIdempotencyLayer::memory(IdempotencyConfig::default());
+//! let app = api_idempotency(idem, orders);
+//! # async fn serve(app: impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static) {
+//! #     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! #     tokio::spawn(warp::serve(app).incoming(listener).run());
+//! # }
+//! # let _ = serve(app);
+//! ```
 
+mod api_idempotency;
 mod extract;
 mod layer;
 mod response;
 
+pub use api_idempotency::api_idempotency;
 pub use extract::WebhookRequest;
 pub use layer::{recover, webhook};
 pub use response::{Replayed, WebhookRejection, rejection_response, replayed_response};

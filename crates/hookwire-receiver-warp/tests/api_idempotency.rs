@@ -1,0 +1,106 @@
+//! `api_idempotency` around a warp route, served by `warp::serve` on 127.0.0.1 and driven over
+//! raw HTTP/1.1: one run per key, replay, 422 on a reused key, 409 while in flight.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hookwire_receiver::{ApiIdempotencyLayer, IdempotencyConfig};
+use hookwire_receiver_warp::api_idempotency;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use warp::Filter;
+
+/// How often the handler ran, and a gate that holds a `wait` request until released.
+#[derive(Default)]
+struct Probe {
+    calls: AtomicUsize,
+    go: Notify,
+}
+
+async fn serve(probe: Arc<Probe>) -> SocketAddr {
+    let route = warp::post()
+        .and(warp::path("orders"))
+        .and(warp::body::bytes())
+        .and_then(move |body: bytes::Bytes| {
+            let p = probe.clone();
+            async move {
+                let n = p.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if body.as_ref() == b"wait" {
+                    p.go.notified().await;
+                }
+                let text = format!("order {n}: {}", String::from_utf8_lossy(&body));
+                Ok::<_, warp::Rejection>(warp::reply::with_status(
+                    text,
+                    warp::http::StatusCode::CREATED,
+                ))
+            }
+        });
+    let layer = ApiIdempotencyLayer::memory(IdempotencyConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        warp::serve(api_idempotency(layer, route))
+            .incoming(listener)
+            .run(),
+    );
+    addr
+}
+
+/// One `POST /orders` on a fresh connection; the raw response, read to the end.
+async fn post(addr: SocketAddr, key: &str, body: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\nidempotency-key: {key}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .unwrap();
+    String::from_utf8_lossy(&raw).to_ascii_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warp_route_runs_once_per_key_and_replays_the_stored_response() {
+    let probe = Arc::new(Probe::default());
+    let addr = serve(probe.clone()).await;
+    let first = post(addr, "k1", "{\"qty\":1}").await;
+    assert!(first.starts_with("http/1.1 201"), "{first}");
+    assert!(first.ends_with("order 1: {\"qty\":1}"), "{first}");
+    assert!(!first.contains("idempotent-replayed"), "{first}");
+    let again = post(addr, "k1", "{\"qty\":1}").await;
+    assert!(again.starts_with("http/1.1 201"), "{again}");
+    assert!(again.contains("idempotent-replayed: true"), "{again}");
+    assert!(again.ends_with("order 1: {\"qty\":1}"), "{again}");
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warp_key_reused_with_another_body_is_422() {
+    let probe = Arc::new(Probe::default());
+    let addr = serve(probe.clone()).await;
+    assert!(post(addr, "k2", "a").await.starts_with("http/1.1 201"));
+    let other = post(addr, "k2", "b").await;
+    assert!(other.starts_with("http/1.1 422"), "{other}");
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warp_duplicate_while_in_flight_is_409_with_retry_after() {
+    let probe = Arc::new(Probe::default());
+    let addr = serve(probe.clone()).await;
+    let first = tokio::spawn(post(addr, "k3", "wait"));
+    while probe.calls.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let dup = post(addr, "k3", "wait").await;
+    assert!(dup.starts_with("http/1.1 409"), "{dup}");
+    assert!(dup.contains("retry-after: "), "{dup}");
+    probe.go.notify_one();
+    assert!(first.await.unwrap().starts_with("http/1.1 201"));
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 1);
+}
