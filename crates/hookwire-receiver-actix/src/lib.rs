@@ -23,11 +23,36 @@
 //!     .wrap(HookwireLayer::new(Gate::new().secret("s3cret")))
 //!     .route("/webhook", web::post().to(order));
 //! ```
+//!
+//! For your own API, [`ApiIdempotencyTransform`] wraps an app (or a scope) in the receiver's
+//! `ApiIdempotencyLayer` (see "API idempotency" in the `hookwire-receiver` guide): a
+//! `POST`/`PUT`/`PATCH` with an `Idempotency-Key` runs once per key, retries get the stored
+//! response with `Idempotent-Replayed: true`, the key reused with another request is a `422`, a
+//! duplicate while the first still runs a `409` with `Retry-After`. Create the layer once,
+//! outside the `HttpServer` factory, so every worker shares its store.
+//!
+//! ```
+//! use actix_web::{App, HttpResponse, web};
+//! use hookwire_receiver::{ApiIdempotencyLayer, IdempotencyConfig};
+//! use hookwire_receiver_actix::ApiIdempotencyTransform;
+//!
+//! async fn create(body: web::Bytes) -> HttpResponse {
+//!     HttpResponse::Created().body(body)
+//! }
+//!
+//! let idem = ApiIdempotencyLayer::memory(IdempotencyConfig::default());
+//! let app = App::new()
+//!     .wrap(ApiIdempotencyTransform::new(idem.clone()))
+//!     .route("/orders", web::post().to(create));
+//! # let _ = app;
+//! ```
 
+mod api_idempotency;
 mod extract;
 mod layer;
 mod response;
 
+pub use api_idempotency::{ApiIdempotencyMiddleware, ApiIdempotencyTransform};
 pub use extract::{ActixHeaders, Idempotency};
 pub use layer::{HookwireLayer, HookwireMiddleware};
 pub use response::{WebhookRejection, rejection_response, replayed_response};

@@ -17,8 +17,8 @@ mod redis_store;
 
 pub use api_idempotency::{
     API_IDEMPOTENCY_HEADER, ApiIdempotency, ApiIdempotencyBody, ApiIdempotencyFuture,
-    ApiIdempotencyLayer, ApiRequestBody, DEFAULT_API_MAX_KEY_LEN, DEFAULT_API_MAX_STORED_BODY,
-    IdentityFn,
+    ApiIdempotencyLayer, ApiRequestBody, ApiRun, DEFAULT_API_MAX_KEY_LEN,
+    DEFAULT_API_MAX_STORED_BODY, IdentityFn,
 };
 pub use body::{DEFAULT_RECEIVER_MAX_BODY, LimitedBody, read_limited, read_stream};
 pub use check::{

@@ -24,7 +24,7 @@ use crate::DEFAULT_RECEIVER_MAX_BODY;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ApiIdempotencyLayer {
-    config: Arc<Config>,
+    pub(super) config: Arc<Config>,
 }
 
 impl ApiIdempotencyLayer {
@@ -149,6 +149,6 @@ impl ApiIdempotencyLayer {
 impl<S> Layer<S> for ApiIdempotencyLayer {
     type Service = ApiIdempotency<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ApiIdempotency::new(inner, self.config.clone())
+        ApiIdempotency::new(inner, self.clone())
     }
 }

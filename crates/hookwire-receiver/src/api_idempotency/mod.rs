@@ -5,6 +5,7 @@
 
 mod future;
 mod layer;
+mod step;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,6 +20,7 @@ use hookwire_core::IdempotencyStore;
 
 pub use future::ApiIdempotencyFuture;
 pub use layer::ApiIdempotencyLayer;
+pub use step::ApiRun;
 
 /// The request header carrying the key (IETF `Idempotency-Key`).
 pub const API_IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -177,12 +179,12 @@ impl Stored {
 #[derive(Debug, Clone)]
 pub struct ApiIdempotency<S> {
     inner: S,
-    config: Arc<Config>,
+    layer: ApiIdempotencyLayer,
 }
 
 impl<S> ApiIdempotency<S> {
-    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        Self { inner, config }
+    pub(crate) fn new(inner: S, layer: ApiIdempotencyLayer) -> Self {
+        Self { inner, layer }
     }
 }
 
@@ -209,7 +211,7 @@ where
         // The ready clone serves this call; the fresh clone waits for the next poll_ready.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        future::run(inner, self.config.clone(), req)
+        future::run(inner, self.layer.clone(), req)
     }
 }
 
