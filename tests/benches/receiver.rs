@@ -630,21 +630,19 @@ fn main() {
     std::thread::sleep(Duration::from_millis(300));
 
     let body = body();
-    let ts = hookwire_core::time::unix_now();
-    let hookwire_headers = sign(
-        Scheme::Hookwire,
-        &Secret::new(SECRET),
-        &SignInput::new(body.as_bytes(), ts),
-    )
-    .unwrap()
-    .to_vec();
-    let standard_headers = sign(
-        Scheme::Standard,
-        &Secret::new(SECRET),
-        &SignInput::new(body.as_bytes(), ts).id("msg_bench"),
-    )
-    .unwrap()
-    .to_vec();
+    // Signed afresh for each script: a full run outlasts the 5-minute replay window, and a
+    // receiver that refuses a stale timestamp would fail the run (Node's refusals also throw).
+    let signed = |scheme, id: Option<&str>| {
+        let ts = hookwire_core::time::unix_now();
+        let input = SignInput::new(body.as_bytes(), ts);
+        let input = match id {
+            Some(id) => input.id(id),
+            None => input,
+        };
+        sign(scheme, &Secret::new(SECRET), &input).unwrap().to_vec()
+    };
+    let hookwire_headers = signed(Scheme::Hookwire, None);
+    let standard_headers = signed(Scheme::Standard, Some("msg_bench"));
     let dir = bench_dir().join("receiver-wrk");
     std::fs::create_dir_all(&dir).unwrap();
     let standard = dir.join("standard.lua");
@@ -666,11 +664,18 @@ fn main() {
 
     for round in 0..rounds {
         let fresh = dir.join(format!("round{round}.lua"));
+        let ts = hookwire_core::time::unix_now();
         script(
             &fresh,
-            &hookwire_headers,
+            &signed(Scheme::Hookwire, None),
             &body,
             Some(&format!("r{round}-{ts}-")),
+        );
+        script(
+            &standard,
+            &signed(Scheme::Standard, Some("msg_bench")),
+            &body,
+            None,
         );
         for s in &servers {
             let mut runs = [

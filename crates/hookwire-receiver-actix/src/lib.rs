@@ -50,9 +50,11 @@
 mod api_idempotency;
 mod extract;
 mod layer;
+mod middleware;
 mod response;
 
 pub use api_idempotency::{ApiIdempotencyMiddleware, ApiIdempotencyTransform};
 pub use extract::{ActixHeaders, Idempotency};
 pub use layer::{HookwireLayer, HookwireMiddleware};
+pub use middleware::{MiddlewareResponse, MiddlewareStep, Wrap, WrapService};
 pub use response::{WebhookRejection, rejection_response, replayed_response};
