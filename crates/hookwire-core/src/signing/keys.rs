@@ -155,8 +155,13 @@ impl Secret {
         self.standard.clone()
     }
 
+    /// Whether the secret may verify at `now`: inside its validity window, and not empty (a
+    /// key anyone can reproduce authenticates nothing, so a misconfigured empty secret fails
+    /// closed instead of accepting forged requests).
     pub(crate) fn usable_at(&self, now: i64) -> bool {
-        self.not_before.is_none_or(|nb| now >= nb) && self.not_after.is_none_or(|na| now <= na)
+        self.raw_len > 0
+            && self.not_before.is_none_or(|nb| now >= nb)
+            && self.not_after.is_none_or(|na| now <= na)
     }
 }
 

@@ -570,6 +570,40 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_secret_verifies_nothing_even_a_request_signed_with_it() {
+        let empty = crate::Secret::new("");
+        let input = crate::signing::SignInput::new(b"{}", 1_700_000_000);
+        let opts = |s: Scheme| VerifyOptions::new(s).at(1_700_000_000);
+        for scheme in [
+            Scheme::Hookwire,
+            Scheme::Github,
+            Scheme::Stripe,
+            Scheme::Slack,
+        ] {
+            // Anyone can compute a MAC under the empty key: it must not authenticate.
+            let forged = crate::signing::sign(scheme, &empty, &input)
+                .unwrap_or_else(|e| panic!("{scheme}: sign: {e}"));
+            let forged: Vec<(&str, String)> =
+                forged.iter().map(|(k, v)| (k, v.to_owned())).collect();
+            let alone = verify(&forged, b"{}", &KeyRing::from(empty.clone()), &opts(scheme));
+            assert!(alone.is_err(), "{scheme}: {alone:?}");
+            // Beside a real secret, the empty one still matches nothing, the real one still works.
+            let real = crate::Secret::new("s3cret");
+            let ring = KeyRing::new().with(empty.clone()).with(real.clone());
+            assert!(
+                verify(&forged, b"{}", &ring, &opts(scheme)).is_err(),
+                "{scheme}"
+            );
+            let signed = crate::signing::sign(scheme, &real, &input)
+                .unwrap_or_else(|e| panic!("{scheme}: sign: {e}"));
+            let signed: Vec<(&str, String)> =
+                signed.iter().map(|(k, v)| (k, v.to_owned())).collect();
+            let ok = verify(&signed, b"{}", &ring, &opts(scheme));
+            assert!(ok.is_ok(), "{scheme}: {ok:?}");
+        }
+    }
+
+    #[test]
     fn a_valid_signature_after_many_bogus_ones_verifies() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let signed = crate::signing::sign(

@@ -239,8 +239,14 @@ fn verification_accepts_every_vector_at_its_own_time() {
             _ => {}
         }
         let opts = VerifyOptions::new(*scheme).at(*ts);
-        let v = verify(&headers, body, &KeyRing::from(*secret), &opts)
-            .unwrap_or_else(|e| panic!("{scheme} secret {secret:?}: {e}"));
+        let v = verify(&headers, body, &KeyRing::from(*secret), &opts);
+        if secret.is_empty() {
+            // Signing with an empty key is well defined (the vector above), but such a MAC
+            // authenticates nothing: verification fails closed.
+            assert!(v.is_err(), "{scheme}: an empty secret verified {v:?}");
+            continue;
+        }
+        let v = v.unwrap_or_else(|e| panic!("{scheme} secret {secret:?}: {e}"));
         assert_eq!(v.scheme, *scheme);
     }
 }
