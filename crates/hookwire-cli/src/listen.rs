@@ -24,8 +24,8 @@ use crate::common::usage_error;
     after_help = "Example:\n  hookwire listen --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --scheme auto \\\n    --addr 127.0.0.1:4001 --path /webhook --redis redis://127.0.0.1:6379 --forward-to http://127.0.0.1:3000/hooks"
 )]
 pub(crate) struct Args {
-    /// A secret; repeat for key rotation (valid if any verifies).
-    #[arg(long, required = true)]
+    /// A secret; repeat for key rotation (valid if any verifies). Or set `HOOKWIRE_SECRET` (the environment is not shown by `ps`, the command line is).
+    #[arg(long, required = true, env = "HOOKWIRE_SECRET", hide_env_values = true)]
     secret: Vec<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4001")]

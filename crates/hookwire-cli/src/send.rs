@@ -25,8 +25,8 @@ const EXIT_EXHAUSTED: u8 = 4;
 pub(crate) struct Args {
     /// The receiver's URL (http or https).
     url: String,
-    /// The signing secret (`whsec_…` for `standard`).
-    #[arg(long)]
+    /// The signing secret (`whsec_…` for `standard`). Or set `HOOKWIRE_SECRET` (the environment is not shown by `ps`, the command line is).
+    #[arg(long, env = "HOOKWIRE_SECRET", hide_env_values = true)]
     secret: String,
     /// hookwire, standard, github, stripe, slack or body.
     #[arg(long, default_value = "hookwire")]

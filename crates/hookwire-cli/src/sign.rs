@@ -16,8 +16,8 @@ use crate::common::{read_body, usage_error};
     after_help = "Example:\n  echo -n '{\"a\":1}' | hookwire sign --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --scheme standard"
 )]
 pub(crate) struct Args {
-    /// The signing secret (`whsec_…` for `standard`).
-    #[arg(long)]
+    /// The signing secret (`whsec_…` for `standard`). Or set `HOOKWIRE_SECRET` (the environment is not shown by `ps`, the command line is).
+    #[arg(long, env = "HOOKWIRE_SECRET", hide_env_values = true)]
     secret: String,
     /// hookwire, standard, github, stripe, slack or body.
     #[arg(long, default_value = "hookwire")]

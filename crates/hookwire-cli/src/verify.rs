@@ -15,8 +15,9 @@ use crate::common::{parse_header, read_body, usage_error};
     after_help = "Example:\n  hookwire verify --secret It\\'s\\ a\\ Secret\\ to\\ Everybody --scheme github \\\n    -H 'X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17' <<< 'Hello, World!'"
 )]
 pub(crate) struct Args {
-    /// A secret; repeat for key rotation (valid if any verifies).
-    #[arg(long, required = true)]
+    /// A secret; repeat for key rotation (valid if any verifies). Or set `HOOKWIRE_SECRET` (the
+    /// environment is not shown by `ps`, the command line is).
+    #[arg(long, required = true, env = "HOOKWIRE_SECRET", hide_env_values = true)]
     secret: Vec<String>,
     /// auto, hookwire, standard, github, stripe, slack or body.
     #[arg(long, default_value = "auto")]

@@ -34,8 +34,9 @@ pub(crate) struct Args {
     /// The base URL of the workflow routes (their prefix), e.g. http://127.0.0.1:4000/workflows.
     #[arg(long, global = true, conflicts_with = "redis")]
     url: Option<String>,
-    /// Sent as `Authorization: Bearer <TOKEN>`.
-    #[arg(long, global = true)]
+    /// Sent as `Authorization: Bearer <TOKEN>`. Or set `HOOKWIRE_TOKEN` (the environment is not
+    /// shown by `ps`, the command line is).
+    #[arg(long, global = true, env = "HOOKWIRE_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Extra request header `Name: value` (repeatable), e.g. another credential.
     #[arg(short = 'H', long = "header", global = true, value_parser = parse_header)]

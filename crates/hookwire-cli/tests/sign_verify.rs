@@ -8,7 +8,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_hookwire");
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
+    run_with_secret_env(args, stdin, None)
+}
+
+/// Runs the binary with `HOOKWIRE_SECRET` set to `secret`, or unset (so a secret in the test
+/// runner's own environment never leaks into a case).
+fn run_with_secret_env(args: &[&str], stdin: &[u8], secret: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    match secret {
+        Some(s) => cmd.env("HOOKWIRE_SECRET", s),
+        None => cmd.env_remove("HOOKWIRE_SECRET"),
+    };
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -269,4 +280,45 @@ fn sign_without_id_makes_a_fresh_unique_one() {
     };
     assert!(id(&a).is_some(), "{a:?}");
     assert_ne!(id(&a), id(&b));
+}
+
+#[test]
+fn the_secret_can_come_from_the_environment_instead_of_the_command_line() {
+    let body = br#"{"a":1}"#;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string();
+    let opts = [
+        "--scheme",
+        "standard",
+        "--id",
+        "msg_1",
+        "--timestamp",
+        ts.as_str(),
+    ];
+    let by_flag = sign(&[&["--secret", WHSEC][..], &opts[..]].concat(), body);
+    let o = run_with_secret_env(&[&["sign"][..], &opts[..]].concat(), body, Some(WHSEC));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let by_env: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(by_env, by_flag);
+
+    let mut args = vec!["verify", "--scheme", "standard"];
+    for h in &by_flag {
+        args.extend(["-H", h.as_str()]);
+    }
+    let code = |secret| run_with_secret_env(&args, body, Some(secret)).status.code();
+    assert_eq!(code(WHSEC), Some(0));
+    assert_eq!(code("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), Some(1));
+    // Neither flag nor environment: a usage error, as before.
+    assert_eq!(run(&args, body).status.code(), Some(2));
+    // `--help` never prints the value.
+    let o = run_with_secret_env(&["sign", "--help"], b"", Some("not-for-your-eyes"));
+    assert!(stdout(&o).contains("HOOKWIRE_SECRET"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("not-for-your-eyes"), "{}", stdout(&o));
 }
