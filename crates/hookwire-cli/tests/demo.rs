@@ -1,87 +1,15 @@
 //! `hookwire demo` as a black box: the real binary on a free port, real sockets, a real
 //! redis-server, and a headless Chromium loading the page.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hookwire_testkit::browser::Chromium;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_hookwire");
-
-/// A running demo, killed on drop; stderr (its log) is drained in the background.
-struct Demo {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Demo {
-    fn start(extra: &[&str]) -> Demo {
-        let mut child = Command::new(BIN)
-            .args(["demo", "--addr", "127.0.0.1:0", "--interval-ms", "150"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start hookwire demo");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).unwrap();
-        let rest = first
-            .split("listening on http://")
-            .nth(1)
-            .unwrap_or_else(|| panic!("demo did not report its URL: {first:?}"));
-        let addr: SocketAddr = rest.split('/').next().unwrap().parse().unwrap();
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = err.read_to_string(&mut sink);
-        });
-        Demo { child, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns (status, head, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
-}
+use support::{Demo, eventually, http, screenshot_path};
 
 fn state(addr: SocketAddr) -> Value {
     let (status, _, body) = http(addr, "GET", "/state/board", &[]);
@@ -91,15 +19,6 @@ fn state(addr: SocketAddr) -> Value {
 
 fn version(addr: SocketAddr) -> u64 {
     state(addr)["_v"].as_u64().expect("state has _v")
-}
-
-/// Waits until `f` is true, polling; panics with `what` after `limit`.
-fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -185,13 +104,6 @@ fn fixed_routes_answer_as_the_spec_names_them() {
     assert!(status == 400 || status == 401, "{status} {body}");
 }
 
-fn screenshot_path() -> std::path::PathBuf {
-    // CARGO_TARGET_TMPDIR is `<target>/tmp`: the screenshot lands in `<target>/`.
-    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("..")
-        .join("demo-screenshot.png")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_updates_live_shows_presence_and_survives_a_forced_resync() {
     let demo = Demo::start(&[]);
@@ -274,7 +186,9 @@ async fn the_page_updates_live_shows_presence_and_survives_a_forced_resync() {
         .await
         .unwrap();
 
-    page.screenshot(screenshot_path()).await.unwrap();
+    page.screenshot(screenshot_path("demo-screenshot.png"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

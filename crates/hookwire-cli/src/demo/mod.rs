@@ -10,8 +10,12 @@
 //! The generator publishes on the event bus; the dispatcher is the bus's `webhooks` group.
 //! `--redis URL` moves the bus (Redis Streams), the job queue, the idempotency claims, the board
 //! fan-out and presence to Redis, so several demo processes share one board.
+//!
+//! Each order is also a run of the durable `order` workflow ([`orders`]), served with its
+//! routes under `/workflows` behind the page's demo token.
 
 mod board;
+mod orders;
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -61,6 +65,12 @@ pub(crate) struct Args {
     /// Milliseconds between generated events.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     interval_ms: u64,
+    /// Milliseconds an order's run sleeps (step `pack`) between payment and shipping.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    ship_after_ms: u64,
+    /// Seconds an order's run waits for its `payment` signal before it fails.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    payment_timeout_s: u64,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -242,7 +252,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     // WebSocket gateway: demo token auth (`user@org`), `order.*` events per organization.
     let mut ws = WsGateway::builder()
         .authenticator(DemoAuthenticator)
-        .resources(["order"]);
+        .resources(["order", orders::ROOM]);
     if args.redis.is_some() {
         // The WebSocket fan-out rides on the bus: bus broadcasts, not a second pub/sub channel.
         let fan = hookwire_ws::BusFanOut::new(&bus)
@@ -268,11 +278,32 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         ),
         None => Arc::new(MemoryBackend::new()),
     };
+    // The order flow: each order is a workflow run, on the same Redis with `--redis`.
+    let flow = orders::FlowOptions {
+        ship_after: Duration::from_millis(args.ship_after_ms),
+        payment_timeout: Duration::from_secs(args.payment_timeout_s),
+    };
+    let orders = orders::Orders::start(
+        flow,
+        args.redis.as_deref().map(|url| (url, Arc::clone(&backend))),
+        bus.clone(),
+        ws.clone(),
+    )
+    .await?;
+
     let worker_board = board.clone();
+    let worker_orders = orders.clone();
     let apply = JobDef::new(APPLY_JOB, move |body: Value, meta: JobMeta| {
         let board = worker_board.clone();
+        let orders = worker_orders.clone();
         async move {
             let v = board.apply(&body).await.map_err(std::io::Error::other)?;
+            let name = body.get("type").and_then(Value::as_str).unwrap_or_default();
+            let payload = body.get("payload").unwrap_or(&Value::Null);
+            orders
+                .follow(name, payload)
+                .await
+                .map_err(std::io::Error::other)?;
             tracing::info!(target: "hookwire::demo", job = %meta.id, attempt = meta.attempt, version = v, "board updated");
             Ok::<_, std::io::Error>(v)
         }
@@ -366,7 +397,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         )
         .route_service("/webhook", receiver)
         .merge(hookwire_sse::axum::sse_router(sse))
-        .merge(hookwire_ws::axum::ws_router(ws.clone()));
+        .merge(hookwire_ws::axum::ws_router(ws.clone()))
+        .merge(orders.router()?);
 
     let generator = tokio::spawn(generate(
         bus.clone(),
@@ -393,6 +425,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         )
         .await?;
     generator.abort();
+    // Before the bus: the engine's last transitions are still published.
+    orders.shutdown().await;
     dispatcher.stop().await;
     bus.shutdown().await;
     jobs.shutdown().await;
