@@ -16,13 +16,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// Redis failed or is unreachable (feature `redis`); nothing was published anywhere.
+    /// Redis failed or is unreachable (features `redis`, `events`); nothing was published
+    /// anywhere.
     Redis,
     /// The event bus refused a publish or a subscription (feature `events`); nothing was
     /// published anywhere.
     Bus,
     /// Another node already published this or a newer version of the stream (feature
-    /// `redis`); see [`Error::versions`].
+    /// `events`); see [`Error::versions`].
     NotNewer,
     /// The local publish was refused; the [`PublishError`] is the source.
     Publish,
@@ -68,14 +69,14 @@ struct Inner {
 }
 
 /// The message of a [`ErrorKind::NotNewer`] error.
-#[cfg(feature = "redis")]
+#[cfg(feature = "events")]
 #[derive(Debug)]
 struct NotNewer {
     current: u64,
     got: u64,
 }
 
-#[cfg(feature = "redis")]
+#[cfg(feature = "events")]
 impl fmt::Display for NotNewer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -86,7 +87,7 @@ impl fmt::Display for NotNewer {
     }
 }
 
-#[cfg(feature = "redis")]
+#[cfg(feature = "events")]
 impl std::error::Error for NotNewer {}
 
 impl Error {
@@ -110,7 +111,7 @@ impl Error {
         Self::new(ErrorKind::Bus, source)
     }
     /// Redis holds `current`, which is not older than `got`.
-    #[cfg(feature = "redis")]
+    #[cfg(feature = "events")]
     pub(crate) fn not_newer(current: u64, got: u64) -> Self {
         let mut e = Self::new(ErrorKind::NotNewer, NotNewer { current, got });
         e.inner.versions = Some((current, got));
@@ -121,7 +122,7 @@ impl Error {
         Self::new(ErrorKind::Invalid, msg.into())
     }
     /// A (de)serialization failure.
-    #[cfg(feature = "redis")]
+    #[cfg(feature = "events")]
     pub(crate) fn serialize(source: serde_json::Error) -> Self {
         Self::new(ErrorKind::Serialize, source)
     }
