@@ -185,7 +185,7 @@ async fn inject(bus: &Bus, stream: &str, v: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_misses_versions_catches_up_in_order_or_gets_a_snapshot() {
     let redis = RedisServer::start().expect("redis-server");
-    let catch_up = Duration::from_millis(600);
+    let catch_up = Duration::from_millis(1500);
     let (ch_a, a) = node(&redis.url(), "a", catch_up).await;
     let (ch_b, _b) = node(&redis.url(), "b", catch_up).await;
     let ghost = bus(&redis.url(), "ghost").await;
