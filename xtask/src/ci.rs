@@ -122,14 +122,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["hookwire-core", "hookwire-receiver"],
     ),
     // `server`: `serve*` and the lean acceptor run hookwire-server's accept loop.
+    // Feature `events`: `SseBusFanOut`, the fan-out across nodes as a broadcast subscriber of
+    // the bus (one mechanism with the WebSocket fan-out and the event gateway).
     (
         "hookwire-sse",
-        &["hookwire-core", "hookwire-patch", "hookwire-server"],
+        &[
+            "hookwire-core",
+            "hookwire-patch",
+            "hookwire-server",
+            "hookwire-events",
+        ],
     ),
     // Feature `events`: job lifecycle events published on the bus.
     ("hookwire-jobs", &["hookwire-core", "hookwire-events"]),
     ("hookwire-jobs-redis", &["hookwire-core", "hookwire-jobs"]),
-    // Feature `events`: the event gateway as a broadcast subscriber of the bus.
+    // Feature `events`: the event gateway and the fan-out `BusFanOut` as broadcast subscribers
+    // of the bus.
     (
         "hookwire-ws",
         &[

@@ -16,10 +16,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// Redis failed or is unreachable (feature `redis`); nothing was published anywhere.
+    /// Redis failed or is unreachable (features `redis`, `events`); nothing was published
+    /// anywhere.
     Redis,
+    /// The event bus refused a publish or a subscription (feature `events`); nothing was
+    /// published anywhere.
+    Bus,
     /// Another node already published this or a newer version of the stream (feature
-    /// `redis`); see [`Error::versions`].
+    /// `events`); see [`Error::versions`].
     NotNewer,
     /// The local publish was refused; the [`PublishError`] is the source.
     Publish,
@@ -38,6 +42,7 @@ impl ErrorKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Redis => "redis",
+            Self::Bus => "bus",
             Self::NotNewer => "not_newer",
             Self::Publish => "publish",
             Self::Invalid => "invalid",
@@ -64,14 +69,14 @@ struct Inner {
 }
 
 /// The message of a [`ErrorKind::NotNewer`] error.
-#[cfg(feature = "redis")]
+#[cfg(feature = "events")]
 #[derive(Debug)]
 struct NotNewer {
     current: u64,
     got: u64,
 }
 
-#[cfg(feature = "redis")]
+#[cfg(feature = "events")]
 impl fmt::Display for NotNewer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -82,7 +87,7 @@ impl fmt::Display for NotNewer {
     }
 }
 
-#[cfg(feature = "redis")]
+#[cfg(feature = "events")]
 impl std::error::Error for NotNewer {}
 
 impl Error {
@@ -100,8 +105,13 @@ impl Error {
     pub(crate) fn redis(source: redis::RedisError) -> Self {
         Self::new(ErrorKind::Redis, source)
     }
+    /// The event bus refused, kept as the source.
+    #[cfg(feature = "events")]
+    pub(crate) fn bus(source: hookwire_events::Error) -> Self {
+        Self::new(ErrorKind::Bus, source)
+    }
     /// Redis holds `current`, which is not older than `got`.
-    #[cfg(feature = "redis")]
+    #[cfg(feature = "events")]
     pub(crate) fn not_newer(current: u64, got: u64) -> Self {
         let mut e = Self::new(ErrorKind::NotNewer, NotNewer { current, got });
         e.inner.versions = Some((current, got));
@@ -112,7 +122,7 @@ impl Error {
         Self::new(ErrorKind::Invalid, msg.into())
     }
     /// A (de)serialization failure.
-    #[cfg(feature = "redis")]
+    #[cfg(feature = "events")]
     pub(crate) fn serialize(source: serde_json::Error) -> Self {
         Self::new(ErrorKind::Serialize, source)
     }
@@ -123,6 +133,10 @@ impl Error {
     /// True when Redis failed: nothing was published, retry later.
     pub fn is_redis(&self) -> bool {
         self.inner.kind == ErrorKind::Redis
+    }
+    /// True when the event bus refused: nothing was published, retry later.
+    pub fn is_bus(&self) -> bool {
+        self.inner.kind == ErrorKind::Bus
     }
     /// True when another node already published this or a newer version.
     pub fn is_not_newer(&self) -> bool {
@@ -145,12 +159,12 @@ impl Error {
         self.inner.source.downcast_ref()
     }
     /// The HTTP status this error answers with where it reaches a client: 400 for bad input,
-    /// 409 for a refused version, 503 when Redis failed, 500 otherwise.
+    /// 409 for a refused version, 503 when Redis or the bus failed, 500 otherwise.
     pub fn status(&self) -> http::StatusCode {
         match self.inner.kind {
             ErrorKind::Invalid => http::StatusCode::BAD_REQUEST,
             ErrorKind::NotNewer | ErrorKind::Publish => http::StatusCode::CONFLICT,
-            ErrorKind::Redis => http::StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Redis | ErrorKind::Bus => http::StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Serialize => http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,6 +1,6 @@
 //! Server-Sent Events for live state: version-keyed patch broadcast, state cache, presence,
-//! `Last-Event-ID` resume, a browser client, a lean acceptor for large fan-outs and Redis
-//! fan-out across nodes.
+//! `Last-Event-ID` resume, a browser client, a lean acceptor for large fan-outs and a fan-out
+//! across nodes on the event bus.
 //!
 //! Use this crate to keep many browsers in sync with a server-side state by sending only what
 //! changed. Use `hookwire-ws` instead when clients also send messages (rooms, commands).
@@ -40,7 +40,8 @@
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
 //! | `axum` | axum handlers and a router for `/state`, `/events` and the client script | no |
-//! | `redis` | `redis::SseRedisFanOut`: publish on any node, deliver on every node | no |
+//! | `redis` | `redis::SharedPresence`: one presence roster across nodes (TTL leases in Redis) | no |
+//! | `events` | `SseBusFanOut`: publish on any node, deliver on every node in version order, on the `hookwire-events` bus (implies `redis`) | no |
 //!
 //! MSRV: the workspace's `rust-version`.
 //!
@@ -59,6 +60,8 @@ mod queue;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "events")]
+mod bus;
 pub mod http;
 pub mod lean;
 #[cfg(feature = "redis")]
@@ -66,6 +69,8 @@ pub mod redis;
 pub mod server;
 
 pub use apply::{ApplyError, apply_patch_message, state_version};
+#[cfg(feature = "events")]
+pub use bus::{DEFAULT_CATCH_UP, DEFAULT_SSE_FAN_OUT_EVENT, SseBusFanOut, SseBusFanOutBuilder};
 pub use cache::{DEFAULT_CACHE_SIZE, StateCache};
 pub use channel::{
     BroadcastChannel, BroadcastState, ChannelConfig, ChannelStats, DEFAULT_HISTORY_BYTES,

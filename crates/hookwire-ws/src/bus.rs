@@ -1,8 +1,8 @@
 //! The gateways on the event bus (feature `events`): the event gateway as a broadcast
 //! subscriber (every node sees every event and hands it to its own browsers, SSE and WebSocket,
 //! org-scoped exactly as [`EventGateway::publish`] does), and [`BusFanOut`], the WebSocket
-//! fan-out carried by bus broadcasts instead of a separate Redis pub/sub channel: one mechanism
-//! between nodes.
+//! fan-out carried by bus broadcasts: one mechanism between nodes, shared with the event gateway
+//! and `hookwire-sse`'s `SseBusFanOut`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -33,8 +33,8 @@ struct Wire {
 
 /// A [`FanOut`] over the event bus: each envelope is published as one event
 /// (`hookwire.ws.envelope`, `{node, env}`) and every node's broadcast subscription delivers the
-/// envelopes of the *other* nodes to its members. Same guarantees as the Redis fan-out: at most
-/// once across nodes, never blocking a broadcaster (a bounded queue of 10 000 envelopes to one
+/// envelopes of the *other* nodes to its members. At most once across nodes (the bus's broadcast
+/// mode), never blocking a broadcaster (a bounded queue of 10 000 envelopes to one
 /// publishing task; overflow is dropped and counted), org scoping carried as data.
 ///
 /// ```

@@ -1,5 +1,5 @@
 //! The one error type of the WebSocket crate: opaque, with a kind to branch on and the source
-//! chain kept (a Redis error stays a Redis error underneath).
+//! chain kept (a bus error stays a bus error underneath).
 
 use std::fmt;
 
@@ -17,23 +17,20 @@ pub enum ErrorKind {
     MissingAuthenticator,
     /// A builder option is out of range (for example a zero `max_message_bytes`).
     InvalidOption,
-    /// Redis failed or is unreachable (feature `redis`).
-    Redis,
     /// The event bus refused a subscription (feature `events`).
     Bus,
 }
 
 impl ErrorKind {
-    /// A short lowercase name (`missing_authenticator`, `invalid_option`, `redis`).
+    /// A short lowercase name (`missing_authenticator`, `invalid_option`, `bus`).
     ///
     /// ```
-    /// assert_eq!(hookwire_ws::ErrorKind::Redis.as_str(), "redis");
+    /// assert_eq!(hookwire_ws::ErrorKind::Bus.as_str(), "bus");
     /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::MissingAuthenticator => "missing_authenticator",
             Self::InvalidOption => "invalid_option",
-            Self::Redis => "redis",
             Self::Bus => "bus",
         }
     }
@@ -84,9 +81,9 @@ impl Error {
     pub fn is_invalid_option(&self) -> bool {
         self.inner.kind == ErrorKind::InvalidOption
     }
-    /// Redis failed or is unreachable.
-    pub fn is_redis(&self) -> bool {
-        self.inner.kind == ErrorKind::Redis
+    /// The event bus refused (feature `events`); the bus error is the source.
+    pub fn is_bus(&self) -> bool {
+        self.inner.kind == ErrorKind::Bus
     }
 }
 
@@ -94,13 +91,6 @@ impl Error {
 impl From<hookwire_events::Error> for Error {
     fn from(e: hookwire_events::Error) -> Self {
         Self::new(ErrorKind::Bus, e)
-    }
-}
-
-#[cfg(feature = "redis")]
-impl From<redis::RedisError> for Error {
-    fn from(e: redis::RedisError) -> Self {
-        Self::new(ErrorKind::Redis, e)
     }
 }
 
@@ -115,17 +105,14 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.inner.kind {
-            ErrorKind::Redis => write!(f, "redis fan-out: {}", self.inner.source),
-            _ => self.inner.source.fmt(f),
-        }
+        self.inner.source.fmt(f)
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self.inner.kind {
-            ErrorKind::Redis | ErrorKind::Bus => Some(&*self.inner.source),
+            ErrorKind::Bus => Some(&*self.inner.source),
             _ => None,
         }
     }

@@ -124,8 +124,8 @@ impl RemoteSink {
     }
 }
 
-/// Carries envelopes between the nodes of a cluster (the Redis implementation is
-/// `redis::RoomRedisFanOut`, feature `redis`).
+/// Carries envelopes between the nodes of a cluster (the implementation on the event bus is
+/// `BusFanOut`, feature `events`).
 ///
 /// `publish` must not block: queue the envelope and send it from a task. Delivery across nodes
 /// is at most once (a node that is disconnected misses frames), as with any pub/sub.

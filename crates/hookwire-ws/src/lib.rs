@@ -47,8 +47,8 @@
 //! - **Clients**: [`WsGateway::client`] looks a connected client up by id,
 //!   [`WsGateway::send_to`] writes to it alone, [`WsGateway::broadcast_from`] relays to its room
 //!   except itself, inside its organization.
-//! - **Several nodes**: a [`FanOut`] (Redis pub/sub in `redis::RoomRedisFanOut`, feature `redis`) carries every broadcast to the
-//!   other nodes; each subscriber receives it once.
+//! - **Several nodes**: a [`FanOut`] (bus broadcasts in `BusFanOut`, feature `events`) carries
+//!   every broadcast to the other nodes; each subscriber receives it once.
 //!
 //! # Limits (defaults)
 //! | Limit | Default | On overflow |
@@ -66,24 +66,20 @@
 //! | Name | Description | Default? |
 //! | --- | --- | --- |
 //! | `axum` | `axum::ws_router`: the WebSocket route and `<path>/stats` on axum | no |
-//! | `redis` | `redis::RoomRedisFanOut`: cross-node fan-out over Redis pub/sub | no |
 //! | `sse` | `EventGateway`: SSE (`hookwire-sse`) and WebSocket behind one configuration (implies `axum`) | no |
-//! | `events` | `EventGateway::subscribe_bus`: the gateway as a broadcast subscriber of the `hookwire-events` bus (implies `sse`) | no |
+//! | `events` | `EventGateway::subscribe_bus`: the gateway as a broadcast subscriber of the `hookwire-events` bus; `BusFanOut`: the cross-node fan-out as bus broadcasts (implies `sse`) | no |
 //!
 //! MSRV: Rust 1.88.
 //!
 //! ---
 //!
-// The guide (`docs/hookwire-ws.md`) is the rest of this page; its examples use the `sse` and
-// `redis` features, so it is included (and its examples compiled as doctests) with them: docs.rs
-// builds with all features.
+// The guide (`docs/hookwire-ws.md`) is the rest of this page; its examples use the `events`
+// feature (which implies `sse`), so it is included (and its examples compiled as doctests) with
+// it: docs.rs builds with all features.
+#![cfg_attr(feature = "events", doc = include_str!("../../../docs/hookwire-ws.md"))]
 #![cfg_attr(
-    all(feature = "sse", feature = "redis"),
-    doc = include_str!("../../../docs/hookwire-ws.md")
-)]
-#![cfg_attr(
-    not(all(feature = "sse", feature = "redis")),
-    doc = "The guide, `docs/hookwire-ws.md`, follows here when built with features `sse` and `redis`."
+    not(feature = "events"),
+    doc = "The guide, `docs/hookwire-ws.md`, follows here when built with feature `events`."
 )]
 
 mod auth;
@@ -112,8 +108,6 @@ pub mod axum;
 mod bus;
 #[cfg(feature = "sse")]
 mod event_gateway;
-#[cfg(feature = "redis")]
-pub mod redis;
 #[cfg(feature = "events")]
 pub use bus::{BusFanOut, DEFAULT_FAN_OUT_EVENT};
 #[cfg(feature = "sse")]

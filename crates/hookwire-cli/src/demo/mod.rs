@@ -111,13 +111,12 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Where the board's state goes: the local channel, or Redis first (version compare-and-set)
-/// and then every node's channel.
+/// Where the board's state goes: the local channel, or the version store in Redis first
+/// (compare-and-set) and then, on the event bus, every node's channel in version order.
 #[derive(Clone)]
 enum Publisher {
     Local(BroadcastChannel),
-    #[allow(clippy::large_enum_variant, reason = "built once")]
-    Redis(Arc<hookwire_sse::redis::SseRedisFanOut>),
+    Bus(Arc<hookwire_sse::SseBusFanOut>),
 }
 
 impl Publisher {
@@ -127,10 +126,9 @@ impl Publisher {
                 .publish(STREAM, state, patches)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            Self::Redis(f) => f
+            Self::Bus(f) => f
                 .publish(STREAM, state, patches)
                 .await
-                .map(|_| ())
                 .map_err(|e| e.to_string()),
         }
     }
@@ -192,21 +190,26 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
 
     // SSE: the board stream, public, with presence from `?user=` (a demo identity, not auth).
     let channel: BroadcastChannel = BroadcastChannel::new();
+    // The event bus: in process, or Redis Streams with `--redis` (every demo process is a node).
+    let bus = demo_bus(args.redis.as_deref(), addr).await?;
     let publisher = match &redis {
+        // The board's fan-out rides on the bus too (a broadcast subscription), with its version
+        // store in Redis: one mechanism between processes for SSE and WebSocket.
         Some(client) => {
-            let fan = hookwire_sse::redis::SseRedisFanOut::start(
+            let fan = hookwire_sse::SseBusFanOut::start(
                 channel.clone(),
+                &bus,
                 client.clone(),
                 "hookwire:demo:sse",
             )
             .await
             .map_err(|e| format!("redis (sse fan-out): {e}"))?;
-            Publisher::Redis(Arc::new(fan))
+            Publisher::Bus(Arc::new(fan))
         }
         None => Publisher::Local(channel.clone()),
     };
     let loaded = match &publisher {
-        Publisher::Redis(f) => f
+        Publisher::Bus(f) => f
             .load(STREAM)
             .await
             .map_err(|e| format!("redis (board): {e}"))?,
@@ -217,7 +220,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         genesis["_v"] = Value::from(0);
         // Another demo may have written the genesis a moment ago: then load theirs.
         if publisher.publish(genesis, vec![]).await.is_err()
-            && let Publisher::Redis(f) = &publisher
+            && let Publisher::Bus(f) = &publisher
         {
             f.load(STREAM)
                 .await
@@ -247,8 +250,6 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
     )
     .with_presence(presence, "online");
 
-    // The event bus: in process, or Redis Streams with `--redis` (every demo process is a node).
-    let bus = demo_bus(args.redis.as_deref(), addr).await?;
     // WebSocket gateway: demo token auth (`user@org`), `order.*` events per organization.
     let mut ws = WsGateway::builder()
         .authenticator(DemoAuthenticator)

@@ -5,6 +5,8 @@
 )]
 
 mod browser;
+#[cfg(feature = "events")]
+mod bus;
 mod channel;
 mod http;
 mod limits;

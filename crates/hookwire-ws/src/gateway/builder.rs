@@ -243,7 +243,7 @@ impl WsGatewayBuilder {
         self.on_message = Some(Arc::new(f));
         self
     }
-    /// A cross-node fan-out (for example `redis::RoomRedisFanOut`).
+    /// A cross-node fan-out (for example `BusFanOut`, feature `events`).
     pub fn fan_out(mut self, f: impl FanOut) -> Self {
         self.fan_out = Some(Arc::new(f));
         self

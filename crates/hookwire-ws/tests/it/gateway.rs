@@ -209,14 +209,14 @@ fn building_the_gateway_with_auth_on_and_no_authenticator_fails() {
     );
 }
 
-#[cfg(feature = "redis")]
+#[cfg(feature = "events")]
 #[tokio::test]
-async fn with_a_redis_fan_out_both_sides_of_every_node_get_the_event_once() {
-    use hookwire_ws::redis::RoomRedisFanOut;
+async fn with_a_bus_fan_out_both_sides_of_every_node_get_the_event_once() {
     let redis = hookwire_testkit::RedisServer::start().unwrap();
     let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let fan_out = RoomRedisFanOut::connect(&redis.url()).await.unwrap();
+    for id in ["n1", "n2"] {
+        let bus = redis_bus(&redis.url(), id).await;
+        let fan_out = hookwire_ws::BusFanOut::new(&bus).await.unwrap();
         let gw = EventGateway::builder()
             .authenticator(DemoAuthenticator)
             .ws_options(WsGateway::builder().resources(["order"]).fan_out(fan_out))
@@ -333,15 +333,10 @@ fn gw_router(gw: &EventGateway) -> axum::Router {
 #[cfg(feature = "events")]
 #[tokio::test]
 async fn as_bus_broadcast_subscribers_both_sides_of_every_node_get_each_event_once() {
-    use hookwire_events::{Bus, RedisStreams};
     let redis = hookwire_testkit::RedisServer::start().unwrap();
     let mut nodes = Vec::new();
     for node in ["n1", "n2"] {
-        let t = RedisStreams::connect(&redis.url())
-            .await
-            .unwrap()
-            .node_id(node);
-        let bus = Bus::builder(t).build().unwrap();
+        let bus = redis_bus(&redis.url(), node).await;
         let gw = EventGateway::builder()
             .authenticator(DemoAuthenticator)
             .ws_options(WsGateway::builder().resources(["order"]))

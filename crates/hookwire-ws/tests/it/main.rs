@@ -10,7 +10,7 @@ mod gateway;
 #[cfg(feature = "sse")]
 mod gateway_scopes;
 mod limits;
-#[cfg(feature = "redis")]
+#[cfg(feature = "events")]
 mod nodes;
 mod props;
 mod protocol;

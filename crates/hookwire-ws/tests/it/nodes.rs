@@ -1,52 +1,25 @@
-//! Two gateway nodes on loopback sharing one real redis-server.
+//! Two gateway nodes on loopback, each with its own event bus (Redis Streams) on one real
+//! redis-server: the WebSocket fan-out rides on bus broadcasts.
 
 use std::net::SocketAddr;
 
 use hookwire_core::Event;
 use hookwire_testkit::RedisServer;
-use hookwire_ws::redis::RoomRedisFanOut;
-use hookwire_ws::{DemoAuthenticator, WsGateway};
+use hookwire_ws::{BusFanOut, DemoAuthenticator, WsGateway};
 use serde_json::json;
 
 use crate::support::*;
 
-async fn node(url: &str) -> (WsGateway, SocketAddr) {
-    let gw = WsGateway::builder()
-        .authenticator(DemoAuthenticator)
-        .resources(["order"])
-        .fan_out(RoomRedisFanOut::connect(url).await.unwrap())
-        .build()
-        .unwrap();
-    let addr = serve_gw(&gw).await;
-    (gw, addr)
-}
-
-#[tokio::test]
-async fn broadcasts_reach_every_node_exactly_once_and_stay_in_their_org() {
-    let redis = RedisServer::start().unwrap();
-    let (a, addr_a) = node(&redis.url()).await;
-    let (b, addr_b) = node(&redis.url()).await;
-    exactly_once_in_their_org((a, addr_a), (b, addr_b)).await;
-}
-
-/// The same with the fan-out carried by the event bus (Redis Streams broadcast) instead of the
-/// WebSocket crate's own pub/sub channel.
-#[cfg(feature = "events")]
 #[tokio::test]
 async fn over_the_bus_broadcasts_reach_every_node_exactly_once_and_stay_in_their_org() {
-    use hookwire_events::{Bus, RedisStreams};
     let redis = RedisServer::start().unwrap();
     let mut nodes = Vec::new();
     for id in ["n1", "n2"] {
-        let t = RedisStreams::connect(&redis.url())
-            .await
-            .unwrap()
-            .node_id(id);
-        let bus = Bus::builder(t).build().unwrap();
+        let bus = redis_bus(&redis.url(), id).await;
         let gw = WsGateway::builder()
             .authenticator(DemoAuthenticator)
             .resources(["order"])
-            .fan_out(hookwire_ws::BusFanOut::new(&bus).await.unwrap())
+            .fan_out(BusFanOut::new(&bus).await.unwrap())
             .build()
             .unwrap();
         let addr = serve_gw(&gw).await;
@@ -112,40 +85,38 @@ async fn exactly_once_in_their_org(
     }
 }
 
-/// How many subscribers Redis counts on `channel`.
-fn subscribers(redis: &RedisServer, channel: &str) -> u64 {
-    let reply = redis.command(&format!("PUBSUB NUMSUB {channel}")).unwrap();
-    reply
-        .rsplit(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected reply {reply:?}"))
+/// Clients of `redis` blocked in `XREAD` (the bus's broadcast readers).
+fn broadcast_readers(redis: &RedisServer) -> usize {
+    let list = redis.command("CLIENT LIST").unwrap();
+    list.lines().filter(|l| l.contains("cmd=xread")).count()
 }
 
-/// The fan-out's subscriber task belongs to it: dropping the gateway ends the Redis
-/// subscription at once (before, the task ran on until the next message arrived, and
-/// reconnected forever while Redis was down).
+/// The fan-out's bus subscription belongs to it: dropping the gateway ends the broadcast
+/// reader at once (the bus itself lives on), so a dropped gateway neither keeps a Redis
+/// connection nor receives anything.
 #[tokio::test]
-async fn dropping_the_gateway_ends_its_redis_subscription() {
+async fn dropping_the_gateway_ends_its_bus_subscription() {
     let redis = RedisServer::start().unwrap();
+    let bus = redis_bus(&redis.url(), "n1").await;
     let gw = WsGateway::builder()
         .authenticator(DemoAuthenticator)
         .resources(["order"])
-        .fan_out(
-            RoomRedisFanOut::connect_with_channel(&redis.url(), "owned-sub")
-                .await
-                .unwrap(),
-        )
+        .fan_out(BusFanOut::new(&bus).await.unwrap())
         .build()
         .unwrap();
-    assert_eq!(subscribers(&redis, "owned-sub"), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while broadcast_readers(&redis) != 1 {
+        assert!(std::time::Instant::now() < deadline, "no broadcast reader");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     drop(gw);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while subscribers(&redis, "owned-sub") != 0 {
+    while broadcast_readers(&redis) != 0 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the subscription outlived its gateway"
+            "the bus subscription outlived its gateway"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    drop(bus);
 }

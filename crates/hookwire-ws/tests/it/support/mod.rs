@@ -170,3 +170,13 @@ pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// An event bus on Redis Streams as node `node` (each call its own connections).
+#[cfg(feature = "events")]
+pub async fn redis_bus(url: &str, node: &str) -> hookwire_events::Bus {
+    let t = hookwire_events::RedisStreams::connect(url)
+        .await
+        .unwrap()
+        .node_id(node);
+    hookwire_events::Bus::builder(t).build().unwrap()
+}
