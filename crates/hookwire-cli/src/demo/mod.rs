@@ -359,8 +359,11 @@ async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
         .ssrf(policy)
         .build()?
         // The dispatcher is the bus's `webhooks` group: each published event is dispatched by
-        // one demo process, to that process's own `/webhook`.
+        // one demo process, to that process's own `/webhook`. Only order events: the bus also
+        // carries the SSE/WebSocket fan-out envelopes and workflow transitions, which no
+        // webhook subscription wants, so the group need not read them.
         .on_bus(&bus)
+        .pattern("order.*")
         .start()
         .await?;
     dispatcher
