@@ -9,7 +9,8 @@
 //! pre-encoded chunks), same [`Authorize`](crate::http::Authorize) hook as [`SseApp`].
 //!
 //! Every drain writes all queued frames with one write: copied into one per-thread buffer when
-//! they are small (≤ 16 KiB together), else vectored. Routes: `GET /events/<s>`
+//! they are small (≤ 16 KiB together; built once per burst and shared by the subscribers that
+//! drain the very same frames), else vectored. Routes: `GET /events/<s>`
 //! and `GET /state/<s>` (the latter answered with `Connection: close`); anything else is
 //! 404/405. Limits: request head ≤ [`MAX_HEAD`] bytes and ≤ 32 headers (else 431), sent
 //! within [`ServerConfig::header_read_timeout`] (else the connection is closed), at most
