@@ -16,6 +16,29 @@ pub fn unix_now() -> i64 {
     unix_seconds(SystemTime::now())
 }
 
+/// Seconds since the Unix epoch from the kernel's coarse clock (Linux `CLOCK_REALTIME_COARSE`,
+/// updated every scheduler tick, a few milliseconds at most behind [`unix_now`]); elsewhere the
+/// same as [`unix_now`].
+///
+/// Signature verification reads the clock on every request to check the timestamp window,
+/// which is counted in seconds. The fine clock reads the TSC, which on virtual machines can
+/// cost as much as hashing a few hundred bytes; the coarse one reads one shared memory word.
+///
+/// ```
+/// let (coarse, fine) = (hookwire_core::time::unix_now_coarse(), hookwire_core::time::unix_now());
+/// assert!((fine - coarse).abs() <= 1);
+/// ```
+pub fn unix_now_coarse() -> i64 {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse).tv_sec
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        unix_now()
+    }
+}
+
 /// Seconds since the Unix epoch for `t`, negative before 1970.
 ///
 /// ```
@@ -91,6 +114,20 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn coarse_clock_is_within_a_second_of_the_fine_one() {
+        for _ in 0..1000 {
+            let before = unix_now();
+            let coarse = unix_now_coarse();
+            let after = unix_now();
+            // The coarse clock lags by at most a tick, so it can only sit on the second before.
+            assert!(
+                (before - 1..=after).contains(&coarse),
+                "{before} {coarse} {after}"
+            );
+        }
     }
 
     #[test]

@@ -638,9 +638,11 @@ impl<S: BroadcastState> BroadcastChannel<S> {
         let Some(subs) = subs else { return };
         let list = crate::lock(&subs.subs);
         drop(cache_guard);
-        for sub in list.iter() {
-            sub.push(frame, &self.inner.counters);
-        }
+        let counters = &self.inner.counters;
+        let delivered = list.iter().filter(|sub| sub.push(frame, counters)).count();
+        counters
+            .delivered
+            .fetch_add(delivered as u64, Ordering::Relaxed);
     }
 }
 

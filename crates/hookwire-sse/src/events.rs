@@ -185,11 +185,15 @@ impl EventBroadcast {
         let mut st = crate::lock(&self.inner.state);
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = Frame::event(seq, Some(&seq.to_string()), Some(&event.name), json);
-        for (sub, filter) in &st.subs {
-            if filter.matches(event) {
-                sub.push(&frame, &self.inner.counters);
-            }
-        }
+        let counters = &self.inner.counters;
+        let delivered = st
+            .subs
+            .iter()
+            .filter(|(sub, filter)| filter.matches(event) && sub.push(&frame, counters))
+            .count();
+        counters
+            .delivered
+            .fetch_add(delivered as u64, Ordering::Relaxed);
         if self.inner.history_len > 0 {
             if st.history.len() >= self.inner.history_len {
                 st.history.pop_front();

@@ -244,6 +244,11 @@ impl Frame {
         &self.0.chunked
     }
 
+    /// Whether `other` is this very frame (a clone of it), not merely equal bytes.
+    pub(crate) fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Encoded size in bytes (the chunked form), used for queue byte limits.
     pub fn len(&self) -> usize {
         self.0.chunked.len()

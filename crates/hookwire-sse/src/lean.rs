@@ -9,7 +9,8 @@
 //! pre-encoded chunks), same [`Authorize`](crate::http::Authorize) hook as [`SseApp`].
 //!
 //! Every drain writes all queued frames with one write: copied into one per-thread buffer when
-//! they are small (≤ 16 KiB together), else vectored. Routes: `GET /events/<s>`
+//! they are small (≤ 16 KiB together; built once per burst and shared by the subscribers that
+//! drain the very same frames), else vectored. Routes: `GET /events/<s>`
 //! and `GET /state/<s>` (the latter answered with `Connection: close`); anything else is
 //! 404/405. Limits: request head ≤ [`MAX_HEAD`] bytes and ≤ 32 headers (else 431), sent
 //! within [`ServerConfig::header_read_timeout`] (else the connection is closed), at most
@@ -360,7 +361,7 @@ async fn stream_frames(tcp: &TcpStream, mut sub: crate::StreamSubscription) -> i
                 sub.write_done();
                 r?;
                 batch.clear();
-                if batch.capacity() > 16 {
+                if batch.capacity() > crate::queue::SPARE_FRAMES {
                     batch = Vec::new();
                 }
             }
@@ -383,26 +384,51 @@ async fn stream_frames(tcp: &TcpStream, mut sub: crate::StreamSubscription) -> i
 /// [`write_frames`]).
 const COALESCE_BYTES: usize = 16 * 1024;
 
+/// The last burst coalesced on this thread: its frames (held, so that their identity cannot be
+/// reused by new frames while cached) and their chunks copied into one buffer.
+struct Coalesced {
+    frames: Vec<Frame>,
+    bytes: Vec<u8>,
+}
+
 thread_local! {
-    // One buffer per runtime thread, not per subscriber: it is only used between awaits.
-    static COALESCE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    // One buffer per runtime thread, not per subscriber: it is only used between awaits. At
+    // most COALESCE_BYTES and the frames of one burst stay cached.
+    static COALESCE: std::cell::RefCell<Coalesced> = const {
+        std::cell::RefCell::new(Coalesced { frames: Vec::new(), bytes: Vec::new() })
+    };
 }
 
 /// Tries to write a burst of several small frames as one contiguous buffer with one plain
 /// `write`: the kernel copies many tiny iovec segments of a `writev` one by one, which costs
-/// more than the copy. Returns the bytes written (0 when not attempted or nothing fit).
+/// more than the copy. A publish fans the same frames out to every idle subscriber, so the
+/// buffer is built once per burst and shared: the next subscriber draining the very same
+/// frames writes it as it is. Returns the bytes written (0 when not attempted or nothing fit).
 fn write_coalesced(tcp: &TcpStream, frames: &[Frame]) -> io::Result<usize> {
-    let total: usize = frames.iter().map(Frame::len).sum();
-    if frames.len() < 2 || total > COALESCE_BYTES {
+    if frames.len() < 2 {
         return Ok(0);
     }
-    COALESCE.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        for f in frames {
-            buf.extend_from_slice(f.chunked());
+    COALESCE.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        let same = cached.frames.len() == frames.len()
+            && cached.frames.iter().zip(frames).all(|(a, b)| a.same(b));
+        if !same {
+            let total: usize = frames.iter().map(Frame::len).sum();
+            if total > COALESCE_BYTES {
+                return Ok(0);
+            }
+            let Coalesced {
+                frames: held,
+                bytes,
+            } = &mut *cached;
+            held.clear();
+            held.extend_from_slice(frames);
+            bytes.clear();
+            for f in frames {
+                bytes.extend_from_slice(f.chunked());
+            }
         }
-        match tcp.try_write(&buf) {
+        match tcp.try_write(&cached.bytes) {
             Ok(n) => Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
@@ -494,5 +520,44 @@ mod tests {
         drop(server);
         let want: Vec<u8> = frames.iter().flat_map(|f| f.chunked().to_vec()).collect();
         assert_eq!(client.await.expect("client"), want);
+    }
+
+    #[tokio::test]
+    async fn subscribers_sharing_a_coalesced_burst_each_get_exactly_their_frames() {
+        use tokio::io::AsyncReadExt;
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let read_all = || async move {
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.expect("read");
+            got
+        };
+        let (a, b) = (tokio::spawn(read_all()), tokio::spawn(read_all()));
+        let (s1, _) = l.accept().await.expect("accept");
+        let (s2, _) = l.accept().await.expect("accept");
+        let frame = |v: u64| Frame::patch(v, v, format!("{{\"{v}\":{{}}}}").into_bytes());
+        let burst: Vec<Frame> = (1..=5).map(frame).collect();
+        // The same frames twice (the shared buffer), then equal-looking but distinct frames
+        // and a shorter burst (both must rebuild it, never reuse stale bytes).
+        let again: Vec<Frame> = (1..=5).map(frame).collect();
+        let short: Vec<Frame> = burst[..3].to_vec();
+        write_frames(&s1, &burst).await.expect("write");
+        write_frames(&s2, &burst).await.expect("write");
+        write_frames(&s1, &short).await.expect("write");
+        write_frames(&s2, &again).await.expect("write");
+        drop((s1, s2));
+        let bytes = |fs: &[&[Frame]]| -> Vec<u8> {
+            fs.iter()
+                .flat_map(|b| b.iter().flat_map(|f| f.chunked().to_vec()))
+                .collect()
+        };
+        let (got_a, got_b) = (a.await.expect("a"), b.await.expect("b"));
+        // Connections are accepted in either order; compare as a set of two.
+        let want = [bytes(&[&burst, &short]), bytes(&[&burst, &again])];
+        assert!(
+            (got_a == want[0] && got_b == want[1]) || (got_a == want[1] && got_b == want[0]),
+            "each socket gets its own frames, in order"
+        );
     }
 }

@@ -18,6 +18,10 @@ pub const DEFAULT_QUEUE_FRAMES: usize = 256;
 /// Default byte bound of a subscriber queue.
 pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024;
 
+/// Largest frame buffer (in frames) a queue keeps while idle; larger ones, grown by a burst,
+/// are freed once drained.
+pub(crate) const SPARE_FRAMES: usize = 16;
+
 /// Bounds of one subscriber's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
@@ -110,11 +114,14 @@ impl SubShared {
     }
 
     /// Queues `frame`; on overflow replaces the queue by a `_resync`. Never blocks on I/O.
-    pub(crate) fn push(&self, frame: &Frame, counters: &Counters) {
+    /// Returns whether the frame counts as delivered (false once the subscriber is closed); the
+    /// caller adds the deliveries of one fan-out to the shared counter at once, instead of one
+    /// atomic add per subscriber.
+    pub(crate) fn push(&self, frame: &Frame, counters: &Counters) -> bool {
         let waker = {
             let mut q = crate::lock(&self.q);
             if q.closed {
-                return;
+                return false;
             }
             if q.frames.len() >= self.limits.frames || q.bytes + frame.len() > self.limits.bytes {
                 q.frames.clear();
@@ -129,10 +136,10 @@ impl SubShared {
             }
             q.waker.take()
         };
-        counters.delivered.fetch_add(1, Ordering::Relaxed);
         if let Some(w) = waker {
             w.wake();
         }
+        true
     }
 
     /// Queues a keep-alive comment only when nothing else is waiting (a queued frame already
@@ -230,13 +237,23 @@ impl StreamSubscription {
             }
             return Poll::Pending;
         }
-        out.extend(q.frames.drain(..));
+        if out.is_empty() {
+            // The buffers trade places: the caller gets the queue's (no copy, no growth of
+            // `out`) and the queue gets the caller's emptied one back, so a steady stream
+            // allocates nothing. A buffer grown by a burst is not kept, so an idle subscriber
+            // stays small.
+            let spare = std::mem::take(out);
+            let spare = if spare.capacity() <= SPARE_FRAMES {
+                VecDeque::from(spare)
+            } else {
+                VecDeque::new()
+            };
+            *out = Vec::from(std::mem::replace(&mut q.frames, spare));
+        } else {
+            out.extend(q.frames.drain(..));
+        }
         q.bytes = 0;
         q.busy = q.direct.is_some();
-        // Give back the memory of a burst so an idle subscriber stays small.
-        if q.frames.capacity() > 8 {
-            q.frames = VecDeque::new();
-        }
         Poll::Ready(true)
     }
 
