@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hookwire_core::Backoff;
@@ -152,6 +152,7 @@ impl EngineBuilder {
             sink: self.sink,
             limits: self.limits,
             changed,
+            recent: self.workers.then(|| Mutex::new(HashMap::new())),
         });
         let mut defaults = Defaults::default();
         // Finished task jobs carry nothing the run does not already hold.

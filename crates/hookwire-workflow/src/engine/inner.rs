@@ -3,7 +3,7 @@
 //! transitions are published.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use hookwire_core::Event;
@@ -22,6 +22,11 @@ use crate::store::{Replaced, RunDoc, RunStore};
 /// Compare-and-set attempts of one operation before it reports a conflict.
 const CAS_ATTEMPTS: usize = 64;
 
+/// Documents kept for tasks this engine queued, so the worker that picks a task up starts from
+/// the document as it was stored instead of reading it again (a stale one only costs the
+/// compare-and-set, which answers with the stored run). Past this many, the cache starts over.
+const RECENT_MAX: usize = 4096;
+
 pub(super) fn queue_name(workflow: &str) -> String {
     format!("workflow.{workflow}")
 }
@@ -34,6 +39,8 @@ pub(crate) struct Inner {
     pub(super) sink: Option<Arc<dyn TransitionSink>>,
     pub(crate) limits: Limits,
     pub(super) changed: broadcast::Sender<String>,
+    /// Task id → the run as stored when the task was queued (only on engines with workers).
+    pub(super) recent: Option<Mutex<HashMap<String, RunDoc>>>,
 }
 
 impl Drop for Inner {
@@ -150,7 +157,7 @@ impl Inner {
             );
             match self.store.replace_or_current(next.clone(), doc.rev).await? {
                 Replaced::Written => {
-                    self.after_commit(&st, before_seq, before_task.as_deref())
+                    self.after_commit(&st, &next, before_seq, before_task.as_deref())
                         .await;
                     return Ok((out, st, next));
                 }
@@ -163,6 +170,27 @@ impl Inner {
         ))
     }
 
+    /// Keeps `doc` for the worker that will pick up `task`.
+    fn remember(&self, task: &str, doc: &RunDoc) {
+        let Some(recent) = &self.recent else {
+            return;
+        };
+        let mut m = recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if m.len() >= RECENT_MAX {
+            m.clear();
+        }
+        m.insert(task.to_owned(), doc.clone());
+    }
+
+    /// The document kept for `task`, if this engine queued it (taken: each task runs once).
+    pub(crate) fn recall(&self, task: &str) -> Option<RunDoc> {
+        let recent = self.recent.as_ref()?;
+        recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(task)
+    }
+
     pub(super) async fn load(&self, run: &str, scope: Option<&Scope>) -> Result<RunDoc> {
         let doc = self.store.load(run).await?.ok_or_else(|| missing(run))?;
         scoped(run, doc, scope)
@@ -172,12 +200,16 @@ impl Inner {
     pub(super) async fn after_commit(
         &self,
         st: &RunState,
+        doc: &RunDoc,
         before_seq: u64,
         before_task: Option<&str>,
     ) {
+        // A carried task needs no job: the job that carries it runs it next.
         if let Some(t) = st.task()
             && Some(t.id.as_str()) != before_task
+            && t.carrier.is_none()
         {
+            self.remember(&t.id, doc);
             self.dispatch(st, t).await;
         }
         if let Some(sink) = &self.sink {
@@ -196,11 +228,13 @@ impl Inner {
             return;
         };
         let delay = Duration::from_millis(t.due.saturating_sub(unix_ms()));
+        // A carried task goes out under its carrier's job id: while that job lives (running,
+        // or waiting for its stalled lease to be recovered) it is not queued twice.
         let msg = TaskMsg {
             run: st.id.clone(),
-            task: t.id.clone(),
+            task: t.job_id().to_owned(),
         };
-        let opts = DispatchOptions::new().job_id(t.id.clone()).delay(delay);
+        let opts = DispatchOptions::new().job_id(msg.task.clone()).delay(delay);
         let mut backoff = Duration::from_millis(20);
         for attempt in 1..=3 {
             match jobs

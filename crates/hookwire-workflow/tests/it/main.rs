@@ -7,6 +7,7 @@ use hookwire_workflow::conformance::Store;
 
 #[cfg(feature = "events")]
 mod bus;
+mod carry;
 mod redis_store;
 mod routes;
 mod signals;
