@@ -227,14 +227,7 @@ impl Inner {
         let Some(jobs) = self.jobs.get() else {
             return;
         };
-        let delay = Duration::from_millis(t.due.saturating_sub(unix_ms()));
-        // A carried task goes out under its carrier's job id: while that job lives (running,
-        // or waiting for its stalled lease to be recovered) it is not queued twice.
-        let msg = TaskMsg {
-            run: st.id.clone(),
-            task: t.job_id().to_owned(),
-        };
-        let opts = DispatchOptions::new().job_id(msg.task.clone()).delay(delay);
+        let (msg, opts) = job_of(st, t);
         let mut backoff = Duration::from_millis(20);
         for attempt in 1..=3 {
             match jobs
@@ -253,6 +246,64 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// The job that runs task `t` of run `st`: its payload and options. A carried task goes out
+/// under its carrier's job id, so while that job lives (running, or waiting for its stalled
+/// lease to be recovered) the task is not queued twice.
+fn job_of(st: &RunState, t: &Task) -> (TaskMsg, DispatchOptions) {
+    let delay = Duration::from_millis(t.due.saturating_sub(unix_ms()));
+    let msg = TaskMsg {
+        run: st.id.clone(),
+        task: t.job_id().to_owned(),
+    };
+    let opts = DispatchOptions::new().job_id(msg.task.clone()).delay(delay);
+    (msg, opts)
+}
+
+impl Inner {
+    /// Queues the task of every run in `runs` (those without one are skipped): one backend
+    /// call per workflow queue (in chunks of the job layer's bulk limit) instead of one per
+    /// run. Job ids de-duplicate tasks still queued. Should a bulk call fail, each of its runs'
+    /// tasks is queued on its own, with [`Inner::dispatch`]'s retries. Returns how many runs had
+    /// a task.
+    pub(super) async fn dispatch_all(&self, runs: &[RunState]) -> usize {
+        let Some(jobs) = self.jobs.get() else {
+            return 0;
+        };
+        let mut by_queue: HashMap<String, Vec<&RunState>> = HashMap::new();
+        for st in runs.iter().filter(|st| st.task().is_some()) {
+            by_queue
+                .entry(queue_name(&st.workflow))
+                .or_default()
+                .push(st);
+        }
+        let mut n = 0;
+        for (queue, group) in by_queue {
+            n += group.len();
+            let mut batch = Vec::with_capacity(group.len());
+            for st in &group {
+                if let Some(t) = st.task() {
+                    let (msg, opts) = job_of(st, t);
+                    match serde_json::to_string(&msg) {
+                        Ok(json) => batch.push((json, opts)),
+                        Err(e) => {
+                            tracing::warn!(run = %st.id, error = %e, "encoding a workflow task failed");
+                        }
+                    }
+                }
+            }
+            if let Err(e) = jobs.dispatch_bulk(&queue, batch).await {
+                tracing::warn!(queue = %queue, error = %e, "queueing workflow tasks in bulk failed; one by one");
+                for st in group {
+                    if let Some(t) = st.task() {
+                        self.dispatch(st, t).await;
+                    }
+                }
+            }
+        }
+        n
     }
 }
 

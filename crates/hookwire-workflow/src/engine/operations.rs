@@ -289,16 +289,13 @@ impl Engine {
             let Some(last) = docs.last().map(|d| d.id.clone()) else {
                 return Ok(n);
             };
+            let mut unfinished = Vec::new();
             for d in docs.iter().filter(|d| !d.status.is_terminal()) {
-                if !self.inner.defs.contains_key(&d.workflow) {
-                    continue;
-                }
-                let st = decode(d)?;
-                if let Some(t) = st.task() {
-                    self.inner.dispatch(&st, t).await;
-                    n += 1;
+                if self.inner.defs.contains_key(&d.workflow) {
+                    unfinished.push(decode(d)?);
                 }
             }
+            n += self.inner.dispatch_all(&unfinished).await;
             after = Some(last);
         }
     }
