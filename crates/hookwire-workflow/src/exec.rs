@@ -56,32 +56,34 @@ impl Inner {
         }
         // The document just read starts the transition: a write is then one store call.
         let known = Some(doc);
-        match task.kind {
-            TaskKind::Wake => {
-                self.transact_from(&msg.run, None, known, |st, env| {
-                    st.wake(env, &task.id);
-                    Ok(())
-                })
-                .await?;
+        // A timer that fires into a code step due at once hands it to this job too, like a
+        // settled attempt does (see `attempt`).
+        let first = match task.kind {
+            TaskKind::Wake | TaskKind::Timeout => {
+                let ((), st, stored) = self
+                    .transact_from(&msg.run, None, known, |st, env| {
+                        let before = st.task().map(|t| t.id.clone());
+                        if task.kind == TaskKind::Wake {
+                            st.wake(env, &task.id);
+                        } else {
+                            st.time_out(env, &task.id);
+                        }
+                        st.carry(env, before.as_deref(), &msg.task);
+                        Ok(())
+                    })
+                    .await?;
+                carried(&st, &msg.task, stored)
             }
-            TaskKind::Timeout => {
-                self.transact_from(&msg.run, None, known, |st, env| {
-                    st.time_out(env, &task.id);
-                    Ok(())
-                })
-                .await?;
-            }
-            TaskKind::Run => {
-                // Each next step due at once runs in this job too (up to `CARRY_MAX`), which
-                // saves queueing, claiming and acknowledging a job per step.
-                let mut next = Some((task.id, known));
-                let mut hops = 1;
-                while let Some((id, known)) = next.take() {
-                    let carrier = (hops < CARRY_MAX).then_some(msg.task.as_str());
-                    next = self.attempt(&msg.run, &id, known, carrier).await?;
-                    hops += 1;
-                }
-            }
+            TaskKind::Run => Some((task.id, known)),
+        };
+        // Each next step due at once runs in this job too (up to `CARRY_MAX`), which saves
+        // queueing, claiming and acknowledging a job per step.
+        let mut next = first;
+        let mut hops = 1;
+        while let Some((id, known)) = next.take() {
+            let carrier = (hops < CARRY_MAX).then_some(msg.task.as_str());
+            next = self.attempt(&msg.run, &id, known, carrier).await?;
+            hops += 1;
         }
         Ok(())
     }
@@ -145,11 +147,7 @@ impl Inner {
             .settle_from(run, &token, result, Some(stored), carrier)
             .await
         {
-            Ok(Some((st, doc))) => Ok(carrier.and_then(|c| {
-                st.task()
-                    .filter(|t| t.carrier.as_deref() == Some(c))
-                    .map(|t| (t.id.clone(), Some(doc)))
-            })),
+            Ok(Some((st, doc))) => Ok(carrier.and_then(|c| carried(&st, c, doc))),
             Ok(None) => Ok(None),
             // A fenced attempt is done: retrying the job could not make it commit.
             Err(e) if e.is_fenced() => Ok(None),
@@ -221,6 +219,14 @@ impl Inner {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The task the job `carrier` runs next, with the run as stored (`doc`), if the transition
+/// that stored it handed one over.
+fn carried(st: &RunState, carrier: &str, doc: RunDoc) -> Option<(String, Option<RunDoc>)> {
+    st.task()
+        .filter(|t| t.carrier.as_deref() == Some(carrier))
+        .map(|t| (t.id.clone(), Some(doc)))
 }
 
 /// What a step handler knows about its attempt, and its durable helpers.
