@@ -24,8 +24,41 @@ const CAS_ATTEMPTS: usize = 64;
 
 /// Documents kept for tasks this engine queued, so the worker that picks a task up starts from
 /// the document as it was stored instead of reading it again (a stale one only costs the
-/// compare-and-set, which answers with the stored run). Past this many, the cache starts over.
+/// compare-and-set, which answers with the stored run). Past this many documents, or
+/// [`RECENT_BYTES`] of them, the cache starts over.
 const RECENT_MAX: usize = 4096;
+/// The most document bytes the cache holds (a document is at most `Limits::max_run_state`).
+const RECENT_BYTES: usize = 16 << 20;
+
+/// Task id → the run as stored when the task was queued, and the bytes of those documents.
+#[derive(Default)]
+pub(super) struct Recent {
+    docs: HashMap<String, RunDoc>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn put(&mut self, task: &str, doc: &RunDoc) {
+        let size = doc.body.len();
+        if size > RECENT_BYTES / 64 {
+            return;
+        }
+        if self.docs.len() >= RECENT_MAX || self.bytes + size > RECENT_BYTES {
+            self.docs.clear();
+            self.bytes = 0;
+        }
+        if let Some(old) = self.docs.insert(task.to_owned(), doc.clone()) {
+            self.bytes = self.bytes.saturating_sub(old.body.len());
+        }
+        self.bytes += size;
+    }
+
+    fn take(&mut self, task: &str) -> Option<RunDoc> {
+        let doc = self.docs.remove(task)?;
+        self.bytes = self.bytes.saturating_sub(doc.body.len());
+        Some(doc)
+    }
+}
 
 pub(super) fn queue_name(workflow: &str) -> String {
     format!("workflow.{workflow}")
@@ -40,7 +73,7 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(super) changed: broadcast::Sender<String>,
     /// Task id → the run as stored when the task was queued (only on engines with workers).
-    pub(super) recent: Option<Mutex<HashMap<String, RunDoc>>>,
+    pub(super) recent: Option<Mutex<Recent>>,
 }
 
 impl Drop for Inner {
@@ -175,20 +208,19 @@ impl Inner {
         let Some(recent) = &self.recent else {
             return;
         };
-        let mut m = recent.lock().unwrap_or_else(PoisonError::into_inner);
-        if m.len() >= RECENT_MAX {
-            m.clear();
-        }
-        m.insert(task.to_owned(), doc.clone());
+        recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .put(task, doc);
     }
 
     /// The document kept for `task`, if this engine queued it (taken: each task runs once).
     pub(crate) fn recall(&self, task: &str) -> Option<RunDoc> {
-        let recent = self.recent.as_ref()?;
-        recent
+        self.recent
+            .as_ref()?
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(task)
+            .take(task)
     }
 
     pub(super) async fn load(&self, run: &str, scope: Option<&Scope>) -> Result<RunDoc> {
@@ -331,4 +363,39 @@ pub(crate) fn to_event(st: &RunState, tr: &Transition) -> Event {
         e = e.with_organization(org.clone());
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::RunStatus;
+
+    fn doc(bytes: usize) -> RunDoc {
+        RunDoc::new("r", "w", None, RunStatus::Running, 1, "x".repeat(bytes))
+    }
+
+    #[test]
+    fn the_document_cache_stays_within_its_count_and_byte_bounds() {
+        let mut r = Recent::default();
+        // A document over 1/64 of the budget is never kept.
+        r.put("big", &doc(RECENT_BYTES / 64 + 1));
+        assert!(r.take("big").is_none());
+        let each = RECENT_BYTES / 64;
+        for i in 0..200 {
+            r.put(&format!("t{i}"), &doc(each));
+            assert!(r.bytes <= RECENT_BYTES, "{} bytes after {i}", r.bytes);
+        }
+        assert!(r.docs.len() <= 64);
+        let mut small = Recent::default();
+        for i in 0..RECENT_MAX + 10 {
+            small.put(&format!("t{i}"), &doc(1));
+            assert!(small.docs.len() <= RECENT_MAX);
+        }
+        let last = format!("t{}", RECENT_MAX + 9);
+        assert_eq!(small.take(&last).map(|d| d.body.len()), Some(1));
+        assert!(
+            small.take(&last).is_none(),
+            "a task's document is taken once"
+        );
+    }
 }
