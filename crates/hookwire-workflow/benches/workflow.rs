@@ -354,7 +354,7 @@ async fn parked_memory(server: &RedisServer, p: usize) -> (f64, f64) {
     let mut body = 0.0;
     for id in &sample {
         let r = server
-            .command(&format!("HSTRLEN hw:wf:run:{{{id}}} body"))
+            .command(&format!("STRLEN hw:wf:run:{{{id}}}"))
             .unwrap_or_default();
         body += r
             .trim()

@@ -27,14 +27,24 @@ pub(crate) struct TaskMsg {
 /// Longest memo key, in bytes.
 pub const MAX_MEMO_KEY: usize = 128;
 
+/// Step attempts one task job runs in a row: each next step due at once is carried by the job
+/// that ran the step before it, up to this many; then the next step gets a job of its own (so
+/// a looping run shares the workers with the others).
+const CARRY_MAX: usize = 16;
+
 impl Inner {
     /// Runs one task job. Errors are store or queue failures: the job layer retries them.
     pub(crate) async fn run_task(self: &Arc<Self>, msg: TaskMsg) -> Result<()> {
-        let Some(doc) = self.store.load(&msg.run).await? else {
-            return Ok(());
+        // The document this engine stored when it queued the task, else a read.
+        let doc = match self.recall(&msg.task) {
+            Some(d) => d,
+            None => match self.store.load(&msg.run).await? {
+                Some(d) => d,
+                None => return Ok(()),
+            },
         };
         let st = decode(&doc)?;
-        let Some(task) = st.expects(&msg.task).cloned() else {
+        let Some(task) = st.task_of_job(&msg.task).cloned() else {
             // Stale: the run moved on (rewound, cancelled, resumed by a signal…).
             return Ok(());
         };
@@ -46,34 +56,49 @@ impl Inner {
         }
         // The document just read starts the transition: a write is then one store call.
         let known = Some(doc);
-        match task.kind {
-            TaskKind::Wake => {
-                self.transact_from(&msg.run, None, known, |st, env| {
-                    st.wake(env, &msg.task);
-                    Ok(())
-                })
-                .await?;
+        // A timer that fires into a code step due at once hands it to this job too, like a
+        // settled attempt does (see `attempt`).
+        let first = match task.kind {
+            TaskKind::Wake | TaskKind::Timeout => {
+                let ((), st, stored) = self
+                    .transact_from(&msg.run, None, known, |st, env| {
+                        let before = st.task().map(|t| t.id.clone());
+                        if task.kind == TaskKind::Wake {
+                            st.wake(env, &task.id);
+                        } else {
+                            st.time_out(env, &task.id);
+                        }
+                        st.carry(env, before.as_deref(), &msg.task);
+                        Ok(())
+                    })
+                    .await?;
+                carried(&st, &msg.task, stored)
             }
-            TaskKind::Timeout => {
-                self.transact_from(&msg.run, None, known, |st, env| {
-                    st.time_out(env, &msg.task);
-                    Ok(())
-                })
-                .await?;
-            }
-            TaskKind::Run => self.attempt(&msg, known).await?,
+            TaskKind::Run => Some((task.id, known)),
+        };
+        // Each next step due at once runs in this job too (up to `CARRY_MAX`), which saves
+        // queueing, claiming and acknowledging a job per step.
+        let mut next = first;
+        let mut hops = 1;
+        while let Some((id, known)) = next.take() {
+            let carrier = (hops < CARRY_MAX).then_some(msg.task.as_str());
+            next = self.attempt(&msg.run, &id, known, carrier).await?;
+            hops += 1;
         }
         Ok(())
     }
 
-    async fn attempt(self: &Arc<Self>, msg: &TaskMsg, known: Option<RunDoc>) -> Result<()> {
+    /// Runs the step attempt of task `task`; returns the task this job runs next (carried by
+    /// `carrier`) with the run as stored, if the attempt's commit handed one over.
+    async fn attempt(
+        self: &Arc<Self>,
+        run: &str,
+        task: &str,
+        known: Option<RunDoc>,
+        carrier: Option<&str>,
+    ) -> Result<Option<(String, Option<RunDoc>)>> {
         let (begin, st, stored) = self
-            .transact_from(
-                &msg.run,
-                None,
-                known,
-                |st, env| Ok(st.begin(env, &msg.task)),
-            )
+            .transact_from(run, None, known, |st, env| Ok(st.begin(env, task)))
             .await?;
         let Begin::Run {
             step,
@@ -83,15 +108,15 @@ impl Inner {
             generation,
         } = begin
         else {
-            return Ok(());
+            return Ok(None);
         };
         let wf = self.definition(&st.workflow, st.version)?;
         let Some(Kind::Code(handler, policy)) = wf.step(&step).cloned() else {
-            return Ok(());
+            return Ok(None);
         };
         let ctx = StepCtx {
             inner: self.clone(),
-            run: msg.run.clone(),
+            run: run.to_owned(),
             workflow: st.workflow.clone(),
             step,
             generation,
@@ -119,12 +144,14 @@ impl Inner {
             })
         });
         match self
-            .settle_from(&msg.run, &token, result, Some(stored))
+            .settle_from(run, &token, result, Some(stored), carrier)
             .await
         {
+            Ok(Some((st, doc))) => Ok(carrier.and_then(|c| carried(&st, c, doc))),
+            Ok(None) => Ok(None),
             // A fenced attempt is done: retrying the job could not make it commit.
-            Err(e) if e.is_fenced() => Ok(()),
-            other => other,
+            Err(e) if e.is_fenced() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -136,27 +163,38 @@ impl Inner {
         token: &str,
         result: std::result::Result<Erased, Failure>,
     ) -> Result<()> {
-        self.settle_from(run, token, result, None).await
+        self.settle_from(run, token, result, None, None)
+            .await
+            .map(|_| ())
     }
 
     /// Commits an attempt's result under its token, starting from `known` (the document the
     /// attempt began on: still the stored one unless something happened to the run meanwhile).
     /// A fenced attempt (a zombie whose step was taken over, rewound or cancelled) is refused
     /// and changes nothing.
+    ///
+    /// With `carrier`, a next step due at once is handed to that job (`RunState::carry`);
+    /// returns the run as stored by the commit.
     async fn settle_from(
         &self,
         run: &str,
         token: &str,
         result: std::result::Result<Erased, Failure>,
         known: Option<RunDoc>,
-    ) -> Result<()> {
+        carrier: Option<&str>,
+    ) -> Result<Option<(RunState, RunDoc)>> {
         match self
             .transact_from(run, None, known, |st, env| {
-                st.settle(env, token, result.clone())
+                let before = st.task().map(|t| t.id.clone());
+                st.settle(env, token, result.clone())?;
+                if let Some(c) = carrier {
+                    st.carry(env, before.as_deref(), c);
+                }
+                Ok(())
             })
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(((), st, doc)) => Ok(Some((st, doc))),
             Err(e) if e.is_fenced() => {
                 tracing::info!(run = %run, error = %e, "a superseded step attempt tried to commit; refused");
                 Err(e)
@@ -176,11 +214,19 @@ impl Inner {
                     )
                 })
                 .await
-                .map(|_| ())
+                .map(|_| None)
             }
             Err(e) => Err(e),
         }
     }
+}
+
+/// The task the job `carrier` runs next, with the run as stored (`doc`), if the transition
+/// that stored it handed one over.
+fn carried(st: &RunState, carrier: &str, doc: RunDoc) -> Option<(String, Option<RunDoc>)> {
+    st.task()
+        .filter(|t| t.carrier.as_deref() == Some(carrier))
+        .map(|t| (t.id.clone(), Some(doc)))
 }
 
 /// What a step handler knows about its attempt, and its durable helpers.

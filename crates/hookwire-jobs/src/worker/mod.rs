@@ -132,6 +132,9 @@ impl Worker {
             if !st.acks.is_empty() || want > 0 {
                 match self.exchange(&mut st, want, stopping, &mut shutdown).await {
                     Next::Again => continue,
+                    // During shutdown the acks just stored may have been the last thing the
+                    // loop waited for: check again before sleeping (until the grace is over).
+                    Next::Wait if stopping => continue,
                     Next::Wait => {}
                     Next::GiveUp => break,
                 }

@@ -8,6 +8,7 @@ use hookwire_jobs::conformance::Backend;
 hookwire_jobs::jobs_conformance!(async { (Arc::new(MemoryBackend::new()) as Backend, ()) });
 
 mod options;
+mod shutdown;
 
 #[cfg(feature = "events")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

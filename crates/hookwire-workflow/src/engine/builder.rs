@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hookwire_core::Backoff;
@@ -11,7 +11,7 @@ use hookwire_jobs::{Defaults, JobBackend, JobDef, JobMeta, Jobs, MemoryBackend, 
 use tokio::sync::broadcast;
 
 use super::Engine;
-use super::inner::{Inner, queue_name};
+use super::inner::{Inner, Recent, queue_name};
 use crate::def::Workflow;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exec::TaskMsg;
@@ -152,6 +152,7 @@ impl EngineBuilder {
             sink: self.sink,
             limits: self.limits,
             changed,
+            recent: self.workers.then(|| Mutex::new(Recent::default())),
         });
         let mut defaults = Defaults::default();
         // Finished task jobs carry nothing the run does not already hold.

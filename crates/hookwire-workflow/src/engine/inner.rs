@@ -3,7 +3,7 @@
 //! transitions are published.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use hookwire_core::Event;
@@ -22,6 +22,44 @@ use crate::store::{Replaced, RunDoc, RunStore};
 /// Compare-and-set attempts of one operation before it reports a conflict.
 const CAS_ATTEMPTS: usize = 64;
 
+/// Documents kept for tasks this engine queued, so the worker that picks a task up starts from
+/// the document as it was stored instead of reading it again (a stale one only costs the
+/// compare-and-set, which answers with the stored run). Past this many documents, or
+/// [`RECENT_BYTES`] of them, the cache starts over.
+const RECENT_MAX: usize = 4096;
+/// The most document bytes the cache holds (a document is at most `Limits::max_run_state`).
+const RECENT_BYTES: usize = 16 << 20;
+
+/// Task id → the run as stored when the task was queued, and the bytes of those documents.
+#[derive(Default)]
+pub(super) struct Recent {
+    docs: HashMap<String, RunDoc>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn put(&mut self, task: &str, doc: &RunDoc) {
+        let size = doc.body.len();
+        if size > RECENT_BYTES / 64 {
+            return;
+        }
+        if self.docs.len() >= RECENT_MAX || self.bytes + size > RECENT_BYTES {
+            self.docs.clear();
+            self.bytes = 0;
+        }
+        if let Some(old) = self.docs.insert(task.to_owned(), doc.clone()) {
+            self.bytes = self.bytes.saturating_sub(old.body.len());
+        }
+        self.bytes += size;
+    }
+
+    fn take(&mut self, task: &str) -> Option<RunDoc> {
+        let doc = self.docs.remove(task)?;
+        self.bytes = self.bytes.saturating_sub(doc.body.len());
+        Some(doc)
+    }
+}
+
 pub(super) fn queue_name(workflow: &str) -> String {
     format!("workflow.{workflow}")
 }
@@ -34,6 +72,8 @@ pub(crate) struct Inner {
     pub(super) sink: Option<Arc<dyn TransitionSink>>,
     pub(crate) limits: Limits,
     pub(super) changed: broadcast::Sender<String>,
+    /// Task id → the run as stored when the task was queued (only on engines with workers).
+    pub(super) recent: Option<Mutex<Recent>>,
 }
 
 impl Drop for Inner {
@@ -150,7 +190,7 @@ impl Inner {
             );
             match self.store.replace_or_current(next.clone(), doc.rev).await? {
                 Replaced::Written => {
-                    self.after_commit(&st, before_seq, before_task.as_deref())
+                    self.after_commit(&st, &next, before_seq, before_task.as_deref())
                         .await;
                     return Ok((out, st, next));
                 }
@@ -163,6 +203,26 @@ impl Inner {
         ))
     }
 
+    /// Keeps `doc` for the worker that will pick up `task`.
+    fn remember(&self, task: &str, doc: &RunDoc) {
+        let Some(recent) = &self.recent else {
+            return;
+        };
+        recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .put(task, doc);
+    }
+
+    /// The document kept for `task`, if this engine queued it (taken: each task runs once).
+    pub(crate) fn recall(&self, task: &str) -> Option<RunDoc> {
+        self.recent
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(task)
+    }
+
     pub(super) async fn load(&self, run: &str, scope: Option<&Scope>) -> Result<RunDoc> {
         let doc = self.store.load(run).await?.ok_or_else(|| missing(run))?;
         scoped(run, doc, scope)
@@ -172,12 +232,16 @@ impl Inner {
     pub(super) async fn after_commit(
         &self,
         st: &RunState,
+        doc: &RunDoc,
         before_seq: u64,
         before_task: Option<&str>,
     ) {
+        // A carried task needs no job: the job that carries it runs it next.
         if let Some(t) = st.task()
             && Some(t.id.as_str()) != before_task
+            && t.carrier.is_none()
         {
+            self.remember(&t.id, doc);
             self.dispatch(st, t).await;
         }
         if let Some(sink) = &self.sink {
@@ -195,12 +259,7 @@ impl Inner {
         let Some(jobs) = self.jobs.get() else {
             return;
         };
-        let delay = Duration::from_millis(t.due.saturating_sub(unix_ms()));
-        let msg = TaskMsg {
-            run: st.id.clone(),
-            task: t.id.clone(),
-        };
-        let opts = DispatchOptions::new().job_id(t.id.clone()).delay(delay);
+        let (msg, opts) = job_of(st, t);
         let mut backoff = Duration::from_millis(20);
         for attempt in 1..=3 {
             match jobs
@@ -219,6 +278,64 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// The job that runs task `t` of run `st`: its payload and options. A carried task goes out
+/// under its carrier's job id, so while that job lives (running, or waiting for its stalled
+/// lease to be recovered) the task is not queued twice.
+fn job_of(st: &RunState, t: &Task) -> (TaskMsg, DispatchOptions) {
+    let delay = Duration::from_millis(t.due.saturating_sub(unix_ms()));
+    let msg = TaskMsg {
+        run: st.id.clone(),
+        task: t.job_id().to_owned(),
+    };
+    let opts = DispatchOptions::new().job_id(msg.task.clone()).delay(delay);
+    (msg, opts)
+}
+
+impl Inner {
+    /// Queues the task of every run in `runs` (those without one are skipped): one backend
+    /// call per workflow queue (in chunks of the job layer's bulk limit) instead of one per
+    /// run. Job ids de-duplicate tasks still queued. Should a bulk call fail, each of its runs'
+    /// tasks is queued on its own, with [`Inner::dispatch`]'s retries. Returns how many runs had
+    /// a task.
+    pub(super) async fn dispatch_all(&self, runs: &[RunState]) -> usize {
+        let Some(jobs) = self.jobs.get() else {
+            return 0;
+        };
+        let mut by_queue: HashMap<String, Vec<&RunState>> = HashMap::new();
+        for st in runs.iter().filter(|st| st.task().is_some()) {
+            by_queue
+                .entry(queue_name(&st.workflow))
+                .or_default()
+                .push(st);
+        }
+        let mut n = 0;
+        for (queue, group) in by_queue {
+            n += group.len();
+            let mut batch = Vec::with_capacity(group.len());
+            for st in &group {
+                if let Some(t) = st.task() {
+                    let (msg, opts) = job_of(st, t);
+                    match serde_json::to_string(&msg) {
+                        Ok(json) => batch.push((json, opts)),
+                        Err(e) => {
+                            tracing::warn!(run = %st.id, error = %e, "encoding a workflow task failed");
+                        }
+                    }
+                }
+            }
+            if let Err(e) = jobs.dispatch_bulk(&queue, batch).await {
+                tracing::warn!(queue = %queue, error = %e, "queueing workflow tasks in bulk failed; one by one");
+                for st in group {
+                    if let Some(t) = st.task() {
+                        self.dispatch(st, t).await;
+                    }
+                }
+            }
+        }
+        n
     }
 }
 
@@ -246,4 +363,39 @@ pub(crate) fn to_event(st: &RunState, tr: &Transition) -> Event {
         e = e.with_organization(org.clone());
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::RunStatus;
+
+    fn doc(bytes: usize) -> RunDoc {
+        RunDoc::new("r", "w", None, RunStatus::Running, 1, "x".repeat(bytes))
+    }
+
+    #[test]
+    fn the_document_cache_stays_within_its_count_and_byte_bounds() {
+        let mut r = Recent::default();
+        // A document over 1/64 of the budget is never kept.
+        r.put("big", &doc(RECENT_BYTES / 64 + 1));
+        assert!(r.take("big").is_none());
+        let each = RECENT_BYTES / 64;
+        for i in 0..200 {
+            r.put(&format!("t{i}"), &doc(each));
+            assert!(r.bytes <= RECENT_BYTES, "{} bytes after {i}", r.bytes);
+        }
+        assert!(r.docs.len() <= 64);
+        let mut small = Recent::default();
+        for i in 0..RECENT_MAX + 10 {
+            small.put(&format!("t{i}"), &doc(1));
+            assert!(small.docs.len() <= RECENT_MAX);
+        }
+        let last = format!("t{}", RECENT_MAX + 9);
+        assert_eq!(small.take(&last).map(|d| d.body.len()), Some(1));
+        assert!(
+            small.take(&last).is_none(),
+            "a task's document is taken once"
+        );
+    }
 }

@@ -81,6 +81,7 @@ impl Engine {
         st.start(&env);
         let body = serde_json::to_string(&st).map_err(Error::serialize)?;
         let doc = RunDoc::new(&st.id, &st.workflow, org, st.status, 1, body);
+        let stored = doc.clone();
         // The key is scoped to the workflow and organization: one tenant's key never returns
         // another tenant's run.
         let key = opts
@@ -88,7 +89,7 @@ impl Engine {
             .map(|k| format!("{workflow}\u{1f}{}\u{1f}{k}", scope.org().unwrap_or("")));
         match inner.store.insert(doc, key.as_deref()).await? {
             Inserted::New => {
-                inner.after_commit(&st, 0, None).await;
+                inner.after_commit(&st, &stored, 0, None).await;
                 Ok(Started {
                     run: st.view(),
                     created: true,
@@ -288,16 +289,13 @@ impl Engine {
             let Some(last) = docs.last().map(|d| d.id.clone()) else {
                 return Ok(n);
             };
+            let mut unfinished = Vec::new();
             for d in docs.iter().filter(|d| !d.status.is_terminal()) {
-                if !self.inner.defs.contains_key(&d.workflow) {
-                    continue;
-                }
-                let st = decode(d)?;
-                if let Some(t) = st.task() {
-                    self.inner.dispatch(&st, t).await;
-                    n += 1;
+                if self.inner.defs.contains_key(&d.workflow) {
+                    unfinished.push(decode(d)?);
                 }
             }
+            n += self.inner.dispatch_all(&unfinished).await;
             after = Some(last);
         }
     }

@@ -1,5 +1,5 @@
 //! [`RedisRunStore`]: the [`RunStore`] on Redis (feature `redis`). Every transition of a run
-//! is one Lua script call on the run's own hash, whose key is hash-tagged by the run id, so a
+//! is one Lua script call on the run's own key, whose name is hash-tagged by the run id, so a
 //! run's transition never leaves its Cluster slot; the id index and the idempotency keys live
 //! under the store's tag and are written once per run, by the insert.
 
@@ -25,14 +25,16 @@ static TRANSITION: LazyLock<Script> =
 /// Ids one list step reads from the index (then one `HMGET` per id, pipelined).
 const LIST_BATCH: usize = 200;
 
-/// The fields of a run hash, in the order every read asks for them.
-const FIELDS: [&str; 5] = ["rev", "body", "status", "workflow", "org"];
+/// The fields of a run stored as a hash by earlier versions, in the order a read asks for them.
+const LEGACY_FIELDS: [&str; 5] = ["rev", "body", "status", "workflow", "org"];
 
 /// The run store on Redis, generic over the connection (a `ConnectionManager` by default; any
 /// `redis::aio::ConnectionLike`, e.g. a cluster connection, drops in).
 ///
-/// Keys (prefix `hw:wf` by default): `hw:wf:run:{<id>}` (hash: rev, body, status, workflow,
-/// org; hash-tagged by the run id), `{hw:wf}:runs` (zset of ids, listed by lexical range) and
+/// Keys (prefix `hw:wf` by default): `hw:wf:run:{<id>}` (a string: a short head with the
+/// revision, status, workflow and organization, then the document; hash-tagged by the run id;
+/// runs stored as hashes by earlier versions are still read, and rewritten as strings by their
+/// next transition), `{hw:wf}:runs` (zset of ids, listed by lexical range) and
 /// `{hw:wf}:idem` (idempotency key → run id). Runs are kept until you delete them: run Redis
 /// with persistence (AOF) and watch its memory.
 ///
@@ -107,15 +109,28 @@ where
         format!("{{{}}}:{part}", self.prefix)
     }
 
-    /// One run's hash, read with `HMGET`.
+    /// One run, read with `GET` (or `HMGET` for a run an earlier version stored as a hash).
     async fn read(&self, id: String) -> Result<Option<RunDoc>> {
         let Some(key) = self.run_key(&id) else {
             return Ok(None);
         };
         let mut conn = self.conn.clone();
+        let packed: Option<String> = match redis::cmd("GET").arg(&key).query_async(&mut conn).await
+        {
+            Ok(v) => v,
+            Err(e) if e.code() == Some("WRONGTYPE") => return self.read_legacy(id, key).await,
+            Err(e) => return Err(Error::store(e)),
+        };
+        packed.map(|p| unpack(id, p)).transpose()
+    }
+
+    /// A run in the hash layout of earlier versions (rewritten as a string by its next
+    /// transition).
+    async fn read_legacy(&self, id: String, key: String) -> Result<Option<RunDoc>> {
+        let mut conn = self.conn.clone();
         let f: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(key)
-            .arg(&FIELDS)
+            .arg(&LEGACY_FIELDS)
             .query_async(&mut conn)
             .await
             .map_err(Error::store)?;
@@ -144,20 +159,53 @@ where
         let r: Vec<String> = TRANSITION
             .key(key)
             .arg(expected_rev)
-            .arg(doc.rev)
-            .arg(&doc.body)
-            .arg(doc.status.as_str())
+            .arg(pack(&doc))
             .invoke_async(&mut conn)
             .await
             .map_err(Error::store)?;
-        match <[String; 6]>::try_from(r) {
-            Ok([_, rev, body, status, workflow, org]) => Ok(Replaced::Stale(Some(doc_of(
-                doc.id, &rev, body, &status, workflow, &org,
-            )?))),
+        match <[String; 2]>::try_from(r) {
+            Ok([_, packed]) => Ok(Replaced::Stale(Some(unpack(doc.id, packed)?))),
             Err(r) if r.is_empty() => Ok(Replaced::Stale(None)),
             Err(_) => Ok(Replaced::Written),
         }
     }
+}
+
+/// A run as one string: `<rev> <status> <workflow> <org length>\n<org><document>`, where the
+/// org part is empty (no organization) or `=` and the organization. The head is what the
+/// transition script reads to compare revisions; the workflow id, status and revision hold no
+/// spaces, and the organization is length-prefixed, so any organization name round-trips.
+fn pack(doc: &RunDoc) -> String {
+    let org = org_field(doc.organization.as_ref());
+    format!(
+        "{} {} {} {}\n{org}{}",
+        doc.rev,
+        doc.status.as_str(),
+        doc.workflow,
+        org.len(),
+        doc.body
+    )
+}
+
+fn unpack(id: String, mut packed: String) -> Result<RunDoc> {
+    let bad = || Error::store(format!("run {id} is stored in an unknown format"));
+    let Some(nl) = packed.find('\n') else {
+        return Err(bad());
+    };
+    let head: Vec<&str> = packed[..nl].split(' ').collect();
+    let [rev, status, workflow, org_len] = head[..] else {
+        return Err(bad());
+    };
+    let org_end = org_len
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_add(nl + 1))
+        .filter(|end| packed.is_char_boundary(*end))
+        .ok_or_else(bad)?;
+    let (rev, status, workflow) = (rev.to_owned(), status.to_owned(), workflow.to_owned());
+    let org = packed[nl + 1..org_end].to_owned();
+    let body = packed.split_off(org_end);
+    doc_of(id, &rev, body, &status, workflow, &org)
 }
 
 fn org_field(org: Option<&String>) -> String {
@@ -202,11 +250,7 @@ where
             // (never queued, never listed), never an index entry or a key naming no run.
             let created: i64 = CREATE
                 .key(&key)
-                .arg(doc.rev)
-                .arg(&doc.body)
-                .arg(doc.status.as_str())
-                .arg(&doc.workflow)
-                .arg(org_field(doc.organization.as_ref()))
+                .arg(pack(&doc))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(Error::store)?;

@@ -37,6 +37,18 @@ pub(crate) struct Task {
     pub(crate) id: String,
     pub(crate) kind: TaskKind,
     pub(crate) due: u64,
+    /// The task whose job runs this one right after it (a step due at once, entered by the
+    /// step that job ran), instead of a job of its own. If that job dies, the job layer
+    /// delivers it again and it carries on from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) carrier: Option<String>,
+}
+
+impl Task {
+    /// The id of the job that runs this task.
+    pub(crate) fn job_id(&self) -> &str {
+        self.carrier.as_deref().unwrap_or(&self.id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,37 +78,38 @@ pub(crate) struct Transition {
     pub(crate) status: RunStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) step: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub(crate) data: Value,
 }
 
-/// The stored document of one run.
+/// The stored document of one run. Empty collections and absent values are left out (every
+/// such field reads back as its default), which keeps a parked run's document small.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RunState {
     pub(crate) id: String,
     pub(crate) workflow: String,
     pub(crate) version: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) organization: Option<String>,
     pub(crate) status: RunStatus,
     pub(crate) paused: bool,
     pub(crate) generation: u64,
     pub(crate) seq: u64,
     pub(crate) input: Value,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) output: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
     pub(crate) created_ms: u64,
     pub(crate) updated_ms: u64,
     pub(crate) steps: Vec<StepRecord>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cursor: Option<Cursor>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub(crate) inbox: VecDeque<Queued>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub(crate) keys: BTreeSet<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) memo: BTreeMap<String, Value>,
     #[serde(default)]
     pub(crate) journal: VecDeque<Transition>,
@@ -236,6 +249,30 @@ impl RunState {
             id: format!("{}.t{}", self.id, self.tasks_made),
             kind,
             due,
+            carrier: None,
+        }
+    }
+
+    /// The task the job `job` runs: the task with that id, or the one that job carries.
+    pub(crate) fn task_of_job(&self, job: &str) -> Option<&Task> {
+        self.task().filter(|t| t.job_id() == job)
+    }
+
+    /// Hands the run's task to the job `job` when the transition just made it a step attempt
+    /// due now (not the task `before`), so that job runs it next without queueing a job.
+    pub(crate) fn carry(&mut self, env: &Env<'_>, before: Option<&str>, job: &str) {
+        let Some(c) = self.cursor.as_mut() else {
+            return;
+        };
+        if !matches!(c.phase, Phase::Ready) {
+            return;
+        }
+        if let Some(t) = c.task.as_mut()
+            && t.kind == TaskKind::Run
+            && t.due <= env.now
+            && Some(t.id.as_str()) != before
+        {
+            t.carrier = Some(job.to_owned());
         }
     }
 

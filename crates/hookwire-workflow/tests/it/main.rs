@@ -7,6 +7,7 @@ use hookwire_workflow::conformance::Store;
 
 #[cfg(feature = "events")]
 mod bus;
+mod carry;
 mod redis_store;
 mod routes;
 mod signals;
@@ -63,6 +64,14 @@ async fn a_dropped_engine_does_not_swallow_tasks() {
         let done = live.wait_for(&Scope::All, &id, left).await.unwrap();
         assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
     }
+    // The last attempts finish as shutdown begins: it returns once their outcomes are stored,
+    // without sitting out the job layer's 10 s grace.
+    let t = std::time::Instant::now();
     live.shutdown().await;
     api.shutdown().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
 }

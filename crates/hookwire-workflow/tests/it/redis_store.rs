@@ -183,3 +183,103 @@ async fn each_transition_is_one_script_call_on_the_runs_own_slot() {
     api.shutdown().await;
     engine.shutdown().await;
 }
+
+/// A run stored by an earlier version as a hash (rev, body, status, workflow, org) is still
+/// read, listed and signalled, and its next transition stores it in the current layout: one
+/// string per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stored_as_a_hash_by_an_earlier_version_is_read_and_rewritten_as_a_string() {
+    use hookwire_workflow::{
+        BoxError, Engine, Next, RunQuery, RunStatus, Scope, Signalled, StartOptions, Step, Wait,
+        Workflow,
+    };
+    use serde_json::{Value, json};
+
+    let server = RedisServer::start().expect("redis-server");
+    let wf = Workflow::builder("parked", 1)
+        .wait("pay", Wait::signal("paid"))
+        .step(Step::new("ship", |v: Value, _| async move {
+            Ok::<_, BoxError>(Next::output(v))
+        }))
+        .build()
+        .unwrap();
+    let api = Engine::builder()
+        .store(RedisRunStore::connect(&server.url()).await.unwrap())
+        .workflow(wf)
+        .workers(false)
+        .build()
+        .await
+        .unwrap();
+    let org = Scope::organization("acme org\nwith a newline");
+    let run = api
+        .start(&org, "parked", &json!({"n": 1}), StartOptions::new())
+        .await
+        .unwrap()
+        .run;
+    let key = format!("hw:wf:run:{{{}}}", run.id);
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let packed: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (head, rest) = packed.split_once('\n').unwrap();
+    let head: Vec<&str> = head.split(' ').collect();
+    let org_len: usize = head[3].parse().unwrap();
+    let (org_field, body) = rest.split_at(org_len);
+    assert_eq!(org_field, "=acme org\nwith a newline");
+    let () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&[
+            "rev", head[0], "body", body, "status", head[1], "workflow", head[2],
+        ])
+        .arg("org")
+        .arg(org_field)
+        .query_async(&mut conn)
+        .await
+        .map(|_: i64| ())
+        .unwrap();
+
+    let old = api.get(&org, &run.id).await.unwrap();
+    assert_eq!(old.status, RunStatus::Waiting);
+    assert_eq!(
+        old.organization.as_deref(),
+        Some("acme org\nwith a newline")
+    );
+    let listed = api.list(&org, RunQuery::new(10)).await.unwrap();
+    assert_eq!(listed.runs.len(), 1);
+    assert!(
+        api.get(&Scope::organization("other"), &run.id)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let (s, after) = api
+        .signal(&org, &run.id, "paid", &json!("ok"), None)
+        .await
+        .unwrap();
+    assert!(matches!(s, Signalled::Resumed), "{s:?}");
+    assert_eq!(after.current_step.as_deref(), Some("ship"));
+    let kind: String = redis::cmd("TYPE")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        kind, "string",
+        "the transition moved the run to the string layout"
+    );
+    let again = api.get(&org, &run.id).await.unwrap();
+    assert_eq!(again.current_step.as_deref(), Some("ship"));
+    assert_eq!(again.sequence, after.sequence);
+    api.shutdown().await;
+}
