@@ -1,5 +1,6 @@
-//! A broadcast subscription on Redis Streams: a plain `XREAD` cursor kept by this node, starting
-//! at the stream's end when the subscription starts.
+//! A broadcast subscription on Redis Streams: plain `XREAD` cursors kept by this node, one per
+//! stream of the bus (the main stream and each partition's), starting at each stream's end when
+//! the subscription starts.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use hookwire_core::Event;
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::value::{entries, read_reply};
+use super::value::{entries, read_streams};
 use super::{BLOCK, POLL, Shared};
 use crate::error::Result;
 use crate::runner::Outcome;
@@ -18,29 +19,38 @@ pub(crate) async fn start<C>(shared: Arc<Shared<C>>, spec: SubSpec) -> Result<Ar
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    let last: Value = shared
-        .query(
-            redis::cmd("XREVRANGE")
-                .arg(&shared.keys.stream)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1),
-        )
-        .await?;
-    let cursor = entries(last)
+    let mut pipe = redis::pipe();
+    for s in &shared.keys.streams {
+        pipe.cmd("XREVRANGE")
+            .arg(s)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
+    }
+    let mut c = shared.conn.clone();
+    let lasts: Vec<Value> = pipe
+        .query_async(&mut c)
+        .await
+        .map_err(crate::error::Error::transport)?;
+    let cursors = lasts
         .into_iter()
-        .next()
-        .map_or_else(|| "0-0".to_owned(), |e| e.id);
+        .map(|last| {
+            entries(last)
+                .into_iter()
+                .next()
+                .map_or_else(|| "0-0".to_owned(), |e| e.id)
+        })
+        .collect();
     let (control, stop) = Control::new();
-    control.set_task(tokio::spawn(run(shared, spec, cursor, stop)));
+    control.set_task(tokio::spawn(run(shared, spec, cursors, stop)));
     Ok(control)
 }
 
 async fn run<C>(
     shared: Arc<Shared<C>>,
     spec: SubSpec,
-    mut cursor: String,
+    mut cursors: Vec<String>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
     C: ConnectionLike + Clone + Send + Sync + 'static,
@@ -72,7 +82,7 @@ async fn run<C>(
         if *blocking {
             cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
         }
-        cmd.arg("STREAMS").arg(&shared.keys.stream).arg(&cursor);
+        cmd.arg("STREAMS").arg(&shared.keys.streams).arg(&cursors);
         let res: redis::RedisResult<Value> = tokio::select! {
             r = cmd.query_async(c) => r,
             () = stopped(&mut stop) => return,
@@ -80,7 +90,7 @@ async fn run<C>(
         let batch = match res {
             Ok(v) => {
                 failures = 0;
-                read_reply(v)
+                read_streams(v)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "broadcast read failed; resuming from the last id read");
@@ -92,29 +102,42 @@ async fn run<C>(
                 continue;
             }
         };
-        if batch.is_empty() && !*blocking && sleep_or_stop(&mut stop, POLL).await {
+        if batch.iter().all(|(_, es)| es.is_empty())
+            && !*blocking
+            && sleep_or_stop(&mut stop, POLL).await
+        {
             return;
         }
-        for e in batch {
-            cursor.clone_from(&e.id);
-            // Redriven dead letters are addressed to one group only.
-            if e.field(b"g").is_some() {
-                continue;
-            }
-            let name = e.field(b"t").and_then(|t| std::str::from_utf8(t).ok());
-            if !name.is_some_and(|n| spec.pattern.matches(n)) {
-                continue;
-            }
-            let Some(Ok(event)) = e.field(b"e").map(serde_json::from_slice::<Event>) else {
-                tracing::error!(id = %e.id, "broadcast skipped an unreadable entry");
+        for (name, es) in batch {
+            let Some(i) = shared.keys.streams.iter().position(|s| *s == name) else {
                 continue;
             };
-            match spec.runner.run(event).await {
-                Outcome::Done => {}
-                Outcome::Retry(c) | Outcome::Dead(c) => {
-                    tracing::warn!(id = %e.id, error = ?c, "broadcast handler failed");
-                }
+            for e in es {
+                cursors[i].clone_from(&e.id);
+                deliver(&spec, e).await;
             }
+        }
+    }
+}
+
+/// Runs the handler for one entry unless it is not for broadcast readers.
+async fn deliver(spec: &SubSpec, e: super::value::Entry) {
+    // Redriven dead letters are addressed to one group only.
+    if e.field(b"g").is_some() {
+        return;
+    }
+    let name = e.field(b"t").and_then(|t| std::str::from_utf8(t).ok());
+    if !name.is_some_and(|n| spec.pattern.matches(n)) {
+        return;
+    }
+    let Some(Ok(event)) = e.field(b"e").map(serde_json::from_slice::<Event>) else {
+        tracing::error!(id = %e.id, "broadcast skipped an unreadable entry");
+        return;
+    };
+    match spec.runner.run(event).await {
+        Outcome::Done => {}
+        Outcome::Retry(c) | Outcome::Dead(c) => {
+            tracing::warn!(id = %e.id, error = ?c, "broadcast handler failed");
         }
     }
 }

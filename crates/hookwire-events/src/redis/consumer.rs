@@ -1,5 +1,6 @@
-//! One group subscription on one node: reads its own pending entries first, then new ones;
-//! runs each partition key's events in order in a lane of its own; records failures, parks the
+//! One group subscription on one node: reads its own pending entries first, then new ones —
+//! from the main stream and from the streams of the partitions it holds (see `lease`); runs
+//! each partition key's events in order in a lane of its own; records failures, parks the
 //! hopeless, acknowledges in batches; sweeps up entries dead consumers left behind.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -12,18 +13,23 @@ use redis::aio::ConnectionLike;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::value::{Entry, array, entries, read_reply, string};
+use super::keys::MAIN;
+use super::lease::Part;
+use super::value::{Entry, read_streams};
 use super::{BLOCK, POLL, Shared, scripts};
 use crate::error::{Error, Result};
 use crate::runner::Outcome;
 use crate::transport::{Control, Start, SubSpec, sleep_or_stop, stopped};
 
 /// Entries claimed per `XAUTOCLAIM` call.
-const CLAIM_BATCH: usize = 100;
+pub(super) const CLAIM_BATCH: usize = 100;
 /// Ids per acknowledgement round trip and per keep-alive `XCLAIM`.
-const ACK_BATCH: usize = 1000;
+pub(super) const ACK_BATCH: usize = 1000;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// An entry of one of the bus's streams: (stream index, entry id). Ids repeat across streams.
+pub(super) type Ref = (usize, String);
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -33,6 +39,7 @@ fn reconnect_backoff() -> Backoff {
 }
 
 struct Item {
+    sid: usize,
     id: String,
     event: Event,
     failed: bool,
@@ -40,18 +47,19 @@ struct Item {
 }
 
 struct Ack {
+    sid: usize,
     id: String,
     failed: bool,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-struct Consumer<C> {
-    shared: Arc<Shared<C>>,
-    group: String,
+pub(super) struct Consumer<C> {
+    pub(super) shared: Arc<Shared<C>>,
+    pub(super) group: String,
     start: Start,
-    spec: SubSpec,
+    pub(super) spec: SubSpec,
     /// Entries dispatched to a lane and not yet acknowledged or parked.
-    inflight: Mutex<HashSet<String>>,
+    pub(super) inflight: Mutex<HashSet<Ref>>,
     /// Waiting entries per partition key; a key is present while its lane runs.
     lanes: Mutex<HashMap<String, VecDeque<Item>>>,
     lane_tasks: Mutex<JoinSet<()>>,
@@ -60,7 +68,16 @@ struct Consumer<C> {
     /// Entries held in memory at once.
     budget: Arc<Semaphore>,
     acks: Mutex<Option<mpsc::UnboundedSender<Ack>>>,
-    stop: watch::Receiver<bool>,
+    pub(super) stop: watch::Receiver<bool>,
+    /// The partitions this node holds in this group.
+    pub(super) parts: Mutex<HashMap<u16, Part>>,
+    /// Entries acknowledged while a sweep or re-read runs (count of those running, ids): an
+    /// entry such a pass returned may have been finished and acknowledged since, and must not
+    /// run again.
+    pub(super) acked: Mutex<(usize, HashSet<Ref>)>,
+    /// Reads completed by the read loop: a partition given up is out of every read that
+    /// started after it was dropped from the read set once this has moved on by two.
+    pub(super) reads: watch::Sender<u64>,
 }
 
 async fn create_group<C>(shared: &Shared<C>, group: &str, start: Start) -> Result<()>
@@ -71,20 +88,23 @@ where
         Start::End => "$",
         Start::Beginning => "0",
     };
-    let r: Result<()> = shared
-        .query(
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&shared.keys.stream)
-                .arg(group)
-                .arg(from)
-                .arg("MKSTREAM"),
-        )
-        .await;
-    match r {
-        Err(e) if e.to_string().contains("BUSYGROUP") => Ok(()),
-        r => r,
+    for stream in &shared.keys.streams {
+        let r: Result<()> = shared
+            .query(
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(stream)
+                    .arg(group)
+                    .arg(from)
+                    .arg("MKSTREAM"),
+            )
+            .await;
+        match r {
+            Err(e) if e.to_string().contains("BUSYGROUP") => {}
+            r => r?,
+        }
     }
+    Ok(())
 }
 
 /// Creates the group if needed (so a dead Redis fails `subscribe`) and starts the consumer.
@@ -112,6 +132,9 @@ where
         lane_tasks: Mutex::new(JoinSet::new()),
         acks: Mutex::new(Some(tx)),
         stop,
+        parts: Mutex::new(HashMap::new()),
+        acked: Mutex::new((0, HashSet::new())),
+        reads: watch::Sender::new(0),
     });
     control.set_task(tokio::spawn(c.run(rx)));
     Ok(control)
@@ -121,29 +144,65 @@ impl<C> Consumer<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    fn is_stopped(&self) -> bool {
+    pub(super) fn is_stopped(&self) -> bool {
         *self.stop.borrow()
+    }
+
+    /// The entry's reference in the failure counters and dead letters.
+    fn entry_ref(sid: usize, id: &str) -> String {
+        if sid == MAIN {
+            id.to_owned()
+        } else {
+            format!("{}/{id}", sid - 1)
+        }
     }
 
     async fn run(self: Arc<Self>, rx: mpsc::UnboundedReceiver<Ack>) {
         let acker = tokio::spawn(self.clone().acker(rx));
         let sweeper = tokio::spawn(self.clone().sweeper());
         let keeper = tokio::spawn(self.clone().keeper());
+        let leases = (self.shared.keys.partitions > 0).then(|| tokio::spawn(self.clone().leases()));
         self.read_loop().await;
         let _ = sweeper.await;
         let _ = keeper.await;
+        if let Some(l) = leases {
+            let _ = l.await;
+        }
         // Lanes see the stop: the handler calls running now finish, nothing new starts.
         let mut lanes = std::mem::take(&mut *lock(&self.lane_tasks));
         while lanes.join_next().await.is_some() {}
         lock(&self.acks).take();
         let _ = acker.await;
+        // Nothing of ours runs any more: hand every partition over at once.
+        self.release_all().await;
+    }
+
+    /// The streams to read now: the main stream and the partitions taken over completely.
+    pub(super) fn read_set(&self) -> Vec<usize> {
+        let mut set = vec![MAIN];
+        set.extend(
+            lock(&self.parts)
+                .iter()
+                .filter(|(_, p)| p.is_active())
+                .map(|(&p, _)| 1 + usize::from(p)),
+        );
+        set.sort_unstable();
+        set
     }
 
     async fn read_loop(self: &Arc<Self>) {
         let mut stop = self.stop.clone();
         let mut conn: Option<(C, bool)> = None;
-        // A (re)started consumer first re-reads what is pending for it.
-        let mut pending: Option<String> = Some("0".to_owned());
+        // A (re)started consumer first re-reads what is pending for it, per stream.
+        let mut pending: HashMap<usize, String> = HashMap::from([(MAIN, "0".to_owned())]);
+        let index: HashMap<&str, usize> = self
+            .shared
+            .keys
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
         let mut failures = 0u32;
         loop {
             if self.is_stopped() {
@@ -163,9 +222,10 @@ where
                     }
                 },
             };
-            let count = self
-                .budget
-                .available_permits()
+            let set = self.read_set();
+            pending.retain(|sid, _| set.contains(sid));
+            // `COUNT` is per stream: together the streams return at most the free budget.
+            let count = (self.budget.available_permits() / set.len().max(1))
                 .clamp(1, self.shared.cfg.read_batch);
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP")
@@ -173,12 +233,25 @@ where
                 .arg(&self.shared.cfg.node_id)
                 .arg("COUNT")
                 .arg(count);
-            if *blocking && pending.is_none() {
-                cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+            let reading: Vec<(usize, &str)> = if pending.is_empty() {
+                if *blocking {
+                    cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+                }
+                set.iter().map(|&sid| (sid, ">")).collect()
+            } else {
+                let mut p: Vec<(usize, &str)> =
+                    pending.iter().map(|(&s, c)| (s, c.as_str())).collect();
+                p.sort_unstable();
+                p
+            };
+            cmd.arg("STREAMS");
+            for (sid, _) in &reading {
+                cmd.arg(&self.shared.keys.streams[*sid]);
             }
-            cmd.arg("STREAMS")
-                .arg(&self.shared.keys.stream)
-                .arg(pending.as_deref().unwrap_or(">"));
+            for (_, cursor) in &reading {
+                cmd.arg(*cursor);
+            }
+            let history = !pending.is_empty();
             let res: redis::RedisResult<Value> = tokio::select! {
                 r = cmd.query_async(c) => r,
                 () = stopped(&mut stop) => return,
@@ -194,7 +267,7 @@ where
                         }
                     }
                     conn = None;
-                    pending = Some("0".to_owned());
+                    pending = set.iter().map(|&sid| (sid, "0".to_owned())).collect();
                     failures += 1;
                     if sleep_or_stop(&mut stop, reconnect_backoff().delay(failures - 1)).await {
                         return;
@@ -202,24 +275,54 @@ where
                 }
                 Ok(v) => {
                     failures = 0;
-                    let batch = read_reply(v);
-                    if pending.is_some() {
-                        pending = batch.last().map(|e| e.id.clone());
-                    } else if batch.is_empty() && !*blocking && sleep_or_stop(&mut stop, POLL).await
+                    let mut got: HashMap<usize, Vec<Entry>> = read_streams(v)
+                        .into_iter()
+                        .filter_map(|(name, es)| Some((*index.get(name.as_str())?, es)))
+                        .collect();
+                    if history {
+                        let streams: Vec<usize> = pending.keys().copied().collect();
+                        for sid in streams {
+                            match got.get(&sid).and_then(|es| es.last()) {
+                                Some(last) => {
+                                    pending.insert(sid, last.id.clone());
+                                }
+                                None => {
+                                    pending.remove(&sid);
+                                }
+                            }
+                        }
+                    } else if got.values().all(Vec::is_empty)
+                        && !*blocking
+                        && sleep_or_stop(&mut stop, POLL).await
                     {
                         return;
                     }
-                    for e in batch {
-                        self.dispatch(e).await;
+                    // Held at once, before any await: a sweep must not take over (and run) an
+                    // entry this read returned while an earlier one waits for the budget.
+                    let mut fresh = Vec::new();
+                    {
+                        let mut inflight = lock(&self.inflight);
+                        for sid in set {
+                            for e in got.remove(&sid).unwrap_or_default() {
+                                if inflight.insert((sid, e.id.clone())) {
+                                    fresh.push((sid, e));
+                                }
+                            }
+                        }
                     }
+                    for (sid, e) in fresh {
+                        self.dispatch_held(sid, e).await;
+                    }
+                    self.reads.send_modify(|n| *n += 1);
                 }
             }
         }
     }
 
     /// Acknowledges an entry this group does not handle.
-    fn skip(&self, id: String) {
+    fn skip(&self, sid: usize, id: String) {
         self.send_ack(Ack {
+            sid,
             id,
             failed: false,
             _permit: None,
@@ -232,21 +335,45 @@ where
         }
     }
 
-    async fn dispatch(self: &Arc<Self>, e: Entry) {
+    /// Whether entries of stream `sid` may start a handler call now: always on the main
+    /// stream, on a partition's stream while this node holds it and is not giving it up.
+    pub(super) fn may_run(&self, sid: usize) -> bool {
+        if self.is_stopped() {
+            return false;
+        }
+        if sid == MAIN {
+            return true;
+        }
+        u16::try_from(sid - 1)
+            .ok()
+            .and_then(|p| lock(&self.parts).get(&p).map(Part::may_run))
+            .unwrap_or(false)
+    }
+
+    pub(super) async fn dispatch(self: &Arc<Self>, sid: usize, e: Entry) {
+        // Claimed here, before any await: the pending re-read and the recovery sweep may both
+        // hand over the same entry, and only one of them may dispatch it.
+        if lock(&self.inflight).insert((sid, e.id.clone())) {
+            self.dispatch_held(sid, e).await;
+        }
+    }
+
+    /// Dispatches an entry already marked in flight by the caller.
+    async fn dispatch_held(self: &Arc<Self>, sid: usize, e: Entry) {
         if e.fields.is_none() {
             tracing::error!(group = %self.group, id = %e.id, "a pending entry was trimmed before it was handled");
-            return self.skip(e.id);
+            return self.skip(sid, e.id);
         }
         if e.field(b"g").is_some_and(|g| g != self.group.as_bytes()) {
-            return self.skip(e.id);
+            return self.skip(sid, e.id);
         }
         let name = e.field(b"t").and_then(|t| std::str::from_utf8(t).ok());
         if !name.is_some_and(|n| self.spec.pattern.matches(n)) {
-            return self.skip(e.id);
+            return self.skip(sid, e.id);
         }
-        // Claimed here, before any await: the pending re-read and the recovery sweep may both
-        // hand over the same entry, and only one of them may dispatch it.
-        if !lock(&self.inflight).insert(e.id.clone()) {
+        // A partition this node is giving up: the entry stays pending for the next owner.
+        if !self.may_run(sid) {
+            lock(&self.inflight).remove(&(sid, e.id));
             return;
         }
         let event: Event = match e.field(b"e").map(serde_json::from_slice) {
@@ -257,10 +384,10 @@ where
                     _ => "entry has no event".to_owned(),
                 };
                 tracing::error!(group = %self.group, id = %e.id, why, "parking an unreadable entry");
-                if let Err(err) = self.fail(&e.id, vec![why], true).await {
+                if let Err(err) = self.fail(sid, &e.id, vec![why], true).await {
                     tracing::warn!(error = %err, "cannot park an unreadable entry; it stays pending");
                 }
-                lock(&self.inflight).remove(&e.id);
+                lock(&self.inflight).remove(&(sid, e.id));
                 return;
             }
         };
@@ -270,7 +397,7 @@ where
             () = stopped(&mut stop) => None,
         };
         let Some(permit) = permit else {
-            lock(&self.inflight).remove(&e.id);
+            lock(&self.inflight).remove(&(sid, e.id));
             return;
         };
         let key = match e.field(b"k") {
@@ -278,6 +405,7 @@ where
             None => format!("\0{}", e.id),
         };
         let item = Item {
+            sid,
             id: e.id,
             event,
             failed: false,
@@ -299,8 +427,9 @@ where
     /// Runs one partition key's entries in order until its queue is empty.
     async fn lane(self: Arc<Self>, key: String, first: Item) {
         let mut item = first;
+        let sid = item.sid;
         loop {
-            if !self.process(item).await || self.is_stopped() {
+            if !self.process(item).await || !self.may_run(sid) {
                 break;
             }
             let next = {
@@ -315,26 +444,33 @@ where
             };
             item = next;
         }
-        // Stopped: what is still queued stays pending in Redis for the next reader.
+        // Stopped, or the partition is being given up: what is still queued stays pending in
+        // Redis for the next reader.
         let rest = lock(&self.lanes).remove(&key).unwrap_or_default();
         let mut inflight = lock(&self.inflight);
         for it in rest {
-            inflight.remove(&it.id);
+            inflight.remove(&(it.sid, it.id));
         }
     }
 
     /// Delivers one entry until it is acknowledged or parked (true), or the consumer stops
-    /// while it waits for a retry (false; it stays pending).
+    /// or gives up the entry's partition first (false; it stays pending).
     async fn process(&self, mut item: Item) -> bool {
-        let mut stop = self.stop.clone();
+        let mut halt = self.halt(item.sid);
         loop {
             let outcome = {
                 let _slot = self.slots.acquire().await;
+                // Checked after the wait for a slot: the lease may have gone meanwhile.
+                if !self.may_run(item.sid) {
+                    lock(&self.inflight).remove(&(item.sid, item.id));
+                    return false;
+                }
                 self.spec.runner.run(item.event.clone()).await
             };
             let (chain, park) = match outcome {
                 Outcome::Done => {
                     self.send_ack(Ack {
+                        sid: item.sid,
                         id: item.id,
                         failed: item.failed,
                         _permit: Some(item.permit),
@@ -344,10 +480,10 @@ where
                 Outcome::Retry(c) => (c, false),
                 Outcome::Dead(c) => (c, true),
             };
-            let delay = match self.fail(&item.id, chain, park).await {
+            let delay = match self.fail(item.sid, &item.id, chain, park).await {
                 Ok((true, n)) => {
                     tracing::warn!(group = %self.group, id = %item.id, event.id = %item.event.id, attempts = n, "event moved to the dead letters");
-                    lock(&self.inflight).remove(&item.id);
+                    lock(&self.inflight).remove(&(item.sid, item.id));
                     return true;
                 }
                 Ok((false, n)) => {
@@ -361,19 +497,34 @@ where
             };
             // The handler slot is free while the entry waits; later entries of this key wait
             // behind it, other keys keep flowing.
-            if sleep_or_stop(&mut stop, delay).await {
-                lock(&self.inflight).remove(&item.id);
+            if sleep_or_stop(&mut halt, delay).await || !self.may_run(item.sid) {
+                lock(&self.inflight).remove(&(item.sid, item.id));
                 return false;
             }
         }
     }
 
+    /// What ends a wait for a retry: the consumer's stop, or giving up the partition.
+    fn halt(&self, sid: usize) -> watch::Receiver<bool> {
+        let part = u16::try_from(sid.wrapping_sub(1))
+            .ok()
+            .filter(|_| sid != MAIN)
+            .and_then(|p| lock(&self.parts).get(&p).map(Part::halt));
+        part.unwrap_or_else(|| self.stop.clone())
+    }
+
     /// Records a failed delivery; returns (parked, failures so far).
-    async fn fail(&self, id: &str, chain: Vec<String>, park: bool) -> Result<(bool, u32)> {
+    pub(super) async fn fail(
+        &self,
+        sid: usize,
+        id: &str,
+        chain: Vec<String>,
+        park: bool,
+    ) -> Result<(bool, u32)> {
         let k = &self.shared.keys;
         let chain = serde_json::to_string(&chain).unwrap_or_else(|_| "[]".to_owned());
         let mut inv = scripts::FAIL.prepare_invoke();
-        inv.key(&k.stream)
+        inv.key(&k.streams[sid])
             .key(k.attempts(&self.group))
             .key(k.failures(&self.group))
             .key(&k.dl_events)
@@ -384,7 +535,8 @@ where
             .arg(chain)
             .arg(hookwire_core::time::unix_millis())
             .arg(self.spec.delivery.max_deliveries)
-            .arg(if park { "1" } else { "0" });
+            .arg(if park { "1" } else { "0" })
+            .arg(Self::entry_ref(sid, id));
         let mut c = self.shared.conn.clone();
         let (parked, n): (u8, u32) = inv.invoke_async(&mut c).await.map_err(Error::transport)?;
         Ok((parked == 1, n))
@@ -404,15 +556,24 @@ where
             }
             let k = &self.shared.keys;
             let mut pipe = redis::pipe();
-            let x = pipe.cmd("XACK").arg(&k.stream).arg(&self.group);
+            let mut by_stream: Vec<(usize, Vec<&str>)> = Vec::new();
             for a in &batch {
-                x.arg(&a.id);
+                match by_stream.iter_mut().find(|(s, _)| *s == a.sid) {
+                    Some((_, ids)) => ids.push(&a.id),
+                    None => by_stream.push((a.sid, vec![&a.id])),
+                }
             }
-            x.ignore();
-            let failed: Vec<&str> = batch
+            for (sid, ids) in &by_stream {
+                pipe.cmd("XACK")
+                    .arg(&k.streams[*sid])
+                    .arg(&self.group)
+                    .arg(ids)
+                    .ignore();
+            }
+            let failed: Vec<String> = batch
                 .iter()
                 .filter(|a| a.failed)
-                .map(|a| a.id.as_str())
+                .map(|a| Self::entry_ref(a.sid, &a.id))
                 .collect();
             if !failed.is_empty() {
                 pipe.hdel(k.attempts(&self.group), &failed)
@@ -438,190 +599,15 @@ where
                     }
                 }
             }
+            let mut acked = lock(&self.acked);
             let mut inflight = lock(&self.inflight);
-            for a in &batch {
-                inflight.remove(&a.id);
-            }
-        }
-    }
-
-    /// Keeps this node's in-flight entries fresh every `claim_idle / 4`, on its own timer so a
-    /// long sweep cannot delay it.
-    async fn keeper(self: Arc<Self>) {
-        let mut stop = self.stop.clone();
-        let every = (self.shared.cfg.claim_idle / 4).max(Duration::from_millis(25));
-        loop {
-            if sleep_or_stop(&mut stop, every).await {
-                return;
-            }
-            if let Err(e) = self.keep_alive().await {
-                tracing::warn!(group = %self.group, error = %e, "keep-alive of in-flight entries failed");
-            }
-        }
-    }
-
-    /// Takes over entries idle too long, at start-up and every `claim_idle / 2`.
-    async fn sweeper(self: Arc<Self>) {
-        let mut stop = self.stop.clone();
-        let every = (self.shared.cfg.claim_idle / 2).max(Duration::from_millis(50));
-        loop {
-            if let Err(e) = self.sweep().await {
-                tracing::warn!(group = %self.group, error = %e, "recovery sweep failed");
-            }
-            if let Err(e) = self.forget_gone_consumers().await {
-                tracing::warn!(group = %self.group, error = %e, "cleaning up gone consumers failed");
-            }
-            if sleep_or_stop(&mut stop, every).await {
-                return;
-            }
-        }
-    }
-
-    async fn keep_alive(&self) -> Result<()> {
-        let ids: Vec<String> = lock(&self.inflight).iter().cloned().collect();
-        for chunk in ids.chunks(ACK_BATCH) {
-            let mut cmd = redis::cmd("XCLAIM");
-            cmd.arg(&self.shared.keys.stream)
-                .arg(&self.group)
-                .arg(&self.shared.cfg.node_id)
-                .arg(0)
-                .arg(chunk)
-                .arg("JUSTID");
-            let _: Value = self.shared.query(&cmd).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes consumers of the group that hold nothing and were silent for `4 × claim_idle`
-    /// (processes that ended under a random node id). A live consumer touches Redis at least
-    /// every second, and one deleted anyway is recreated by its next read with nothing lost.
-    async fn forget_gone_consumers(&self) -> Result<()> {
-        let v: Value = self
-            .shared
-            .query(
-                redis::cmd("XINFO")
-                    .arg("CONSUMERS")
-                    .arg(&self.shared.keys.stream)
-                    .arg(&self.group),
-            )
-            .await?;
-        let gone_after = (self.shared.cfg.claim_idle * 4).as_millis() as i64;
-        for c in array(v) {
-            let (mut name, mut pending, mut idle) = (None, -1i64, 0i64);
-            let mut f = array(c).into_iter();
-            while let (Some(k), Some(v)) = (f.next(), f.next()) {
-                match (string(k).as_deref(), v) {
-                    (Some("name"), v) => name = string(v),
-                    (Some("pending"), Value::Int(n)) => pending = n,
-                    (Some("idle"), Value::Int(n)) => idle = n,
-                    _ => {}
+            for a in batch {
+                let r = (a.sid, a.id);
+                inflight.remove(&r);
+                if acked.0 > 0 {
+                    acked.1.insert(r);
                 }
             }
-            let Some(name) = name else { continue };
-            if name != self.shared.cfg.node_id && pending == 0 && idle > gone_after {
-                let _: i64 = self
-                    .shared
-                    .query(
-                        redis::cmd("XGROUP")
-                            .arg("DELCONSUMER")
-                            .arg(&self.shared.keys.stream)
-                            .arg(&self.group)
-                            .arg(&name),
-                    )
-                    .await?;
-                tracing::info!(group = %self.group, consumer = %name, "forgot a gone consumer");
-            }
-        }
-        Ok(())
-    }
-
-    /// How often each of `claimed` (now pending with this consumer) was handed to a consumer.
-    async fn deliveries(&self, claimed: &[Entry]) -> Result<HashMap<String, u64>> {
-        let (Some(first), Some(last)) = (claimed.first(), claimed.last()) else {
-            return Ok(HashMap::new());
-        };
-        let bound = claimed.len() + lock(&self.inflight).len();
-        let v: Value = self
-            .shared
-            .query(
-                redis::cmd("XPENDING")
-                    .arg(&self.shared.keys.stream)
-                    .arg(&self.group)
-                    .arg(&first.id)
-                    .arg(&last.id)
-                    .arg(bound)
-                    .arg(&self.shared.cfg.node_id),
-            )
-            .await?;
-        Ok(array(v)
-            .into_iter()
-            .filter_map(|row| {
-                let mut f = array(row).into_iter();
-                let id = string(f.next()?)?;
-                let n = match f.nth(2)? {
-                    Value::Int(n) => u64::try_from(n).ok()?,
-                    _ => return None,
-                };
-                Some((id, n))
-            })
-            .collect())
-    }
-
-    /// One full `XAUTOCLAIM` pass: follows the cursor until it wraps to `0-0`.
-    async fn sweep(self: &Arc<Self>) -> Result<()> {
-        let mut cursor = "0-0".to_owned();
-        let idle = self.shared.cfg.claim_idle.as_millis() as u64;
-        loop {
-            if self.is_stopped() {
-                return Ok(());
-            }
-            let v: Value = self
-                .shared
-                .query(
-                    redis::cmd("XAUTOCLAIM")
-                        .arg(&self.shared.keys.stream)
-                        .arg(&self.group)
-                        .arg(&self.shared.cfg.node_id)
-                        .arg(idle)
-                        .arg(&cursor)
-                        .arg("COUNT")
-                        .arg(CLAIM_BATCH),
-                )
-                .await?;
-            let mut parts = array(v).into_iter();
-            let next = parts
-                .next()
-                .and_then(string)
-                .unwrap_or_else(|| "0-0".to_owned());
-            let claimed = parts.next().map(entries).unwrap_or_default();
-            let deleted = parts.next().map(array).map_or(0, |d| d.len());
-            if deleted > 0 {
-                tracing::error!(group = %self.group, deleted, "pending entries were trimmed before they were handled");
-            }
-            if !claimed.is_empty() {
-                tracing::info!(group = %self.group, n = claimed.len(), "took over entries left by a silent consumer");
-            }
-            let handed = self.deliveries(&claimed).await?;
-            let max = u64::from(self.spec.delivery.max_deliveries);
-            for e in claimed {
-                let n = handed.get(&e.id).copied().unwrap_or(0);
-                // Handed out this often without an outcome: the entry takes its consumer down
-                // (a crash, an OOM kill, a stall) before the handler can fail. Park it.
-                let mine = lock(&self.inflight).contains(&e.id);
-                if n > max && !mine {
-                    let why = format!(
-                        "handed to a consumer {n} times without an outcome (the consumer died or stalled each time)"
-                    );
-                    tracing::error!(group = %self.group, id = %e.id, "{why}");
-                    self.fail(&e.id, vec![why], true).await?;
-                    continue;
-                }
-                self.dispatch(e).await;
-            }
-            if next == "0-0" {
-                return Ok(());
-            }
-            cursor = next;
         }
     }
 }

@@ -17,7 +17,9 @@ use crate::transport::{Control, Driver, Encoded, Mode, SubSpec, Transport};
 mod broadcast;
 mod consumer;
 mod keys;
+mod lease;
 mod pubsub;
+mod recovery;
 mod scripts;
 mod value;
 
@@ -52,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) retention: u64,
     pub(crate) max_len: u64,
     pub(crate) trim_interval: Duration,
+    pub(crate) partitions: u16,
+    pub(crate) lease_ttl: Duration,
 }
 
 /// The durable transport: one Redis stream per bus, a consumer group per [`Group`](crate::Group),
@@ -156,6 +160,8 @@ where
                 retention: 100_000,
                 max_len: 1_000_000,
                 trim_interval: Duration::from_secs(5),
+                partitions: 16,
+                lease_ttl: Duration::from_secs(10),
             },
             invalid: None,
         }
@@ -234,6 +240,32 @@ where
         self
     }
 
+    /// Partitions of keyed events (default 16, 0..=1024; 0 puts every event in one stream and
+    /// keeps per-key order within a node only). An event with a partition key goes to the
+    /// stream of partition `fnv1a32(key) % partitions`; each partition of each group is handled
+    /// by one node at a time. Every node of a bus must use the same number: changing it moves
+    /// keys to other partitions while entries of the old layout may still be pending.
+    #[must_use]
+    pub fn partitions(mut self, n: u16) -> Self {
+        self.cfg.partitions = n;
+        if n > 1024 {
+            self.note(Some("partitions must be 0..=1024".to_owned()));
+        }
+        self
+    }
+
+    /// How long a node's claim on a partition lasts without renewal (default 10 s, at least
+    /// 300 ms; renewed every third of it). A dead node's partitions move to the others after
+    /// at most `lease_ttl + claim_idle`.
+    #[must_use]
+    pub fn lease_ttl(mut self, d: Duration) -> Self {
+        self.cfg.lease_ttl = d;
+        if d < Duration::from_millis(300) {
+            self.note(Some("lease_ttl must be at least 300 ms".to_owned()));
+        }
+        self
+    }
+
     /// How often retention runs (default 5 s).
     #[must_use]
     pub fn trim_interval(mut self, d: Duration) -> Self {
@@ -256,7 +288,7 @@ where
         let shared = Arc::new(Shared {
             conn: t.conn,
             readers: t.readers,
-            keys: Keys::new(&t.prefix, &t.stream),
+            keys: Keys::new(&t.prefix, &t.stream, t.cfg.partitions),
             cfg: t.cfg,
             maintenance: Mutex::new(None),
         });
@@ -336,22 +368,25 @@ where
         }));
     }
 
-    /// One retention pass.
+    /// One retention pass over every stream of the bus.
     pub(crate) async fn trim(&self) {
-        let mut inv = scripts::TRIM.prepare_invoke();
-        inv.key(&self.keys.stream)
-            .key(&self.keys.overruns)
-            .arg(self.cfg.retention)
-            .arg(self.cfg.max_len);
-        let mut c = self.conn.clone();
-        match inv.invoke_async::<Vec<String>>(&mut c).await {
-            Ok(over) if !over.is_empty() => tracing::error!(
-                groups = ?over,
-                max_len = self.cfg.max_len,
-                "event stream cut at its hard cap: these groups lost entries they had not finished"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "event stream retention failed"),
+        for stream in &self.keys.streams {
+            let mut inv = scripts::TRIM.prepare_invoke();
+            inv.key(stream)
+                .key(&self.keys.overruns)
+                .arg(self.cfg.retention)
+                .arg(self.cfg.max_len);
+            let mut c = self.conn.clone();
+            match inv.invoke_async::<Vec<String>>(&mut c).await {
+                Ok(over) if !over.is_empty() => tracing::error!(
+                    groups = ?over,
+                    stream = %stream,
+                    max_len = self.cfg.max_len,
+                    "event stream cut at its hard cap: these groups lost entries they had not finished"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "event stream retention failed"),
+            }
         }
     }
 }
@@ -427,9 +462,11 @@ where
                 pipe.atomic();
             }
             for e in batch {
+                let keys = &self.shared.keys;
+                let stream = &keys.streams[keys.stream_for(e.key.as_deref().map(str::as_bytes))];
                 let c = pipe
                     .cmd("XADD")
-                    .arg(&self.shared.keys.stream)
+                    .arg(stream)
                     .arg("*")
                     .arg("e")
                     .arg(&e.bytes)
@@ -486,8 +523,16 @@ where
     fn dl_redrive<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let k = &self.shared.keys;
+            // A keyed event goes back to its partition's stream, behind the key's later events.
+            let rec: Option<Vec<u8>> = self
+                .shared
+                .query(redis::cmd("HGET").arg(&k.dl_records).arg(id))
+                .await?;
+            let key = rec
+                .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r).ok())
+                .and_then(|r| r.get("key").and_then(|k| k.as_str().map(str::to_owned)));
             let mut inv = scripts::REDRIVE.prepare_invoke();
-            inv.key(&k.stream)
+            inv.key(&k.streams[k.stream_for(key.as_deref().map(str::as_bytes))])
                 .key(&k.dl_events)
                 .key(&k.dl_records)
                 .key(&k.dl_index)

@@ -49,14 +49,14 @@ impl RedisPubSub {
         Ok(Self {
             conn,
             client,
-            keys: Keys::new("hw:", "events"),
+            keys: Keys::new("hw:", "events", 0),
         })
     }
 
     /// Uses the channel `<prefix>{<name>}:ps` instead.
     #[must_use]
     pub fn channel(mut self, prefix: &str, name: &str) -> Self {
-        self.keys = Keys::new(prefix, name);
+        self.keys = Keys::new(prefix, name, 0);
         self
     }
 }

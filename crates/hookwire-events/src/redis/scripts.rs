@@ -15,3 +15,5 @@ macro_rules! script {
 script!(FAIL, "fail.lua");
 script!(REDRIVE, "redrive.lua");
 script!(TRIM, "trim.lua");
+script!(LEASE, "lease.lua");
+script!(RELEASE, "release.lua");

@@ -70,16 +70,19 @@ pub(crate) fn entries(v: Value) -> Vec<Entry> {
         .collect()
 }
 
-/// `XREAD`/`XREADGROUP` reply for one stream: nil, `[[stream, entries]]` or a RESP3 map.
-pub(crate) fn read_reply(v: Value) -> Vec<Entry> {
+/// `XREAD`/`XREADGROUP` reply: nil, `[[stream, entries], …]` or a RESP3 map, per stream.
+pub(crate) fn read_streams(v: Value) -> Vec<(String, Vec<Entry>)> {
     match v {
-        Value::Map(m) => m.into_iter().flat_map(|(_, e)| entries(e)).collect(),
+        Value::Map(m) => m
+            .into_iter()
+            .filter_map(|(k, e)| Some((string(k)?, entries(e))))
+            .collect(),
         Value::Array(streams) => streams
             .into_iter()
-            .flat_map(|s| {
+            .filter_map(|s| {
                 let mut parts = array(s).into_iter();
-                let _name = parts.next();
-                parts.next().map(entries).unwrap_or_default()
+                let name = string(parts.next()?)?;
+                Some((name, parts.next().map(entries).unwrap_or_default()))
             })
             .collect(),
         _ => Vec::new(),

@@ -55,14 +55,16 @@ async fn a_bus_runs_on_redis_cluster_with_groups_broadcast_and_dead_letters() {
         })
         .await
         .unwrap();
-    let batch: Vec<Event> = (0..100).map(|i| Event::new("a", json!(i))).collect();
+    let mut batch: Vec<Event> = (0..100).map(|i| Event::new("a", json!(i))).collect();
+    // Keyed events go to their partitions' streams, leased per group: same slot, one node.
+    batch.extend((0..20).map(|i| Event::new("a", json!(i)).with_partition_key(format!("k{i}"))));
     bus.publish_many(batch).await.unwrap();
     bus.publish(Event::new("a", json!(0)).with_id("poison"))
         .await
         .unwrap();
     assert!(
         eventually(Duration::from_secs(15), || async {
-            group.load(Ordering::SeqCst) == 100 && cast.load(Ordering::SeqCst) == 101
+            group.load(Ordering::SeqCst) == 120 && cast.load(Ordering::SeqCst) == 121
         })
         .await
     );

@@ -5,6 +5,7 @@
 #[cfg(feature = "cluster")]
 mod cluster;
 mod memory;
+mod order;
 mod outbox;
 mod pubsub;
 mod streams;
