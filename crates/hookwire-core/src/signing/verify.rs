@@ -229,13 +229,27 @@ fn find_key(
         let expected = mac.finalize().into_bytes();
         let mut hit = subtle::Choice::from(0u8);
         for c in candidates {
-            hit |= expected.as_slice().ct_eq(c.as_slice());
+            hit |= ct_eq32(expected.as_slice(), c);
         }
         if bool::from(hit) {
             return Some((i, expected.into()));
         }
     }
     None
+}
+
+/// Constant-time equality of a MAC and a candidate: the differences are folded into one word
+/// first, then compared once. `subtle`'s slice comparison puts an optimization barrier on every
+/// byte, which costs as much as the rest of the header work on a 1 KiB request.
+fn ct_eq32(mac: &[u8], candidate: &Sig) -> subtle::Choice {
+    let mut diff = 0u64;
+    for (a, b) in mac.chunks_exact(8).zip(candidate.chunks_exact(8)) {
+        let word = |s: &[u8]| u64::from_ne_bytes(s.try_into().unwrap_or([0xff; 8]));
+        diff |= word(a) ^ word(b);
+    }
+    // A MAC of the wrong length never matches (the fold above would have compared a prefix).
+    diff |= u64::from(mac.len() != candidate.len());
+    diff.ct_eq(&0)
 }
 
 fn verified(
@@ -506,7 +520,19 @@ fn standard<H: HeaderSource + ?Sized>(
     let mut v1 = Candidates::new([0u8; 32]);
     #[cfg(feature = "ed25519")]
     let mut v1a = Candidates::new([0u8; 64]);
-    for (n, entry) in header
+    // The common header is one `v1,<44 base64 digits>` entry. Decoding it whole is exact: a
+    // space is no base64 digit, so a header that decodes here holds no second entry, and the
+    // loop below would find this one signature and nothing else.
+    let single = (opts.max_signatures > 0)
+        .then(|| header.strip_prefix(b"v1,").and_then(decode_b64_32))
+        .flatten();
+    let entries = if let Some(s) = single {
+        v1.push(s);
+        &[][..]
+    } else {
+        header
+    };
+    for (n, entry) in entries
         .split(|&b| b == b' ')
         .filter(|e| !e.is_empty())
         .enumerate()
@@ -561,6 +587,21 @@ fn standard<H: HeaderSource + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ct_eq32_tells_every_differing_byte_and_a_short_mac() {
+        let a: Sig = std::array::from_fn(|i| i as u8);
+        assert!(bool::from(ct_eq32(&a, &a)));
+        for i in 0..32 {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!bool::from(ct_eq32(&a, &b)), "byte {i} bit {bit}");
+            }
+        }
+        assert!(!bool::from(ct_eq32(&a[..31], &a)));
+        assert!(!bool::from(ct_eq32(&[], &a)));
+    }
 
     #[test]
     fn candidates_spill_past_the_inline_capacity_in_order() {

@@ -311,3 +311,71 @@ fn every_reason_has_a_stable_string() {
         ]
     );
 }
+
+/// A standard header holding only the one `v1,` signature takes a shorter path than a header
+/// with several entries; both must reach the same verdict on every form around it.
+#[test]
+fn standard_single_entry_headers_agree_with_the_general_grammar() {
+    use hookwire_core::Secret;
+    use hookwire_core::signing::{SignInput, sign};
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signed = sign(
+        Scheme::Standard,
+        &Secret::new(secret),
+        &SignInput::new(BODY, NOW).id("msg_1"),
+    )
+    .unwrap();
+    let good = signed.get("webhook-signature").unwrap().to_owned();
+    let b64 = good.strip_prefix("v1,").unwrap().to_owned();
+    let other = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    let run = |sig: &str, max_signatures: usize| {
+        let mut opts = VerifyOptions::new(Scheme::Standard).at(NOW);
+        opts.max_signatures = max_signatures;
+        let headers = [
+            ("webhook-signature", sig),
+            ("webhook-timestamp", "1700000000"),
+            ("webhook-id", "msg_1"),
+        ];
+        verify(&headers[..], BODY, &KeyRing::from(secret), &opts).map(|v| v.scheme)
+    };
+    let ok = Ok(Scheme::Standard);
+    assert_eq!(run(&good, 16), ok);
+    assert_eq!(run(&format!(" {good} "), 16), ok, "spaces around the entry");
+    assert_eq!(run(&format!("{other} {good}"), 16), ok, "second of two");
+    assert_eq!(run(&format!("{good} {other}"), 16), ok, "first of two");
+    assert_eq!(
+        run(&format!("v1a,{b64} {good}"), 16),
+        ok,
+        "beside another version"
+    );
+    assert_eq!(run(other, 16), Err(E::BadSignature));
+    assert_eq!(
+        run(&format!("v2,{b64}"), 16),
+        Err(E::BadSignature),
+        "unknown version"
+    );
+    assert_eq!(
+        run(&format!("V1,{b64}"), 16),
+        Err(E::BadSignature),
+        "versions are case-sensitive"
+    );
+    assert_eq!(
+        run(&format!("v1,{}", b64.to_lowercase()), 16),
+        Err(E::BadSignature)
+    );
+    assert_eq!(
+        run(&format!("v1,{}", &b64[..43]), 16),
+        Err(E::BadSignature),
+        "unpadded"
+    );
+    assert_eq!(
+        run(&good, 0),
+        Err(E::MalformedHeader),
+        "no signature allowed at all"
+    );
+    assert_eq!(
+        run(&format!("{other} {good}"), 1),
+        Err(E::MalformedHeader),
+        "over the cap"
+    );
+}
