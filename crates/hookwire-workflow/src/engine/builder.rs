@@ -19,6 +19,9 @@ use crate::run::Limits;
 use crate::sink::TransitionSink;
 use crate::store::{MemoryRunStore, RunStore};
 
+/// The longest delay [`EngineBuilder::task_backoff`] may reach.
+const MAX_TASK_BACKOFF: Duration = Duration::from_secs(3600);
+
 /// Builds an [`Engine`]. Every setting is checked by [`EngineBuilder::build`].
 pub struct EngineBuilder {
     store: Option<Arc<dyn RunStore>>,
@@ -29,6 +32,7 @@ pub struct EngineBuilder {
     lease: Duration,
     concurrency: usize,
     workers: bool,
+    task_backoff: Backoff,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -40,6 +44,7 @@ impl fmt::Debug for EngineBuilder {
             .field("lease", &self.lease)
             .field("concurrency", &self.concurrency)
             .field("workers", &self.workers)
+            .field("task_backoff", &self.task_backoff)
             .finish_non_exhaustive()
     }
 }
@@ -107,12 +112,22 @@ impl EngineBuilder {
         self
     }
 
+    /// The wait before a task runs again after the run store or the job queue failed around its
+    /// step attempt (default 100 ms, doubling to 5 s). Such a task is retried until it runs (a
+    /// store outage of any length delays runs and never strands them); the step's own retries
+    /// are counted by the run, not here. Its longest delay must be at most an hour.
+    #[must_use]
+    pub fn task_backoff(mut self, backoff: Backoff) -> Self {
+        self.task_backoff = backoff;
+        self
+    }
+
     /// Checks the configuration and starts the workers (one job queue `workflow.<id>` per
     /// workflow id), then re-dispatches the task of every unfinished run in the store (a task
     /// that is already queued is not queued twice).
     ///
     /// Errors: no workflow, a duplicate (id, version), a lease under 30 ms, a concurrency of 0,
-    /// zero limits.
+    /// zero limits, a task backoff whose longest delay is over an hour.
     pub async fn build(self) -> Result<Engine> {
         if self.workflows.is_empty() {
             return Err(Error::config("an engine needs at least one workflow"));
@@ -122,6 +137,11 @@ impl EngineBuilder {
         }
         if self.concurrency == 0 {
             return Err(Error::config("concurrency must be at least 1"));
+        }
+        if self.task_backoff.upper_bound(u32::MAX) > MAX_TASK_BACKOFF {
+            return Err(Error::config(
+                "the task backoff's longest delay must be at most an hour",
+            ));
         }
         let l = &self.limits;
         if l.max_step_output == 0 || l.max_run_state == 0 || l.max_steps == 0 {
@@ -162,10 +182,11 @@ impl EngineBuilder {
         // The run counts lost attempts itself (against the step's retries), so the job layer
         // must keep re-delivering a stalled task instead of failing it behind the run's back.
         defaults.max_stalled = u32::MAX;
-        // Job-level retries only cover store and queue failures around an attempt.
-        defaults.retries = 10;
-        defaults.backoff =
-            Some(Backoff::exponential(Duration::from_millis(100)).with_max(Duration::from_secs(5)));
+        // Job-level retries only cover store and queue failures around an attempt, and they never
+        // run out: a task job failed for good would keep its id in the failed set, where it
+        // blocks the re-queue by `reconcile` (same job id), and the run would wait forever.
+        defaults.retries = u32::MAX;
+        defaults.backoff = Some(self.task_backoff);
         let mut builder = Jobs::builder_shared(backend).defaults(defaults);
         if self.workers {
             for id in inner.defs.keys() {
@@ -208,6 +229,8 @@ impl Engine {
             lease: Duration::from_secs(30),
             concurrency: 64,
             workers: true,
+            task_backoff: Backoff::exponential(Duration::from_millis(100))
+                .with_max(Duration::from_secs(5)),
         }
     }
 }

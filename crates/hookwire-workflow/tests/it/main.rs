@@ -75,3 +75,38 @@ async fn a_dropped_engine_does_not_swallow_tasks() {
         t.elapsed()
     );
 }
+
+/// Task retries never run out, so their backoff must stay bounded: `build` refuses one whose
+/// delay can grow past an hour, and takes a capped one.
+#[tokio::test]
+async fn the_task_backoff_must_be_capped() {
+    use std::time::Duration;
+
+    use hookwire_core::Backoff;
+    use hookwire_workflow::{BoxError, Engine, ErrorKind, Next, Step, Workflow};
+
+    let wf = || {
+        Workflow::builder("b", 1)
+            .step(Step::new("a", |v: u32, _| async move {
+                Ok::<_, BoxError>(Next::output(v))
+            }))
+            .build()
+            .unwrap()
+    };
+    let uncapped = Engine::builder()
+        .workflow(wf())
+        .task_backoff(Backoff::exponential(Duration::from_millis(100)))
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(uncapped.kind(), ErrorKind::Config, "{uncapped}");
+    let capped = Engine::builder()
+        .workflow(wf())
+        .task_backoff(
+            Backoff::exponential(Duration::from_millis(100)).with_max(Duration::from_secs(60)),
+        )
+        .build()
+        .await
+        .unwrap();
+    capped.shutdown().await;
+}

@@ -283,3 +283,88 @@ async fn a_run_stored_as_a_hash_by_an_earlier_version_is_read_and_rewritten_as_a
     assert_eq!(again.sequence, after.sequence);
     api.shutdown().await;
 }
+
+/// A run store that stays away longer than any fixed number of job retries still does not
+/// strand a run: the task job is retried until it runs (a job failed for good would keep its id
+/// in the failed set, where it blocks every re-queue of that task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_wakes_after_a_store_outage_longer_than_any_retry_budget() {
+    use std::time::{Duration, Instant};
+
+    use hookwire_core::Backoff;
+    use hookwire_jobs::{JobAdmin, JobBackend, MemoryBackend};
+    use hookwire_workflow::{
+        BoxError, Engine, Next, RunStatus, Scope, StartOptions, Step, Workflow,
+    };
+    use serde_json::{Value, json};
+
+    let mut server = RedisServer::builder().aof().start().expect("redis-server");
+    let wf = Workflow::builder("outage", 1)
+        .sleep("nap", Duration::from_millis(200))
+        .step(Step::new("after", |v: Value, _| async move {
+            Ok::<_, BoxError>(Next::output(v))
+        }))
+        .build()
+        .unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let engine = Engine::builder()
+        .store(RedisRunStore::connect(&server.url()).await.unwrap())
+        .jobs_backend(backend.clone() as Arc<dyn JobBackend>)
+        .task_backoff(Backoff::fixed(Duration::from_millis(5)))
+        .workflow(wf)
+        .build()
+        .await
+        .unwrap();
+    let run = engine
+        .start(&Scope::All, "outage", &json!(3), StartOptions::new())
+        .await
+        .unwrap()
+        .run;
+    assert_eq!(run.status, RunStatus::Sleeping);
+    // Down before the wake-up is due: every attempt to wake the run fails on the store.
+    server.kill();
+
+    // Keep the store away until the wake-up job has failed more often than a generous fixed
+    // budget would allow (the engine used to give up after 11 attempts).
+    let queue = "workflow.outage";
+    let t0 = Instant::now();
+    let attempts = loop {
+        let mut most = 0;
+        for n in 0..4 {
+            if let Some(job) = backend
+                .get(queue, &format!("{}.t{n}", run.id))
+                .await
+                .unwrap()
+            {
+                most = most.max(job.attempts_made);
+            }
+        }
+        let counts = backend.counts(queue).await.unwrap();
+        assert_eq!(
+            (counts.failed, counts.dead),
+            (0, 0),
+            "a task job failed for good: {counts:?}"
+        );
+        if most >= 15 {
+            break most;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the wake-up job made only {most} attempts: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server.restart().expect("redis-server restarts");
+
+    let done = engine
+        .wait_for(&Scope::All, &run.id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status,
+        RunStatus::Completed,
+        "after {attempts} attempts: {done:#?}"
+    );
+    assert_eq!(done.output, Some(json!(3)));
+    engine.shutdown().await;
+}
