@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::def::{Erased, Failure, Kind};
 use crate::engine::{Inner, decode};
 use crate::error::{BoxError, Error, ErrorKind, Result};
-use crate::run::{Begin, RunState, TaskKind};
+use crate::run::{Begin, Env, RunState, TaskKind};
 use crate::store::RunDoc;
 
 /// The job payload: which run, and which of its tasks.
@@ -31,6 +31,28 @@ pub const MAX_MEMO_KEY: usize = 128;
 /// that ran the step before it, up to this many; then the next step gets a job of its own (so
 /// a looping run shares the workers with the others).
 const CARRY_MAX: usize = 16;
+
+/// The step attempt a task job runs next.
+enum Next {
+    /// Begin task `0`'s step, starting from the run as stored (`1`) when known.
+    Task(String, Option<RunDoc>),
+    /// Already begun by the transition that handed the step to this job (the run as that
+    /// transition stored it).
+    Begun(Begin, RunState, RunDoc),
+}
+
+/// Begins, inside the transition that hands it over, the step whose task was just carried by
+/// job `carrier`: the hand-over and the begin are one store write instead of two, and nothing
+/// can come between them (the same outcome as a begin written right after, with no other
+/// operation in between).
+fn begin_carried(st: &mut RunState, env: &Env<'_>, carrier: &str) -> Option<Begin> {
+    let id = st
+        .task()
+        .filter(|t| t.carrier.as_deref() == Some(carrier))?
+        .id
+        .clone();
+    Some(st.begin(env, &id))
+}
 
 impl Inner {
     /// Runs one task job. Errors are store or queue failures: the job layer retries them.
@@ -60,7 +82,7 @@ impl Inner {
         // settled attempt does (see `attempt`).
         let first = match task.kind {
             TaskKind::Wake | TaskKind::Timeout => {
-                let ((), st, stored) = self
+                let (begun, st, stored) = self
                     .transact_from(&msg.run, None, known, |st, env| {
                         let before = st.task().map(|t| t.id.clone());
                         if task.kind == TaskKind::Wake {
@@ -69,37 +91,41 @@ impl Inner {
                             st.time_out(env, &task.id);
                         }
                         st.carry(env, before.as_deref(), &msg.task);
-                        Ok(())
+                        Ok(begin_carried(st, env, &msg.task))
                     })
                     .await?;
-                carried(&st, &msg.task, stored)
+                begun.map(|b| Next::Begun(b, st, stored))
             }
-            TaskKind::Run => Some((task.id, known)),
+            TaskKind::Run => Some(Next::Task(task.id, known)),
         };
         // Each next step due at once runs in this job too (up to `CARRY_MAX`), which saves
         // queueing, claiming and acknowledging a job per step.
         let mut next = first;
         let mut hops = 1;
-        while let Some((id, known)) = next.take() {
+        while let Some(step) = next.take() {
             let carrier = (hops < CARRY_MAX).then_some(msg.task.as_str());
-            next = self.attempt(&msg.run, &id, known, carrier).await?;
+            next = self.attempt(&msg.run, step, carrier).await?;
             hops += 1;
         }
         Ok(())
     }
 
-    /// Runs the step attempt of task `task`; returns the task this job runs next (carried by
-    /// `carrier`) with the run as stored, if the attempt's commit handed one over.
+    /// Runs the step attempt `step` (beginning it first unless it was begun by the transition
+    /// that handed it over); returns the attempt this job runs next, begun by the commit that
+    /// handed it to `carrier`, if any.
     async fn attempt(
         self: &Arc<Self>,
         run: &str,
-        task: &str,
-        known: Option<RunDoc>,
+        step: Next,
         carrier: Option<&str>,
-    ) -> Result<Option<(String, Option<RunDoc>)>> {
-        let (begin, st, stored) = self
-            .transact_from(run, None, known, |st, env| Ok(st.begin(env, task)))
-            .await?;
+    ) -> Result<Option<Next>> {
+        let (begin, st, stored) = match step {
+            Next::Begun(begin, st, stored) => (begin, st, stored),
+            Next::Task(task, known) => {
+                self.transact_from(run, None, known, |st, env| Ok(st.begin(env, &task)))
+                    .await?
+            }
+        };
         let Begin::Run {
             step,
             input,
@@ -147,8 +173,8 @@ impl Inner {
             .settle_from(run, &token, result, Some(stored), carrier)
             .await
         {
-            Ok(Some((st, doc))) => Ok(carrier.and_then(|c| carried(&st, c, doc))),
-            Ok(None) => Ok(None),
+            Ok(Some((Some(begun), st, doc))) => Ok(Some(Next::Begun(begun, st, doc))),
+            Ok(_) => Ok(None),
             // A fenced attempt is done: retrying the job could not make it commit.
             Err(e) if e.is_fenced() => Ok(None),
             Err(e) => Err(e),
@@ -173,8 +199,8 @@ impl Inner {
     /// A fenced attempt (a zombie whose step was taken over, rewound or cancelled) is refused
     /// and changes nothing.
     ///
-    /// With `carrier`, a next step due at once is handed to that job (`RunState::carry`);
-    /// returns the run as stored by the commit.
+    /// With `carrier`, a next step due at once is handed to that job (`RunState::carry`) and
+    /// begun in the same write; returns that begin with the run as stored by the commit.
     async fn settle_from(
         &self,
         run: &str,
@@ -182,19 +208,19 @@ impl Inner {
         result: std::result::Result<Erased, Failure>,
         known: Option<RunDoc>,
         carrier: Option<&str>,
-    ) -> Result<Option<(RunState, RunDoc)>> {
+    ) -> Result<Option<(Option<Begin>, RunState, RunDoc)>> {
         match self
             .transact_from(run, None, known, |st, env| {
                 let before = st.task().map(|t| t.id.clone());
                 st.settle(env, token, result.clone())?;
-                if let Some(c) = carrier {
+                Ok(carrier.and_then(|c| {
                     st.carry(env, before.as_deref(), c);
-                }
-                Ok(())
+                    begin_carried(st, env, c)
+                }))
             })
             .await
         {
-            Ok(((), st, doc)) => Ok(Some((st, doc))),
+            Ok((begun, st, doc)) => Ok(Some((begun, st, doc))),
             Err(e) if e.is_fenced() => {
                 tracing::info!(run = %run, error = %e, "a superseded step attempt tried to commit; refused");
                 Err(e)
@@ -219,14 +245,6 @@ impl Inner {
             Err(e) => Err(e),
         }
     }
-}
-
-/// The task the job `carrier` runs next, with the run as stored (`doc`), if the transition
-/// that stored it handed one over.
-fn carried(st: &RunState, carrier: &str, doc: RunDoc) -> Option<(String, Option<RunDoc>)> {
-    st.task()
-        .filter(|t| t.carrier.as_deref() == Some(carrier))
-        .map(|t| (t.id.clone(), Some(doc)))
 }
 
 /// What a step handler knows about its attempt, and its durable helpers.

@@ -83,9 +83,9 @@ fn calls(server: &RedisServer, command: &str) -> u64 {
 }
 
 /// Every step transition is one script call on the run's own hash (hash-tagged by the run id):
-/// a three-step no-op run costs two scripts to start (the run, then the index) and one per
-/// attempt begun and one per attempt settled (which also enters the next step, or completes
-/// the run), and a signal that resumes a parked wait is one more.
+/// a three-step no-op run costs two scripts to start (the run, then the index), one to begin
+/// its first step and one per attempt settled (which also begins the next step when the same
+/// job carries it, or completes the run), and a signal that resumes a parked wait is one more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_transition_is_one_script_call_on_the_runs_own_slot() {
     use std::time::Duration;
@@ -140,8 +140,9 @@ async fn each_transition_is_one_script_call_on_the_runs_own_slot() {
     let done = run_three().await;
     assert_eq!(
         calls(&server, "evalsha") - evalsha,
-        2 + 2 * 3,
-        "start: 2 scripts; each of 3 steps: begin + settle"
+        2 + 1 + 3,
+        "start: 2 scripts; the first step's begin; 3 settles, each of which also begins the \
+         next step (carried by the same job) or completes the run"
     );
     // started, 3 × (step_started, step_completed), completed.
     assert_eq!(done.sequence, 8);
