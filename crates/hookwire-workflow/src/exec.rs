@@ -38,7 +38,7 @@ enum Next {
     Task(String, Option<RunDoc>),
     /// Already begun by the transition that handed the step to this job (the run as that
     /// transition stored it).
-    Begun(Begin, RunState, RunDoc),
+    Begun(Begin, Box<RunState>, RunDoc),
 }
 
 /// Begins, inside the transition that hands it over, the step whose task was just carried by
@@ -94,7 +94,7 @@ impl Inner {
                         Ok(begin_carried(st, env, &msg.task))
                     })
                     .await?;
-                begun.map(|b| Next::Begun(b, st, stored))
+                begun.map(|b| Next::Begun(b, Box::new(st), stored))
             }
             TaskKind::Run => Some(Next::Task(task.id, known)),
         };
@@ -120,7 +120,7 @@ impl Inner {
         carrier: Option<&str>,
     ) -> Result<Option<Next>> {
         let (begin, st, stored) = match step {
-            Next::Begun(begin, st, stored) => (begin, st, stored),
+            Next::Begun(begin, st, stored) => (begin, *st, stored),
             Next::Task(task, known) => {
                 self.transact_from(run, None, known, |st, env| Ok(st.begin(env, &task)))
                     .await?
@@ -173,7 +173,7 @@ impl Inner {
             .settle_from(run, &token, result, Some(stored), carrier)
             .await
         {
-            Ok(Some((Some(begun), st, doc))) => Ok(Some(Next::Begun(begun, st, doc))),
+            Ok(Some((Some(begun), st, doc))) => Ok(Some(Next::Begun(begun, Box::new(st), doc))),
             Ok(_) => Ok(None),
             // A fenced attempt is done: retrying the job could not make it commit.
             Err(e) if e.is_fenced() => Ok(None),
