@@ -72,7 +72,14 @@ pub(crate) fn cargo_output(args: &[&str]) -> Result<String, String> {
 
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo xtask` sets the manifest directory at run time too. Prefer it: a target directory
+    // shared by two checkouts holds whichever checkout's xtask binary was built last, and the
+    // path compiled into it would point every step at the other checkout.
+    let runtime = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.file_name().is_some_and(|n| n == "xtask") && d.join("Cargo.toml").is_file());
+    runtime
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| ".".into())
