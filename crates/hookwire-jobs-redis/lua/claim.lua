@@ -1,6 +1,6 @@
 -- ARGV: token, lease_ms, max, rate_max (0 = none), rate_per_ms, nacks,
 --       then per ack: id, kind (C completed, R retry, F failed, D dead, L release), text, delay_ms.
--- Returns: { jobs (flat: id, data, attempts, stalled, created), stale ids, next_due_in_ms (-1),
+-- Returns: { jobs (flat: id, record, attempts, stalled), stale ids, next_due_in_ms (-1),
 --            rate_limited_ms (-1) }.
 local now = now_ms()
 local token, lease, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -26,7 +26,7 @@ if nacks > 0 then
     redis.call('ZREM', K_ACTIVE, unpack(valid))
     redis.call('HDEL', K_LEASE, unpack(valid))
     local metas = redis.call('HMGET', K_META, unpack(valid))
-    local removed, wait, delayed = {}, {}, {}
+    local removed, back, back_metas, delayed = {}, {}, {}, {}
     local kept, kept_res, keep_min = {}, {}, nil
     for i = 1, #valid do
       local id, kind, m = valid[i], kinds[i], metas[i]
@@ -49,8 +49,8 @@ if nacks > 0 then
             delayed[#delayed + 1] = int(now + delays[i])
             delayed[#delayed + 1] = id
           else
-            wait[#wait + 1] = wait_score(m)
-            wait[#wait + 1] = id
+            back[#back + 1] = id
+            back_metas[#back] = m
           end
         elseif kind == 'F' or kind == 'D' then
           redis.call('HINCRBY', K_ATT, id, 1)
@@ -62,8 +62,8 @@ if nacks > 0 then
             retain(K_FAILED, id, now, rf)
           end
         else -- 'L': release without counting an attempt
-          wait[#wait + 1] = wait_score(m)
-          wait[#wait + 1] = id
+          back[#back + 1] = id
+          back_metas[#back] = m
         end
       end
     end
@@ -86,9 +86,7 @@ if nacks > 0 then
       -- one trim per call, to the smallest "keep last N" among the batch
       if keep_min > 0 then trim(K_COMPLETED, keep_min) end
     end
-    if #wait > 0 then
-      redis.call('ZADD', K_WAIT, unpack(wait))
-    end
+    enqueue(back, back_metas, true)
     if #delayed > 0 then redis.call('ZADD', K_DELAYED, unpack(delayed)) end
   end
 end
@@ -97,15 +95,8 @@ end
 local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', int(now), 'LIMIT', 0, 1000)
 if #due > 0 then
   local metas = redis.call('HMGET', K_META, unpack(due))
-  local wait = {}
-  for i = 1, #due do
-    if metas[i] then
-      wait[#wait + 1] = wait_score(metas[i])
-      wait[#wait + 1] = due[i]
-    end
-  end
   redis.call('ZREM', K_DELAYED, unpack(due))
-  if #wait > 0 then redis.call('ZADD', K_WAIT, unpack(wait)) end
+  enqueue(due, metas, false)
 end
 
 -- 3. the global rate limit: a fixed window opened by its first start (a paused queue leases
@@ -118,7 +109,7 @@ if rate_max > 0 and n > 0 then
   local allowed = rate_max - used
   if allowed < 0 then allowed = 0 end
   if allowed < n then
-    if redis.call('ZCARD', K_WAIT) > allowed then
+    if waiting() > allowed then
       limited = redis.call('PTTL', K_LIMIT)
       if limited < 1 then limited = 1 end
     end
@@ -129,13 +120,12 @@ end
 -- 4. claim
 local jobs = {}
 if n > 0 then
-  local popped = redis.call('ZPOPMIN', K_WAIT, n)
-  if #popped > 0 then
-    local ids, active, leases = {}, {}, {}
+  local ids = take(n)
+  if #ids > 0 then
+    local active, leases = {}, {}
     local deadline = int(now + lease)
-    for i = 1, #popped, 2 do
-      local id = popped[i]
-      ids[#ids + 1] = id
+    for i = 1, #ids do
+      local id = ids[i]
       active[#active + 1] = deadline
       active[#active + 1] = id
       leases[#leases + 1] = id
@@ -143,21 +133,15 @@ if n > 0 then
     end
     redis.call('ZADD', K_ACTIVE, unpack(active))
     redis.call('HSET', K_LEASE, unpack(leases))
-    local data = redis.call('HMGET', K_DATA, unpack(ids))
+    -- The records go out whole: the client splits them, so Lua copies no data.
     local metas = redis.call('HMGET', K_META, unpack(ids))
     local atts = redis.call('HMGET', K_ATT, unpack(ids))
     local stalls = redis.call('HMGET', K_STALL, unpack(ids))
     for i = 1, #ids do
-      local created = 0
-      if metas[i] then
-        local _, _, c = parse_meta(metas[i])
-        created = c
-      end
       jobs[#jobs + 1] = ids[i]
-      jobs[#jobs + 1] = data[i] or 'null'
+      jobs[#jobs + 1] = metas[i] or ''
       jobs[#jobs + 1] = tonumber(atts[i] or '0')
       jobs[#jobs + 1] = tonumber(stalls[i] or '0')
-      jobs[#jobs + 1] = created
     end
     if rate_max > 0 then
       if redis.call('INCRBY', K_LIMIT, #ids) == #ids then
@@ -168,7 +152,7 @@ if n > 0 then
 end
 
 -- 5. hand the wake-up on while work is left, so blocked workers share a burst
-if redis.call('ZCARD', K_WAIT) > 0 then mark() end
+if waiting() > 0 then mark() end
 
 local next_due = -1
 local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')

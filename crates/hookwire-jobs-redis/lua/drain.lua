@@ -3,6 +3,11 @@
 -- call never blocks Redis for long.
 local delayed, limit = ARGV[1] == '1', tonumber(ARGV[2])
 local removed = 0
+local ready = limit > 0 and redis.call('LPOP', K_READY, limit)
+if ready then
+  purge(ready)
+  removed = #ready
+end
 for _, set in ipairs({K_WAIT, K_DELAYED}) do
   if set == K_DELAYED and not delayed then break end
   local left = limit - removed

@@ -15,7 +15,7 @@ for _, id in ipairs(ARGV) do
     elseif redis.call('ZSCORE', K_FAILED, id) then state = 'failed'
     end
     out[#out + 1] = {
-      state, redis.call('HGET', K_DATA, id) or 'null', m,
+      state, record_data(m), string.match(m, '^([^|]*|[^|]*|[^|]*|[^|]*|[^|]*)|') or m,
       redis.call('HGET', K_ATT, id) or '0', redis.call('HGET', K_STALL, id) or '0',
       redis.call('HGET', K_ERR, id) or false, redis.call('HGET', K_RES, id) or false,
       redis.call('HGET', K_FIN, id) or false, redis.call('HGET', K_PROG, id) or false,

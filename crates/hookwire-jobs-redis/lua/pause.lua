@@ -4,6 +4,6 @@ if ARGV[1] == '1' then
   redis.call('SET', K_PAUSED, '1')
 else
   redis.call('DEL', K_PAUSED)
-  if redis.call('ZCARD', K_WAIT) > 0 or redis.call('ZCARD', K_DELAYED) > 0 then mark() end
+  if waiting() > 0 or redis.call('ZCARD', K_DELAYED) > 0 then mark() end
 end
 return 1

@@ -13,8 +13,7 @@ for _, id in ipairs(ids) do
       redis.call('HDEL', K_ATT, id)
       redis.call('HDEL', K_STALL, id)
       redis.call('HDEL', K_FIN, id)
-      redis.call('ZADD', K_WAIT, wait_score(m), id)
-      moved = moved + 1
+      moved = moved + enqueue({id}, {m}, true)
     end
   end
 end

@@ -14,9 +14,14 @@ local id = ARGV[4]
 if redis.call('HEXISTS', K_META, id) == 0 then
   local now = now_ms()
   local seq = redis.call('INCR', K_SEQ)
-  redis.call('HSET', K_DATA, id, ARGV[5])
-  redis.call('HSET', K_META, id, ARGV[6] .. '|' .. int(seq) .. '|' .. int(now) .. '|' .. ARGV[7] .. '|' .. ARGV[8])
-  redis.call('ZADD', K_WAIT, int(tonumber(ARGV[6]) * SEQ_SPAN + (seq % SEQ_SPAN)), id)
+  redis.call('HSET', K_META, id,
+    ARGV[6] .. '|' .. int(seq) .. '|' .. int(now) .. '|' .. ARGV[7] .. '|' .. ARGV[8] .. '|' .. ARGV[5])
+  local prio = tonumber(ARGV[6])
+  if prio == DEFAULT_PRIORITY then
+    redis.call('RPUSH', K_READY, id)
+  else
+    redis.call('ZADD', K_WAIT, int(prio * SEQ_SPAN + (seq % SEQ_SPAN)), id)
+  end
   mark()
 end
 return 'enqueued'

@@ -8,7 +8,7 @@ const SUFFIXES: [&str; 22] = [
     "delayed",
     "active",
     "lease",
-    "data",
+    "ready",
     "meta",
     "att",
     "stall",
@@ -52,6 +52,7 @@ mod tests {
         assert_eq!(k.len(), 22);
         assert!(k.iter().all(|k| k.starts_with("hw:{send-email}:")));
         assert_eq!(k[MARK], "hw:{send-email}:mark");
+        assert_eq!(k[5], "hw:{send-email}:ready");
         assert_eq!(k[PAUSED], "hw:{send-email}:paused");
     }
 }

@@ -1,4 +1,5 @@
-//! The Lua scripts, one per state transition, each prefixed with `lua/common.lua`.
+//! The Lua scripts, one per state transition, each prefixed with `lua/common.lua` and the default
+//! priority (whose jobs wait in a list instead of the sorted set).
 //!
 //! `redis::Script` sends `EVALSHA` and reloads the script on `NOSCRIPT` (after a restart or
 //! `SCRIPT FLUSH`), so each script travels once per server.
@@ -10,9 +11,10 @@ use redis::Script;
 macro_rules! script {
     ($name:ident, $file:literal) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
+            Script::new(&format!(
+                "local DEFAULT_PRIORITY = {}\n{}\n{}",
+                hookwire_jobs::DEFAULT_PRIORITY,
                 include_str!("../lua/common.lua"),
-                "\n",
                 include_str!(concat!("../lua/", $file))
             ))
         });

@@ -232,23 +232,40 @@ fn duration_of(v: &Value) -> Result<Option<Duration>, Error> {
     Ok(u64::try_from(n).ok().map(Duration::from_millis))
 }
 
-/// Jobs sent by a script as a flat array: id, data, attempts, stalled, created per job.
+/// Jobs sent by the claim script as a flat array: id, record, attempts, stalled per job.
 fn leased_jobs(v: Value) -> Result<Vec<LeasedJob>, Error> {
     array(v)?
-        .chunks(5)
+        .chunks(4)
         .map(|j| {
-            let [id, data, att, stall, created] = j else {
+            let [id, rec, att, stall] = j else {
                 return Err(bad("job fields"));
             };
+            let (data, created) = split_record(string(rec)?)?;
             Ok(LeasedJob::new(
                 string(id)?,
-                string(data)?,
+                data,
                 u32_of(att)?,
                 u32_of(stall)?,
-                u64_of(created)?,
+                created,
             ))
         })
         .collect()
+}
+
+/// A job record `priority|seq|created_ms|rc|rf|data` split into its data and creation time, the
+/// data moved to the front of the same buffer rather than copied. An empty record (the job was
+/// deleted between its claim and this reply) reads as `null` data created at 0, as before.
+fn split_record(mut rec: String) -> Result<(String, u64), Error> {
+    if rec.is_empty() {
+        return Ok(("null".to_owned(), 0));
+    }
+    let created = rec.split('|').nth(2).and_then(|c| c.parse().ok());
+    let data_at = rec.match_indices('|').nth(4).map(|(i, _)| i + 1);
+    let (Some(created), Some(at)) = (created, data_at) else {
+        return Err(bad("job record"));
+    };
+    rec.replace_range(..at, "");
+    Ok((rec, created))
 }
 
 fn record(id: &str, v: Value) -> Result<Option<JobRecord>, Error> {
@@ -480,4 +497,21 @@ fn clip(mut s: String) -> String {
         s.truncate(end);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_record;
+
+    #[test]
+    fn a_record_splits_into_its_data_and_creation_time() {
+        let (data, created) = split_record("1000|7|1700000000123|0|-1|{\"a\":\"x|y\"}".into())
+            .expect("record");
+        assert_eq!(data, "{\"a\":\"x|y\"}");
+        assert_eq!(created, 1_700_000_000_123);
+        assert_eq!(split_record("5|1|2|3|4|".into()).expect("empty data").0, "");
+        assert_eq!(split_record(String::new()).expect("gone"), ("null".into(), 0));
+        assert!(split_record("1000|7|1700000000123|0|-1".into()).is_err());
+        assert!(split_record("1000|7|x|0|-1|{}".into()).is_err());
+    }
 }

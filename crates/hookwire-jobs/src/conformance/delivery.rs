@@ -64,6 +64,69 @@ pub async fn priorities_lower_first_fifo_within(b: Backend) {
     );
 }
 
+/// A job that goes back to waiting (a retry without delay, a release) is claimed before the jobs
+/// of its priority that arrived after it; a delayed job joins the back of its priority when it
+/// comes due. Both at the default priority and at any other.
+pub async fn returning_jobs_go_ahead_of_later_arrivals(b: Backend) {
+    let q = queue();
+    let add = |id: &str, priority: Option<u32>, delay: Option<Duration>| {
+        let mut o = DispatchOptions::new().job_id(id);
+        if let Some(p) = priority {
+            o = o.priority(p);
+        }
+        if let Some(d) = delay {
+            o = o.delay(d);
+        }
+        NewJob::new("{}").with_options(&o)
+    };
+    let lease = Duration::from_secs(5);
+    b.add(
+        &q,
+        vec![
+            add("a", None, None),
+            add("p", Some(2000), None),
+            add("d", None, Some(Duration::from_millis(100))),
+            add("e", Some(2000), Some(Duration::from_millis(100))),
+        ],
+    )
+    .await
+    .expect("add");
+    let first = b
+        .claim(&q, ClaimRequest::new("t", vec![], 2, lease))
+        .await
+        .expect("claim");
+    let ids: Vec<_> = first.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["a", "p"]);
+    b.add(&q, vec![add("b", None, None), add("c", Some(2000), None)])
+        .await
+        .expect("add later arrivals");
+    let back = vec![
+        Ack::new(
+            "a",
+            JobOutcome::Retry {
+                delay: Duration::ZERO,
+                error: "again".into(),
+            },
+        ),
+        Ack::new("p", JobOutcome::Release),
+    ];
+    let c = b
+        .claim(&q, ClaimRequest::new("t", back, 0, lease))
+        .await
+        .expect("ack");
+    assert!(c.stale_acks.is_empty());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut order = Vec::new();
+    for _ in 0..7 {
+        let c = b
+            .claim(&q, ClaimRequest::new("t", vec![], 1, lease))
+            .await
+            .expect("claim");
+        order.extend(c.jobs.into_iter().map(|j| j.id));
+    }
+    assert_eq!(order, ["a", "b", "d", "p", "c", "e"]);
+}
+
 /// A delayed job is not runnable before its due time and is promoted right after it.
 pub async fn delays_hold_jobs_back(b: Backend) {
     let q = queue();

@@ -34,6 +34,7 @@ macro_rules! jobs_conformance {
     ($make:expr) => {
         $crate::jobs_conformance!(@cases $make;
             dispatch_and_complete_once, priorities_lower_first_fifo_within, delays_hold_jobs_back,
+            returning_jobs_go_ahead_of_later_arrivals,
             job_id_deduplicates, retries_with_backoff_then_success, retries_exhausted_fail,
             non_retryable_fails_at_once, timeout_drops_the_future, dead_letter_contents_and_redrive,
             rate_limit_is_global_and_accurate, retention_options, stalled_jobs_are_recovered,
@@ -80,7 +81,7 @@ pub use bus::lifecycle_events_reach_the_bus;
 pub use delivery::{
     concurrency_is_bounded, delays_hold_jobs_back, dispatch_and_complete_once, job_id_deduplicates,
     many_due_at_once, no_duplicates_under_load, priorities_lower_first_fifo_within,
-    rate_limit_is_global_and_accurate, raw_json_and_bad_input, task_queue_deduplicates,
+    rate_limit_is_global_and_accurate, returning_jobs_go_ahead_of_later_arrivals, raw_json_and_bad_input, task_queue_deduplicates,
 };
 pub use failure::{
     custom_dead_letter_queue_name, dead_letter_contents_and_redrive, non_retryable_fails_at_once,

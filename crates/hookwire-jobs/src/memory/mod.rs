@@ -213,6 +213,11 @@ impl Queue {
                 break;
             }
             if let Some((_, _, id)) = self.delayed.pop_first() {
+                // A job that comes due joins the back of its priority, as a new arrival.
+                self.seq += 1;
+                if let Some(j) = self.jobs.get_mut(&id) {
+                    j.seq = self.seq;
+                }
                 self.enqueue_wait(&id);
             }
         }
