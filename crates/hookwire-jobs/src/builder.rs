@@ -166,6 +166,7 @@ impl JobsBuilder {
             listener_tx,
             shutdown,
             workers: Mutex::new(Vec::new()),
+            dispatching: Arc::default(),
         });
         let mut handles = Vec::new();
         for def in self.defs {

@@ -81,6 +81,10 @@ impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, msg.into())
     }
+    /// The underlying error's text, without this error's kind prefix.
+    pub(crate) fn source_text(&self) -> String {
+        self.source.to_string()
+    }
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind

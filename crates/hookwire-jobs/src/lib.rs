@@ -4,6 +4,7 @@
 
 mod backend;
 mod builder;
+mod coalesce;
 #[cfg(feature = "events")]
 mod bus;
 #[cfg(feature = "conformance")]

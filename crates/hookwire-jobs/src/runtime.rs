@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     pub(crate) listener_tx: Option<tokio::sync::mpsc::UnboundedSender<JobEvent>>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Single dispatches waiting for their queue's next add call.
+    pub(crate) dispatching: Arc<crate::coalesce::Coalescer>,
 }
 
 impl Inner {
@@ -139,7 +141,8 @@ impl Jobs {
 
     /// Stores one job with a serializable payload. Any valid name may be dispatched (a producer
     /// need not run the workers). Resolves once the backend stored it; on error nothing is
-    /// stored.
+    /// stored. Dispatches of one name that arrive while an add call for it is in flight go
+    /// together in the next call (one backend round trip for many callers).
     pub async fn dispatch<T: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -171,10 +174,10 @@ impl Jobs {
         self.check_open()?;
         validate_queue_name(name)?;
         let job = self.new_job(json.into(), &opts);
-        let mut added = self.inner.backend.add(name, vec![job]).await?;
-        added
-            .pop()
-            .ok_or_else(|| Error::backend("backend returned no outcome"))
+        self.inner
+            .dispatching
+            .add(&self.inner.backend, name, job)
+            .await
     }
 
     /// Stores many raw-JSON jobs of one name, in order, in chunks of [`MAX_BULK`] per backend
