@@ -1,4 +1,5 @@
--- Lists a stored run and claims its idempotency key, unless the key already names a run.
+-- Lists a stored run and claims its idempotency key, unless the key already names a run (a
+-- start without a key needs no script: the store sends one ZADD).
 -- KEYS[1] runs index (zset, by id), KEYS[2] idempotency keys (hash key -> id);
 -- ARGV: id, idempotency key ('' none). Returns '' when indexed, else the id the key names.
 if ARGV[2] ~= '' then

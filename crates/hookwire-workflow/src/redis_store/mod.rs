@@ -16,8 +16,6 @@ use crate::error::{Error, Result};
 use crate::run::RunStatus;
 use crate::store::{Inserted, Replaced, RunDoc, RunQuery, RunStore};
 
-static CREATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/create.lua")));
 static INDEX: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/index.lua")));
 static TRANSITION: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/transition.lua")));
@@ -246,22 +244,36 @@ where
                 .run_key(&doc.id)
                 .ok_or_else(|| Error::invalid("a run id holds no braces"))?;
             let mut conn = self.conn.clone();
-            // The run first, then the index: a crash between the two leaves an unlisted hash
+            // The run first, then the index: a crash between the two leaves an unlisted run
             // (never queued, never listed), never an index entry or a key naming no run.
-            let created: i64 = CREATE
-                .key(&key)
+            // Plain commands where no script is needed: `SET NX` refuses a taken id in either
+            // layout, and without an idempotency key indexing is one `ZADD` (a script call
+            // costs Redis several times a plain command).
+            let created: Option<String> = redis::cmd("SET")
+                .arg(&key)
                 .arg(pack(&doc))
-                .invoke_async(&mut conn)
+                .arg("NX")
+                .query_async(&mut conn)
                 .await
                 .map_err(Error::store)?;
-            if created != 1 {
+            if created.is_none() {
                 return Err(Error::invalid(format!("run {} exists", doc.id)));
             }
+            let Some(idempotency_key) = idempotency_key else {
+                let _: i64 = redis::cmd("ZADD")
+                    .arg(self.global("runs"))
+                    .arg(0)
+                    .arg(&doc.id)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(Error::store)?;
+                return Ok(Inserted::New);
+            };
             let existing: String = INDEX
                 .key(self.global("runs"))
                 .key(self.global("idem"))
                 .arg(&doc.id)
-                .arg(idempotency_key.unwrap_or(""))
+                .arg(idempotency_key)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(Error::store)?;

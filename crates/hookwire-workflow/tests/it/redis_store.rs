@@ -83,7 +83,8 @@ fn calls(server: &RedisServer, command: &str) -> u64 {
 }
 
 /// Every step transition is one script call on the run's own hash (hash-tagged by the run id):
-/// a three-step no-op run costs two scripts to start (the run, then the index), one to begin
+/// a three-step no-op run costs no script to start (`SET NX` of the run, then a `ZADD` to the
+/// index), one to begin
 /// its first step and one per attempt settled (which also begins the next step when the same
 /// job carries it, or completes the run), and a signal that resumes a parked wait is one more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,13 +138,16 @@ async fn each_transition_is_one_script_call_on_the_runs_own_slot() {
     // Loads the scripts (the first call of each answers NOSCRIPT), outside the count.
     run_three().await;
     let (evalsha, eval) = (calls(&server, "evalsha"), calls(&server, "eval"));
+    let (set, zadd) = (calls(&server, "set"), calls(&server, "zadd"));
     let done = run_three().await;
     assert_eq!(
         calls(&server, "evalsha") - evalsha,
-        2 + 1 + 3,
-        "start: 2 scripts; the first step's begin; 3 settles, each of which also begins the \
+        1 + 3,
+        "start: no script; the first step's begin; 3 settles, each of which also begins the \
          next step (carried by the same job) or completes the run"
     );
+    assert_eq!(calls(&server, "set") - set, 1 + 1 + 3, "the start's SET NX, then one per script");
+    assert_eq!(calls(&server, "zadd") - zadd, 1, "the start's index entry");
     // started, 3 × (step_started, step_completed), completed.
     assert_eq!(done.sequence, 8);
     assert_eq!(calls(&server, "eval"), eval, "scripts travel once");
