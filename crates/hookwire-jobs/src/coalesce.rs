@@ -32,6 +32,10 @@ impl Coalescer {
         queue: &str,
         job: NewJob,
     ) -> Result<Added, Error> {
+        // Outside a Tokio runtime there is no task to flush with: the call goes out alone.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return one(backend.add(queue, vec![job]).await);
+        };
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
@@ -50,7 +54,7 @@ impl Coalescer {
         if lead {
             // A task of its own, not this caller's future: if the caller stops waiting, the
             // jobs queued behind it still go out.
-            tokio::spawn(self.clone().flush(backend.clone(), queue.to_owned()));
+            rt.spawn(self.clone().flush(backend.clone(), queue.to_owned()));
         }
         rx.await
             .unwrap_or_else(|_| Err(Error::backend("the dispatch was dropped unanswered")))
@@ -155,6 +159,27 @@ mod tests {
         assert_eq!(created, 150, "ids repeated across a batch are deduplicated");
         assert_eq!(backend.counts("q").await.expect("counts").waiting, 150);
         assert!(c.queues.lock().expect("lock").is_empty(), "the flusher left");
+    }
+
+    #[test]
+    fn a_dispatch_outside_a_tokio_runtime_goes_out_alone() {
+        let backend: Arc<dyn JobBackend> = Arc::new(MemoryBackend::new());
+        let c = Arc::new(Coalescer::default());
+        let added = poll_here(c.add(&backend, "q", NewJob::new("1"))).expect("added");
+        assert!(added.created);
+    }
+
+    /// Polls a future to completion on this thread, with no runtime around it.
+    fn poll_here<F: std::future::Future>(f: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut f = std::pin::pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::yield_now();
+        }
     }
 
     #[tokio::test]
