@@ -158,28 +158,19 @@ mod tests {
         }
         assert_eq!(created, 150, "ids repeated across a batch are deduplicated");
         assert_eq!(backend.counts("q").await.expect("counts").waiting, 150);
-        assert!(c.queues.lock().expect("lock").is_empty(), "the flusher left");
+        assert!(
+            c.queues.lock().expect("lock").is_empty(),
+            "the flusher left"
+        );
     }
 
     #[test]
     fn a_dispatch_outside_a_tokio_runtime_goes_out_alone() {
         let backend: Arc<dyn JobBackend> = Arc::new(MemoryBackend::new());
         let c = Arc::new(Coalescer::default());
-        let added = poll_here(c.add(&backend, "q", NewJob::new("1"))).expect("added");
+        let added = hookwire_core::idempotency::block_on(c.add(&backend, "q", NewJob::new("1")))
+            .expect("added");
         assert!(added.created);
-    }
-
-    /// Polls a future to completion on this thread, with no runtime around it.
-    fn poll_here<F: std::future::Future>(f: F) -> F::Output {
-        use std::task::{Context, Poll, Waker};
-        let mut f = std::pin::pin!(f);
-        let mut cx = Context::from_waker(Waker::noop());
-        loop {
-            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-                return v;
-            }
-            std::thread::yield_now();
-        }
     }
 
     #[tokio::test]
@@ -190,7 +181,11 @@ mod tests {
         for i in 0..50 {
             let (c, b) = (c.clone(), backend.clone());
             tasks.push(tokio::spawn(async move {
-                let data = if i == 7 { "{not json".to_owned() } else { format!("{i}") };
+                let data = if i == 7 {
+                    "{not json".to_owned()
+                } else {
+                    format!("{i}")
+                };
                 c.add(&b, "q", NewJob::new(data)).await
             }));
         }

@@ -4,9 +4,9 @@
 
 mod backend;
 mod builder;
-mod coalesce;
 #[cfg(feature = "events")]
 mod bus;
+mod coalesce;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod def;

@@ -81,7 +81,8 @@ pub use bus::lifecycle_events_reach_the_bus;
 pub use delivery::{
     concurrency_is_bounded, delays_hold_jobs_back, dispatch_and_complete_once, job_id_deduplicates,
     many_due_at_once, no_duplicates_under_load, priorities_lower_first_fifo_within,
-    rate_limit_is_global_and_accurate, returning_jobs_go_ahead_of_later_arrivals, raw_json_and_bad_input, task_queue_deduplicates,
+    rate_limit_is_global_and_accurate, raw_json_and_bad_input,
+    returning_jobs_go_ahead_of_later_arrivals, task_queue_deduplicates,
 };
 pub use failure::{
     custom_dead_letter_queue_name, dead_letter_contents_and_redrive, non_retryable_fails_at_once,
