@@ -8,7 +8,7 @@
 -- Waiting jobs at DEFAULT_PRIORITY (most jobs) sit in the `ready` list, FIFO; other priorities in
 -- the `wait` sorted set by priority * 2^33 + seq. A list push and pop cost Redis a fraction of a
 -- sorted-set insert and pop (no score to parse, format or keep ordered), and one record instead of
--- separate data and meta hashes saves a hash entry per job: together about a quarter of the Redis
+-- separate data and meta hashes saves a hash entry per job: together about a third of the Redis
 -- CPU a job costs.
 local K_SEQ, K_WAIT, K_DELAYED, K_ACTIVE, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_READY, K_META, K_ATT, K_STALL, K_ERR = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
