@@ -505,12 +505,15 @@ mod tests {
 
     #[test]
     fn a_record_splits_into_its_data_and_creation_time() {
-        let (data, created) = split_record("1000|7|1700000000123|0|-1|{\"a\":\"x|y\"}".into())
-            .expect("record");
+        let (data, created) =
+            split_record("1000|7|1700000000123|0|-1|{\"a\":\"x|y\"}".into()).expect("record");
         assert_eq!(data, "{\"a\":\"x|y\"}");
         assert_eq!(created, 1_700_000_000_123);
         assert_eq!(split_record("5|1|2|3|4|".into()).expect("empty data").0, "");
-        assert_eq!(split_record(String::new()).expect("gone"), ("null".into(), 0));
+        assert_eq!(
+            split_record(String::new()).expect("gone"),
+            ("null".into(), 0)
+        );
         assert!(split_record("1000|7|1700000000123|0|-1".into()).is_err());
         assert!(split_record("1000|7|x|0|-1|{}".into()).is_err());
     }

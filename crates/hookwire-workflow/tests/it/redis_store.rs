@@ -146,7 +146,11 @@ async fn each_transition_is_one_script_call_on_the_runs_own_slot() {
         "start: no script; the first step's begin; 3 settles, each of which also begins the \
          next step (carried by the same job) or completes the run"
     );
-    assert_eq!(calls(&server, "set") - set, 1 + 1 + 3, "the start's SET NX, then one per script");
+    assert_eq!(
+        calls(&server, "set") - set,
+        1 + 1 + 3,
+        "the start's SET NX, then one per script"
+    );
     assert_eq!(calls(&server, "zadd") - zadd, 1, "the start's index entry");
     // started, 3 × (step_started, step_completed), completed.
     assert_eq!(done.sequence, 8);
