@@ -4,8 +4,7 @@
 //! A backend call has a fixed cost that dwarfs the per-job work (on Redis a script call costs
 //! several times what one more job in the same call does), so many callers dispatching at once
 //! (the starters of workflow runs, request handlers) would otherwise pay it once each. A lone
-//! dispatch goes out at once, as before; the wait a batched one adds is at most the call in
-//! flight.
+//! dispatch goes out at once; a batched one waits at most for the call in flight.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,7 +17,8 @@ use crate::model::{Added, MAX_BULK, NewJob};
 
 type Reply = oneshot::Sender<Result<Added, Error>>;
 
-/// The dispatches of each queue waiting for a call, and whether a flusher runs for it.
+/// The dispatches of each queue waiting for a call. A queue has an entry exactly while its
+/// flusher runs.
 #[derive(Default)]
 pub(crate) struct Coalescer {
     queues: Mutex<HashMap<String, Vec<(NewJob, Reply)>>>,
@@ -32,6 +32,9 @@ impl Coalescer {
         queue: &str,
         job: NewJob,
     ) -> Result<Added, Error> {
+        // Checked here, before the job can share a call: backends check every job of a call
+        // before storing any, so one caller's invalid job would fail the others' dispatches.
+        job.validate()?;
         // Outside a Tokio runtime there is no task to flush with: the call goes out alone.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return one(backend.add(queue, vec![job]).await);
@@ -76,23 +79,8 @@ impl Coalescer {
                 waiting.drain(..n).collect::<Vec<_>>()
             };
             let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            if jobs.len() > 1 {
-                let retry = jobs.clone();
-                match backend.add(&queue, jobs).await {
-                    // Backends check every job before storing any: one caller's invalid job
-                    // must not fail the others, so each job gets its own call and verdict.
-                    Err(e) if e.is_invalid() => {
-                        for (job, reply) in retry.into_iter().zip(replies) {
-                            let r = backend.add(&queue, vec![job]).await;
-                            let _ = reply.send(one(r));
-                        }
-                    }
-                    r => answer(r, replies),
-                }
-            } else {
-                let r = backend.add(&queue, jobs).await;
-                answer(r, replies);
-            }
+            let r = backend.add(&queue, jobs).await;
+            answer(r, replies);
         }
     }
 }
