@@ -69,8 +69,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                     .join("Cargo.toml")
                     .display()
                     .to_string();
-                target_dir = crate::root()
-                    .join("target/bench/peers")
+                // Beside the suites' JSON, so a shared `CARGO_TARGET_DIR` holds the peers too.
+                target_dir = crate::report::bench_dir()
+                    .join("peers")
                     .display()
                     .to_string();
                 vec![

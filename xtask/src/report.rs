@@ -390,8 +390,9 @@ fn file_date(path: &Path) -> String {
     )
 }
 
-/// Where the suites wrote their JSON: `$CARGO_TARGET_DIR/bench`, else `target/bench`.
-fn bench_dir() -> PathBuf {
+/// Where the suites write their JSON and build their peers: `$CARGO_TARGET_DIR/bench`, else
+/// `target/bench`.
+pub(crate) fn bench_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| crate::root().join("target"), PathBuf::from)
         .join("bench")
