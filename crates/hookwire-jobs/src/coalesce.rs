@@ -126,23 +126,39 @@ mod tests {
     use crate::error::ErrorKind;
     use crate::memory::MemoryBackend;
 
+    /// Dispatches `n` jobs made by `job` from as many tasks at once; their outcomes in order.
+    async fn dispatch_at_once(
+        c: &Arc<Coalescer>,
+        backend: &Arc<dyn JobBackend>,
+        n: usize,
+        job: fn(usize) -> NewJob,
+    ) -> Vec<Result<Added, Error>> {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let (c, b) = (c.clone(), backend.clone());
+                tokio::spawn(async move { c.add(&b, "q", job(i)).await })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    }
+
     #[tokio::test]
     async fn concurrent_dispatches_share_calls_and_each_gets_its_own_outcome() {
         let backend: Arc<dyn JobBackend> = Arc::new(MemoryBackend::new());
         let c = Arc::new(Coalescer::default());
-        let mut tasks = Vec::new();
-        for i in 0..200 {
-            let (c, b) = (c.clone(), backend.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut j = NewJob::new(format!("{i}"));
-                j.id = Some(format!("j-{}", i % 150));
-                c.add(&b, "q", j).await
-            }));
-        }
+        let outcomes = dispatch_at_once(&c, &backend, 200, |i| {
+            let mut j = NewJob::new(format!("{i}"));
+            j.id = Some(format!("j-{}", i % 150));
+            j
+        })
+        .await;
         let mut created = 0;
-        for t in tasks {
-            let a = t.await.expect("task").expect("added");
-            created += usize::from(a.created);
+        for a in outcomes {
+            created += usize::from(a.expect("added").created);
         }
         assert_eq!(created, 150, "ids repeated across a batch are deduplicated");
         assert_eq!(backend.counts("q").await.expect("counts").waiting, 150);
@@ -150,6 +166,38 @@ mod tests {
             c.queues.lock().expect("lock").is_empty(),
             "the flusher left"
         );
+    }
+
+    #[test]
+    fn a_failed_call_fails_every_caller_and_the_first_keeps_the_source() {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| oneshot::channel()).unzip();
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        answer(Err(Error::backend(io)), txs);
+        let errs: Vec<Error> = rxs
+            .into_iter()
+            .map(|mut rx| rx.try_recv().expect("answered").expect_err("failed"))
+            .collect();
+        let first = std::error::Error::source(&errs[0]).expect("a source");
+        assert!(
+            first.downcast_ref::<std::io::Error>().is_some(),
+            "{first:?}"
+        );
+        for e in &errs[1..] {
+            assert!(e.is_backend());
+            assert_eq!(e.to_string(), errs[0].to_string());
+        }
+
+        // A backend that answers a different number of outcomes than jobs fails them all.
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| oneshot::channel()).unzip();
+        answer(Ok(vec![Added::new("1", true)]), txs);
+        for mut rx in rxs {
+            assert!(
+                rx.try_recv()
+                    .expect("answered")
+                    .expect_err("failed")
+                    .is_backend()
+            );
+        }
     }
 
     #[test]
@@ -165,21 +213,17 @@ mod tests {
     async fn an_invalid_job_fails_alone() {
         let backend: Arc<dyn JobBackend> = Arc::new(MemoryBackend::new());
         let c = Arc::new(Coalescer::default());
-        let mut tasks = Vec::new();
-        for i in 0..50 {
-            let (c, b) = (c.clone(), backend.clone());
-            tasks.push(tokio::spawn(async move {
-                let data = if i == 7 {
-                    "{not json".to_owned()
-                } else {
-                    format!("{i}")
-                };
-                c.add(&b, "q", NewJob::new(data)).await
-            }));
-        }
+        let outcomes = dispatch_at_once(&c, &backend, 50, |i| {
+            NewJob::new(if i == 7 {
+                "{not json".to_owned()
+            } else {
+                format!("{i}")
+            })
+        })
+        .await;
         let mut failed = 0;
-        for t in tasks {
-            if let Err(e) = t.await.expect("task") {
+        for r in outcomes {
+            if let Err(e) = r {
                 assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
                 failed += 1;
             }
