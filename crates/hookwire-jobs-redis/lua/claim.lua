@@ -79,6 +79,9 @@ if nacks > 0 then
         done[#done + 1] = int(now)
         done[#done + 1] = kept[i]
       end
+      pin_hash(K_ATT)
+      pin_hash(K_FIN)
+      pin_hash(K_RES)
       redis.call('HSET', K_ATT, unpack(att))
       redis.call('HSET', K_FIN, unpack(fin))
       redis.call('HSET', K_RES, unpack(kept_res))
@@ -131,6 +134,8 @@ if n > 0 then
       leases[#leases + 1] = id
       leases[#leases + 1] = token
     end
+    pin_zset(K_ACTIVE)
+    pin_hash(K_LEASE)
     redis.call('ZADD', K_ACTIVE, unpack(active))
     redis.call('HSET', K_LEASE, unpack(leases))
     -- The records go out whole: the client splits them, so Lua copies no data.

@@ -28,6 +28,18 @@ local function int(x)
   return string.format('%d', x)
 end
 
+-- Hashes and sorted sets of up to 128 short entries use Redis's listpack encoding by default,
+-- where every lookup, insert and delete scans the key. The lease hash and the active set hold
+-- about a worker's concurrency and are touched for each claimed and finished job, as are the
+-- finish hashes when completed jobs are kept: scans there cost each job several µs of Redis
+-- CPU. One entry longer than 64 bytes (the default `*-max-listpack-value`) puts a key in a hash
+-- table or skip list for as long as it holds that entry. The pin is such an entry. It holds
+-- spaces, which no job id may, and sorts at +inf in the active set, after every lease deadline,
+-- so no read by id or by deadline returns it.
+local PIN = 'hookwire pin: keeps this key in a hash table, whose lookups do not scan the key'
+local function pin_hash(key) redis.call('HSETNX', key, PIN, '1') end
+local function pin_zset(key) redis.call('ZADD', key, 'NX', '+inf', PIN) end
+
 -- The numbers at the head of a record (the data after them is not copied).
 local function parse_meta(m)
   local p, s, c, rc, rf = string.match(m, '^(%d+)|(%d+)|(%d+)|(-?%d+)|(-?%d+)|')

@@ -1,5 +1,7 @@
 -- Returns waiting, active, completed, failed, delayed, dead.
+local active = redis.call('ZCARD', K_ACTIVE)
+if redis.call('ZSCORE', K_ACTIVE, PIN) then active = active - 1 end
 return {
-  waiting(), redis.call('ZCARD', K_ACTIVE), redis.call('ZCARD', K_COMPLETED),
+  waiting(), active, redis.call('ZCARD', K_COMPLETED),
   redis.call('ZCARD', K_FAILED), redis.call('ZCARD', K_DELAYED), redis.call('ZCARD', K_DEAD),
 }

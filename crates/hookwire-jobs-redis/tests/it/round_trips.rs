@@ -113,3 +113,67 @@ async fn a_redis_error_stays_a_redis_error_underneath() {
         "source is not a RedisError: {source:?}"
     );
 }
+
+/// The keys every job passes through leave Redis's scanned listpack encoding at the first
+/// claim, and the entry that keeps them out is invisible to the counts and to job reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_job_keys_use_hash_tables_and_the_pin_stays_invisible() {
+    let server = RedisServer::start().expect("redis-server");
+    let backend = RedisBackend::connect(&server.url()).await.expect("connect");
+    let jobs = Jobs::builder(backend.clone())
+        .start()
+        .await
+        .expect("producer");
+    let batch = (0..5u64)
+        .map(|i| (i.to_string(), DispatchOptions::new()))
+        .collect();
+    jobs.dispatch_bulk("pinned", batch).await.expect("bulk");
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    let def = JobDef::new("pinned", move |_: u64, _| {
+        let _ = started_tx.send(());
+        let g = g.clone();
+        async move {
+            let _held = g.acquire().await;
+            Ok::<_, std::io::Error>(())
+        }
+    })
+    .concurrency(3);
+    let worker = Jobs::builder(backend)
+        .job(def)
+        .start()
+        .await
+        .expect("start");
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(10), started.recv())
+            .await
+            .expect("job started")
+            .expect("open");
+    }
+    let encoding = |suffix: &str| {
+        server
+            .command(&format!("OBJECT ENCODING hw:{{pinned}}:{suffix}"))
+            .expect("encoding")
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(encoding("lease"), "hashtable");
+    assert_eq!(encoding("active"), "skiplist");
+    let c = worker.counts("pinned").await.expect("counts");
+    assert_eq!((c.active, c.waiting), (3, 2), "{c:?}");
+    gate.add_permits(5);
+    let c = loop {
+        let c = worker.counts("pinned").await.expect("counts");
+        if c.completed == 5 {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(c.active, 0, "{c:?}");
+    assert_eq!(encoding("fin"), "hashtable");
+    worker.shutdown().await;
+    jobs.shutdown().await;
+}
