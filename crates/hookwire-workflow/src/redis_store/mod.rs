@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use hookwire_core::BoxFuture;
-use redis::Script;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
 
 use crate::error::{Error, Result};
 use crate::run::RunStatus;
@@ -19,6 +19,8 @@ use crate::store::{Inserted, Replaced, RunDoc, RunQuery, RunStore};
 static INDEX: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/index.lua")));
 static TRANSITION: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/transition.lua")));
+static LEGACY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/legacy.lua")));
 
 /// Ids one list step reads from the index (then one `HMGET` per id, pipelined).
 const LIST_BATCH: usize = 200;
@@ -153,19 +155,43 @@ where
         let Some(key) = self.run_key(&doc.id) else {
             return Ok(Replaced::Stale(None));
         };
-        let mut conn = self.conn.clone();
-        let r: Vec<String> = TRANSITION
-            .key(key)
-            .arg(expected_rev)
-            .arg(pack(&doc))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(Error::store)?;
-        match <[String; 2]>::try_from(r) {
-            Ok([_, packed]) => Ok(Replaced::Stale(Some(unpack(doc.id, packed)?))),
-            Err(r) if r.is_empty() => Ok(Replaced::Stale(None)),
-            Err(_) => Ok(Replaced::Written),
+        let packed = pack(&doc);
+        // A run in the hash layout of earlier versions answers the string script with
+        // WRONGTYPE; its own script moves it. Another writer may move it in between, hence the
+        // second round.
+        let mut script = &*TRANSITION;
+        for _ in 0..3 {
+            let mut conn = self.conn.clone();
+            let r = script
+                .key(&key)
+                .arg(expected_rev)
+                .arg(&packed)
+                .invoke_async::<Value>(&mut conn)
+                .await;
+            match r {
+                Ok(Value::Int(1)) => return Ok(Replaced::Written),
+                Ok(Value::Int(0)) => return Ok(Replaced::Stale(None)),
+                Ok(Value::BulkString(b)) => {
+                    let stored = String::from_utf8(b)
+                        .map_err(|_| Error::store("a stored run is not UTF-8"))?;
+                    return Ok(Replaced::Stale(Some(unpack(doc.id, stored)?)));
+                }
+                Ok(other) => {
+                    return Err(Error::store(format!(
+                        "unexpected transition reply {other:?}"
+                    )));
+                }
+                Err(e) if e.code() == Some("WRONGTYPE") => {
+                    script = if std::ptr::eq(script, &*TRANSITION) {
+                        &*LEGACY
+                    } else {
+                        &*TRANSITION
+                    };
+                }
+                Err(e) => return Err(Error::store(e)),
+            }
         }
+        Err(Error::store("the run changed layout during the transition"))
     }
 }
 
