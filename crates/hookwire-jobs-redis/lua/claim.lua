@@ -79,9 +79,9 @@ if nacks > 0 then
         done[#done + 1] = int(now)
         done[#done + 1] = kept[i]
       end
-      pin_hash(K_ATT)
-      pin_hash(K_FIN)
-      pin_hash(K_RES)
+      att[#att + 1], att[#att + 2] = PIN, '1'
+      fin[#fin + 1], fin[#fin + 2] = PIN, '1'
+      kept_res[#kept_res + 1], kept_res[#kept_res + 2] = PIN, '1'
       redis.call('HSET', K_ATT, unpack(att))
       redis.call('HSET', K_FIN, unpack(fin))
       redis.call('HSET', K_RES, unpack(kept_res))
@@ -94,12 +94,16 @@ if nacks > 0 then
   end
 end
 
--- 2. promote due delayed jobs (bounded per call; the rest on the next call)
-local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', int(now), 'LIMIT', 0, 1000)
-if #due > 0 then
+-- 2. promote due delayed jobs (bounded per call; the rest on the next call). The earliest is
+--    read first: when none is due (the usual case) that one read also gives `next_due`, since
+--    nothing below adds delayed jobs.
+local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+if #first > 0 and tonumber(first[2]) <= now then
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', int(now), 'LIMIT', 0, 1000)
   local metas = redis.call('HMGET', K_META, unpack(due))
   redis.call('ZREM', K_DELAYED, unpack(due))
   enqueue(due, metas, false)
+  first = nil
 end
 
 -- 3. the global rate limit: a fixed window opened by its first start (a paused queue leases
@@ -122,8 +126,10 @@ end
 
 -- 4. claim
 local jobs = {}
+local taken = 0
 if n > 0 then
   local ids = take(n)
+  taken = #ids
   if #ids > 0 then
     local active, leases = {}, {}
     local deadline = int(now + lease)
@@ -134,8 +140,8 @@ if n > 0 then
       leases[#leases + 1] = id
       leases[#leases + 1] = token
     end
-    pin_zset(K_ACTIVE)
-    pin_hash(K_LEASE)
+    active[#active + 1], active[#active + 2] = '+inf', PIN
+    leases[#leases + 1], leases[#leases + 2] = PIN, '1'
     redis.call('ZADD', K_ACTIVE, unpack(active))
     redis.call('HSET', K_LEASE, unpack(leases))
     -- The records go out whole: the client splits them, so Lua copies no data.
@@ -156,11 +162,12 @@ if n > 0 then
   end
 end
 
--- 5. hand the wake-up on while work is left, so blocked workers share a burst
-if waiting() > 0 then mark() end
+-- 5. hand the wake-up on while work is left, so blocked workers share a burst. A claim that got
+--    fewer jobs than it asked for has emptied both waiting structures: nothing is left.
+if not (n > 0 and taken < n) and waiting() > 0 then mark() end
 
 local next_due = -1
-local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+if first == nil then first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES') end
 if #first > 0 then
   next_due = tonumber(first[2]) - now
   if next_due < 0 then next_due = 0 end

@@ -33,12 +33,11 @@ end
 -- about a worker's concurrency and are touched for each claimed and finished job, as are the
 -- finish hashes when completed jobs are kept: scans there cost each job several µs of Redis
 -- CPU. One entry longer than 64 bytes (the default `*-max-listpack-value`) puts a key in a hash
--- table or skip list for as long as it holds that entry. The pin is such an entry. It holds
--- spaces, which no job id may, and sorts at +inf in the active set, after every lease deadline,
--- so no read by id or by deadline returns it.
+-- table or skip list for as long as it holds that entry. The pin is such an entry, written by
+-- the same command that writes the jobs' entries (score +inf, value '1'). It holds spaces, which
+-- no job id may, and sorts at +inf in the active set, after every lease deadline, so no read by
+-- id or by deadline returns it.
 local PIN = 'hookwire pin: keeps this key in a hash table, whose lookups do not scan the key'
-local function pin_hash(key) redis.call('HSETNX', key, PIN, '1') end
-local function pin_zset(key) redis.call('ZADD', key, 'NX', '+inf', PIN) end
 
 -- The numbers at the head of a record (the data after them is not copied).
 local function parse_meta(m)
@@ -126,9 +125,13 @@ local function mark()
 end
 
 -- Deletes every field of the given job ids (at most a few thousand per call).
+-- The side hashes exist only once some job retried, stalled, failed, was kept or reported
+-- progress; until then one EXISTS spares six HDELs (each call from Lua costs Redis a few µs).
 local function purge(ids)
   if #ids == 0 then return end
-  for _, k in ipairs({K_META, K_ATT, K_STALL, K_ERR, K_RES, K_FIN, K_PROG}) do
+  redis.call('HDEL', K_META, unpack(ids))
+  if redis.call('EXISTS', K_ATT, K_STALL, K_ERR, K_RES, K_FIN, K_PROG) == 0 then return end
+  for _, k in ipairs({K_ATT, K_STALL, K_ERR, K_RES, K_FIN, K_PROG}) do
     redis.call('HDEL', k, unpack(ids))
   end
 end
