@@ -3,8 +3,10 @@
 //! run's transition never leaves its Cluster slot; the id index and the idempotency keys live
 //! under the store's tag and are written once per run, by the insert.
 
+mod batch;
+
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -21,6 +23,8 @@ static TRANSITION: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/transition.lua")));
 static LEGACY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/legacy.lua")));
+static TRANSITION_MANY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/transition_many.lua")));
 
 /// Ids one list step reads from the index (then one `HMGET` per id, pipelined).
 const LIST_BATCH: usize = 200;
@@ -47,6 +51,8 @@ const LEGACY_FIELDS: [&str; 5] = ["rev", "body", "status", "workflow", "org"];
 pub struct RedisRunStore<C = ConnectionManager> {
     conn: C,
     prefix: String,
+    /// Group commit of concurrent transitions (standalone Redis only).
+    batcher: Option<Arc<batch::Batcher>>,
 }
 
 impl<C> fmt::Debug for RedisRunStore<C> {
@@ -58,7 +64,8 @@ impl<C> fmt::Debug for RedisRunStore<C> {
 }
 
 impl RedisRunStore<ConnectionManager> {
-    /// Connects to `url` with a reconnecting connection manager (10 s response timeout).
+    /// Connects to `url` (a standalone Redis) with a reconnecting connection manager (10 s
+    /// response timeout), transitions batched ([`RedisRunStore::batch_transitions`]).
     pub async fn connect(url: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(Error::store)?;
         let config = ConnectionManagerConfig::new()
@@ -69,7 +76,7 @@ impl RedisRunStore<ConnectionManager> {
             .get_connection_manager_with_config(config)
             .await
             .map_err(Error::store)?;
-        Ok(Self::new(conn))
+        Ok(Self::new(conn).batch_transitions(true))
     }
 }
 
@@ -82,7 +89,18 @@ where
         Self {
             conn,
             prefix: "hw:wf".to_owned(),
+            batcher: None,
         }
+    }
+
+    /// Sends the transitions that arrive while one is in flight together, in one script call
+    /// over all their runs' keys: the call's fixed cost, several times one transition's work,
+    /// is paid once per batch. Only for a standalone Redis (a batch's keys sit in different
+    /// Cluster slots). On by default for [`RedisRunStore::connect`], off for [`RedisRunStore::new`].
+    #[must_use]
+    pub fn batch_transitions(mut self, on: bool) -> Self {
+        self.batcher = on.then(Arc::default);
+        self
     }
 
     /// Uses `prefix` (no braces) for every key, e.g. one per environment: runs are
@@ -156,39 +174,33 @@ where
             return Ok(Replaced::Stale(None));
         };
         let packed = pack(&doc);
-        // A run in the hash layout of earlier versions answers the string script with
-        // WRONGTYPE; its own script moves it. Another writer may move it in between, hence the
-        // second round.
-        let mut script = &*TRANSITION;
+        // A run in the hash layout of earlier versions answers the string script with -1; its
+        // own script moves it. Another writer may move it in between, hence the rounds.
+        let mut legacy = false;
         for _ in 0..3 {
-            let mut conn = self.conn.clone();
-            let r = script
-                .key(&key)
-                .arg(expected_rev)
-                .arg(&packed)
-                .invoke_async::<Value>(&mut conn)
-                .await;
-            match r {
-                Ok(Value::Int(1)) => return Ok(Replaced::Written),
-                Ok(Value::Int(0)) => return Ok(Replaced::Stale(None)),
-                Ok(Value::BulkString(b)) => {
+            let v = if legacy {
+                // `-1` here: the run is a string by now (moved by another writer).
+                batch::invoke(&LEGACY, self.conn.clone(), &key, expected_rev, &packed).await?
+            } else if let Some(b) = &self.batcher {
+                b.run(&self.conn, key.clone(), expected_rev, packed.clone())
+                    .await?
+            } else {
+                batch::single(self.conn.clone(), &key, expected_rev, &packed).await?
+            };
+            match v {
+                Value::Int(1) => return Ok(Replaced::Written),
+                Value::Int(0) => return Ok(Replaced::Stale(None)),
+                Value::Int(-1) => legacy = !legacy,
+                Value::BulkString(b) => {
                     let stored = String::from_utf8(b)
                         .map_err(|_| Error::store("a stored run is not UTF-8"))?;
                     return Ok(Replaced::Stale(Some(unpack(doc.id, stored)?)));
                 }
-                Ok(other) => {
+                other => {
                     return Err(Error::store(format!(
                         "unexpected transition reply {other:?}"
                     )));
                 }
-                Err(e) if e.code() == Some("WRONGTYPE") => {
-                    script = if std::ptr::eq(script, &*TRANSITION) {
-                        &*LEGACY
-                    } else {
-                        &*TRANSITION
-                    };
-                }
-                Err(e) => return Err(Error::store(e)),
             }
         }
         Err(Error::store("the run changed layout during the transition"))

@@ -377,3 +377,61 @@ async fn a_run_wakes_after_a_store_outage_longer_than_any_retry_budget() {
     assert_eq!(done.output, Some(json!(3)));
     engine.shutdown().await;
 }
+
+/// Concurrent transitions share script calls (group commit), and each keeps its own answer:
+/// 200 runs moved at once by 400 racing writers, two per run with the same expected revision,
+/// so exactly one of each pair wins and the loser is answered with the winner's document, in
+/// the same batch or the next. The lone transitions of the other tests go out one per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transitions_share_calls_and_each_pair_has_one_winner() {
+    use hookwire_workflow::{Replaced, RunDoc, RunStatus, RunStore};
+
+    let server = RedisServer::start().expect("redis-server");
+    let store = Arc::new(RedisRunStore::connect(&server.url()).await.unwrap());
+    let doc = |i: usize, rev: u64, body: &str| {
+        RunDoc::new(
+            format!("run-{i}"),
+            "wf",
+            None,
+            RunStatus::Running,
+            rev,
+            body.to_owned(),
+        )
+    };
+    for i in 0..200 {
+        store.insert(doc(i, 1, "{}"), None).await.unwrap();
+    }
+    let before = calls(&server, "evalsha") + calls(&server, "eval");
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        for w in ["a", "b"] {
+            let store = store.clone();
+            let body = format!("{{\"w\":\"{w}\"}}");
+            tasks.push(tokio::spawn(async move {
+                (
+                    i,
+                    store.replace_or_current(doc(i, 2, &body), 1).await.unwrap(),
+                )
+            }));
+        }
+    }
+    let mut won = vec![0; 200];
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        match r {
+            Replaced::Written => won[i] += 1,
+            Replaced::Stale(Some(current)) => assert_eq!(current.rev, 2, "{current:?}"),
+            other => panic!("run {i}: {other:?}"),
+        }
+    }
+    assert!(won.iter().all(|&w| w == 1), "one winner per run: {won:?}");
+    for i in 0..200 {
+        let stored = store.load(&format!("run-{i}")).await.unwrap().unwrap();
+        assert_eq!(stored.rev, 2);
+    }
+    let used = calls(&server, "evalsha") + calls(&server, "eval") - before;
+    assert!(
+        used < 200,
+        "{used} script calls for 400 transitions: none was batched"
+    );
+}
