@@ -1,7 +1,9 @@
 //! [`RedisRunStore`]: the [`RunStore`] on Redis (feature `redis`). Every transition of a run
 //! is one Lua script call on the run's own key, whose name is hash-tagged by the run id, so a
-//! run's transition never leaves its Cluster slot; the id index and the idempotency keys live
-//! under the store's tag and are written once per run, by the insert.
+//! run's transition never leaves its Cluster slot; on a standalone Redis, transitions of
+//! several runs that arrive together may share that call (`batch_transitions`). The id index
+//! and the idempotency keys live under the store's tag and are written once per run, by the
+//! insert.
 
 mod batch;
 
