@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::cache::{DEFAULT_CACHE_SIZE, StateCache};
 use crate::frame::{Frame, FrameKind};
+use crate::log::StreamLog;
 use crate::queue::{Counters, QueueLimits, StreamSubscription, SubShared, Unsubscribe};
 
 /// A state that can be broadcast: serializable, with a version (`_v`, the event-store stream
@@ -141,7 +142,7 @@ impl std::error::Error for PublishError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct ChannelStats {
-    /// Frames queued to subscribers (one per subscriber per frame).
+    /// Frames handed to subscribers (one per subscriber per frame read).
     pub delivered: u64,
     /// `_resync` frames queued because a subscriber's queue overflowed.
     pub overflow_resyncs: u64,
@@ -239,34 +240,23 @@ impl<S: BroadcastState> Entry<S> {
     }
 }
 
-#[derive(Debug, Default)]
-struct StreamSubs {
-    subs: Mutex<Vec<Arc<SubShared>>>,
-}
-
 struct Inner<S> {
     cache: Mutex<StateCache<Arc<str>, Entry<S>>>,
-    streams: Mutex<HashMap<Arc<str>, Arc<StreamSubs>>>,
+    streams: Mutex<HashMap<Arc<str>, Arc<StreamLog>>>,
     config: ChannelConfig,
     next_id: AtomicU64,
-    counters: Counters,
+    counters: Arc<Counters>,
     keep_alive: OnceLock<()>,
     // Set under the `streams` lock, so no subscription slips in after `shutdown` drained them.
     shut: std::sync::atomic::AtomicBool,
 }
 
 impl<S: Send + Sync + 'static> Unsubscribe for Inner<S> {
-    fn unsubscribe(&self, key: &str, id: u64) {
+    // The subscription already left its own log; this forgets the stream's log once nobody
+    // is left in it (a new subscriber may have joined meanwhile).
+    fn unsubscribe(&self, key: &str, _id: u64) {
         let mut streams = crate::lock(&self.streams);
-        let Some(s) = streams.get(key).cloned() else {
-            return;
-        };
-        let mut subs = crate::lock(&s.subs);
-        if let Some(i) = subs.iter().position(|x| x.id == id) {
-            subs.swap_remove(i);
-        }
-        if subs.is_empty() {
-            drop(subs);
+        if streams.get(key).is_some_and(|log| log.is_empty()) {
             streams.remove(key);
         }
     }
@@ -275,8 +265,8 @@ impl<S: Send + Sync + 'static> Unsubscribe for Inner<S> {
 impl<S> Drop for Inner<S> {
     fn drop(&mut self) {
         let streams = crate::lock(&self.streams);
-        for s in streams.values() {
-            for sub in crate::lock(&s.subs).iter() {
+        for log in streams.values() {
+            for sub in log.drain() {
                 sub.close();
             }
         }
@@ -345,7 +335,7 @@ impl<S: BroadcastState> BroadcastChannel<S> {
                 streams: Mutex::new(HashMap::new()),
                 config,
                 next_id: AtomicU64::new(1),
-                counters: Counters::default(),
+                counters: Arc::default(),
                 keep_alive: OnceLock::new(),
                 shut: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -503,8 +493,8 @@ impl<S: BroadcastState> BroadcastChannel<S> {
     /// browsers reconnect with `Last-Event-ID`), e.g. to drain a node before a deploy.
     pub fn disconnect(&self, stream: &str) {
         let removed = crate::lock(&self.inner.streams).remove(stream);
-        if let Some(s) = removed {
-            for sub in crate::lock(&s.subs).drain(..) {
+        if let Some(log) = removed {
+            for sub in log.drain() {
                 sub.close();
             }
         }
@@ -514,13 +504,13 @@ impl<S: BroadcastState> BroadcastChannel<S> {
     /// shutdown, whose server waits for open responses (an SSE stream never ends by itself).
     /// Publishing still updates the cache; nothing is delivered.
     pub fn shutdown(&self) {
-        let drained: Vec<Arc<StreamSubs>> = {
+        let drained: Vec<Arc<StreamLog>> = {
             let mut streams = crate::lock(&self.inner.streams);
             self.inner.shut.store(true, Ordering::Release);
             streams.drain().map(|(_, s)| s).collect()
         };
-        for s in drained {
-            for sub in crate::lock(&s.subs).drain(..) {
+        for log in drained {
+            for sub in log.drain() {
                 sub.close();
             }
         }
@@ -543,17 +533,30 @@ impl<S: BroadcastState> BroadcastChannel<S> {
         }
         let key: Arc<str> = Arc::from(stream);
         let mut streams = crate::lock(&self.inner.streams);
-        if self.inner.shut.load(Ordering::Acquire) {
+        let log = if self.inner.shut.load(Ordering::Acquire) {
             shared.close();
+            None
         } else {
-            let subs = Arc::clone(streams.entry(Arc::clone(&key)).or_default());
-            crate::lock(&subs.subs).push(Arc::clone(&shared));
-        }
+            let log = streams.entry(Arc::clone(&key)).or_insert_with(|| {
+                Arc::new(StreamLog::new(
+                    self.inner.config.queue,
+                    Arc::clone(&self.inner.counters),
+                ))
+            });
+            log.join(&shared);
+            Some(Arc::clone(log))
+        };
         drop(streams);
         drop(cache);
         let owner: Weak<Inner<S>> = Arc::downgrade(&self.inner);
         let owner: Weak<dyn Unsubscribe> = owner;
-        StreamSubscription { shared, key, owner }
+        StreamSubscription {
+            shared,
+            key,
+            owner,
+            log,
+            join: false,
+        }
     }
 
     /// The cached state of `stream` (promoted in the LRU).
@@ -578,7 +581,7 @@ impl<S: BroadcastState> BroadcastChannel<S> {
     pub fn subscriber_count(&self, stream: &str) -> usize {
         crate::lock(&self.inner.streams)
             .get(stream)
-            .map_or(0, |s| crate::lock(&s.subs).len())
+            .map_or(0, |log| log.len())
     }
 
     /// Delivery counters.
@@ -592,9 +595,9 @@ impl<S: BroadcastState> BroadcastChannel<S> {
     /// Queues a keep-alive comment to every idle subscriber of every stream, once.
     pub fn keep_alive_tick(&self) {
         let streams: Vec<_> = crate::lock(&self.inner.streams).values().cloned().collect();
-        for s in streams {
-            for sub in crate::lock(&s.subs).iter() {
-                sub.push_keep_alive();
+        for log in streams {
+            for (sub, idle) in log.idle_subs() {
+                sub.push_keep_alive(idle);
             }
         }
     }
@@ -630,19 +633,16 @@ impl<S: BroadcastState> BroadcastChannel<S> {
         )
     }
 
-    /// Delivers `frame` to every subscriber of `stream`. The stream's subscriber lock is taken
-    /// before the cache lock is released, so frames of one stream reach every subscriber in
-    /// publish order while publishes to other streams proceed.
+    /// Appends `frame` to the log of `stream` for every subscriber. The append happens before
+    /// the cache lock is released, so frames of one stream reach every subscriber in publish
+    /// order; the waiting subscribers are woken after it, while publishes to other streams
+    /// proceed.
     fn fan_out<G>(&self, stream: &str, frame: &Frame, cache_guard: G) {
-        let subs = crate::lock(&self.inner.streams).get(stream).cloned();
-        let Some(subs) = subs else { return };
-        let list = crate::lock(&subs.subs);
+        let log = crate::lock(&self.inner.streams).get(stream).cloned();
+        let Some(log) = log else { return };
+        let parked = log.append(frame);
         drop(cache_guard);
-        let counters = &self.inner.counters;
-        let delivered = list.iter().filter(|sub| sub.push(frame, counters)).count();
-        counters
-            .delivered
-            .fetch_add(delivered as u64, Ordering::Relaxed);
+        crate::log::wake(parked);
     }
 }
 

@@ -240,6 +240,8 @@ impl EventBroadcast {
             shared,
             key: Arc::from(""),
             owner,
+            log: None,
+            join: false,
         }
     }
 
@@ -260,7 +262,7 @@ impl EventBroadcast {
     /// Queues a keep-alive comment to every idle subscriber, once.
     pub fn keep_alive_tick(&self) {
         for (sub, _) in &crate::lock(&self.inner.state).subs {
-            sub.push_keep_alive();
+            sub.push_keep_alive(true);
         }
     }
 

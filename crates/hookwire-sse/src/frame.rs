@@ -197,6 +197,29 @@ impl Frame {
         }))
     }
 
+    /// Several frames' chunked forms joined into one buffer, written with one plain `write`
+    /// instead of a `writev` of many tiny segments (which the kernel copies one by one); only
+    /// [`chunked`](Self::chunked) is meaningful on the result.
+    pub(crate) fn joined<'a>(frames: impl Iterator<Item = &'a Frame> + Clone) -> Self {
+        let len = frames.clone().map(Frame::len).sum();
+        let mut chunked = BytesMut::with_capacity(len);
+        let (mut first, mut version) = (None, 0);
+        for f in frames {
+            chunked.extend_from_slice(f.chunked());
+            first.get_or_insert(f.0.first);
+            version = f.0.version;
+        }
+        Self(Arc::new(Inner {
+            kind: FrameKind::Patch,
+            first: first.unwrap_or(0),
+            version,
+            json: Bytes::new(),
+            chunked: chunked.freeze(),
+            sse_start: 0,
+            sse_end: 0,
+        }))
+    }
+
     /// The end of a chunked body (`0\r\n\r\n`), as a frame so it is written in order.
     pub(crate) fn end_of_stream() -> Self {
         Self(Arc::new(Inner {
@@ -245,6 +268,7 @@ impl Frame {
     }
 
     /// Whether `other` is this very frame (a clone of it), not merely equal bytes.
+    #[cfg(test)]
     pub(crate) fn same(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }

@@ -8,9 +8,9 @@
 //! [`BroadcastChannel`], same wire format (`Transfer-Encoding: chunked` with the frames'
 //! pre-encoded chunks), same [`Authorize`](crate::http::Authorize) hook as [`SseApp`].
 //!
-//! Every drain writes all queued frames with one write: copied into one per-thread buffer when
-//! they are small (≤ 16 KiB together; built once per burst and shared by the subscribers that
-//! drain the very same frames), else vectored. Routes: `GET /events/<s>`
+//! Every drain writes all waiting frames with one write: a burst of small frames (≤ 16 KiB
+//! together) comes from the stream's log already joined into one buffer, built once per burst
+//! and shared by every subscriber reading the very same frames; anything else is vectored. Routes: `GET /events/<s>`
 //! and `GET /state/<s>` (the latter answered with `Connection: close`); anything else is
 //! 404/405. Limits: request head ≤ [`MAX_HEAD`] bytes and ≤ 32 headers (else 431), sent
 //! within [`ServerConfig::header_read_timeout`] (else the connection is closed), at most
@@ -164,7 +164,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
                 (channel.subscribe_from(&stream, last), presence)
             }
         };
-        let (sub, presence) = sub;
+        let (mut sub, presence) = sub;
         drop(head);
         let guard = Live(Arc::clone(&self.live));
         let mut out = String::with_capacity(160);
@@ -187,6 +187,7 @@ impl<S: BroadcastState> LeanAcceptor<S> {
         // an idle subscriber small.
         let tcp = Arc::new(tcp);
         sub.set_direct(Arc::new(Direct(Arc::clone(&tcp))));
+        sub.join_bursts();
         Ok(Some(Continuation::new(async move {
             if let Err(e) = stream_frames(&tcp, sub).await {
                 tracing::debug!(error = %e, "lean stream ended");
@@ -345,9 +346,9 @@ impl crate::queue::DirectWrite for Direct {
     }
 }
 
-/// Streams frames until the subscription ends or the peer goes away. While idle, the
-/// publisher writes frames directly ([`Direct`]); this task only drains what had to be
-/// queued (a busy socket), all of it per vectored write.
+/// Streams frames until the subscription ends or the peer goes away: each wake-up drains
+/// everything waiting (a whole burst at once) with one write. Keep-alive comments go straight
+/// to an idle socket ([`Direct`]) without waking this task.
 async fn stream_frames(tcp: &TcpStream, mut sub: crate::StreamSubscription) -> io::Result<()> {
     let mut batch: Vec<Frame> = Vec::new();
     loop {
@@ -380,67 +381,12 @@ async fn stream_frames(tcp: &TcpStream, mut sub: crate::StreamSubscription) -> i
     }
 }
 
-/// Most bytes of small frames copied into one contiguous buffer before writing (see
-/// [`write_frames`]).
-const COALESCE_BYTES: usize = 16 * 1024;
-
-/// The last burst coalesced on this thread: its frames (held, so that their identity cannot be
-/// reused by new frames while cached) and their chunks copied into one buffer.
-struct Coalesced {
-    frames: Vec<Frame>,
-    bytes: Vec<u8>,
-}
-
-thread_local! {
-    // One buffer per runtime thread, not per subscriber: it is only used between awaits. At
-    // most COALESCE_BYTES and the frames of one burst stay cached.
-    static COALESCE: std::cell::RefCell<Coalesced> = const {
-        std::cell::RefCell::new(Coalesced { frames: Vec::new(), bytes: Vec::new() })
-    };
-}
-
-/// Tries to write a burst of several small frames as one contiguous buffer with one plain
-/// `write`: the kernel copies many tiny iovec segments of a `writev` one by one, which costs
-/// more than the copy. A publish fans the same frames out to every idle subscriber, so the
-/// buffer is built once per burst and shared: the next subscriber draining the very same
-/// frames writes it as it is. Returns the bytes written (0 when not attempted or nothing fit).
-fn write_coalesced(tcp: &TcpStream, frames: &[Frame]) -> io::Result<usize> {
-    if frames.len() < 2 {
-        return Ok(0);
-    }
-    COALESCE.with(|cached| {
-        let mut cached = cached.borrow_mut();
-        let same = cached.frames.len() == frames.len()
-            && cached.frames.iter().zip(frames).all(|(a, b)| a.same(b));
-        if !same {
-            let total: usize = frames.iter().map(Frame::len).sum();
-            if total > COALESCE_BYTES {
-                return Ok(0);
-            }
-            let Coalesced {
-                frames: held,
-                bytes,
-            } = &mut *cached;
-            held.clear();
-            held.extend_from_slice(frames);
-            bytes.clear();
-            for f in frames {
-                bytes.extend_from_slice(f.chunked());
-            }
-        }
-        match tcp.try_write(&cached.bytes) {
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
-        }
-    })
-}
-
-/// Writes every frame's pre-encoded chunk: a burst of small frames with one contiguous write
-/// when the socket takes it at once, else with vectored writes (one `writev` per drain unless
-/// the socket takes less).
+/// Writes every frame's pre-encoded chunk with vectored writes (one `writev` per drain unless
+/// the socket takes less). A burst from the stream's log arrives already joined into one frame
+/// ([`StreamSubscription::join_bursts`](crate::StreamSubscription::join_bursts)), so it is one
+/// segment.
 async fn write_frames(tcp: &TcpStream, frames: &[Frame]) -> io::Result<()> {
-    let (mut idx, mut off) = advance(frames, 0, 0, write_coalesced(tcp, frames)?);
+    let (mut idx, mut off) = (0, 0);
     while idx < frames.len() {
         let n = {
             let mut slices = Vec::with_capacity((frames.len() - idx).min(64));
@@ -538,8 +484,8 @@ mod tests {
         let (s2, _) = l.accept().await.expect("accept");
         let frame = |v: u64| Frame::patch(v, v, format!("{{\"{v}\":{{}}}}").into_bytes());
         let burst: Vec<Frame> = (1..=5).map(frame).collect();
-        // The same frames twice (the shared buffer), then equal-looking but distinct frames
-        // and a shorter burst (both must rebuild it, never reuse stale bytes).
+        // The same frames twice, then equal-looking but distinct frames and a shorter burst:
+        // each socket gets exactly the frames it was given.
         let again: Vec<Frame> = (1..=5).map(frame).collect();
         let short: Vec<Frame> = burst[..3].to_vec();
         write_frames(&s1, &burst).await.expect("write");

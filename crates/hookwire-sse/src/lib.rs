@@ -55,6 +55,7 @@ mod channel;
 mod error;
 mod events;
 mod frame;
+mod log;
 mod presence;
 mod queue;
 

@@ -1,9 +1,13 @@
 //! Per-subscriber bounded queues and the [`StreamSubscription`] stream.
 //!
-//! Policy (sse.md): a publish never waits for a subscriber. Each subscriber has a queue bounded
-//! in frames and bytes; when a push would exceed either bound the queue is emptied and one
+//! Policy: a publish never waits for a subscriber. Each subscriber's backlog is bounded in
+//! frames and bytes; when a frame would exceed either bound the backlog is dropped and one
 //! shared `_resync` frame is queued instead, so a stalled client costs at most the bound and,
 //! when it reads again, refetches the state instead of replaying a backlog.
+//!
+//! A channel subscriber's backlog is its own queue (snapshot, resume replay, keep-alive) plus
+//! the frames after its cursor in the stream's shared log ([`StreamLog`]); an event subscriber
+//! has only its own queue, filled by [`SubShared::push`].
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -12,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::frame::Frame;
+use crate::log::StreamLog;
 
 /// Default frame bound of a subscriber queue.
 pub const DEFAULT_QUEUE_FRAMES: usize = 256;
@@ -58,6 +63,8 @@ struct Queue {
     // would overtake them.
     busy: bool,
     direct: Option<Arc<dyn DirectWrite>>,
+    // Listed in the stream log's waiters (woken by its next append).
+    parked: bool,
 }
 
 impl std::fmt::Debug for Queue {
@@ -102,6 +109,9 @@ pub(crate) struct SubShared {
     pub(crate) id: u64,
     limits: QueueLimits,
     q: Mutex<Queue>,
+    /// Sequence number of the next frame to read from the stream's log; written under the
+    /// log's lock only.
+    pub(crate) cursor: AtomicU64,
 }
 
 impl SubShared {
@@ -110,6 +120,7 @@ impl SubShared {
             id,
             limits,
             q: Mutex::new(Queue::default()),
+            cursor: AtomicU64::new(0),
         }
     }
 
@@ -142,12 +153,13 @@ impl SubShared {
         true
     }
 
-    /// Queues a keep-alive comment only when nothing else is waiting (a queued frame already
-    /// keeps the connection busy).
-    pub(crate) fn push_keep_alive(&self) {
+    /// Queues a keep-alive comment only when nothing else is waiting (a queued frame, or one
+    /// still to read from the stream's log when `idle` is false, already keeps the connection
+    /// busy).
+    pub(crate) fn push_keep_alive(&self, idle: bool) {
         let waker = {
             let mut q = crate::lock(&self.q);
-            if q.closed || !q.frames.is_empty() {
+            if q.closed || !idle || !q.frames.is_empty() {
                 return;
             }
             let Some(k) = q.try_direct(&Frame::keep_alive()) else {
@@ -168,6 +180,18 @@ impl SubShared {
         for f in frames {
             q.bytes += f.len();
             q.frames.push_back(f);
+        }
+    }
+
+    /// Wakes the subscriber after an append to its stream's log.
+    pub(crate) fn unpark(&self) {
+        let waker = {
+            let mut q = crate::lock(&self.q);
+            q.parked = false;
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
@@ -199,6 +223,11 @@ pub struct StreamSubscription {
     pub(crate) shared: Arc<SubShared>,
     pub(crate) key: Arc<str>,
     pub(crate) owner: Weak<dyn Unsubscribe>,
+    /// The stream's shared log (channel subscriptions); event subscriptions get every frame
+    /// in their own queue.
+    pub(crate) log: Option<Arc<StreamLog>>,
+    /// Batches join several small frames into one (see [`join_bursts`](Self::join_bursts)).
+    pub(crate) join: bool,
 }
 
 impl std::fmt::Debug for StreamSubscription {
@@ -219,16 +248,66 @@ impl StreamSubscription {
     /// Takes the next queued frame without waiting.
     pub fn try_next(&mut self) -> Option<Frame> {
         let mut q = crate::lock(&self.shared.q);
-        let f = q.frames.pop_front()?;
-        q.bytes -= f.len();
-        Some(f)
+        self.next_frame(&mut q, None)
+    }
+
+    /// The next frame: the subscriber's own queue (snapshot, replay, keep-alive) comes first,
+    /// then the stream's log. With `cx`, an empty subscriber waits for the next frame.
+    fn next_frame(&self, q: &mut Queue, cx: Option<&Context<'_>>) -> Option<Frame> {
+        self.drop_own_on_overflow(q);
+        if let Some(f) = q.frames.pop_front() {
+            q.bytes -= f.len();
+            return Some(f);
+        }
+        let log = self.log.as_ref()?;
+        let mut one = Vec::with_capacity(1);
+        let park = cx.is_some().then_some(&mut q.parked);
+        log.read(&self.shared, &mut one, 1, park, false);
+        let f = one.pop();
+        if f.is_none()
+            && let Some(cx) = cx
+            && !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            q.waker = Some(cx.waker().clone());
+        }
+        f
+    }
+
+    /// An overflow replaces the whole queue by one `_resync`, the subscriber's own frames too.
+    fn drop_own_on_overflow(&self, q: &mut Queue) {
+        if q.frames.is_empty() {
+            return;
+        }
+        if self
+            .log
+            .as_ref()
+            .is_some_and(|log| log.overflowed(&self.shared))
+        {
+            q.frames.clear();
+            q.bytes = 0;
+        }
     }
 
     /// Moves every queued frame into `out` (for one vectored write); `Pending` when nothing is
     /// queued, `Ready(false)` when the stream has ended.
     pub fn poll_batch(&mut self, cx: &mut Context<'_>, out: &mut Vec<Frame>) -> Poll<bool> {
         let mut q = crate::lock(&self.shared.q);
+        self.drop_own_on_overflow(&mut q);
         if q.frames.is_empty() {
+            let q = &mut *q;
+            let read = self.log.as_ref().map_or(0, |log| {
+                log.read(
+                    &self.shared,
+                    out,
+                    usize::MAX,
+                    Some(&mut q.parked),
+                    self.join,
+                )
+            });
+            if read > 0 {
+                q.busy = q.direct.is_some();
+                return Poll::Ready(true);
+            }
             if q.closed {
                 return Poll::Ready(false);
             }
@@ -253,6 +332,9 @@ impl StreamSubscription {
             out.extend(q.frames.drain(..));
         }
         q.bytes = 0;
+        if let Some(log) = &self.log {
+            log.read(&self.shared, out, usize::MAX, None, self.join);
+        }
         q.busy = q.direct.is_some();
         Poll::Ready(true)
     }
@@ -270,6 +352,14 @@ impl StreamSubscription {
         crate::lock(&self.shared.q).direct = Some(direct);
     }
 
+    /// Lets [`poll_batch`](Self::poll_batch) hand over a burst of small frames from the
+    /// stream's log as one frame whose [`chunked`](Frame::chunked) form is all of them: for a
+    /// writer of chunked bodies only (its `sse()` text is empty). Joined once per burst and
+    /// shared by every subscriber reading the same frames.
+    pub(crate) fn join_bursts(&mut self) {
+        self.join = true;
+    }
+
     /// The batch taken by the last [`poll_batch`](Self::poll_batch) is fully written.
     pub(crate) fn write_done(&self) {
         crate::lock(&self.shared.q).busy = false;
@@ -277,7 +367,8 @@ impl StreamSubscription {
 
     /// Number of frames waiting.
     pub fn queued(&self) -> usize {
-        crate::lock(&self.shared.q).frames.len()
+        let own = crate::lock(&self.shared.q).frames.len();
+        own + self.log.as_ref().map_or(0, |log| log.pending(&self.shared))
     }
 }
 
@@ -286,16 +377,10 @@ impl futures_core::Stream for StreamSubscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
         let mut q = crate::lock(&self.shared.q);
-        match q.frames.pop_front() {
-            Some(f) => {
-                q.bytes -= f.len();
-                Poll::Ready(Some(f))
-            }
+        match self.next_frame(&mut q, Some(cx)) {
+            Some(f) => Poll::Ready(Some(f)),
             None if q.closed => Poll::Ready(None),
-            None => {
-                q.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
+            None => Poll::Pending,
         }
     }
 }
@@ -303,6 +388,9 @@ impl futures_core::Stream for StreamSubscription {
 impl Drop for StreamSubscription {
     fn drop(&mut self) {
         self.shared.close();
+        if let Some(log) = &self.log {
+            log.leave(&self.shared);
+        }
         if let Some(owner) = self.owner.upgrade() {
             owner.unsubscribe(&self.key, self.shared.id);
         }

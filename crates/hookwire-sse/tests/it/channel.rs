@@ -273,3 +273,32 @@ fn typed_states_publish_and_diff() {
     assert_eq!(js(&f), json!({"1": {"cards": ["x"]}}));
     assert_eq!(ch.state("b").unwrap().online, ["ann"]);
 }
+
+#[test]
+fn a_subscriber_joining_mid_burst_gets_its_snapshot_then_only_later_patches() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    ch.publish("s", json!({"_v": 0}), vec![]).unwrap();
+    let mut early = ch.subscribe("s");
+    for v in 1..=3u64 {
+        ch.publish("s", json!({"_v": v}), vec![json!({"n": v})])
+            .unwrap();
+    }
+    let mut late = ch.subscribe("s");
+    for v in 4..=5u64 {
+        ch.publish("s", json!({"_v": v}), vec![json!({"n": v})])
+            .unwrap();
+    }
+    let kv = |fs: Vec<hookwire_sse::Frame>| -> Vec<(FrameKind, Option<u64>)> {
+        fs.iter().map(|f| (f.kind(), f.version())).collect()
+    };
+    let p = |v| (FrameKind::Patch, Some(v));
+    assert_eq!(
+        kv(drain(&mut late)),
+        [(FrameKind::Snapshot, Some(3)), p(4), p(5)]
+    );
+    assert_eq!(
+        kv(drain(&mut early)),
+        [(FrameKind::Snapshot, Some(0)), p(1), p(2), p(3), p(4), p(5)]
+    );
+    assert_eq!(ch.stats().delivered, 7, "log frames handed over: 5 + 2");
+}
