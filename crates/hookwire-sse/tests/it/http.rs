@@ -341,6 +341,46 @@ async fn lean_snapshot_patches_resume() {
     resume_gets_exactly_the_missed_patches(addr, &ch).await;
 }
 
+/// Bursts published while every lean subscriber waits reach each of them whole and in order
+/// (they are read from the stream's log as one joined buffer), and a shorter burst after a
+/// longer one carries nothing of the earlier one.
+#[tokio::test]
+async fn lean_bursts_reach_every_subscriber_whole_and_in_order() {
+    let ch: BroadcastChannel = BroadcastChannel::new();
+    ch.publish("board", json!({"_v": 0, "n": 0}), vec![])
+        .unwrap();
+    let addr = start_lean(&ch, SseConfig::default().auth(Public), 100).await;
+    let mut clients = Vec::new();
+    let mut states = Vec::new();
+    for _ in 0..8 {
+        let mut c = Client::connect(addr, "/events/board", None).await;
+        let snap = c.next(WAIT).await.unwrap();
+        assert_eq!(snap.event, "snapshot");
+        states.push(snap.json());
+        clients.push(c);
+    }
+    let mut v = 0u64;
+    for burst in [50u64, 3] {
+        // No await between publishes: every subscriber is woken once for the whole burst.
+        for _ in 0..burst {
+            v += 1;
+            ch.publish("board", json!({"_v": v, "n": v}), vec![json!({"n": v})])
+                .unwrap();
+        }
+        for (c, state) in clients.iter_mut().zip(states.iter_mut()) {
+            for want in v - burst + 1..=v {
+                let ev = c.next(WAIT).await.unwrap();
+                assert_eq!(
+                    (ev.event.as_str(), ev.id.clone()),
+                    ("patch", Some(want.to_string()))
+                );
+                *state = hookwire_sse::apply_patch_message(&ev.json(), Some(state)).unwrap();
+            }
+            assert_eq!(*state, *ch.state("board").unwrap());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lean_stalled_client() {
     let ch: BroadcastChannel =
