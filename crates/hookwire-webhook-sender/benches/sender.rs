@@ -1,11 +1,16 @@
 //! `cargo xtask bench sender`: signed webhook deliveries per second (and p99 latency) from the
 //! sender to a local hyper sink, against `wrk` posting the same request to the same sink in the
-//! same run (`shared/bench/README.md`, "sender").
+//! same run (the rules are in `docs/benchmarks.md`).
 //!
 //! Topology: the sink is a child process pinned to CPU 0 (one-thread runtime); each load round is
 //! a child process pinned to CPU 1 — alternately `wrk -t1 -c64` and this binary in `load` role
 //! (one-thread runtime, 64 concurrent deliveries over keep-alive). Rounds are interleaved
 //! (wrk, sender, wrk, sender …) and `sender_vs_wrk` is the median of the per-round ratios.
+//!
+//! A third load, `bare`, is the floor of the default client: hyper-util's pooled client alone
+//! (plain `HttpConnector`, no SSRF guard, no signing, no timeout, no classification) posting
+//! the very request wrk posts, with the sender's concurrency. `sender_vs_hyper_util` is what
+//! hookwire adds to its client; `hyper_util_vs_wrk` is the most the default client can reach.
 
 #![allow(
     clippy::print_stdout,
@@ -40,6 +45,7 @@ fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("sink") => sink(),
         Ok("load") => load(),
+        Ok("bare") => bare(),
         // For profiling the sender's own CPU: `perf record` this role.
         Ok("noio") => println!("{}", no_io_ns_per_delivery(1_000_000)),
         _ => orchestrate(),
@@ -78,15 +84,21 @@ fn sink() {
     });
 }
 
-/// The sender under load: `CONCURRENCY` tasks deliver signed events for the given seconds.
-/// Prints `deliveries_per_s p99_ms errors deliveries`.
-fn load() {
+/// A load role's port, seconds and one-thread runtime (from `PORT` and `SECS`).
+fn load_role() -> (u16, f64, tokio::runtime::Runtime) {
     let port: u16 = std::env::var("PORT").unwrap().parse().unwrap();
     let secs: f64 = std::env::var("SECS").unwrap().parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    (port, secs, rt)
+}
+
+/// The sender under load: `CONCURRENCY` tasks deliver signed events for the given seconds.
+/// Prints `deliveries_per_s p99_ms errors deliveries`.
+fn load() {
+    let (port, secs, rt) = load_role();
     rt.block_on(async move {
         // The default client (hyper-util's pool); LEAN=1 opts plain http into the lean HTTP/1.1
         // exchange: the same run shows what the lean path buys.
@@ -99,41 +111,98 @@ fn load() {
             .build()
             .unwrap();
         let event = Arc::new(event());
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..CONCURRENCY {
-            let (hook, event, stop) = (hook.clone(), Arc::clone(&event), Arc::clone(&stop));
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(1 << 16);
-                let mut errors = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    match hook.deliver(&event).await {
-                        Ok(_) => lat.push(t.elapsed().as_micros() as u32),
-                        Err(_) => errors += 1,
-                    }
+        drive(secs, move || {
+            let (hook, event) = (hook.clone(), Arc::clone(&event));
+            async move { hook.deliver(&event).await.is_ok() }
+        })
+        .await;
+    });
+}
+
+/// Runs `CONCURRENCY` tasks, each sending one request after another with `one` (true when it
+/// succeeded) for `secs`, then prints `per_s p99_ms errors requests` for the orchestrator.
+async fn drive<F, Fut>(secs: f64, one: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (one, stop) = (one.clone(), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if one().await {
+                    lat.push(t.elapsed().as_micros() as u32);
+                } else {
+                    errors += 1;
                 }
-                (lat, errors)
-            }));
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0;
+    println!(
+        "{} {p99} {errors} {}",
+        all.len() as f64 / elapsed,
+        all.len()
+    );
+}
+
+/// The default client's floor: hyper-util's pooled client alone, 64 tasks posting the request
+/// wrk posts (prebuilt headers and body). Prints what [`load`] prints.
+fn bare() {
+    use http_body_util::{BodyExt, Full};
+    let (port, secs, rt) = load_role();
+    rt.block_on(async move {
+        let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let uri: http::Uri = format!("http://127.0.0.1:{port}/hook").parse().unwrap();
+        let body = bytes::Bytes::from(event().to_json_bytes());
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "application/json".to_owned()),
+            (
+                "idempotency-key",
+                "evt_01HZXBENCHMARK000000000000".to_owned(),
+            ),
+            ("x-webhook-signature", format!("sha256={}", "0".repeat(64))),
+            ("x-webhook-timestamp", "1700000000".to_owned()),
+        ] {
+            headers.insert(k, v.parse().unwrap());
         }
-        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        let mut errors = 0;
-        for t in tasks {
-            let (l, e) = t.await.unwrap();
-            all.extend(l);
-            errors += e;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        all.sort_unstable();
-        let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0;
-        println!(
-            "{} {p99} {errors} {}",
-            all.len() as f64 / elapsed,
-            all.len()
-        );
+        drive(secs, move || {
+            let mut req = http::Request::new(Full::new(body.clone()));
+            *req.method_mut() = http::Method::POST;
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = headers.clone();
+            let sent = client.request(req);
+            async move {
+                match sent.await {
+                    Ok(resp) => {
+                        resp.status().is_success() && resp.into_body().collect().await.is_ok()
+                    }
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
     });
 }
 
@@ -250,8 +319,13 @@ fn parse_wrk_duration(s: &str) -> Option<f64> {
 
 /// Runs one sender load round.
 fn run_sender(exe: &str, port: u16, secs: u32, lean: bool) -> Option<Round> {
+    run_role(exe, "load", port, secs, lean)
+}
+
+/// Runs this binary in `role` (`load` or `bare`) and reads its figures.
+fn run_role(exe: &str, role: &str, port: u16, secs: u32, lean: bool) -> Option<Round> {
     let out = measured(exe)
-        .env(ROLE, "load")
+        .env(ROLE, role)
         .env("LEAN", if lean { "1" } else { "0" })
         .env("PORT", port.to_string())
         .env("SECS", secs.to_string())
@@ -366,20 +440,30 @@ fn orchestrate() {
     let _ = run_sender(&exe, port, 1, false);
     for r in 0..rounds {
         // Alternate which goes first so drift does not favour one side.
-        // Arms: 0 = wrk, 1 = sender (default client), 2 = sender over the opt-in lean exchange.
-        let order: [u8; 3] = if r % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        // Arms: 0 = wrk, 1 = sender (default client), 2 = sender over the opt-in lean exchange,
+        // 3 = hyper-util's client alone (the default client's floor).
+        let order: [u8; 4] = if r % 2 == 0 {
+            [0, 1, 2, 3]
+        } else {
+            [3, 2, 1, 0]
+        };
         for arm in order {
             let is_wrk = arm == 0;
             let (name, round) = match arm {
                 0 => ("wrk", run_wrk(port, secs, &script)),
                 1 => ("sender", run_sender(&exe, port, secs, false)),
-                _ => ("sender_lean", run_sender(&exe, port, secs, true)),
+                2 => ("sender_lean", run_sender(&exe, port, secs, true)),
+                _ => ("hyper_util", run_role(&exe, "bare", port, secs, false)),
             };
             let Some(x) = round else {
                 report.note(format!("round {r}: {name} produced no figures"));
                 continue;
             };
-            let unit = if is_wrk { "requests" } else { "deliveries" };
+            let unit = if is_wrk || arm == 3 {
+                "requests"
+            } else {
+                "deliveries"
+            };
             report.figure(&format!("{name}_{unit}_per_s"), x.per_s);
             report.figure(&format!("{name}_p99_ms"), x.p99_ms);
             match x.per_cpu_s {
@@ -409,6 +493,19 @@ fn orchestrate() {
         "sender_lean_vs_wrk_per_cpu",
         "sender_lean_deliveries_per_cpu_s",
         "wrk_requests_per_cpu_s",
+    );
+    report.ratio_of_rounds(
+        "sender_vs_hyper_util",
+        "sender_deliveries_per_s",
+        "hyper_util_requests_per_s",
+    );
+    report.ratio_of_rounds(
+        "hyper_util_vs_wrk",
+        "hyper_util_requests_per_s",
+        "wrk_requests_per_s",
+    );
+    report.note(
+        "hyper_util rounds: hyper-util's pooled client alone (HttpConnector) posting wrk's prebuilt request, 64 concurrent tasks on a 1-thread runtime: the default client's floor",
     );
     report.note(
         "sender rounds serialize the event and sign it (hookwire scheme) per delivery; wrk \
