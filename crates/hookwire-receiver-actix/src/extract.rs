@@ -3,9 +3,11 @@
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use hookwire_core::signing::{HeaderLookup, HeaderSource, Scheme};
+use hookwire_core::signing::{
+    HeaderLookup, HeaderSource, Scheme, lookup_pairs_into, present_mask_of,
+};
 use hookwire_receiver::{Admitted, Reason};
 
 use crate::WebhookRejection;
@@ -14,14 +16,22 @@ use crate::WebhookRejection;
 #[derive(Debug, Clone, Copy)]
 pub struct ActixHeaders<'a>(pub &'a HeaderMap);
 
+// Walks the request's few headers instead of `get_all(&str)`, which parses the name into a
+// `HeaderName` on every call (verification asks for several names per request).
 impl HeaderSource for ActixHeaders<'_> {
     fn lookup(&self, name: &str) -> HeaderLookup<'_> {
-        let mut it = self.0.get_all(name);
-        match (it.next(), it.next()) {
-            (None, _) => HeaderLookup::Absent,
-            (Some(v), None) => HeaderLookup::One(v.as_bytes()),
-            (Some(_), Some(_)) => HeaderLookup::Many,
-        }
+        let mut out = [HeaderLookup::Absent];
+        self.lookup_into(&[name], &mut out);
+        out[0]
+    }
+
+    fn present_mask(&self, names: &[&str]) -> u32 {
+        present_mask_of(self.0.keys().map(HeaderName::as_str), names)
+    }
+
+    fn lookup_into<'a>(&'a self, names: &[&str], out: &mut [HeaderLookup<'a>]) {
+        let pairs = self.0.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+        lookup_pairs_into(pairs, names, out);
     }
 }
 
@@ -50,5 +60,37 @@ impl FromRequest for Idempotency {
                 })
                 .ok_or(WebhookRejection(Reason::NotConfigured.into())),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_walk_answers_what_name_by_name_lookups_answer() {
+        let req = actix_web::test::TestRequest::default()
+            .insert_header(("Webhook-Id", "msg_1"))
+            .append_header(("X-A", "1"))
+            .append_header(("x-a", "2"))
+            .insert_header(("Content-Type", "application/json"))
+            .to_http_request();
+        let h = ActixHeaders(req.headers());
+        let names = ["webhook-id", "x-a", "x-b", "content-type"];
+        let mut out = [HeaderLookup::Absent; 4];
+        h.lookup_into(&names, &mut out);
+        assert_eq!(
+            out,
+            [
+                HeaderLookup::One(b"msg_1"),
+                HeaderLookup::Many,
+                HeaderLookup::Absent,
+                HeaderLookup::One(b"application/json"),
+            ]
+        );
+        for (n, o) in names.iter().zip(out) {
+            assert_eq!(h.lookup(n), o, "{n}");
+        }
+        assert_eq!(h.present_mask(&names), 0b1011);
     }
 }

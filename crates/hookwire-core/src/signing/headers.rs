@@ -104,6 +104,59 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderSource for Vec<(K, V)> {
     }
 }
 
+/// [`HeaderSource::present_mask`] for a source that can list its distinct header names, already
+/// lowercase (as HTTP crates' header maps keep them): one walk over them instead of a parse,
+/// hash and probe per wanted name. A request has a handful of headers and the length test
+/// rejects almost every pair.
+///
+/// ```
+/// use hookwire_core::signing::present_mask_of;
+/// let keys = ["content-type", "webhook-id", "webhook-signature"];
+/// assert_eq!(present_mask_of(keys, &["webhook-signature", "stripe-signature", "webhook-id"]), 0b101);
+/// ```
+pub fn present_mask_of<'a>(keys: impl IntoIterator<Item = &'a str>, names: &[&str]) -> u32 {
+    let mut mask = 0;
+    for key in keys {
+        for (i, n) in names.iter().take(32).enumerate() {
+            if n.len() == key.len() && *n == key {
+                mask |= 1 << i;
+            }
+        }
+    }
+    mask
+}
+
+/// [`HeaderSource::lookup_into`] for a source that can list every header value with its name,
+/// already lowercase: one walk over them (see [`present_mask_of`]). A name listed twice is
+/// [`HeaderLookup::Many`].
+///
+/// ```
+/// use hookwire_core::signing::{HeaderLookup, lookup_pairs_into};
+/// let pairs = [("webhook-id", &b"msg_1"[..]), ("x-a", b"1"), ("x-a", b"2")];
+/// let mut out = [HeaderLookup::Absent; 3];
+/// lookup_pairs_into(pairs, &["webhook-id", "x-a", "x-b"], &mut out);
+/// assert_eq!(out, [HeaderLookup::One(b"msg_1"), HeaderLookup::Many, HeaderLookup::Absent]);
+/// ```
+pub fn lookup_pairs_into<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    names: &[&str],
+    out: &mut [HeaderLookup<'a>],
+) {
+    let n = names.len().min(out.len());
+    let (names, out) = (&names[..n], &mut out[..n]);
+    out.fill(HeaderLookup::Absent);
+    for (key, value) in pairs {
+        for (o, want) in out.iter_mut().zip(names) {
+            if want.len() == key.len() && *want == key {
+                *o = match o {
+                    HeaderLookup::Absent => HeaderLookup::One(value),
+                    _ => HeaderLookup::Many,
+                };
+            }
+        }
+    }
+}
+
 /// The pre-parsed name of every header verification reads: looking one up by `HeaderName` only
 /// hashes, where a `&str` is validated and lowered byte by byte on every request.
 #[cfg(feature = "http")]
@@ -166,37 +219,15 @@ impl HeaderSource for http::HeaderMap {
     }
 
     fn present_mask(&self, names: &[&str]) -> u32 {
-        // One walk over the distinct names (already lowercase in a HeaderMap) instead of a hash
-        // and probe per wanted name; the length test rejects almost every pair.
-        let mut mask = 0;
-        for key in self.keys() {
-            let key = key.as_str();
-            for (i, n) in names.iter().take(32).enumerate() {
-                if n.len() == key.len() && *n == key {
-                    mask |= 1 << i;
-                }
-            }
-        }
-        mask
+        present_mask_of(self.keys().map(http::HeaderName::as_str), names)
     }
 
     fn lookup_into<'a>(&'a self, names: &[&str], out: &mut [HeaderLookup<'a>]) {
-        // One walk over every value (a request has a handful of headers) instead of a hash and
-        // probe per wanted name; the length test rejects almost every pair.
-        let n = names.len().min(out.len());
-        let (names, out) = (&names[..n], &mut out[..n]);
-        out.fill(HeaderLookup::Absent);
-        for (key, value) in self {
-            let key = key.as_str();
-            for (o, want) in out.iter_mut().zip(names) {
-                if want.len() == key.len() && *want == key {
-                    *o = match o {
-                        HeaderLookup::Absent => HeaderLookup::One(value.as_bytes()),
-                        _ => HeaderLookup::Many,
-                    };
-                }
-            }
-        }
+        lookup_pairs_into(
+            self.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+            names,
+            out,
+        );
     }
 }
 

@@ -42,7 +42,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use hmac::Mac;
 
-pub use headers::{HeaderLookup, HeaderSource};
+pub use headers::{HeaderLookup, HeaderSource, lookup_pairs_into, present_mask_of};
 pub use keys::{KeyRing, MIN_STANDARD_KEY_LEN, Secret, decode_standard_secret};
 pub use verify::verify;
 
