@@ -112,14 +112,20 @@ impl StreamLog {
         let mut st = crate::lock(&self.state);
         sub.cursor.store(st.head(), Ordering::Relaxed);
         st.arrive_at_head();
+        sub.slot.store(st.subs.len(), Ordering::Relaxed);
         st.subs.push(Arc::clone(sub));
     }
 
     /// Removes a subscriber (its subscription was dropped). Returns whether none is left.
     pub(crate) fn leave(&self, sub: &SubShared) -> bool {
         let mut st = crate::lock(&self.state);
-        if let Some(i) = st.subs.iter().position(|x| x.id == sub.id) {
+        let i = sub.slot.load(Ordering::Relaxed);
+        // Not at its slot once `drain` took the list away (shutdown, disconnect).
+        if st.subs.get(i).is_some_and(|x| x.id == sub.id) {
             st.subs.swap_remove(i);
+            if let Some(moved) = st.subs.get(i) {
+                moved.slot.store(i, Ordering::Relaxed);
+            }
         }
         st.leave_cursor(sub.cursor.load(Ordering::Relaxed));
         st.trim_read();
@@ -315,6 +321,31 @@ mod tests {
         log.read(&b, &mut out, usize::MAX, None, false);
         assert_eq!(held(&log), 0);
         assert!(log.leave(&b));
+    }
+
+    #[test]
+    fn subscribers_leave_in_any_order() {
+        let (log, _) = log(16);
+        let subs: Vec<_> = (1..=5).map(sub).collect();
+        for s in &subs {
+            log.join(s);
+        }
+        for (k, i) in [1, 4, 0, 3].into_iter().enumerate() {
+            assert!(!log.leave(&subs[i]));
+            let st = crate::lock(&log.state);
+            assert_eq!(st.subs.len(), 4 - k);
+            assert!(st.subs.iter().all(|s| s.id != subs[i].id));
+            // Every remaining subscriber knows its place.
+            for (at, s) in st.subs.iter().enumerate() {
+                assert_eq!(s.slot.load(Ordering::Relaxed), at);
+            }
+        }
+        assert_eq!(log.len(), 1);
+        assert!(log.leave(&subs[2]));
+        // Leaving after the list was drained (shutdown, disconnect) finds nothing to remove.
+        log.join(&subs[0]);
+        log.drain();
+        assert!(log.leave(&subs[0]));
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub(crate) struct SubShared {
     /// Sequence number of the next frame to read from the stream's log; written under the
     /// log's lock only.
     pub(crate) cursor: AtomicU64,
+    /// Index in the stream log's subscriber list (written under the log's lock only), so
+    /// leaving is O(1) even when thousands of subscribers reconnect at once.
+    pub(crate) slot: std::sync::atomic::AtomicUsize,
 }
 
 impl SubShared {
@@ -121,6 +124,7 @@ impl SubShared {
             limits,
             q: Mutex::new(Queue::default()),
             cursor: AtomicU64::new(0),
+            slot: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
