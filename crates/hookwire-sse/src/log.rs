@@ -189,7 +189,7 @@ impl StreamLog {
     pub(crate) fn read(
         &self,
         sub: &Arc<SubShared>,
-        out: &mut Vec<Frame>,
+        out: &mut impl Extend<Frame>,
         max: usize,
         park: Option<&mut bool>,
         join: bool,
@@ -199,7 +199,7 @@ impl StreamLog {
         let head = st.head();
         if cursor < st.base {
             // Counted when its frames were dropped; it is no longer in `at`.
-            out.push(Frame::resync());
+            out.extend([Frame::resync()]);
             sub.cursor.store(head, Ordering::Relaxed);
             st.arrive_at_head();
             return 1;
@@ -221,13 +221,12 @@ impl StreamLog {
             _ => None,
         };
         if let Some(frame) = cached {
-            out.push(frame);
+            out.extend([frame]);
         } else if join && n >= 2 && st.range_bytes(from, n) <= JOIN_BYTES {
             let frame = Frame::joined(st.frames.range(from..from + n));
             st.joined = Some((cursor, next, frame.clone()));
-            out.push(frame);
+            out.extend([frame]);
         } else {
-            out.reserve(n);
             out.extend(st.frames.range(from..from + n).cloned());
         }
         st.leave_cursor(cursor);
@@ -290,6 +289,14 @@ mod tests {
         Arc::new(SubShared::new(id, QueueLimits::default()))
     }
 
+    /// Two subscribers joined to `log`.
+    fn pair(log: &StreamLog) -> (Arc<SubShared>, Arc<SubShared>) {
+        let (a, b) = (sub(1), sub(2));
+        log.join(&a);
+        log.join(&b);
+        (a, b)
+    }
+
     fn held(log: &StreamLog) -> usize {
         crate::lock(&log.state).frames.len()
     }
@@ -297,9 +304,7 @@ mod tests {
     #[test]
     fn frames_stay_until_every_subscriber_read_them() {
         let (log, counters) = log(16);
-        let (a, b) = (sub(1), sub(2));
-        log.join(&a);
-        log.join(&b);
+        let (a, b) = pair(&log);
         for v in 1..=3 {
             assert!(log.append(&frame(v)).is_empty(), "nobody parked yet");
         }
@@ -351,9 +356,7 @@ mod tests {
     #[test]
     fn overflow_is_counted_at_once_and_read_as_one_resync() {
         let (log, counters) = log(2);
-        let (slow, fast) = (sub(1), sub(2));
-        log.join(&slow);
-        log.join(&fast);
+        let (slow, fast) = pair(&log);
         let mut out = Vec::new();
         for v in 1..=2 {
             log.append(&frame(v));
@@ -398,9 +401,7 @@ mod tests {
     #[test]
     fn readers_of_the_same_burst_share_one_joined_frame() {
         let (log, _) = log(16);
-        let (a, b) = (sub(1), sub(2));
-        log.join(&a);
-        log.join(&b);
+        let (a, b) = pair(&log);
         let frames: Vec<Frame> = (1..=3).map(frame).collect();
         for f in &frames {
             log.append(f);

@@ -212,6 +212,18 @@ impl SubShared {
     }
 }
 
+/// Holds the one frame a single-frame read takes from the stream's log, without a `Vec`
+/// allocation per frame.
+struct One(Option<Frame>);
+
+impl Extend<Frame> for One {
+    fn extend<I: IntoIterator<Item = Frame>>(&mut self, frames: I) {
+        if let Some(f) = frames.into_iter().next() {
+            self.0 = Some(f);
+        }
+    }
+}
+
 /// Removes a subscriber from its channel when the [`StreamSubscription`] is dropped.
 pub(crate) trait Unsubscribe: Send + Sync {
     fn unsubscribe(&self, key: &str, id: u64);
@@ -264,10 +276,10 @@ impl StreamSubscription {
             return Some(f);
         }
         let log = self.log.as_ref()?;
-        let mut one = Vec::with_capacity(1);
+        let mut one = One(None);
         let park = cx.is_some().then_some(&mut q.parked);
         log.read(&self.shared, &mut one, 1, park, false);
-        let f = one.pop();
+        let f = one.0;
         if f.is_none()
             && let Some(cx) = cx
             && !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
