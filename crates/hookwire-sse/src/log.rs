@@ -383,6 +383,37 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_overflows_a_lagging_subscriber_and_a_frame_too_big_for_it() {
+        let counters = Arc::new(Counters::default());
+        let f = frame(1).len();
+        let limits = QueueLimits {
+            frames: 100,
+            bytes: 3 * f,
+        };
+        let log = StreamLog::new(limits, Arc::clone(&counters));
+        let (slow, fast) = pair(&log);
+        let mut out = Vec::new();
+        for v in 1..=4 {
+            log.append(&frame(v));
+            log.read(&fast, &mut out, usize::MAX, None, false);
+        }
+        assert_eq!(counters.resyncs.load(Ordering::Relaxed), 1);
+        assert!(log.overflowed(&slow) && !log.overflowed(&fast));
+        let held_bytes = crate::lock(&log.state).bytes;
+        assert!(held_bytes <= limits.bytes, "{held_bytes}");
+        // A frame over the whole bound can reach nobody: the up-to-date subscriber overflows
+        // too, and the log keeps nothing of it.
+        let big = Frame::patch(5, 5, format!("{{\"5\":\"{}\"}}", "x".repeat(4 * f)));
+        log.append(&big);
+        assert!(log.overflowed(&fast));
+        assert_eq!(held(&log), 0);
+        out.clear();
+        log.read(&fast, &mut out, usize::MAX, None, false);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind(), crate::FrameKind::Resync);
+    }
+
+    #[test]
     fn a_parked_subscriber_is_returned_by_the_next_append_once() {
         let (log, _) = log(16);
         let a = sub(1);
