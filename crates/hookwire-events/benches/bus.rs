@@ -271,7 +271,16 @@ async fn recovery_round(server: &RedisServer, pad: &str) -> f64 {
         .await
         .expect("group");
     let publisher = bus(server, &stream, "publisher", CLAIM_IDLE).await;
-    produce(&publisher, ORPHANS, pad).await;
+    // One entry per event (`publish`, 100 at a time): `publish_many` would pack them, and the
+    // figure is about 10 000 pending entries.
+    for start in (0..ORPHANS).step_by(PUBLISH_BATCH) {
+        let mut set = tokio::task::JoinSet::new();
+        for i in start..(start + PUBLISH_BATCH).min(ORPHANS) {
+            let (b, e) = (publisher.clone(), event(i, pad, 0));
+            set.spawn(async move { b.publish(e).await.expect("publish") });
+        }
+        while set.join_next().await.is_some() {}
+    }
     // The doomed consumer takes every entry and dies without acknowledging any.
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
@@ -285,6 +294,16 @@ async fn recovery_round(server: &RedisServer, pad: &str) -> f64 {
         .query_async(&mut raw)
         .await
         .expect("read");
+    let (held, ..): (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(&key)
+        .arg("g")
+        .query_async(&mut raw)
+        .await
+        .expect("pending");
+    assert_eq!(
+        held, ORPHANS,
+        "the doomed consumer holds one entry per event"
+    );
     let died = Instant::now();
     let survivor = bus(server, &stream, "survivor", CLAIM_IDLE).await;
     let finish = Finish::new(ORPHANS, 1);

@@ -120,24 +120,26 @@ async fn run<C>(
     }
 }
 
-/// Runs the handler for one entry unless it is not for broadcast readers.
+/// Runs the handler for each event of one entry that is for broadcast readers.
 async fn deliver(spec: &SubSpec, e: super::value::Entry) {
-    // Redriven dead letters are addressed to one group only.
-    if e.field(b"g").is_some() {
-        return;
-    }
-    let name = e.field(b"t").and_then(|t| std::str::from_utf8(t).ok());
-    if !name.is_some_and(|n| spec.pattern.matches(n)) {
-        return;
-    }
-    let Some(Ok(event)) = e.field(b"e").map(serde_json::from_slice::<Event>) else {
-        tracing::error!(id = %e.id, "broadcast skipped an unreadable entry");
-        return;
-    };
-    match spec.runner.run(event).await {
-        Outcome::Done => {}
-        Outcome::Retry(c) | Outcome::Dead(c) => {
-            tracing::warn!(id = %e.id, error = ?c, "broadcast handler failed");
+    for p in e.parts() {
+        // Redriven dead letters are addressed to one group only.
+        if p.group.is_some() {
+            continue;
+        }
+        let name = p.name.and_then(|t| std::str::from_utf8(t).ok());
+        if !name.is_some_and(|n| spec.pattern.matches(n)) {
+            continue;
+        }
+        let Ok(event) = serde_json::from_slice::<Event>(p.event) else {
+            tracing::error!(id = %e.id, "broadcast skipped an unreadable event");
+            continue;
+        };
+        match spec.runner.run(event).await {
+            Outcome::Done => {}
+            Outcome::Retry(c) | Outcome::Dead(c) => {
+                tracing::warn!(id = %e.id, error = ?c, "broadcast handler failed");
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! hopeless, acknowledges in batches; sweeps up entries dead consumers left behind.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -38,9 +39,43 @@ fn reconnect_backoff() -> Backoff {
     Backoff::exponential(Duration::from_millis(100)).with_max(Duration::from_secs(5))
 }
 
-struct Item {
+/// One entry being worked on: acknowledged once each of its events is finished (handled,
+/// skipped or parked).
+struct Pack {
     sid: usize,
     id: String,
+    /// Whether the entry holds several events (their counters are kept per event).
+    packed: bool,
+    left: AtomicUsize,
+    /// What the acknowledgement takes along: the counters of events that failed on the way
+    /// (or were parked), and the budget permit of an entry of one event.
+    done: Mutex<(Vec<String>, Vec<OwnedSemaphorePermit>)>,
+}
+
+impl Pack {
+    /// The counters' reference of event `part`.
+    fn event_ref(&self, part: usize) -> String {
+        let r = entry_ref(self.sid, &self.id);
+        if self.packed {
+            format!("{r}#{part}")
+        } else {
+            r
+        }
+    }
+}
+
+/// The entry's reference in the failure counters and dead letters.
+pub(super) fn entry_ref(sid: usize, id: &str) -> String {
+    if sid == MAIN {
+        id.to_owned()
+    } else {
+        format!("{}/{id}", sid - 1)
+    }
+}
+
+struct Item {
+    pack: Arc<Pack>,
+    part: usize,
     event: Event,
     failed: bool,
     permit: OwnedSemaphorePermit,
@@ -49,8 +84,9 @@ struct Item {
 struct Ack {
     sid: usize,
     id: String,
-    failed: bool,
-    _permit: Option<OwnedSemaphorePermit>,
+    /// Counter references to forget.
+    clear: Vec<String>,
+    _permits: Vec<OwnedSemaphorePermit>,
 }
 
 pub(super) struct Consumer<C> {
@@ -148,15 +184,6 @@ where
         *self.stop.borrow()
     }
 
-    /// The entry's reference in the failure counters and dead letters.
-    fn entry_ref(sid: usize, id: &str) -> String {
-        if sid == MAIN {
-            id.to_owned()
-        } else {
-            format!("{}/{id}", sid - 1)
-        }
-    }
-
     async fn run(self: Arc<Self>, rx: mpsc::UnboundedReceiver<Ack>) {
         let acker = tokio::spawn(self.clone().acker(rx));
         let sweeper = tokio::spawn(self.clone().sweeper());
@@ -204,6 +231,8 @@ where
             .map(|(i, s)| (s.as_str(), i))
             .collect();
         let mut failures = 0u32;
+        // Events per entry seen by recent reads, in sixteenths (packs hold several).
+        let mut per_entry = 16usize;
         loop {
             if self.is_stopped() {
                 return;
@@ -224,9 +253,11 @@ where
             };
             let set = self.read_set();
             pending.retain(|sid, _| set.contains(sid));
-            // `COUNT` is per stream: together the streams return at most the free budget.
-            let count = (self.budget.available_permits() / set.len().max(1))
-                .clamp(1, self.shared.cfg.read_batch);
+            // `COUNT` is per stream and in entries: together the streams return about the
+            // free budget in events, packs counted at the size recent reads saw.
+            let count =
+                (self.budget.available_permits() * 16 / per_entry.max(16) / set.len().max(1))
+                    .clamp(1, self.shared.cfg.read_batch);
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP")
                 .arg(&self.group)
@@ -252,12 +283,20 @@ where
                 cmd.arg(*cursor);
             }
             let history = !pending.is_empty();
+            // A reply can reach this loop long after Redis handed its entries out (a large
+            // read, a busy runtime); a sweep may have taken such an entry over, run and
+            // acknowledged it meanwhile. Acknowledgements are noted until the reply is held.
+            self.watch_acks();
             let res: redis::RedisResult<Value> = tokio::select! {
                 r = cmd.query_async(c) => r,
-                () = stopped(&mut stop) => return,
+                () = stopped(&mut stop) => {
+                    self.unwatch_acks();
+                    return;
+                }
             };
             match res {
                 Err(e) => {
+                    self.unwatch_acks();
                     tracing::warn!(group = %self.group, error = %e, "event read failed; resuming from pending entries");
                     if e.code() == Some("NOGROUP") {
                         // The stream or group vanished (a Redis restart without persistence,
@@ -295,20 +334,31 @@ where
                         && !*blocking
                         && sleep_or_stop(&mut stop, POLL).await
                     {
+                        self.unwatch_acks();
                         return;
                     }
                     // Held at once, before any await: a sweep must not take over (and run) an
                     // entry this read returned while an earlier one waits for the budget.
                     let mut fresh = Vec::new();
+                    let mut parts = 0usize;
                     {
+                        let acked = lock(&self.acked);
                         let mut inflight = lock(&self.inflight);
                         for sid in set {
                             for e in got.remove(&sid).unwrap_or_default() {
-                                if inflight.insert((sid, e.id.clone())) {
+                                let r = (sid, e.id.clone());
+                                if !acked.1.contains(&r) && inflight.insert(r) {
+                                    parts += e.parts().len().max(1);
                                     fresh.push((sid, e));
                                 }
                             }
                         }
+                    }
+                    self.unwatch_acks();
+                    if !fresh.is_empty() {
+                        // Events per entry in sixteenths, smoothed over reads.
+                        let now = parts * 16 / fresh.len();
+                        per_entry = (per_entry * 3 + now) / 4;
                     }
                     for (sid, e) in fresh {
                         self.dispatch_held(sid, e).await;
@@ -324,9 +374,57 @@ where
         self.send_ack(Ack {
             sid,
             id,
-            failed: false,
-            _permit: None,
+            clear: Vec::new(),
+            _permits: Vec::new(),
         });
+    }
+
+    /// Marks one event of `pack` finished; the last one acknowledges the entry.
+    fn finish(&self, pack: &Pack, clear: Option<String>, permit: Option<OwnedSemaphorePermit>) {
+        let (clear, permits) = {
+            let mut d = lock(&pack.done);
+            d.0.extend(clear);
+            // A pack's events give their budget back as they finish: a pack may hold more
+            // events than the budget has permits. An entry of one event keeps its permit until
+            // acknowledged, which bounds what waits for the acker.
+            if !pack.packed {
+                d.1.extend(permit);
+            }
+            if pack.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+                return;
+            }
+            (std::mem::take(&mut d.0), std::mem::take(&mut d.1))
+        };
+        self.send_ack(Ack {
+            sid: pack.sid,
+            id: pack.id.clone(),
+            clear,
+            _permits: permits,
+        });
+    }
+
+    /// Parks every event of an entry (it took its consumers down too often, or holds no
+    /// event at all) and acknowledges it.
+    pub(super) async fn park_entry(&self, sid: usize, e: &Entry, why: String) -> Result<()> {
+        let n = e.parts().len();
+        if n <= 1 {
+            self.fail(sid, &e.id, None, vec![why], true).await?;
+            return Ok(());
+        }
+        let mut clear = Vec::with_capacity(n);
+        for part in 0..n {
+            let r = format!("{}#{part}", entry_ref(sid, &e.id));
+            self.fail(sid, &e.id, Some((part, r.clone())), vec![why.clone()], true)
+                .await?;
+            clear.push(r);
+        }
+        self.send_ack(Ack {
+            sid,
+            id: e.id.clone(),
+            clear,
+            _permits: Vec::new(),
+        });
+        Ok(())
     }
 
     fn send_ack(&self, a: Ack) {
@@ -358,76 +456,106 @@ where
         }
     }
 
-    /// Dispatches an entry already marked in flight by the caller.
+    /// Dispatches an entry already marked in flight by the caller: each of its events joins
+    /// its partition key's lane.
     async fn dispatch_held(self: &Arc<Self>, sid: usize, e: Entry) {
         if e.fields.is_none() {
             tracing::error!(group = %self.group, id = %e.id, "a pending entry was trimmed before it was handled");
             return self.skip(sid, e.id);
         }
-        if e.field(b"g").is_some_and(|g| g != self.group.as_bytes()) {
-            return self.skip(sid, e.id);
-        }
-        let name = e.field(b"t").and_then(|t| std::str::from_utf8(t).ok());
-        if !name.is_some_and(|n| self.spec.pattern.matches(n)) {
-            return self.skip(sid, e.id);
-        }
-        // A partition this node is giving up: the entry stays pending for the next owner.
-        if !self.may_run(sid) {
+        let parts = e.parts();
+        if parts.is_empty() {
+            tracing::error!(group = %self.group, id = %e.id, "parking an entry without an event");
+            if let Err(err) = self
+                .park_entry(sid, &e, "entry has no event".to_owned())
+                .await
+            {
+                tracing::warn!(error = %err, "cannot park an unreadable entry; it stays pending");
+            }
             lock(&self.inflight).remove(&(sid, e.id));
             return;
         }
-        let event: Event = match e.field(b"e").map(serde_json::from_slice) {
-            Some(Ok(ev)) => ev,
-            other => {
-                let why = match other {
-                    Some(Err(err)) => format!("malformed event: {err}"),
-                    _ => "entry has no event".to_owned(),
-                };
-                tracing::error!(group = %self.group, id = %e.id, why, "parking an unreadable entry");
-                if let Err(err) = self.fail(sid, &e.id, vec![why], true).await {
-                    tracing::warn!(error = %err, "cannot park an unreadable entry; it stays pending");
-                }
+        let pack = Arc::new(Pack {
+            sid,
+            id: e.id.clone(),
+            packed: parts.len() > 1,
+            left: AtomicUsize::new(parts.len()),
+            done: Mutex::new((Vec::new(), Vec::new())),
+        });
+        for (part, p) in parts.iter().enumerate() {
+            let ours = p.group.is_none_or(|g| g == self.group.as_bytes())
+                && p.name
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .is_some_and(|n| self.spec.pattern.matches(n));
+            if !ours {
+                self.finish(&pack, None, None);
+                continue;
+            }
+            // A partition this node is giving up: the entry stays pending for the next owner.
+            if !self.may_run(sid) {
                 lock(&self.inflight).remove(&(sid, e.id));
                 return;
             }
-        };
-        let mut stop = self.stop.clone();
-        let permit = tokio::select! {
-            p = self.budget.clone().acquire_owned() => p.ok(),
-            () = stopped(&mut stop) => None,
-        };
-        let Some(permit) = permit else {
-            lock(&self.inflight).remove(&(sid, e.id));
-            return;
-        };
-        let key = match e.field(b"k") {
-            Some(k) => String::from_utf8_lossy(k).into_owned(),
-            None => format!("\0{}", e.id),
-        };
-        let item = Item {
-            sid,
-            id: e.id,
-            event,
-            failed: false,
-            permit,
-        };
-        let mut lanes = lock(&self.lanes);
-        if let Some(q) = lanes.get_mut(&key) {
-            q.push_back(item);
-            return;
+            let event: Event = match serde_json::from_slice(p.event) {
+                Ok(ev) => ev,
+                Err(err) => {
+                    let why = format!("malformed event: {err}");
+                    tracing::error!(group = %self.group, id = %e.id, part, why, "parking an unreadable event");
+                    let r = pack.event_ref(part);
+                    let at = pack.packed.then(|| (part, r.clone()));
+                    match self.fail(sid, &e.id, at, vec![why], true).await {
+                        Ok(_) if pack.packed => self.finish(&pack, Some(r), None),
+                        Ok(_) => {
+                            lock(&self.inflight).remove(&(sid, e.id));
+                            return;
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot park an unreadable event; it stays pending");
+                            lock(&self.inflight).remove(&(sid, e.id));
+                            return;
+                        }
+                    }
+                    continue;
+                }
+            };
+            let mut stop = self.stop.clone();
+            let permit = tokio::select! {
+                p = self.budget.clone().acquire_owned() => p.ok(),
+                () = stopped(&mut stop) => None,
+            };
+            let Some(permit) = permit else {
+                lock(&self.inflight).remove(&(sid, e.id));
+                return;
+            };
+            let key = match p.key {
+                Some(k) => String::from_utf8_lossy(k).into_owned(),
+                None => format!("\0{}#{part}", e.id),
+            };
+            let item = Item {
+                pack: pack.clone(),
+                part,
+                event,
+                failed: false,
+                permit,
+            };
+            let mut lanes = lock(&self.lanes);
+            if let Some(q) = lanes.get_mut(&key) {
+                q.push_back(item);
+                continue;
+            }
+            lanes.insert(key.clone(), VecDeque::new());
+            drop(lanes);
+            let me = self.clone();
+            let mut tasks = lock(&self.lane_tasks);
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn(me.lane(key, item));
         }
-        lanes.insert(key.clone(), VecDeque::new());
-        drop(lanes);
-        let me = self.clone();
-        let mut tasks = lock(&self.lane_tasks);
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(me.lane(key, item));
     }
 
     /// Runs one partition key's entries in order until its queue is empty.
     async fn lane(self: Arc<Self>, key: String, first: Item) {
         let mut item = first;
-        let sid = item.sid;
+        let sid = item.pack.sid;
         loop {
             if !self.process(item).await || !self.may_run(sid) {
                 break;
@@ -449,41 +577,44 @@ where
         let rest = lock(&self.lanes).remove(&key).unwrap_or_default();
         let mut inflight = lock(&self.inflight);
         for it in rest {
-            inflight.remove(&(it.sid, it.id));
+            inflight.remove(&(it.pack.sid, it.pack.id.clone()));
         }
     }
 
-    /// Delivers one entry until it is acknowledged or parked (true), or the consumer stops
-    /// or gives up the entry's partition first (false; it stays pending).
+    /// Delivers one event until it is finished or parked (true), or the consumer stops or
+    /// gives up the event's partition first (false; its entry stays pending).
     async fn process(&self, mut item: Item) -> bool {
-        let mut halt = self.halt(item.sid);
+        let sid = item.pack.sid;
+        let mut halt = self.halt(sid);
+        let ref_ = item.pack.event_ref(item.part);
+        let at = item.pack.packed.then(|| (item.part, ref_.clone()));
         loop {
             let outcome = {
                 let _slot = self.slots.acquire().await;
                 // Checked after the wait for a slot: the lease may have gone meanwhile.
-                if !self.may_run(item.sid) {
-                    lock(&self.inflight).remove(&(item.sid, item.id));
+                if !self.may_run(sid) {
+                    lock(&self.inflight).remove(&(sid, item.pack.id.clone()));
                     return false;
                 }
                 self.spec.runner.run(item.event.clone()).await
             };
             let (chain, park) = match outcome {
                 Outcome::Done => {
-                    self.send_ack(Ack {
-                        sid: item.sid,
-                        id: item.id,
-                        failed: item.failed,
-                        _permit: Some(item.permit),
-                    });
+                    let clear = item.failed.then_some(ref_);
+                    self.finish(&item.pack, clear, Some(item.permit));
                     return true;
                 }
                 Outcome::Retry(c) => (c, false),
                 Outcome::Dead(c) => (c, true),
             };
-            let delay = match self.fail(item.sid, &item.id, chain, park).await {
+            let delay = match self.fail(sid, &item.pack.id, at.clone(), chain, park).await {
                 Ok((true, n)) => {
-                    tracing::warn!(group = %self.group, id = %item.id, event.id = %item.event.id, attempts = n, "event moved to the dead letters");
-                    lock(&self.inflight).remove(&(item.sid, item.id));
+                    tracing::warn!(group = %self.group, id = %item.pack.id, event.id = %item.event.id, attempts = n, "event moved to the dead letters");
+                    if item.pack.packed {
+                        self.finish(&item.pack, Some(ref_), Some(item.permit));
+                    } else {
+                        lock(&self.inflight).remove(&(sid, item.pack.id.clone()));
+                    }
                     return true;
                 }
                 Ok((false, n)) => {
@@ -491,14 +622,14 @@ where
                     self.spec.delivery.backoff.delay(n.saturating_sub(1))
                 }
                 Err(e) => {
-                    tracing::warn!(group = %self.group, id = %item.id, error = %e, "cannot record a failed delivery; retrying");
+                    tracing::warn!(group = %self.group, id = %item.pack.id, error = %e, "cannot record a failed delivery; retrying");
                     self.spec.delivery.backoff.delay(0)
                 }
             };
-            // The handler slot is free while the entry waits; later entries of this key wait
+            // The handler slot is free while the event waits; later events of this key wait
             // behind it, other keys keep flowing.
-            if sleep_or_stop(&mut halt, delay).await || !self.may_run(item.sid) {
-                lock(&self.inflight).remove(&(item.sid, item.id));
+            if sleep_or_stop(&mut halt, delay).await || !self.may_run(sid) {
+                lock(&self.inflight).remove(&(sid, item.pack.id.clone()));
                 return false;
             }
         }
@@ -513,11 +644,13 @@ where
         part.unwrap_or_else(|| self.stop.clone())
     }
 
-    /// Records a failed delivery; returns (parked, failures so far).
+    /// Records a failed delivery of entry `id` (of its event `part`, with that event's counter
+    /// reference, when the entry is a pack); returns (parked, failures so far).
     pub(super) async fn fail(
         &self,
         sid: usize,
         id: &str,
+        part: Option<(usize, String)>,
         chain: Vec<String>,
         park: bool,
     ) -> Result<(bool, u32)> {
@@ -535,8 +668,11 @@ where
             .arg(chain)
             .arg(hookwire_core::time::unix_millis())
             .arg(self.spec.delivery.max_deliveries)
-            .arg(if park { "1" } else { "0" })
-            .arg(Self::entry_ref(sid, id));
+            .arg(if park { "1" } else { "0" });
+        match part {
+            Some((n, r)) => inv.arg(r).arg(n),
+            None => inv.arg(entry_ref(sid, id)).arg(""),
+        };
         let mut c = self.shared.conn.clone();
         let (parked, n): (u8, u32) = inv.invoke_async(&mut c).await.map_err(Error::transport)?;
         Ok((parked == 1, n))
@@ -570,11 +706,7 @@ where
                     .arg(ids)
                     .ignore();
             }
-            let failed: Vec<String> = batch
-                .iter()
-                .filter(|a| a.failed)
-                .map(|a| Self::entry_ref(a.sid, &a.id))
-                .collect();
+            let failed: Vec<&String> = batch.iter().flat_map(|a| &a.clear).collect();
             if !failed.is_empty() {
                 pipe.hdel(k.attempts(&self.group), &failed)
                     .ignore()

@@ -68,9 +68,14 @@ pub(crate) struct Config {
 ///   follows the cursor to the end, at start-up and every `claim_idle / 2`. Entries a node is
 ///   still working on (handler running or waiting for a retry) are kept fresh, so they are not
 ///   taken from it.
-/// - **Retries** are counted per (group, entry) in Redis; the entry waits in its partition
+/// - **Packs**: `publish_many` writes the events of a call that go to one stream as packs of
+///   up to 100 events (64 KiB) per entry; their events are delivered, retried and parked one
+///   by one, and the entry is acknowledged with its last event. A recovered pack runs again
+///   whole (at least once).
+/// - **Retries** are counted per (group, event) in Redis; the event waits in its partition
 ///   key's lane with the handler slot free, and after `max_deliveries` failures one script
-///   copies the whole event with its failures into the dead letters and acknowledges it.
+///   copies the whole event with its failures into the dead letters and acknowledges it (or,
+///   in a pack, marks it parked).
 /// - **Retention**: once the stream is longer than [`retention`](RedisStreams::retention),
 ///   entries every group has finished are trimmed; past [`max_len`](RedisStreams::max_len)
 ///   the stream is cut anyway and each group that lost unfinished entries gets an overrun
@@ -222,7 +227,8 @@ where
         self
     }
 
-    /// Length above which finished entries are trimmed (default 100 000, at least 1).
+    /// Length (in entries: a pack is one) above which finished entries are trimmed (default
+    /// 100 000, at least 1).
     #[must_use]
     pub fn retention(mut self, n: u64) -> Self {
         self.cfg.retention = n;
@@ -391,6 +397,33 @@ where
     }
 }
 
+/// Events per pack: the most one stream entry holds.
+pub(crate) const PACK_EVENTS: usize = 100;
+/// Bytes of events per pack; a larger event travels in an entry of its own.
+pub(crate) const PACK_BYTES: usize = 64 * 1024;
+
+/// Splits one stream's events (in order) into packs within [`PACK_EVENTS`] and [`PACK_BYTES`].
+fn packs<'a>(events: &'a [&'a Encoded]) -> impl Iterator<Item = &'a [&'a Encoded]> + 'a {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && n < PACK_EVENTS {
+            bytes += rest[n].bytes.len();
+            if n > 0 && bytes > PACK_BYTES {
+                break;
+            }
+            n += 1;
+        }
+        let (pack, tail) = rest.split_at(n);
+        rest = tail;
+        Some(pack)
+    })
+}
+
 struct StreamsDriver<C> {
     shared: Arc<Shared<C>>,
 }
@@ -457,25 +490,35 @@ where
     fn publish<'a>(&'a self, batch: &'a [Encoded]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.shared.ensure_maintenance();
-            let mut pipe = redis::pipe();
-            if batch.len() > 1 {
-                pipe.atomic();
-            }
+            let keys = &self.shared.keys;
+            // Per stream, in publish order: the events of one stream are packed into as few
+            // entries as the pack limits allow (one entry, one PEL record and one ack for up
+            // to `PACK_EVENTS` events).
+            let mut per_stream: Vec<(usize, Vec<&Encoded>)> = Vec::new();
             for e in batch {
-                let keys = &self.shared.keys;
-                let stream = &keys.streams[keys.stream_for(e.key.as_deref().map(str::as_bytes))];
-                let c = pipe
-                    .cmd("XADD")
-                    .arg(stream)
-                    .arg("*")
-                    .arg("e")
-                    .arg(&e.bytes)
-                    .arg("t")
-                    .arg(&e.event.name);
-                if let Some(k) = &e.key {
-                    c.arg("k").arg(k);
+                let sid = keys.stream_for(e.key.as_deref().map(str::as_bytes));
+                match per_stream.iter_mut().find(|(s, _)| *s == sid) {
+                    Some((_, es)) => es.push(e),
+                    None => per_stream.push((sid, vec![e])),
                 }
-                c.ignore();
+            }
+            let mut pipe = redis::pipe();
+            let mut entries = 0usize;
+            for (sid, events) in &per_stream {
+                for pack in packs(events) {
+                    let c = pipe.cmd("XADD").arg(&keys.streams[*sid]).arg("*");
+                    for e in pack {
+                        c.arg("e").arg(&e.bytes).arg("t").arg(&e.event.name);
+                        if let Some(k) = &e.key {
+                            c.arg("k").arg(k);
+                        }
+                    }
+                    c.ignore();
+                    entries += 1;
+                }
+            }
+            if entries > 1 {
+                pipe.atomic();
             }
             let mut conn = self.shared.conn.clone();
             pipe.query_async::<()>(&mut conn)
@@ -609,5 +652,40 @@ where
             }
             _ => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(len: usize) -> Encoded {
+        Encoded {
+            event: Event::new("a", serde_json::Value::Null),
+            bytes: vec![b'x'; len],
+            key: None,
+        }
+    }
+
+    fn sizes(events: &[Encoded]) -> Vec<usize> {
+        let refs: Vec<&Encoded> = events.iter().collect();
+        packs(&refs).map(<[_]>::len).collect()
+    }
+
+    #[test]
+    fn packs_hold_at_most_100_events_and_64_kib_and_keep_order() {
+        assert_eq!(
+            sizes(&(0..250).map(|_| encoded(10)).collect::<Vec<_>>()),
+            [100, 100, 50]
+        );
+        // 1 000-byte events: 65 fit in 64 KiB.
+        assert_eq!(
+            sizes(&(0..100).map(|_| encoded(1000)).collect::<Vec<_>>()),
+            [65, 35]
+        );
+        // An event over the byte limit travels alone, between its neighbours.
+        let mixed = vec![encoded(10), encoded(PACK_BYTES + 1), encoded(10)];
+        assert_eq!(sizes(&mixed), [1, 1, 1]);
+        assert!(sizes(&[]).is_empty());
     }
 }

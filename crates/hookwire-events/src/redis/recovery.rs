@@ -108,7 +108,7 @@ where
                     "handed to a consumer {n} times without an outcome (the consumer died or stalled each time)"
                 );
                 tracing::error!(group = %self.group, id = %e.id, "{why}");
-                self.fail(sid, &e.id, vec![why], true).await?;
+                self.park_entry(sid, &e, why).await?;
                 continue;
             }
             self.dispatch(sid, e).await;

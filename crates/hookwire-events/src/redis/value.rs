@@ -9,13 +9,35 @@ pub(crate) struct Entry {
     pub(crate) fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
+/// One event of an entry. An entry holds one event, or several that one `publish_many` sent
+/// to the same stream (a pack): each starts at its `e` field, and the `t`, `k` and `g` fields
+/// after it belong to it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Part<'a> {
+    pub(crate) event: &'a [u8],
+    pub(crate) name: Option<&'a [u8]>,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) group: Option<&'a [u8]>,
+}
+
 impl Entry {
-    pub(crate) fn field(&self, name: &[u8]) -> Option<&[u8]> {
-        self.fields
-            .as_ref()?
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+    /// The entry's events in publish order; empty when it holds none (or was deleted).
+    pub(crate) fn parts(&self) -> Vec<Part<'_>> {
+        let mut out: Vec<Part<'_>> = Vec::new();
+        for (k, v) in self.fields.iter().flatten() {
+            let v = v.as_slice();
+            match (k.as_slice(), out.last_mut()) {
+                (b"e", _) => out.push(Part {
+                    event: v,
+                    ..Part::default()
+                }),
+                (b"t", Some(p)) => p.name = Some(v),
+                (b"k", Some(p)) => p.key = Some(v),
+                (b"g", Some(p)) => p.group = Some(v),
+                _ => {}
+            }
+        }
+        out
     }
 }
 
@@ -86,5 +108,60 @@ pub(crate) fn read_streams(v: Value) -> Vec<(String, Vec<Entry>)> {
             })
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fields: &[(&str, &str)]) -> Entry {
+        Entry {
+            id: "1-0".to_owned(),
+            fields: Some(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_pack_splits_at_each_event_field_and_keeps_each_events_own_fields() {
+        let e = entry(&[
+            ("e", "A"),
+            ("t", "a.x"),
+            ("k", "k1"),
+            ("e", "B"),
+            ("t", "b.y"),
+            ("e", "C"),
+            ("t", "c.z"),
+            ("g", "billing"),
+        ]);
+        let p = e.parts();
+        assert_eq!(p.len(), 3);
+        assert_eq!(
+            (p[0].event, p[0].name, p[0].key),
+            (&b"A"[..], Some(&b"a.x"[..]), Some(&b"k1"[..]))
+        );
+        assert_eq!(
+            (p[1].event, p[1].name, p[1].key, p[1].group),
+            (&b"B"[..], Some(&b"b.y"[..]), None, None)
+        );
+        assert_eq!((p[2].event, p[2].group), (&b"C"[..], Some(&b"billing"[..])));
+    }
+
+    #[test]
+    fn fields_before_any_event_and_deleted_entries_give_no_parts() {
+        assert!(entry(&[("t", "a"), ("k", "b")]).parts().is_empty());
+        let gone = Entry {
+            id: "1-0".to_owned(),
+            fields: None,
+        };
+        assert!(gone.parts().is_empty());
+        let one = entry(&[("t", "early"), ("e", "A"), ("t", "a.x")]);
+        assert_eq!(one.parts().len(), 1);
+        assert_eq!(one.parts()[0].name, Some(&b"a.x"[..]));
     }
 }

@@ -41,6 +41,34 @@ async fn xlen(r: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
     redis::cmd("XLEN").arg(key).query_async(r).await.unwrap()
 }
 
+/// Publishes each event in a stream entry of its own (`publish_many` packs them).
+async fn publish_each(bus: &Bus, events: Vec<Event>) {
+    for e in events {
+        bus.publish(e).await.unwrap();
+    }
+}
+
+async fn hlen(r: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("HLEN").arg(key).query_async(r).await.unwrap()
+}
+
+/// Redrives dead letter `id` and returns the bytes of the first event the (healed) handler
+/// recorded in `got`.
+async fn redrive_and_receive(
+    dl: &hookwire_events::DeadLetters<'_>,
+    id: &str,
+    got: &Mutex<Vec<Vec<u8>>>,
+) -> Vec<u8> {
+    dl.redrive(id).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !got.lock().unwrap().is_empty()
+        })
+        .await
+    );
+    got.lock().unwrap()[0].clone()
+}
+
 fn events(n: usize, name: &str) -> Vec<Event> {
     (0..n)
         .map(|i| Event::new(name, json!({"i": i})).with_id(format!("{name}-{i}")))
@@ -218,14 +246,7 @@ async fn a_poison_event_is_parked_after_exactly_max_deliveries_and_redrives_byte
         "parked events are not retried"
     );
     poison.store(false, Ordering::SeqCst);
-    dl.redrive(&d.id).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            !got.lock().unwrap().is_empty()
-        })
-        .await
-    );
-    assert_eq!(got.lock().unwrap()[0], bytes);
+    assert_eq!(redrive_and_receive(&dl, &d.id, &got).await, bytes);
     assert!(dl.get(&d.id).await.unwrap().is_none());
     assert!(dl.redrive(&d.id).await.unwrap_err().kind() == hookwire_events::ErrorKind::NotFound);
     bus.shutdown().await;
@@ -399,17 +420,23 @@ async fn read_and_die(server: &RedisServer, group: &str, consumer: &str) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_consumers_10000_pending_entries_reach_another_node_within_claim_idle_plus_5s() {
+/// A consumer reads 10 000 events (one entry each, or in packs of 100) and dies; another node
+/// handles each exactly once within `claim_idle` (1 s here) + 5 s and acknowledges all.
+async fn a_dead_consumers_events_reach_another_node(packed: bool) {
     let server = redis();
     let publisher = node(&server, "publisher").await;
     let mut r = raw(&server).await;
     create_group(&mut r, STREAM, "g").await;
-    for chunk in events(10_000, "job.created").chunks(1000) {
-        publisher.publish_many(chunk.to_vec()).await.unwrap();
+    if packed {
+        for chunk in events(10_000, "job.created").chunks(1000) {
+            publisher.publish_many(chunk.to_vec()).await.unwrap();
+        }
+    } else {
+        publish_each(&publisher, events(10_000, "job.created")).await;
     }
     read_and_die(&server, "g", "dead-node").await;
-    assert_eq!(pending(&mut r, "g").await, 10_000);
+    let entries = if packed { 100 } else { 10_000 };
+    assert_eq!(pending(&mut r, "g").await, entries);
     let died = Instant::now();
     let seen: Seen = Arc::default();
     let survivor = node(&server, "survivor").await;
@@ -423,9 +450,26 @@ async fn a_dead_consumers_10000_pending_entries_reach_another_node_within_claim_
     .await;
     let took = died.elapsed();
     assert!(all, "redelivered {} of 10000", seen.lock().unwrap().len());
-    // claim_idle is 1 s in these tests.
     assert!(took < Duration::from_secs(6), "took {took:?}");
+    assert!(seen.lock().unwrap().values().all(|&n| n == 1), "each once");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let mut r = r.clone();
+            async move { pending(&mut r, "g").await == 0 }
+        })
+        .await
+    );
     survivor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_consumers_10000_pending_entries_reach_another_node_within_claim_idle_plus_5s() {
+    a_dead_consumers_events_reach_another_node(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_consumers_packs_reach_another_node_whole() {
+    a_dead_consumers_events_reach_another_node(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,7 +547,7 @@ async fn trimming_keeps_what_a_lagging_group_needs_and_the_hard_cap_reports_an_o
     let mut r = raw(&server).await;
     // A group that exists but reads nothing (its node is down).
     create_group(&mut r, STREAM, "lagging").await;
-    bus.publish_many(events(100, "a")).await.unwrap();
+    publish_each(&bus, events(100, "a")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let len = xlen(&mut r, STREAM).await;
     assert_eq!(len, 100, "nothing the lagging group needs is trimmed");
@@ -541,7 +585,7 @@ async fn trimming_keeps_what_a_lagging_group_needs_and_the_hard_cap_reports_an_o
     let capped = fast(t).build().unwrap();
     let key = "hw:{capped}:s";
     create_group(&mut r, key, "slow").await;
-    capped.publish_many(events(100, "a")).await.unwrap();
+    publish_each(&capped, events(100, "a")).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
             capped.overruns("slow").await.unwrap() >= 1
@@ -879,6 +923,55 @@ async fn an_unreadable_entry_is_parked_with_its_bytes_and_does_not_stop_the_rest
     bus.shutdown().await;
 }
 
+/// The entries pending in group `g`, oldest first.
+async fn pending_ids(r: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let rows: Vec<Vec<redis::Value>> = redis::cmd("XPENDING")
+        .arg(STREAM)
+        .arg("g")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(r)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| match &row[0] {
+            redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+/// Four more consumers of group `g` take entry `id` over and die too (each takeover is a
+/// delivery), then a survivor node with `max_deliveries` 5 subscribes.
+async fn four_more_deaths_then_a_survivor(
+    server: &RedisServer,
+    r: &mut redis::aio::MultiplexedConnection,
+    id: &str,
+    seen: &Seen,
+) -> (Bus, hookwire_events::BusSubscription) {
+    for n in 0..4 {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(STREAM)
+            .arg("g")
+            .arg(format!("crashed-{n}"))
+            .arg(0)
+            .arg(id)
+            .query_async(r)
+            .await
+            .unwrap();
+    }
+    let bus = fast(streams(server, "survivor").await)
+        .max_deliveries(5)
+        .build()
+        .unwrap();
+    let sub = bus
+        .subscribe(Group::at_end("g"), "*", counting(seen))
+        .await
+        .unwrap();
+    (bus, sub)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_that_keeps_killing_its_consumer_is_parked_after_max_deliveries() {
     let server = redis();
@@ -894,40 +987,9 @@ async fn an_entry_that_keeps_killing_its_consumer_is_parked_after_max_deliveries
         .await
         .unwrap();
     read_and_die(&server, "g", "crashed").await;
-    // Four more consumers took "killer" over and died too (each takeover is a delivery).
-    let ids: Vec<Vec<redis::Value>> = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg("g")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query_async(&mut r)
-        .await
-        .unwrap();
-    let killer = match &ids[0][0] {
-        redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
-        other => panic!("{other:?}"),
-    };
-    for n in 0..4 {
-        let _: redis::Value = redis::cmd("XCLAIM")
-            .arg(STREAM)
-            .arg("g")
-            .arg(format!("crashed-{n}"))
-            .arg(0)
-            .arg(&killer)
-            .query_async(&mut r)
-            .await
-            .unwrap();
-    }
+    let killer = pending_ids(&mut r).await.remove(0);
     let seen: Seen = Arc::default();
-    let bus = fast(streams(&server, "survivor").await)
-        .max_deliveries(5)
-        .build()
-        .unwrap();
-    let _sub = bus
-        .subscribe(Group::at_end("g"), "*", counting(&seen))
-        .await
-        .unwrap();
+    let (bus, _sub) = four_more_deaths_then_a_survivor(&server, &mut r, &killer, &seen).await;
     let dl = bus.dead_letters();
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -995,5 +1057,131 @@ async fn consumers_that_are_gone_and_hold_nothing_are_forgotten() {
         .await
     );
     assert!(consumers().await.contains("n1"));
+    bus.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_many_packs_events_and_a_poison_event_in_a_pack_is_parked_alone() {
+    let server = redis();
+    let bus = fast(streams(&server, "n1").await)
+        .max_deliveries(3)
+        .build()
+        .unwrap();
+    let seen: Seen = Arc::default();
+    let heal = Arc::new(AtomicBool::new(false));
+    let bad_runs = Arc::new(AtomicU32::new(0));
+    let got_bad: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let (s, h, b, g) = (
+        seen.clone(),
+        heal.clone(),
+        bad_runs.clone(),
+        got_bad.clone(),
+    );
+    let _sub = bus
+        .subscribe(Group::at_end("g"), "*", move |e: Event| {
+            let (s, h, b, g) = (s.clone(), h.clone(), b.clone(), g.clone());
+            async move {
+                if e.id == "bad" {
+                    b.fetch_add(1, Ordering::SeqCst);
+                    if !h.load(Ordering::SeqCst) {
+                        return Err::<(), HandlerError>("always fails".into());
+                    }
+                    g.lock().unwrap().push(e.to_json_bytes());
+                    return Ok(());
+                }
+                *s.lock().unwrap().entry(e.id).or_insert(0) += 1;
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+    let mut batch = events(250, "a");
+    batch[120] = Event::new("a", json!({"poison": true})).with_id("bad");
+    let bad_bytes = batch[120].to_json_bytes();
+    bus.publish_many(batch).await.unwrap();
+    let mut r = raw(&server).await;
+    assert_eq!(
+        xlen(&mut r, STREAM).await,
+        3,
+        "packs of 100, 100 and 50 events"
+    );
+    let dl = bus.dead_letters();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            seen.lock().unwrap().len() == 249 && dl.list(10).await.unwrap().len() == 1
+        })
+        .await,
+        "handled {}",
+        seen.lock().unwrap().len()
+    );
+    assert!(
+        seen.lock().unwrap().values().all(|&n| n == 1),
+        "each event once"
+    );
+    let d = dl.list(10).await.unwrap().remove(0);
+    assert_eq!(d.event.id, "bad");
+    assert_eq!(d.event_bytes, bad_bytes);
+    assert_eq!((d.attempts, d.failures.len()), (3, 3));
+    assert_eq!(bad_runs.load(Ordering::SeqCst), 3);
+    // The pack is acknowledged once all its events finished, and its counters are gone.
+    let r2 = raw(&server).await;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let mut r = r2.clone();
+            async move { pending(&mut r, "g").await == 0 }
+        })
+        .await
+    );
+    assert_eq!(hlen(&mut r, "hw:{events}:att:g").await, 0);
+    assert_eq!(hlen(&mut r, "hw:{events}:err:g").await, 0);
+    heal.store(true, Ordering::SeqCst);
+    assert_eq!(redrive_and_receive(&dl, &d.id, &got_bad).await, bad_bytes);
+    bus.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_that_keeps_killing_its_consumer_is_parked_event_by_event() {
+    let server = redis();
+    let mut r = raw(&server).await;
+    create_group(&mut r, STREAM, "g").await;
+    let publisher = node(&server, "publisher").await;
+    publisher.publish_many(events(3, "a")).await.unwrap();
+    read_and_die(&server, "g", "crashed").await;
+    let ids = pending_ids(&mut r).await;
+    assert_eq!(ids.len(), 1, "one pack");
+    let pack = ids[0].clone();
+    let seen: Seen = Arc::default();
+    let (bus, _sub) = four_more_deaths_then_a_survivor(&server, &mut r, &pack, &seen).await;
+    let dl = bus.dead_letters();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            dl.list(10).await.unwrap().len() == 3
+        })
+        .await
+    );
+    let mut parked: Vec<String> = dl
+        .list(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            assert_eq!(d.original_id, pack);
+            d.event.id
+        })
+        .collect();
+    parked.sort();
+    assert_eq!(parked, ["a-0", "a-1", "a-2"]);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the handler never ran them"
+    );
+    let r2 = raw(&server).await;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let mut r = r2.clone();
+            async move { pending(&mut r, "g").await == 0 }
+        })
+        .await
+    );
     bus.shutdown().await;
 }
