@@ -1,10 +1,10 @@
 //! One group subscription on one node: reads its own pending entries first, then new ones —
 //! from the main stream and from the streams of the partitions it holds (see `lease`); runs
-//! each partition key's events in order in a lane of its own; records failures, parks the
-//! hopeless, acknowledges in batches; sweeps up entries dead consumers left behind.
+//! each partition key's events in order in a lane of its own (failures, parking and
+//! acknowledgements: `finish`; sweeps of what dead consumers left behind: `recovery`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -14,11 +14,12 @@ use redis::aio::ConnectionLike;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::finish::{Ack, Pack};
 use super::keys::MAIN;
 use super::lease::Part;
 use super::value::{Entry, read_streams};
-use super::{BLOCK, POLL, Shared, scripts};
-use crate::error::{Error, Result};
+use super::{BLOCK, POLL, Shared};
+use crate::error::Result;
 use crate::runner::Outcome;
 use crate::transport::{Control, Start, SubSpec, sleep_or_stop, stopped};
 
@@ -35,42 +36,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Back-off between reconnect attempts.
-fn reconnect_backoff() -> Backoff {
+pub(super) fn reconnect_backoff() -> Backoff {
     Backoff::exponential(Duration::from_millis(100)).with_max(Duration::from_secs(5))
-}
-
-/// One entry being worked on: acknowledged once each of its events is finished (handled,
-/// skipped or parked).
-struct Pack {
-    sid: usize,
-    id: String,
-    /// Whether the entry holds several events (their counters are kept per event).
-    packed: bool,
-    left: AtomicUsize,
-    /// What the acknowledgement takes along: the counters of events that failed on the way
-    /// (or were parked), and the budget permit of an entry of one event.
-    done: Mutex<(Vec<String>, Vec<OwnedSemaphorePermit>)>,
-}
-
-impl Pack {
-    /// The counters' reference of event `part`.
-    fn event_ref(&self, part: usize) -> String {
-        let r = entry_ref(self.sid, &self.id);
-        if self.packed {
-            format!("{r}#{part}")
-        } else {
-            r
-        }
-    }
-}
-
-/// The entry's reference in the failure counters and dead letters.
-pub(super) fn entry_ref(sid: usize, id: &str) -> String {
-    if sid == MAIN {
-        id.to_owned()
-    } else {
-        format!("{}/{id}", sid - 1)
-    }
 }
 
 struct Item {
@@ -79,14 +46,6 @@ struct Item {
     event: Event,
     failed: bool,
     permit: OwnedSemaphorePermit,
-}
-
-struct Ack {
-    sid: usize,
-    id: String,
-    /// Counter references to forget.
-    clear: Vec<String>,
-    _permits: Vec<OwnedSemaphorePermit>,
 }
 
 pub(super) struct Consumer<C> {
@@ -103,7 +62,7 @@ pub(super) struct Consumer<C> {
     slots: Arc<Semaphore>,
     /// Entries held in memory at once.
     budget: Arc<Semaphore>,
-    acks: Mutex<Option<mpsc::UnboundedSender<Ack>>>,
+    pub(super) acks: Mutex<Option<mpsc::UnboundedSender<Ack>>>,
     pub(super) stop: watch::Receiver<bool>,
     /// The partitions this node holds in this group.
     pub(super) parts: Mutex<HashMap<u16, Part>>,
@@ -369,70 +328,6 @@ where
         }
     }
 
-    /// Acknowledges an entry this group does not handle.
-    fn skip(&self, sid: usize, id: String) {
-        self.send_ack(Ack {
-            sid,
-            id,
-            clear: Vec::new(),
-            _permits: Vec::new(),
-        });
-    }
-
-    /// Marks one event of `pack` finished; the last one acknowledges the entry.
-    fn finish(&self, pack: &Pack, clear: Option<String>, permit: Option<OwnedSemaphorePermit>) {
-        let (clear, permits) = {
-            let mut d = lock(&pack.done);
-            d.0.extend(clear);
-            // A pack's events give their budget back as they finish: a pack may hold more
-            // events than the budget has permits. An entry of one event keeps its permit until
-            // acknowledged, which bounds what waits for the acker.
-            if !pack.packed {
-                d.1.extend(permit);
-            }
-            if pack.left.fetch_sub(1, Ordering::AcqRel) != 1 {
-                return;
-            }
-            (std::mem::take(&mut d.0), std::mem::take(&mut d.1))
-        };
-        self.send_ack(Ack {
-            sid: pack.sid,
-            id: pack.id.clone(),
-            clear,
-            _permits: permits,
-        });
-    }
-
-    /// Parks every event of an entry (it took its consumers down too often, or holds no
-    /// event at all) and acknowledges it.
-    pub(super) async fn park_entry(&self, sid: usize, e: &Entry, why: String) -> Result<()> {
-        let n = e.parts().len();
-        if n <= 1 {
-            self.fail(sid, &e.id, None, vec![why], true).await?;
-            return Ok(());
-        }
-        let mut clear = Vec::with_capacity(n);
-        for part in 0..n {
-            let r = format!("{}#{part}", entry_ref(sid, &e.id));
-            self.fail(sid, &e.id, Some((part, r.clone())), vec![why.clone()], true)
-                .await?;
-            clear.push(r);
-        }
-        self.send_ack(Ack {
-            sid,
-            id: e.id.clone(),
-            clear,
-            _permits: Vec::new(),
-        });
-        Ok(())
-    }
-
-    fn send_ack(&self, a: Ack) {
-        if let Some(tx) = lock(&self.acks).as_ref() {
-            let _ = tx.send(a);
-        }
-    }
-
     /// Whether entries of stream `sid` may start a handler call now: always on the main
     /// stream, on a partition's stream while this node holds it and is not giving it up.
     pub(super) fn may_run(&self, sid: usize) -> bool {
@@ -642,104 +537,5 @@ where
             .filter(|_| sid != MAIN)
             .and_then(|p| lock(&self.parts).get(&p).map(Part::halt));
         part.unwrap_or_else(|| self.stop.clone())
-    }
-
-    /// Records a failed delivery of entry `id` (of its event `part`, with that event's counter
-    /// reference, when the entry is a pack); returns (parked, failures so far).
-    pub(super) async fn fail(
-        &self,
-        sid: usize,
-        id: &str,
-        part: Option<(usize, String)>,
-        chain: Vec<String>,
-        park: bool,
-    ) -> Result<(bool, u32)> {
-        let k = &self.shared.keys;
-        let chain = serde_json::to_string(&chain).unwrap_or_else(|_| "[]".to_owned());
-        let mut inv = scripts::FAIL.prepare_invoke();
-        inv.key(&k.streams[sid])
-            .key(k.attempts(&self.group))
-            .key(k.failures(&self.group))
-            .key(&k.dl_events)
-            .key(&k.dl_records)
-            .key(&k.dl_index)
-            .arg(&self.group)
-            .arg(id)
-            .arg(chain)
-            .arg(hookwire_core::time::unix_millis())
-            .arg(self.spec.delivery.max_deliveries)
-            .arg(if park { "1" } else { "0" });
-        match part {
-            Some((n, r)) => inv.arg(r).arg(n),
-            None => inv.arg(entry_ref(sid, id)).arg(""),
-        };
-        let mut c = self.shared.conn.clone();
-        let (parked, n): (u8, u32) = inv.invoke_async(&mut c).await.map_err(Error::transport)?;
-        Ok((parked == 1, n))
-    }
-
-    /// Acknowledges in batches; a failed batch is retried until Redis answers or, once the
-    /// consumer stops, given up (those entries stay pending and are delivered again).
-    async fn acker(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Ack>) {
-        let mut stop = self.stop.clone();
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < ACK_BATCH {
-                match rx.try_recv() {
-                    Ok(a) => batch.push(a),
-                    Err(_) => break,
-                }
-            }
-            let k = &self.shared.keys;
-            let mut pipe = redis::pipe();
-            let mut by_stream: Vec<(usize, Vec<&str>)> = Vec::new();
-            for a in &batch {
-                match by_stream.iter_mut().find(|(s, _)| *s == a.sid) {
-                    Some((_, ids)) => ids.push(&a.id),
-                    None => by_stream.push((a.sid, vec![&a.id])),
-                }
-            }
-            for (sid, ids) in &by_stream {
-                pipe.cmd("XACK")
-                    .arg(&k.streams[*sid])
-                    .arg(&self.group)
-                    .arg(ids)
-                    .ignore();
-            }
-            let failed: Vec<&String> = batch.iter().flat_map(|a| &a.clear).collect();
-            if !failed.is_empty() {
-                pipe.hdel(k.attempts(&self.group), &failed)
-                    .ignore()
-                    .hdel(k.failures(&self.group), &failed)
-                    .ignore();
-            }
-            let mut tries = 0u32;
-            loop {
-                let mut c = self.shared.conn.clone();
-                match pipe.query_async::<()>(&mut c).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tries += 1;
-                        tracing::warn!(group = %self.group, error = %e, "acknowledgement failed");
-                        if self.is_stopped() && tries >= 3 {
-                            break;
-                        }
-                        let d = reconnect_backoff().delay(tries - 1);
-                        if sleep_or_stop(&mut stop, d).await && tries >= 3 {
-                            break;
-                        }
-                    }
-                }
-            }
-            let mut acked = lock(&self.acked);
-            let mut inflight = lock(&self.inflight);
-            for a in batch {
-                let r = (a.sid, a.id);
-                inflight.remove(&r);
-                if acked.0 > 0 {
-                    acked.1.insert(r);
-                }
-            }
-        }
     }
 }

@@ -16,6 +16,7 @@ use crate::transport::{Control, Driver, Encoded, Mode, SubSpec, Transport};
 
 mod broadcast;
 mod consumer;
+mod finish;
 mod keys;
 mod lease;
 mod pubsub;
