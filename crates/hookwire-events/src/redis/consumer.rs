@@ -62,6 +62,10 @@ pub(super) struct Consumer<C> {
     slots: Arc<Semaphore>,
     /// Entries held in memory at once.
     budget: Arc<Semaphore>,
+    /// One dispatch at a time, in the order they began: an entry's events join their lanes
+    /// before a later entry's do (the read loop and a sweep may both dispatch, and a dispatch
+    /// waits for the budget between events).
+    dispatching: tokio::sync::Mutex<()>,
     pub(super) acks: Mutex<Option<mpsc::UnboundedSender<Ack>>>,
     pub(super) stop: watch::Receiver<bool>,
     /// The partitions this node holds in this group.
@@ -118,6 +122,7 @@ where
     let c = Arc::new(Consumer {
         slots: Arc::new(Semaphore::new(spec.delivery.concurrency)),
         budget: Arc::new(Semaphore::new(spec.delivery.max_in_flight)),
+        dispatching: tokio::sync::Mutex::new(()),
         shared,
         group,
         start,
@@ -354,6 +359,7 @@ where
     /// Dispatches an entry already marked in flight by the caller: each of its events joins
     /// its partition key's lane.
     async fn dispatch_held(self: &Arc<Self>, sid: usize, e: Entry) {
+        let _turn = self.dispatching.lock().await;
         if e.fields.is_none() {
             tracing::error!(group = %self.group, id = %e.id, "a pending entry was trimmed before it was handled");
             return self.skip(sid, e.id);
