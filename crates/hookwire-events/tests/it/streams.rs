@@ -920,6 +920,50 @@ async fn an_unreadable_entry_is_parked_with_its_bytes_and_does_not_stop_the_rest
         .await
     );
     assert_eq!(pending(&mut r, "g").await, 0);
+    // In a pack, the unreadable event is parked alone; its neighbours run and the pack is
+    // acknowledged.
+    let good = |id: &str| {
+        String::from_utf8(Event::new("a", json!(2)).with_id(id).to_json_bytes()).unwrap()
+    };
+    let _: String = redis::cmd("XADD")
+        .arg(STREAM)
+        .arg("*")
+        .arg("e")
+        .arg(good("before"))
+        .arg("t")
+        .arg("a")
+        .arg("e")
+        .arg("{broken")
+        .arg("t")
+        .arg("a")
+        .arg("e")
+        .arg(good("after"))
+        .arg("t")
+        .arg("a")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let s = seen.lock().unwrap().clone();
+            s.contains_key("before")
+                && s.contains_key("after")
+                && dl.list(5).await.unwrap().len() == 2
+        })
+        .await
+    );
+    let broken = dl.list(5).await.unwrap().remove(1);
+    assert_eq!(broken.event_bytes, b"{broken");
+    assert!(broken.id.ends_with("#1"), "{}", broken.id);
+    let r2 = raw(&server).await;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let mut r = r2.clone();
+            async move { pending(&mut r, "g").await == 0 }
+        })
+        .await
+    );
+    assert_eq!(hlen(&mut r, "hw:{events}:att:g").await, 0);
     bus.shutdown().await;
 }
 
