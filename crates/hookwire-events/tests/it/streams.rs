@@ -69,6 +69,19 @@ async fn redrive_and_receive(
     got.lock().unwrap()[0].clone()
 }
 
+/// Asserts that group `g` holds nothing pending within 5 s.
+async fn nothing_pending_soon(server: &RedisServer) {
+    let r = raw(server).await;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let mut r = r.clone();
+            async move { pending(&mut r, "g").await == 0 }
+        })
+        .await,
+        "entries of group g still pending"
+    );
+}
+
 fn events(n: usize, name: &str) -> Vec<Event> {
     (0..n)
         .map(|i| Event::new(name, json!({"i": i})).with_id(format!("{name}-{i}")))
@@ -452,13 +465,7 @@ async fn a_dead_consumers_events_reach_another_node(packed: bool) {
     assert!(all, "redelivered {} of 10000", seen.lock().unwrap().len());
     assert!(took < Duration::from_secs(6), "took {took:?}");
     assert!(seen.lock().unwrap().values().all(|&n| n == 1), "each once");
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let mut r = r.clone();
-            async move { pending(&mut r, "g").await == 0 }
-        })
-        .await
-    );
+    nothing_pending_soon(&server).await;
     survivor.shutdown().await;
 }
 
@@ -955,14 +962,7 @@ async fn an_unreadable_entry_is_parked_with_its_bytes_and_does_not_stop_the_rest
     let broken = dl.list(5).await.unwrap().remove(1);
     assert_eq!(broken.event_bytes, b"{broken");
     assert!(broken.id.ends_with("#1"), "{}", broken.id);
-    let r2 = raw(&server).await;
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let mut r = r2.clone();
-            async move { pending(&mut r, "g").await == 0 }
-        })
-        .await
-    );
+    nothing_pending_soon(&server).await;
     assert_eq!(hlen(&mut r, "hw:{events}:att:g").await, 0);
     bus.shutdown().await;
 }
@@ -1168,14 +1168,7 @@ async fn publish_many_packs_events_and_a_poison_event_in_a_pack_is_parked_alone(
     assert_eq!((d.attempts, d.failures.len()), (3, 3));
     assert_eq!(bad_runs.load(Ordering::SeqCst), 3);
     // The pack is acknowledged once all its events finished, and its counters are gone.
-    let r2 = raw(&server).await;
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let mut r = r2.clone();
-            async move { pending(&mut r, "g").await == 0 }
-        })
-        .await
-    );
+    nothing_pending_soon(&server).await;
     assert_eq!(hlen(&mut r, "hw:{events}:att:g").await, 0);
     assert_eq!(hlen(&mut r, "hw:{events}:err:g").await, 0);
     heal.store(true, Ordering::SeqCst);
@@ -1219,13 +1212,6 @@ async fn a_pack_that_keeps_killing_its_consumer_is_parked_event_by_event() {
         seen.lock().unwrap().is_empty(),
         "the handler never ran them"
     );
-    let r2 = raw(&server).await;
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let mut r = r2.clone();
-            async move { pending(&mut r, "g").await == 0 }
-        })
-        .await
-    );
+    nothing_pending_soon(&server).await;
     bus.shutdown().await;
 }
