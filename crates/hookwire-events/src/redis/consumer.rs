@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use super::finish::{Ack, Pack};
 use super::keys::MAIN;
 use super::lease::Part;
-use super::value::{Entry, read_streams};
+use super::value::{Entry, EntryEvent, read_streams};
 use super::{BLOCK, POLL, Shared};
 use crate::error::Result;
 use crate::runner::Outcome;
@@ -312,7 +312,7 @@ where
                             for e in got.remove(&sid).unwrap_or_default() {
                                 let r = (sid, e.id.clone());
                                 if !acked.1.contains(&r) && inflight.insert(r) {
-                                    parts += e.parts().len().max(1);
+                                    parts += e.event_count().max(1);
                                     fresh.push((sid, e));
                                 }
                             }
@@ -331,6 +331,15 @@ where
                 }
             }
         }
+    }
+
+    /// Whether this group handles an event: not addressed to another group (a redriven dead
+    /// letter), and of a type its pattern matches.
+    pub(super) fn is_ours(&self, p: &EntryEvent<'_>) -> bool {
+        p.group.is_none_or(|g| g == self.group.as_bytes())
+            && p.name
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .is_some_and(|n| self.spec.pattern.matches(n))
     }
 
     /// Whether entries of stream `sid` may start a handler call now: always on the main
@@ -384,11 +393,7 @@ where
             done: Mutex::new((Vec::new(), Vec::new())),
         });
         for (part, p) in parts.iter().enumerate() {
-            let ours = p.group.is_none_or(|g| g == self.group.as_bytes())
-                && p.name
-                    .and_then(|t| std::str::from_utf8(t).ok())
-                    .is_some_and(|n| self.spec.pattern.matches(n));
-            if !ours {
+            if !self.is_ours(p) {
                 self.finish(&pack, None, None);
                 continue;
             }
@@ -487,8 +492,8 @@ where
     async fn process(&self, mut item: Item) -> bool {
         let sid = item.pack.sid;
         let mut halt = self.halt(sid);
-        let ref_ = item.pack.event_ref(item.part);
-        let at = item.pack.packed.then(|| (item.part, ref_.clone()));
+        // The counters' reference is built only once the event has failed.
+        let event_ref = |item: &Item| item.pack.event_ref(item.part);
         loop {
             let outcome = {
                 let _slot = self.slots.acquire().await;
@@ -501,18 +506,19 @@ where
             };
             let (chain, park) = match outcome {
                 Outcome::Done => {
-                    let clear = item.failed.then_some(ref_);
+                    let clear = item.failed.then(|| event_ref(&item));
                     self.finish(&item.pack, clear, Some(item.permit));
                     return true;
                 }
                 Outcome::Retry(c) => (c, false),
                 Outcome::Dead(c) => (c, true),
             };
-            let delay = match self.fail(sid, &item.pack.id, at.clone(), chain, park).await {
+            let at = item.pack.packed.then(|| (item.part, event_ref(&item)));
+            let delay = match self.fail(sid, &item.pack.id, at, chain, park).await {
                 Ok((true, n)) => {
                     tracing::warn!(group = %self.group, id = %item.pack.id, event.id = %item.event.id, attempts = n, "event moved to the dead letters");
                     if item.pack.packed {
-                        self.finish(&item.pack, Some(ref_), Some(item.permit));
+                        self.finish(&item.pack, Some(event_ref(&item)), Some(item.permit));
                     } else {
                         lock(&self.inflight).remove(&(sid, item.pack.id.clone()));
                     }

@@ -100,16 +100,19 @@ where
         });
     }
 
-    /// Parks every event of an entry (it took its consumers down too often, or holds no
-    /// event at all) and acknowledges it.
+    /// Parks an entry (it took its consumers down too often, or holds no event at all) and
+    /// acknowledges it: of a pack, every event this group handles (the others never ran here).
     pub(super) async fn park_entry(&self, sid: usize, e: &Entry, why: String) -> Result<()> {
-        let n = e.parts().len();
-        if n <= 1 {
+        let parts = e.parts();
+        if parts.len() <= 1 {
             self.fail(sid, &e.id, None, vec![why], true).await?;
             return Ok(());
         }
-        let mut clear = Vec::with_capacity(n);
-        for part in 0..n {
+        let mut clear = Vec::with_capacity(parts.len());
+        for (part, p) in parts.iter().enumerate() {
+            if !self.is_ours(p) {
+                continue;
+            }
             let r = format!("{}#{part}", entry_ref(sid, &e.id));
             self.fail(sid, &e.id, Some((part, r.clone())), vec![why.clone()], true)
                 .await?;

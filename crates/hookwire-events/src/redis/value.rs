@@ -13,7 +13,7 @@ pub(crate) struct Entry {
 /// to the same stream (a pack): each starts at its `e` field, and the `t`, `k` and `g` fields
 /// after it belong to it.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Part<'a> {
+pub(crate) struct EntryEvent<'a> {
     pub(crate) event: &'a [u8],
     pub(crate) name: Option<&'a [u8]>,
     pub(crate) key: Option<&'a [u8]>,
@@ -21,15 +21,24 @@ pub(crate) struct Part<'a> {
 }
 
 impl Entry {
+    /// How many events the entry holds (its `e` fields).
+    pub(crate) fn event_count(&self) -> usize {
+        self.fields
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.as_slice() == b"e")
+            .count()
+    }
+
     /// The entry's events in publish order; empty when it holds none (or was deleted).
-    pub(crate) fn parts(&self) -> Vec<Part<'_>> {
-        let mut out: Vec<Part<'_>> = Vec::new();
+    pub(crate) fn parts(&self) -> Vec<EntryEvent<'_>> {
+        let mut out: Vec<EntryEvent<'_>> = Vec::new();
         for (k, v) in self.fields.iter().flatten() {
             let v = v.as_slice();
             match (k.as_slice(), out.last_mut()) {
-                (b"e", _) => out.push(Part {
+                (b"e", _) => out.push(EntryEvent {
                     event: v,
-                    ..Part::default()
+                    ..EntryEvent::default()
                 }),
                 (b"t", Some(p)) => p.name = Some(v),
                 (b"k", Some(p)) => p.key = Some(v),
@@ -141,6 +150,7 @@ mod tests {
         ]);
         let p = e.parts();
         assert_eq!(p.len(), 3);
+        assert_eq!(e.event_count(), 3);
         assert_eq!(
             (p[0].event, p[0].name, p[0].key),
             (&b"A"[..], Some(&b"a.x"[..]), Some(&b"k1"[..]))
