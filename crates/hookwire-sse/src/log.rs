@@ -297,6 +297,20 @@ mod tests {
         (a, b)
     }
 
+    /// Appends frames `versions` while `reader` reads each as it comes (the other subscribers
+    /// fall behind).
+    fn append_read_by(
+        log: &StreamLog,
+        reader: &Arc<SubShared>,
+        versions: std::ops::RangeInclusive<u64>,
+        out: &mut Vec<Frame>,
+    ) {
+        for v in versions {
+            log.append(&frame(v));
+            log.read(reader, out, usize::MAX, None, false);
+        }
+    }
+
     fn held(log: &StreamLog) -> usize {
         crate::lock(&log.state).frames.len()
     }
@@ -358,10 +372,7 @@ mod tests {
         let (log, counters) = log(2);
         let (slow, fast) = pair(&log);
         let mut out = Vec::new();
-        for v in 1..=2 {
-            log.append(&frame(v));
-            log.read(&fast, &mut out, usize::MAX, None, false);
-        }
+        append_read_by(&log, &fast, 1..=2, &mut out);
         assert_eq!(counters.resyncs.load(Ordering::Relaxed), 0);
         log.append(&frame(3));
         assert_eq!(
@@ -393,10 +404,7 @@ mod tests {
         let log = StreamLog::new(limits, Arc::clone(&counters));
         let (slow, fast) = pair(&log);
         let mut out = Vec::new();
-        for v in 1..=4 {
-            log.append(&frame(v));
-            log.read(&fast, &mut out, usize::MAX, None, false);
-        }
+        append_read_by(&log, &fast, 1..=4, &mut out);
         assert_eq!(counters.resyncs.load(Ordering::Relaxed), 1);
         assert!(log.overflowed(&slow) && !log.overflowed(&fast));
         let held_bytes = crate::lock(&log.state).bytes;
